@@ -1,0 +1,45 @@
+"""`quanta bench NAME`: benchmarks that measure ratios side by side in one process.
+
+Each capability keeps its benchmark next to its code as a module with `run(args) -> dict`; this
+module only dispatches and writes the numbers to `--out/bench_NAME.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from .io import atomic_write_json
+
+BENCHES: dict[str, str] = {
+    "lm": "quanta_interp.lm.bench",
+    "sparse-parity": "quanta_interp.quanta.sparse_parity_bench",
+    "qdg": "quanta_interp.quanta.discover_bench",
+    "lottery": "quanta_interp.lottery.bench",
+    "langstats": "quanta_interp.langstats.bench",
+    "passuntil": "quanta_interp.passuntil.bench",
+    "neurons": "quanta_interp.neurons.bench",
+    "executors": "quanta_interp.executors_bench",
+}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=sorted(BENCHES), help="which benchmark")
+    parser.add_argument("--out", default="runs/bench", help="folder for bench_NAME.json (default: runs/bench)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module(BENCHES[args.name])
+    except ModuleNotFoundError as e:
+        raise ValueError(f"benchmark {args.name!r} is not part of this build yet") from e
+    result = module.run(args)
+    path = atomic_write_json(Path(args.out) / f"bench_{args.name}.json", result)
+    print(json.dumps(result, indent=2, default=str))
+    print(f"wrote {path}")
+    return 0

