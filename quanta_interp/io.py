@@ -156,7 +156,7 @@ class Sweep:
         self.keys = [config_key(c) for c in self.configs]
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("configs: the sweep has duplicate configs")
-        manifest = {"name": name, "runs": [{"key": k, "config": c} for k, c in zip(self.keys, self.configs)]}
+        manifest = {"name": name, "runs": [{"key": k, "config": c} for k, c in zip(self.keys, self.configs, strict=True)]}
         path = self.root / "manifest.json"
         if path.exists():
             old = read_json(path)

@@ -13,3 +13,11 @@ def tmp_cache(tmp_path, monkeypatch):
     """An empty, private $QUANTA_CACHE for tests that must not see the shared cache."""
     monkeypatch.setenv("QUANTA_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M from the registry asset, loaded once for the whole test session."""
+    from quanta_interp import lm
+
+    return lm.load("smollm2")
