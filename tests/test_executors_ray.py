@@ -1,0 +1,66 @@
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from quanta_interp.executors import map_runs
+
+ray = pytest.importorskip("ray", reason="Ray is part of the [test] extra; install it with pip install -e '.[test]'")
+sys.path.insert(0, os.path.dirname(__file__))
+import _ray_jobs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}})
+    yield ray
+    ray.shutdown()
+
+
+def test_same_numbers_on_serial_processes_and_ray(local_ray, tmp_path):
+    configs = [{"seed": s, "lr": lr} for s in range(3) for lr in (0.05, 0.1)]
+    serial = map_runs(_ray_jobs.tiny_regression, configs, backend="serial")
+    procs = map_runs(_ray_jobs.tiny_regression, configs, backend="processes", workers=2)
+    on_ray = map_runs(_ray_jobs.tiny_regression, configs, backend="ray", root=tmp_path / "ray")
+    assert serial == procs == on_ray
+    assert len({r["loss"] for r in serial}) == len(configs)  # the runs really differ
+    assert len(list((tmp_path / "ray" / "runs").glob("*/result.json"))) == len(configs)
+
+
+def test_killed_worker_is_retried_and_nothing_is_lost(local_ray, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    configs = [{"i": i, "sleep": 30, "marks": str(marks)} for i in range(4)]
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(r=map_runs(_ray_jobs.sleepy, configs, backend="ray",
+                                                                     root=tmp_path / "sweep", retries=2)))
+    thread.start()
+    pid_file = marks / "run0-0.pid"
+    deadline = time.time() + 60
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    thread.join(timeout=120)
+    assert [r["i"] for r in out["r"]] == [0, 1, 2, 3]
+    assert out["r"][0]["attempt"] == 1  # run 0 ran again after its worker died
+    assert len(list((tmp_path / "sweep" / "runs").glob("*/result.json"))) == 4
+
+
+def test_resources_no_node_offers_is_one_line_and_starts_nothing(local_ray, tmp_path):
+    with pytest.raises(ValueError, match="no Ray node offers"):
+        map_runs(_ray_jobs.tiny_regression, [{"seed": 0, "lr": 0.1}], backend="ray",
+                 resources={"num_gpus": 1}, root=tmp_path / "gpu")
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_unreachable_address_is_one_line():
+    code = ("from quanta_interp.executors import map_runs\n"
+            "try:\n map_runs(print, [{}], backend='ray', address='127.0.0.1:9')\n"
+            "except ValueError as e:\n print('ValueError:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "ValueError: Ray address '127.0.0.1:9' is unreachable" in proc.stdout
