@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "add_common", "GROUPS"]
+__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
 GROUPS: dict[str, tuple[str, str]] = {
     "sparse-parity": ("quanta_interp.quanta.sparse_parity_cli", "multitask sparse parity: train, sweep, fit, neurons"),
@@ -39,6 +39,22 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, devic
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     if device:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    """Options for commands that run sweeps: where the runs execute (see `executors.map_runs`)."""
+    parser.add_argument("--backend", choices=("serial", "processes", "ray"), default="serial",
+                        help="where runs execute (default: serial)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel runs for 'processes'")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster: 'auto', HOST:PORT or ray://HOST:PORT (default: start a local Ray)")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs each run asks Ray for (default: 0)")
+
+
+def backend_kwargs(args: argparse.Namespace) -> dict:
+    """The `map_runs` keyword arguments chosen by `add_backend`'s options."""
+    return {"backend": args.backend, "workers": args.workers, "address": args.address,
+            "resources": {"num_cpus": 1, "num_gpus": args.gpus_per_run}}
 
 
 def positive_int(text: str) -> int:
