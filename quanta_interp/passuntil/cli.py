@@ -1,0 +1,135 @@
+"""`quanta passuntil run|fit|predict|emergence|pass-at-k`.
+
+`run` samples a model (`lm.load` spec) on instances from a JSONL file or a built-in task and writes
+result.json (task PU with CI, per-instance counts, model size). The other commands take points as
+`--n ... --pu ...` or the result folders of several `run`s (`--runs A B C`: per-instance tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cli import add_common, positive_int
+from ..io import RunDir, atomic_write_json, read_json
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", help="sample until r passes per instance; task PU with CI")
+    add_common(p, out="runs/passuntil", device=True)
+    p.add_argument("--model", required=True, help="lm.load spec: a run folder of `quanta lm train`, 'smollm2', ...")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--instances", help='JSONL file of {"prompt": ..., "answer": ...}')
+    src.add_argument("--task", choices=["addition"], help="a built-in task (held-out instances)")
+    p.add_argument("--n-instances", type=positive_int, default=100, help="instances of --task (default 100)")
+    p.add_argument("--digits", type=positive_int, default=2, help="operand digits of --task addition (default 2)")
+    p.add_argument("--r", type=int, default=2, help="passes to wait for (default 2)")
+    p.add_argument("--k-max", type=int, default=100_000, help="samples per instance at most (default 1e5)")
+    p.add_argument("--batch-size", type=positive_int, default=1024)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=positive_int, default=None)
+    p.set_defaults(func=_run)
+    for name, help_text in (("fit", "fit log(−log PU) = log c − α log N"),
+                            ("predict", "fit, then predict PU at --at with a bootstrap CI"),
+                            ("emergence", "linear / convex / concave, and AIC of multi-step vs multi-circuit")):
+        p = sub.add_parser(name, help=help_text)
+        add_common(p, out="runs/passuntil_fit")
+        p.add_argument("--n", type=float, nargs="+", help="model sizes N")
+        p.add_argument("--pu", type=float, nargs="+", help="task PU per size, in (0, 1]")
+        p.add_argument("--runs", nargs="+", help="folders written by `passuntil run` (instead of --n/--pu)")
+        p.add_argument("--at", type=float, nargs="+", required=name == "predict", help="sizes to predict")
+        p.add_argument("--per-instance", action="store_true", help="fit each instance (needs --runs)")
+        p.add_argument("--significance", type=float, default=0.05, help="emergence test level (default 0.05)")
+        p.set_defaults(func=_analyse)
+    p = sub.add_parser("pass-at-k", help="unbiased pass@k from c passes in n samples, or from a rate p")
+    add_common(p, out="runs/passuntil_fit")
+    p.add_argument("--k", type=int, nargs="+", required=True)
+    p.add_argument("--n", type=int, help="samples drawn")
+    p.add_argument("--c", type=int, help="passes among them")
+    p.add_argument("--p", type=float, help="a pass rate instead of --n/--c")
+    p.set_defaults(func=_pass_at_k)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .. import lm
+    from .estimators import estimate_pass_rate, task_pass_rate
+    from .sampler import PassUntil, load_instances
+    from .tasks import builtin_instances
+
+    instances = (load_instances(args.instances) if args.instances else
+                 builtin_instances(args.task, args.n_instances, digits=args.digits, seed=args.seed))
+    sampler = PassUntil(r=args.r, k_max=args.k_max, batch_size=args.batch_size, temperature=args.temperature,
+                        top_k=args.top_k, seed=args.seed)
+    model = lm.load(args.model, device=args.device).eval()
+    tokenizer = getattr(model, "quanta_tokenizer", None)
+    config = {k: v for k, v in vars(args).items() if k not in ("func", "out", "device")}
+    run = RunDir(args.out, config)
+    records = sampler.run(model, instances, tokenizer=tokenizer, run_dir=run)
+    passes, samples = [r["passes"] for r in records], [r["samples"] for r in records]
+    method = "unbiased" if args.r >= 2 else "mle"
+    rates = estimate_pass_rate(passes, samples, r=args.r, method=method)
+    result = {"model": args.model, "n_params": lm.n_params(model), "N": lm.non_embedding_params(model),
+              "task": task_pass_rate(passes, samples, r=args.r, method=method, seed=args.seed),
+              "instances": [{**rec, "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
+                            for rec, e, lo, hi, lp in zip(records, rates.estimate, rates.lower, rates.upper,
+                                                          rates.log_p, strict=True)]}
+    run.write_result(result)
+    t = result["task"]
+    print(f"task PU {t['pu']:.4g} (95% CI {t['ci'][0]:.4g}–{t['ci'][1]:.4g}) over {t['n_instances']} instances, "
+          f"{t['total_samples']} samples; wrote {run.path / 'result.json'}")
+    return 0
+
+
+def _points(args: argparse.Namespace):
+    """(N, pu): a task-level vector from --n/--pu, or a sizes × instances table from --runs."""
+    import numpy as np
+
+    if args.runs:
+        results = [read_json(Path(r) / "result.json") for r in args.runs]
+        # per-instance fits use exp of the unbiased log-p (stored as null when no pass was seen)
+        table = [[(np.exp(i["log_p"]) if i["log_p"] is not None else 0.0) if args.per_instance else i["pu"]
+                  for i in res["instances"]] for res in results]
+        if len({len(row) for row in table}) != 1:
+            raise ValueError("--runs: every run must cover the same instances")
+        return np.array([res["N"] for res in results], dtype=float), np.array(table)
+    if not args.n or not args.pu or len(args.n) != len(args.pu):
+        raise ValueError("give --n and --pu with one PU per size, or --runs with `passuntil run` folders")
+    if args.per_instance:
+        raise ValueError("--per-instance needs --runs (per-instance pass rates)")
+    return np.array(args.n), np.array(args.pu)
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from .scaling import classify_emergence, fit_emergence_models, fit_task_scaling
+
+    N, pu = _points(args)
+    if args.cmd == "emergence":
+        out = {"emergence": classify_emergence(N, pu, significance=args.significance, seed=args.seed)}
+        if N.size >= 5:
+            out["models"] = fit_emergence_models(N, pu if pu.ndim == 1 else pu.mean(axis=1))
+    else:
+        out = fit_task_scaling(N, pu, predict_at=args.at, per_instance=args.per_instance, seed=args.seed).to_dict()
+    path = atomic_write_json(Path(args.out) / f"{args.cmd}.json", out)
+    print(json.dumps(out, indent=1, default=str))
+    print(f"wrote {path}")
+    return 0
+
+
+def _pass_at_k(args: argparse.Namespace) -> int:
+    from .estimators import pass_at_k, pass_at_k_from_rate
+
+    if args.p is not None:
+        values = pass_at_k_from_rate(args.p, args.k)
+    elif args.n is not None and args.c is not None:
+        values = pass_at_k(args.n, args.c, args.k)
+    else:
+        raise ValueError("pass-at-k needs --n and --c (samples and passes), or --p (a pass rate)")
+    values = [values] if isinstance(values, float) else values.tolist()
+    for k, v in zip(args.k, values, strict=True):
+        print(f"pass@{k} = {v:.6g}")
+    atomic_write_json(Path(args.out) / "pass_at_k.json", {"k": args.k, "pass_at_k": values})
+    return 0

@@ -1,0 +1,232 @@
+"""Sample until pass: per instance, draw continuations in growing batches until r passes or K_max.
+
+The model is a TransformerLens `TransformerBridge` (sampled here, batched, with temperature / top-k) or
+any callable `sample(instance, n, seed) -> list[str]`. Each batch gets its own seed derived from
+(seed, instance, batch), so results do not depend on order and a killed run resumes per instance.
+`exact_probability` gives P(answer | prompt) by teacher forcing, to validate sampler and estimators.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import RunDir, progress
+
+__all__ = ["Instance", "exact_match", "PassUntil", "bridge_sampler", "exact_probability", "load_instances"]
+
+Checker = Callable[[str, str], bool]
+SampleFn = Callable[["Instance", int, int], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A prompt and its reference answer; the checker decides whether a continuation passes."""
+
+    prompt: str
+    answer: str
+    id: str = ""
+
+    def __post_init__(self):
+        if not self.answer:
+            raise ValueError(f"instance {self.id or self.prompt[:30]!r}: answer must be a non-empty string")
+
+    @property
+    def key(self) -> str:
+        return self.id or f"{zlib.crc32((self.prompt + chr(0) + self.answer).encode()):08x}"
+
+
+def exact_match(completion: str, answer: str) -> bool:
+    """The default checker: the continuation equals the answer."""
+    return completion == answer
+
+
+def load_instances(path: str | Path) -> list[Instance]:
+    """Instances from a JSONL file of {"prompt": ..., "answer": ..., "id"?: ...}."""
+    out = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out.append(Instance(str(row["prompt"]), str(row["answer"]), str(row.get("id", ""))))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{i}: each line must be a JSON object with 'prompt' and 'answer' ({e})") from e
+    if not out:
+        raise ValueError(f"{path} holds no instances")
+    return out
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    try:
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    except TypeError:
+        return list(tokenizer.encode(text))
+
+
+def _filter_logits(logits, temperature: float, top_k: int | None):
+    import torch
+
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return logits
+
+
+def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: int | None = None,
+                   max_new_tokens: int | None = None, stop_on_mismatch: bool = False,
+                   device: str | None = None) -> SampleFn:
+    """A `sample(instance, n, seed)` for a TransformerBridge: n continuations of the answer's length.
+
+    Each step runs the model once per distinct prefix (all rows start from the same prompt), which
+    is exact. With `stop_on_mismatch` (valid for exact-match checking only) a row stops as soon as a
+    token differs from the answer's tokens; its prefix already fails, so only the cost changes.
+    """
+    import torch
+
+    tok = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ValueError("tokenizer: the model has no .tokenizer; pass one with encode/decode")
+    n_ctx = int(model.cfg.n_ctx)
+    dev = torch.device(device) if device else next(model.parameters()).device
+
+    @torch.inference_mode()
+    def sample(instance: Instance, n: int, seed: int) -> list[str]:
+        prompt, answer = _encode(tok, instance.prompt), _encode(tok, instance.answer)
+        steps = max_new_tokens or len(answer)
+        if not prompt or len(prompt) + steps > n_ctx:
+            raise ValueError(f"instance {instance.key}: prompt + {steps} new tokens must fit n_ctx={n_ctx} "
+                             "and the prompt must not be empty")
+        gen = torch.Generator(device=dev).manual_seed(int(seed))
+        seqs = torch.tensor(prompt, device=dev).repeat(n, 1)
+        seqs = torch.cat([seqs, torch.zeros(n, steps, dtype=seqs.dtype, device=dev)], dim=1)
+        alive = torch.arange(n, device=dev)
+        length = torch.full((n,), steps, device=dev)
+        for t in range(steps):
+            pos = len(prompt) + t
+            # rows with the same prefix share one next-token distribution: run each prefix once
+            prefixes, inverse = torch.unique(seqs[alive, :pos], dim=0, return_inverse=True)
+            logits = _filter_logits(model(prefixes)[:, -1, :], temperature, top_k)
+            nxt = torch.multinomial(torch.softmax(logits, -1)[inverse], 1, generator=gen).squeeze(1)
+            seqs[alive, pos] = nxt
+            if stop_on_mismatch and t < len(answer):
+                bad = nxt != answer[t]
+                length[alive[bad]] = t + 1
+                alive = alive[~bad]
+                if alive.numel() == 0:
+                    break
+        rows = seqs[:, len(prompt):].tolist()
+        return [tok.decode(row[: int(k)]) for row, k in zip(rows, length.tolist(), strict=True)]
+
+    return sample
+
+
+def exact_probability(model, instances: Sequence[Instance], tokenizer=None, *, temperature: float = 1.0,
+                      top_k: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """log P(answer tokens | prompt) under the sampling distribution, by one teacher-forced pass.
+
+    Exact for the sampler's pass rate when the answer has a unique tokenisation (e.g. characters);
+    otherwise a lower bound (other token sequences may spell the same answer).
+    """
+    import torch
+
+    tok = tokenizer if tokenizer is not None else model.tokenizer
+    pairs = [(_encode(tok, i.prompt), _encode(tok, i.answer)) for i in instances]
+    out = np.empty(len(pairs))
+    with torch.inference_mode():
+        for s in range(0, len(pairs), batch_size):
+            chunk = pairs[s:s + batch_size]
+            width = max(len(p) + len(a) for p, a in chunk)
+            x = torch.zeros(len(chunk), width, dtype=torch.long)  # right padding: causal, never attended
+            for j, (p, a) in enumerate(chunk):
+                x[j, : len(p) + len(a)] = torch.tensor(p + a)
+            logp = torch.log_softmax(_filter_logits(model(x), temperature, top_k), -1)
+            for j, (p, a) in enumerate(chunk):
+                pos = torch.arange(len(p) - 1, len(p) + len(a) - 1)
+                out[s + j] = float(logp[j, pos, torch.tensor(a)].sum())
+    return out
+
+
+class PassUntil:
+    """Sample each instance until `r` passes or `k_max` samples, in batches of up to `batch_size`.
+
+    `run(model, instances)` returns one record per instance: passes, samples (K: draws up to the r-th
+    pass, or all draws when censored), errors from the checker. Feed passes/samples to
+    `estimate_pass_rate` / `task_pass_rate`.
+    """
+
+    def __init__(self, r: int = 1, k_max: int = 100_000, *, batch_size: int = 1024, temperature: float = 1.0,
+                 top_k: int | None = None, max_new_tokens: int | None = None, checker: Checker | None = None,
+                 seed: int = 0):
+        if int(r) != r or r < 1:
+            raise ValueError(f"r must be an integer ≥ 1, got {r}")
+        if k_max < r:
+            raise ValueError(f"k_max must be ≥ r ({r}), got {k_max}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (PassUntil needs sampling), got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be ≥ 1 or None, got {top_k}")
+        self.r, self.k_max, self.batch_size = int(r), int(k_max), int(batch_size)
+        self.temperature, self.top_k, self.max_new_tokens = temperature, top_k, max_new_tokens
+        self.checker, self.seed = checker, seed
+
+    def _sampler(self, model, tokenizer) -> SampleFn:
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            if not callable(model):
+                raise ValueError("model must be a TransformerBridge or a callable sample(instance, n, seed)")
+            return model
+        return bridge_sampler(model, tokenizer, temperature=self.temperature, top_k=self.top_k,
+                              max_new_tokens=self.max_new_tokens, stop_on_mismatch=self.checker is None)
+
+    def run_instance(self, sample: SampleFn, instance: Instance) -> dict:
+        """Sample one instance until r passes or k_max; batch sizes double from 32 up to batch_size."""
+        check = self.checker or exact_match
+        base = zlib.crc32(instance.key.encode())
+        passes, drawn, k_at_r, errors, first_error, batch_no = 0, 0, None, 0, None, 0
+        while k_at_r is None and drawn < self.k_max:
+            n = min(self.batch_size, self.k_max - drawn, max(32, drawn))
+            seed = int(np.random.SeedSequence([self.seed, base, batch_no]).generate_state(1)[0])
+            for text in sample(instance, n, seed):
+                drawn += 1
+                try:
+                    ok = bool(check(text, instance.answer))
+                except Exception as e:  # a user checker may raise: count it as a fail and go on
+                    ok, errors = False, errors + 1
+                    first_error = first_error or f"{type(e).__name__}: {e}"
+                passes += ok
+                if passes == self.r and k_at_r is None:
+                    k_at_r = drawn
+            batch_no += 1
+        return {"id": instance.key, "passes": min(passes, self.r), "samples": k_at_r or drawn,
+                "drawn": drawn, "passes_drawn": passes, "errors": errors, "error": first_error}
+
+    def run(self, model, instances: Sequence[Instance], *, tokenizer=None, run_dir: RunDir | None = None,
+            show_progress: bool = True) -> list[dict]:
+        """Records in instance order; with `run_dir`, each finished instance is logged and skipped on rerun."""
+        sample = self._sampler(model, tokenizer)
+        done = {row["id"]: row for row in run_dir.metrics()} if run_dir is not None else {}
+        keys = [i.key for i in instances]
+        if len(set(keys)) != len(keys):
+            raise ValueError("instances: two instances share an id (or prompt and answer)")
+        bar = progress(total=len(instances), initial=sum(k in done for k in keys), desc="passuntil",
+                       disable=not show_progress)
+        for inst in instances:
+            if inst.key in done:
+                continue
+            done[inst.key] = self.run_instance(sample, inst)
+            if run_dir is not None:
+                run_dir.log_metrics(done[inst.key])
+            bar.update()
+        bar.close()
+        return [done[k] for k in keys]

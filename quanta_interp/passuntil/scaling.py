@@ -1,0 +1,235 @@
+"""Task scaling law PU(N) = exp(−c·N^−α), emergence classes, multi-step / multiple-circuits fits.
+
+Everything works on F(N) = log(−log PU) against x = log N, where the law is a line F = log c − α·x.
+`pu` is either task-level (one value per size) or a matrix sizes × instances; with instances, the task
+PU is the instance mean and every CI is a bootstrap over instances (paired across sizes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.optimize import least_squares
+
+__all__ = ["TaskScalingFit", "fit_task_scaling", "classify_emergence", "fit_emergence_models", "check_pu"]
+
+
+def check_pu(N, pu, *, min_sizes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Validate sizes and PU values: N > 0 increasing-sortable, PU in (0, 1] (instances may be 0)."""
+    n = np.asarray(N, dtype=float)
+    p = np.asarray(pu, dtype=float)
+    if n.ndim != 1 or n.size < min_sizes:
+        raise ValueError(f"N must list at least {min_sizes} model sizes, got {n.size}")
+    if np.any(~np.isfinite(n)) or np.any(n <= 0) or np.unique(n).size != n.size:
+        raise ValueError("N must be distinct positive model sizes")
+    if p.ndim not in (1, 2) or p.shape[0] != n.size:
+        raise ValueError(f"pu must have one row per size ({n.size}), got shape {p.shape}")
+    task = p if p.ndim == 1 else p.mean(axis=1)
+    if np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(p > 1) or np.any(task <= 0):
+        raise ValueError("pu must lie in (0, 1] (task level; single instances may be 0) for log(−log PU)")
+    return n, p
+
+
+def _F(pu: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(-np.log(pu))
+
+
+def _lines(x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares (intercept, slope) of every column of F on x, skipping non-finite entries;
+    `ok` marks columns with at least two finite points."""
+    m = np.isfinite(f)
+    fz = np.where(m, f, 0.0)
+    n, sx, sxx = m.sum(0), (m * x[:, None]).sum(0), (m * x[:, None] ** 2).sum(0)
+    sy, sxy = fz.sum(0), (fz * x[:, None]).sum(0)
+    ok = n >= 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(ok, (n * sxy - sx * sy) / (n * sxx - sx**2), 0.0)
+        intercept = np.where(ok, (sy - slope * sx) / np.maximum(n, 1), 0.0)
+    return intercept, slope, ok
+
+
+def _line(x: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """(intercept, slope) of the least-squares line, ignoring non-finite F (PU = 1)."""
+    a, s, ok = _lines(x, f[:, None])
+    if not ok[0]:
+        raise ValueError("need at least two sizes with PU < 1 to fit log(−log PU)")
+    return float(a[0]), float(s[0])
+
+
+def _law(a: float, slope: float, x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.exp(a + slope * x))
+
+
+def _predict(x: np.ndarray, p: np.ndarray, x_new: np.ndarray, per_instance: bool) -> np.ndarray:
+    """Predicted task PU at x_new: the task-mean line, or the mean of per-instance lines (an instance
+    with fewer than two sizes at 0 < PU < 1 keeps its value at the largest size)."""
+    if p.ndim == 1 or not per_instance:
+        a, s = _line(x, _F(p if p.ndim == 1 else p.mean(axis=1)))
+        return _law(a, s, x_new)
+    a, s, ok = _lines(x, _F(p))
+    curves = np.where(ok[None, :], _law(a[None, :], s[None, :], x_new[:, None]), p[np.argmax(x)][None, :])
+    return curves.mean(axis=1)
+
+
+@dataclass(frozen=True)
+class TaskScalingFit:
+    """PU(N) = exp(−c·N^−α) fitted on the task mean; `prediction` at `predict_at` with a bootstrap CI."""
+
+    alpha: float
+    alpha_ci: tuple[float, float]
+    c: float
+    r2: float
+    N: tuple[float, ...]
+    per_instance: bool
+    predict_at: tuple[float, ...]
+    prediction: tuple[float, ...]
+    prediction_ci: tuple[tuple[float, float], ...]
+    level: float
+
+    def predict(self, N) -> np.ndarray:
+        return np.exp(-self.c * np.asarray(N, dtype=float) ** (-self.alpha))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _resamples(p: np.ndarray, x: np.ndarray, n_boot: int, rng: np.random.Generator):
+    """Bootstrap PU tables: instances resampled (2-D), or F residuals resampled (1-D)."""
+    if p.ndim == 2:
+        for _ in range(n_boot):
+            yield p[:, rng.integers(0, p.shape[1], p.shape[1])]
+        return
+    f = _F(p)
+    a, s = _line(x, f)
+    fit = a + s * x
+    resid = (f - fit) * np.sqrt(x.size / max(x.size - 2, 1))
+    for _ in range(n_boot):
+        yield np.exp(-np.exp(fit + rng.choice(resid, x.size)))
+
+
+def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, n_boot: int = 1000,
+                     seed: int = 0, level: float = 0.95) -> TaskScalingFit:
+    """Fit log(−log PU) = log c − α log N and predict PU at `predict_at` (e.g. a held-out size).
+
+    `per_instance=True` (needs a sizes × instances `pu`) fits one line per instance and predicts the
+    mean of the instance curves, as in the paper: it removes the bias of mixing instances of different
+    difficulty, but noisy instance estimates (few passes each) bias it down; pass exp(log_p) there.
+    """
+    n, p = check_pu(N, pu)
+    if per_instance and p.ndim != 2:
+        raise ValueError("per_instance=True needs pu as a sizes × instances matrix")
+    x = np.log(n)
+    x_new = np.log(np.atleast_1d(np.asarray(predict_at if predict_at is not None else [], dtype=float)))
+    task = p if p.ndim == 1 else p.mean(axis=1)
+    a, slope = _line(x, _F(task))
+    f = _F(task)
+    ok = np.isfinite(f)
+    ss_tot = float(np.sum((f[ok] - f[ok].mean()) ** 2))
+    r2 = 1 - float(np.sum((f[ok] - a - slope * x[ok]) ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    rng = np.random.default_rng(seed)
+    alphas, preds = [], []
+    for pb in _resamples(p, x, n_boot, rng):
+        tb = pb if pb.ndim == 1 else pb.mean(axis=1)
+        if np.any(tb <= 0) or np.sum(tb < 1) < 2:
+            continue
+        alphas.append(-_line(x, _F(tb))[1])
+        preds.append(_predict(x, pb, x_new, per_instance))
+    q = [50 * (1 - level), 50 * (1 + level)]
+    alpha_ci = tuple(float(v) for v in np.percentile(alphas, q)) if alphas else (np.nan, np.nan)
+    pred_ci = np.percentile(np.array(preds), q, axis=0).T if preds and x_new.size else np.empty((0, 2))
+    return TaskScalingFit(
+        alpha=-slope, alpha_ci=alpha_ci, c=float(np.exp(a)), r2=r2, N=tuple(n.tolist()),
+        per_instance=per_instance, predict_at=tuple(np.exp(x_new).tolist()),
+        prediction=tuple(_predict(x, p, x_new, per_instance).tolist()),
+        prediction_ci=tuple((float(lo), float(hi)) for lo, hi in pred_ci), level=level,
+    )
+
+
+def _curvature(x: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """Quadratic coefficient of F on centred log N and its OLS standard error."""
+    xc = x - x.mean()
+    X = np.column_stack([np.ones_like(xc), xc, xc**2])
+    coef, *_ = np.linalg.lstsq(X, f, rcond=None)
+    dof = x.size - 3
+    if dof <= 0:
+        return float(coef[2]), float("nan")
+    s2 = float(np.sum((f - X @ coef) ** 2)) / dof
+    return float(coef[2]), float(np.sqrt(s2 * np.linalg.inv(X.T @ X)[2, 2]))
+
+
+def classify_emergence(N, pu, *, significance: float = 0.05, n_boot: int = 2000, seed: int = 0) -> dict:
+    """"linear" (plain scaling), "convex" (sub-scaling) or "concave" (accelerated emergence).
+
+    Tests the quadratic term of F(log N) against 0 at `significance`: a t-test on task-level PU
+    (needs ≥ 4 sizes) or, for a sizes × instances matrix, a two-sided bootstrap over instances.
+    """
+    if not 0 < significance < 1:
+        raise ValueError(f"significance must be in (0, 1), got {significance}")
+    n, p = check_pu(N, pu, min_sizes=3 if np.ndim(pu) == 2 else 4)
+    x = np.log(n)
+    task = p if p.ndim == 1 else p.mean(axis=1)
+    if np.any(task >= 1):
+        raise ValueError("classify_emergence needs task PU < 1 at every size (log(−log 1) is −inf)")
+    q, se = _curvature(x, _F(task))
+    if p.ndim == 1:
+        p_value = float(2 * stats.t.sf(abs(q / se), x.size - 3)) if se > 0 else 0.0
+        test = "t-test on the quadratic coefficient (OLS, task level)"
+    else:
+        rng = np.random.default_rng(seed)
+        boots = []
+        for _ in range(n_boot):
+            tb = p[:, rng.integers(0, p.shape[1], p.shape[1])].mean(axis=1)
+            if np.all((tb > 0) & (tb < 1)):
+                boots.append(_curvature(x, _F(tb))[0])
+        b = np.asarray(boots)
+        p_value = float(min(1.0, 2 * min(np.mean(b <= 0), np.mean(b >= 0))))
+        test = "bootstrap over instances of the quadratic coefficient"
+    label = "linear" if p_value >= significance else ("convex" if q > 0 else "concave")
+    return {"class": label, "curvature": q, "curvature_se": se, "p_value": p_value,
+            "significance": significance, "test": test, "n_sizes": int(n.size)}
+
+
+def _two_line_model(kind: str):
+    """F for two components: multi-step = logsumexp (convex), multiple circuits = soft-min (concave)."""
+    sign = 1.0 if kind == "multi_step" else -1.0
+
+    def f(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        a1, s1, a2, s2 = theta
+        return sign * np.logaddexp(sign * (a1 + s1 * x), sign * (a2 + s2 * x))
+
+    return f
+
+
+def fit_emergence_models(N, pu) -> dict:
+    """Fit linear, multi-step (PU = Π_j exp(−c_j N^−α_j)) and soft two-circuit models; compare AIC.
+
+    The circuits' soft maximum is −log PU = (Σ_i (c_i N^−α_i)^−1)^−1, a soft minimum of their −log PU.
+    Residuals are in F = log(−log PU); AIC = n·log(RSS/n) + 2k; the best model is chosen by the
+    small-sample AICc from 6 sizes on (plain AIC with 5). Needs ≥ 5 sizes.
+    """
+    n, p = check_pu(N, pu, min_sizes=5)
+    x = np.log(n)
+    f = _F(p if p.ndim == 1 else p.mean(axis=1))
+    if not np.all(np.isfinite(f)):
+        raise ValueError("fit_emergence_models needs task PU < 1 at every size")
+    a, s = _line(x, f)
+    models = {"linear": ((lambda th, xx: th[0] + th[1] * xx), [np.array([a, s])])}
+    half = x.size // 2
+    lo, hi = _line(x[: half + 1], f[: half + 1]), _line(x[half:], f[half:])
+    for kind in ("multi_step", "multi_circuit"):
+        starts = [np.array([*lo, *hi]), np.array([a + 1, s * 2, a - 1, s / 2]), np.array([a, s - 0.5, a, s + 0.5])]
+        models[kind] = (_two_line_model(kind), starts)
+    out = {}
+    for name, (fn, starts) in models.items():
+        best = min((least_squares(lambda th, fn=fn: fn(th, x) - f, th0) for th0 in starts), key=lambda r: r.cost)
+        rss = max(2 * float(best.cost), 1e-300)
+        k = best.x.size
+        aic = x.size * np.log(rss / x.size) + 2 * k
+        aicc = aic + 2 * k * (k + 1) / (x.size - k - 1) if x.size > k + 1 else float("nan")
+        out[name] = {"params": best.x.tolist(), "rss": rss, "k": k, "aic": aic, "aicc": aicc}
+    crit = "aicc" if x.size >= 6 else "aic"
+    return {"models": out, "best": min(out, key=lambda m: out[m][crit]), "criterion": crit,
+            "best_aic": min(out, key=lambda m: out[m]["aic"]), "n_sizes": int(n.size)}
