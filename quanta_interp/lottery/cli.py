@@ -1,0 +1,151 @@
+"""`quanta lottery sweep|fit|peaks|dissect|neurons`: width sweeps of y = x² MLPs and the ticket probes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cli import add_common, positive_int
+
+__all__ = ["register"]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sweep", help="train S seeds per (activation, width) into a resumable sweep folder")
+    add_common(p, out="runs/lottery", device=True)
+    p.add_argument("--widths", type=str, default=None, help="comma-separated widths (default: log-spaced 1..--max-width)")
+    p.add_argument("--max-width", type=positive_int, default=256)
+    p.add_argument("--n-widths", type=positive_int, default=9)
+    p.add_argument("--activations", type=_names, default=["silu", "relu", "leaky_relu", "tanh"])
+    p.add_argument("--seed-budget", type=positive_int, default=2048, help="seeds per width = budget / width, clipped")
+    p.add_argument("--min-seeds", type=positive_int, default=8)
+    p.add_argument("--max-seeds", type=positive_int, default=64)
+    p.add_argument("--target", default="x^2", help="x^2, x^4, abs, sin or exp (default: x^2)")
+    p.add_argument("--interval", type=_floats, default=[-1.0, 1.0], help="low,high (default: -1,1)")
+    p.add_argument("--optimizer", default="adam+lbfgs", help="adam, lbfgs or adam+lbfgs")
+    p.add_argument("--adam-steps", type=int, default=1000)
+    p.add_argument("--lbfgs-steps", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--dtype", default="float64", help="float32 or float64")
+    p.add_argument("--n-train", type=positive_int, default=100)
+    p.add_argument("--n-test", type=positive_int, default=1000)
+    p.add_argument("--backend", default="serial", help="serial or processes")
+    p.add_argument("--workers", type=positive_int, default=None)
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("fit", help="power-law fits of median test MSE vs width per activation")
+    add_common(p, out="runs/lottery")
+    p.add_argument("sweep", nargs="?", default=None, help="sweep folder (default: --out)")
+    p.add_argument("--min-width", type=positive_int, default=2)
+    p.set_defaults(func=_fit)
+
+    for name, help_text, func in (("peaks", "discrete peaks of the loss histogram over seeds (default N = 2)", _peaks),
+                                  ("dissect", "find symmetric-pair tickets and test the CLT claim", _dissect),
+                                  ("neurons", "per-neuron activation and contribution curves: grid plot + JSON", _neurons)):
+        p = sub.add_parser(name, help=help_text)
+        add_common(p, out=f"runs/lottery/{name}")
+        p.add_argument("run", help="a run folder, or a sweep folder with --width/--activation")
+        p.add_argument("--width", type=positive_int, default=None, help="in a sweep folder: which width (default 2)")
+        p.add_argument("--activation", default=None, help="in a sweep folder: which activation (default silu)")
+        if name == "peaks":
+            p.add_argument("--prominence", type=float, default=0.05, help="peak prominence / highest density")
+        else:
+            p.add_argument("--seed-index", type=int, default=None, help="which seed (default: median test loss)")
+        if name == "dissect":
+            p.add_argument("--tol", type=float, default=0.05, help="relative distance for a symmetric pair")
+        p.set_defaults(func=func)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .analysis import scaling_table
+    from .runs import log_widths, run_sweep, sweep_configs
+
+    widths = [int(w) for w in _floats(args.widths)] if args.widths else log_widths(args.max_width, args.n_widths)
+    if len(args.interval) != 2:
+        raise ValueError(f"--interval must be two numbers low,high, got {args.interval}")
+    configs = sweep_configs(widths, args.activations, seed_budget=args.seed_budget, min_seeds=args.min_seeds,
+                            max_seeds=args.max_seeds, target=args.target, interval=tuple(args.interval),
+                            optimizer=args.optimizer, adam_steps=args.adam_steps, lbfgs_steps=args.lbfgs_steps,
+                            lr=args.lr, dtype=args.dtype, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    results = run_sweep(configs, args.out, backend=args.backend, workers=args.workers, device=args.device)
+    for act, row in scaling_table(results).items():
+        print(act, " ".join(f"N={w}:{m:.2e}" for w, m in zip(row["widths"], row["median"], strict=True)))
+    print(f"wrote {len(results)} runs to {args.out}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_json, read_json
+    from .analysis import fit_scaling, scaling_table
+    from .plots import plot_scaling
+
+    root = Path(args.sweep or args.out)
+    if not (root / "manifest.json").exists():
+        raise FileNotFoundError(f"{root} is not a sweep folder (no manifest.json); run `quanta lottery sweep` first")
+    results = [read_json(root / "runs" / r["key"] / "result.json") for r in read_json(root / "manifest.json")["runs"]
+               if (root / "runs" / r["key"] / "result.json").exists()]
+    if not results:
+        raise ValueError(f"{root} has no finished runs yet")
+    table = scaling_table(results)
+    fits = fit_scaling(table, min_width=args.min_width, seed=args.seed)
+    atomic_write_json(Path(args.out) / "scaling.json", {"table": table, "fits": fits})
+    plot_scaling(table, fits, Path(args.out) / "scaling")
+    for act, f in fits.items():
+        ci = f["exponent_ci"]
+        print(f"{act}: exponent {f['exponent']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{act}: too few widths")
+    print(f"wrote {Path(args.out) / 'scaling.json'}")
+    return 0
+
+
+def _peaks(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_json
+    from .plots import plot_peaks
+    from .runs import peak_report, resolve_run
+
+    report = peak_report(resolve_run(args.run, width=args.width, activation=args.activation),
+                         prominence=args.prominence)
+    atomic_write_json(Path(args.out) / "peaks.json", report)
+    plot_peaks(report["losses"], report["peaks"], report["solutions"], Path(args.out) / "peaks", width=report["width"])
+    print(json.dumps([{k: p[k] for k in ("loss", "count", "representative")} for p in report["peaks"]]))
+    return 0
+
+
+def _dissect(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_json
+    from .dissect import dissect
+    from .plots import plot_tickets
+    from .runs import load_run, resolve_run
+
+    net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
+    report = dissect(net, target=config["target"], interval=tuple(config["interval"]), tol=args.tol, seed=args.seed)
+    d = {"seed_index": index, **report.to_dict(curves=True)}
+    atomic_write_json(Path(args.out) / "dissect.json", d)
+    plot_tickets(d, Path(args.out) / "tickets")
+    print(f"{report.n_pairs} pairs of {report.width} neurons; mean error corr {d['mean_error_corr']}; "
+          f"variance exponent {d['variance_exponent']}")
+    return 0
+
+
+def _neurons(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_json
+    from .dissect import neuron_curves
+    from .plots import plot_neurons
+    from .runs import load_run, resolve_run
+
+    net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
+    curves = {"seed_index": index, **neuron_curves(net, interval=tuple(config["interval"]))}
+    atomic_write_json(Path(args.out) / "neurons.json", curves)
+    plot_neurons(curves, Path(args.out) / "neurons")
+    print(f"wrote {Path(args.out) / 'neurons.json'} and neurons.png/svg ({net.width} neurons)")
+    return 0

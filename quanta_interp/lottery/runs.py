@@ -1,0 +1,140 @@
+"""Width sweeps as resumable `map_runs` sweeps: one run directory per (activation, width), S seeds each."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..executors import map_runs
+from ..io import RunDir, read_json
+from .experiment import ACTIVATIONS, MLP1D, SeedEnsemble, check_interval, make_grid, target_fn
+
+__all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run", "log_widths"]
+
+
+def log_widths(max_width: int, n: int) -> list[int]:
+    """About `n` log-spaced integer widths from 1 to `max_width` (duplicates removed)."""
+    if max_width < 1 or n < 1:
+        raise ValueError(f"max width and number of widths must be ≥ 1, got {max_width} and {n}")
+    return sorted({int(round(v)) for v in np.geomspace(1, max_width, n)})
+
+
+def sweep_configs(widths: Sequence[int], activations: Sequence[str] = ACTIVATIONS, *, seed_budget: int = 2048,
+                  min_seeds: int = 8, max_seeds: int = 64, target: str = "x^2",
+                  interval: tuple[float, float] = (-1.0, 1.0), optimizer: str = "adam+lbfgs", adam_steps: int = 1000,
+                  lbfgs_steps: int = 100, lr: float = 1e-2, dtype: str = "float64", n_train: int = 100,
+                  n_test: int = 1000, seed: int = 0) -> list[dict]:
+    """One config per (activation, width); seeds per width = clip(seed_budget / width, min_seeds, max_seeds),
+    so narrow nets, whose losses scatter most, get the most seeds. Bad values raise here, before any run."""
+    bad = [w for w in widths if not isinstance(w, (int, np.integer)) or w < 1]
+    if bad or not widths:
+        raise ValueError(f"widths must be positive integers, got {list(widths)}")
+    for a in activations:
+        if a not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {a!r}")
+    if not (1 <= min_seeds <= max_seeds):
+        raise ValueError(f"need 1 ≤ min_seeds ≤ max_seeds, got {min_seeds} and {max_seeds}")
+    if not isinstance(target, str):
+        raise ValueError("target must be a name for a sweep (configs are JSON); use SeedEnsemble for callables")
+    target_fn(target)
+    interval = check_interval(interval)
+    make_grid(target, interval, n_train)
+    configs = []
+    for act in activations:
+        for w in sorted(set(int(w) for w in widths)):
+            configs.append({
+                "activation": act, "width": w, "n_seeds": int(np.clip(seed_budget // w, min_seeds, max_seeds)),
+                "target": target, "interval": list(interval), "optimizer": optimizer, "adam_steps": adam_steps,
+                "lbfgs_steps": lbfgs_steps, "lr": lr, "dtype": dtype, "n_train": n_train, "n_test": n_test,
+                "seed": seed,
+            })
+    SeedEnsemble(1, activation=configs[0]["activation"], optimizer=optimizer, dtype=dtype)._validate()
+    return configs
+
+
+def _ensemble(config: dict, device: str = "cpu") -> SeedEnsemble:
+    return SeedEnsemble(config["width"], config["n_seeds"], activation=config["activation"],
+                        optimizer=config["optimizer"], adam_steps=config["adam_steps"],
+                        lbfgs_steps=config["lbfgs_steps"], lr=config["lr"], dtype=config["dtype"],
+                        seed=config["seed"], device=device)
+
+
+def train_run(config: dict, run_dir: RunDir | None, device: str = "cpu") -> dict:
+    """Train one (activation, width) ensemble; save weights (w, b, v, c: [S, N]) and per-seed losses."""
+    x, y = make_grid(config["target"], config["interval"], config["n_train"])
+    xt, yt = make_grid(config["target"], config["interval"], config["n_test"], midpoints=True)
+    start = time.perf_counter()
+    model = _ensemble(config, device).fit(x, y)
+    test = model.loss(xt, yt)
+    if run_dir is not None:
+        run_dir.save_weights(model.params_)
+    return {"activation": config["activation"], "width": config["width"], "n_seeds": config["n_seeds"],
+            "train_mse": model.train_loss_, "test_mse": test, "median_test_mse": float(np.median(test)),
+            "seconds": time.perf_counter() - start}
+
+
+def run_sweep(configs: list[dict], out: str | os.PathLike, *, backend: str = "serial", workers: int | None = None,
+              device: str = "cpu") -> list[dict]:
+    """Train every config into the resumable sweep folder `out` (finished runs are skipped)."""
+    return map_runs(partial(train_run, device=device), configs, backend=backend, root=out, workers=workers, name="lottery-sweep",
+                    desc="lottery widths")
+
+
+def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, dict, dict, int]:
+    """One network of a finished run (default: the seed with the median test loss), its result and config."""
+    path = Path(path)
+    if not (path / "result.json").exists() or not (path / "weights.safetensors").exists():
+        raise FileNotFoundError(f"{path} is not a finished lottery run (needs result.json and weights.safetensors); "
+                                "pass a folder under SWEEP/runs/")
+    run = RunDir(path)
+    result, config, weights = run.result(), read_json(path / "config.json"), run.load_weights()
+    losses = np.asarray(result["test_mse"], dtype=float)
+    if seed_index is None:
+        seed_index = int(np.argsort(losses)[losses.size // 2])
+    if not 0 <= seed_index < losses.size:
+        raise ValueError(f"--seed-index must be in 0..{losses.size - 1}, got {seed_index}")
+    p = {k: v[seed_index].double().numpy() for k, v in weights.items()}
+    return MLP1D(p["w"], p["b"], p["v"], float(p["c"]), config["activation"]), result, config, seed_index
+
+
+def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation: str | None = None) -> Path:
+    """A run folder: `path` itself, or in a sweep folder the finished run with this width and activation."""
+    path = Path(path)
+    if (path / "result.json").exists():
+        return path
+    if not (path / "manifest.json").exists():
+        raise FileNotFoundError(f"{path} is neither a lottery run nor a sweep folder (no result.json or manifest.json)")
+    runs = read_json(path / "manifest.json")["runs"]
+    width = 2 if width is None else width
+    activation = activation or "silu"
+    for r in runs:
+        if r["config"]["width"] == width and r["config"]["activation"] == activation:
+            run = path / "runs" / r["key"]
+            if (run / "result.json").exists():
+                return run
+            raise FileNotFoundError(f"the run width={width} activation={activation} in {path} has not finished; "
+                                    "rerun `quanta lottery sweep` with the same options to resume it")
+    have = sorted({(r["config"]["activation"], r["config"]["width"]) for r in runs})
+    raise ValueError(f"--width/--activation: no run with width={width} activation={activation} in {path}; have {have}")
+
+
+def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: int = 101) -> dict:
+    """Peaks of the final-train-loss histogram over a run's seeds, each with its representative network's curve."""
+    from .analysis import loss_peaks
+
+    _, result, config, _ = load_run(run, 0)
+    losses = np.asarray(result["train_mse"], dtype=float)
+    peaks = loss_peaks(np.maximum(losses, np.finfo(float).tiny), prominence=prominence)
+    x, y = make_grid(config["target"], config["interval"], n_points)
+    solutions = []
+    for p in peaks:
+        net = load_run(run, p["representative"])[0]
+        solutions.append({"seed": p["representative"], "x": x, "target": y, "prediction": net.predict(x),
+                          "w": net.w, "b": net.b, "v": net.v, "c": net.c})
+    return {"activation": config["activation"], "width": config["width"], "n_seeds": losses.size,
+            "losses": losses, "peaks": peaks, "solutions": solutions}
