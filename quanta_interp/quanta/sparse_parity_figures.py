@@ -1,0 +1,61 @@
+"""Figures for multitask sparse parity, drawn from result dicts only (no models)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..report import new_figure, save_figure
+
+__all__ = ["plot_scaling", "plot_heatmap", "plot_learning_order"]
+
+
+def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str, title: str = "") -> None:
+    """Loss vs x with the fitted power law, one line per label, and learned-subtask counts beside it."""
+    fig, axes = new_figure(2, 1)
+    for label, f in fits.items():
+        x, y = np.array(f["x"]), np.array(f["loss"])
+        line, = axes[0, 0].loglog(x, y, "o", label=f"{label}: α={f['fit']['exponent']:.2f}")
+        lo, hi = f["fit"]["x_range"]
+        xx = np.geomspace(lo, hi, 50)
+        axes[0, 0].loglog(xx, f["fit"]["prefactor"] * xx ** -f["fit"]["exponent"], "-", color=line.get_color())
+        if f.get("n_learned") is not None:
+            axes[0, 1].semilogx(x, f["n_learned"], "o-", color=line.get_color(), label=label)
+    axes[0, 0].set(xlabel=xlabel, ylabel="test loss (bits)", title=title)
+    axes[0, 1].set(xlabel=xlabel, ylabel="subtasks learned (< 0.1 bits)")
+    axes[0, 0].legend(fontsize=8)
+    if axes[0, 1].lines:
+        axes[0, 1].legend(fontsize=8)
+    save_figure(fig, stem)
+
+
+def plot_heatmap(matrix: Sequence[Sequence[float]], stem: str | os.PathLike, *, xlabels: Sequence, xlabel: str,
+                 ylabel: str = "subtask (by frequency rank)", title: str = "", cbar: str = "loss (bits)",
+                 vmax: float | None = 1.0) -> None:
+    """A subtask × x heatmap (emergence vs width or steps; ablation increase per neuron)."""
+    m = np.asarray(matrix, dtype=float)
+    fig, axes = new_figure(1, 1, size=(6.0, 4.2))
+    ax = axes[0, 0]
+    im = ax.imshow(m, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+    ticks = np.unique(np.linspace(0, m.shape[1] - 1, min(8, m.shape[1])).astype(int))
+    ax.set_xticks(ticks, [str(xlabels[i]) for i in ticks], rotation=45)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label=cbar)
+    save_figure(fig, stem)
+
+
+def plot_learning_order(probs: Sequence[float], steps: Sequence[int | None], stem: str | os.PathLike, *,
+                        fit: dict | None = None, title: str = "") -> None:
+    """Steps-to-learn vs subtask frequency (theory: slope −1 on log-log axes)."""
+    p = np.asarray(probs, dtype=float)
+    ok = np.array([s is not None and s > 0 for s in steps])
+    fig, axes = new_figure(1, 1)
+    ax = axes[0, 0]
+    ax.loglog(p[ok], np.array([s for s in steps if s], dtype=float), "o")
+    if fit:
+        ax.set_title(f"{title} log-log slope {fit['loglog_slope']:.2f} (theory −1)")
+    ax.set(xlabel="subtask frequency p_i", ylabel="steps to reach 0.1 bits")
+    save_figure(fig, stem)

@@ -1,0 +1,102 @@
+"""Sparse-parity sweeps: kill-and-resume, the analysis functions, and the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from quanta_interp.cli import main
+from quanta_interp.quanta.sparse_parity import MultitaskSparseParity
+from quanta_interp.quanta.sparse_parity_sweep import (
+    fit_exponent,
+    learning_order,
+    predictions,
+    run_sweep,
+    steps_to_learn_fit,
+    sweep_configs,
+)
+
+BASE = dict(n_tasks=6, n_bits=8, k=3, zipf_exponent=1.5, width=8, steps=120, batch_size=200, lr=1e-2,
+            log_every=40, eval_samples=50)
+JOB = ("import sys; from quanta_interp.quanta.sparse_parity_sweep import run_sweep; "
+       f"run_sweep('N', {BASE!r}, [4, 8], [0, 1, 2, 3, 4, 5], sys.argv[1])")
+
+
+def test_sweep_killed_with_sigkill_resumes_only_unfinished_groups(tmp_path):
+    root = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-c", JOB, str(root)], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(root.glob("runs/*/result.json"))) < 1:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in root.glob("runs/*/result.json")}
+    assert 1 <= len(finished) < 6, "the kill must land mid-sweep"
+
+    results = run_sweep("N", BASE, [4, 8], [0, 1, 2, 3, 4, 5], root)
+    assert len(results) == 12 and sorted({r["config"]["seed"] for r in results}) == list(range(6))
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items()), "finished groups were redone"
+    assert len(list(root.glob("runs/*/result.json"))) == 6
+    with pytest.raises(ValueError, match="holds a different sweep"):
+        run_sweep("N", {**BASE, "lr": 0.1}, [4, 8], [0, 1, 2, 3, 4, 5], root)
+
+
+def test_sweep_configs_group_members_per_seed():
+    groups = sweep_configs("D", {**BASE, "width": 16}, [100, 1000], [3, 4])
+    assert [[m for m in g["members"]] for g in groups] == [
+        [{"width": 16, "seed": s, "n_train": d} for d in (100, 1000)] for s in (3, 4)]
+    assert all(g["steps"] == 120 and "seed" not in g for g in groups)
+    with pytest.raises(ValueError, match="kind must be one of N, D, S"):
+        sweep_configs("X", BASE, [1], [0])
+
+
+def _fake(width, loss, learned=0, steps=None, n_train=None):
+    return {"n_params": width * 10, "test_loss": loss, "n_learned": learned, "steps_to_learn": steps or [],
+            "config": {"n_train": n_train, "width": width}}
+
+
+def test_fits_recover_known_exponents_and_learning_order():
+    widths = np.array([8, 16, 32, 64, 128])
+    res = [_fake(w, 3.0 * (w * 10.0) ** -0.5 * f, int(w / 8)) for w in widths for f in (0.98, 1.02)]
+    f = fit_exponent(res, "N", n_boot=200)
+    assert f["fit"]["exponent"] == pytest.approx(0.5, abs=1e-6) and f["x"] == (widths * 10).tolist()
+    assert f["n_learned"] == [1, 2, 4, 8, 16] and len(f["range_sensitivity"]) >= 4
+    assert predictions(1.5) == {"alpha": 0.5, "alpha_N": 0.5, "alpha_D": pytest.approx(1 / 3),
+                                "alpha_S": pytest.approx(1 / 3)}
+    probs = MultitaskSparseParity(10, 8, 3, 1.5).probs
+    steps = [int(round(40 / p)) for p in probs[:7]] + [None] * 3  # steps ∝ 1/p_i for the 7 learned
+    order = learning_order({"steps_to_learn": steps})
+    assert order["learned_ids"] == list(range(7)) and order["spearman_rank_vs_steps"] == pytest.approx(1.0)
+    assert steps_to_learn_fit({"steps_to_learn": steps}, probs)["loglog_slope"] == pytest.approx(-1, abs=0.01)
+
+
+def test_cli_train_neurons_sweep_fit_and_bad_input(tmp_path, capsys):
+    tiny = ["--n-tasks", "4", "--n-bits", "6", "--width", "12", "--steps", "60", "--batch-size", "200",
+            "--log-every", "30", "--eval-samples", "50"]
+    assert main(["sparse-parity", "train", *tiny, "--out", str(tmp_path / "run")]) == 0
+    assert main(["sparse-parity", "neurons", str(tmp_path / "run"), "--samples", "50"]) == 0
+    neurons = json.loads((tmp_path / "run" / "neurons.json").read_text())
+    assert np.array(neurons["increase"]).shape == (12, 4) and len(neurons["carriers"]) == 4
+    assert (tmp_path / "run" / "neurons.png").exists() and (tmp_path / "run" / "neurons.svg").exists()
+
+    sweep = tmp_path / "sweep"
+    assert main(["sparse-parity", "sweep", *tiny, "--kind", "N", "--values", "2,4,8,16", "--out", str(sweep)]) == 0
+    assert main(["sparse-parity", "fit", str(sweep), "--out", str(tmp_path / "fit")]) == 0
+    fits = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    (fit,) = fits.values()
+    assert fit["kind"] == "N" and len(fit["x"]) == 4 and fit["theory"]["alpha_N"] == pytest.approx(0.5)
+    assert set(fit["fit"]) >= {"exponent", "exponent_ci", "r2"} and (tmp_path / "fit" / "loss_vs_N.png").exists()
+
+    capsys.readouterr()
+    assert main(["sparse-parity", "train", *tiny, "--k", "7", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "k must be ≤ n_bits (6), got 7" in err and len(err.splitlines()) == 1
+    assert main(["sparse-parity", "sweep", *tiny, "--lr", "0.5", "--values", "2,4,8,16", "--out", str(sweep)]) == 2
+    assert "holds a different sweep" in capsys.readouterr().err
+    assert main(["sparse-parity", "train", *tiny, "--width", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "width must be a positive integer" in capsys.readouterr().err
