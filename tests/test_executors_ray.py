@@ -22,14 +22,20 @@ def local_ray():
     ray.shutdown()
 
 
-def test_same_numbers_on_serial_processes_and_ray(local_ray, tmp_path):
-    configs = [{"seed": s, "lr": lr} for s in range(3) for lr in (0.05, 0.1)]
-    serial = map_runs(_ray_jobs.tiny_regression, configs, backend="serial")
-    procs = map_runs(_ray_jobs.tiny_regression, configs, backend="processes", workers=2)
-    on_ray = map_runs(_ray_jobs.tiny_regression, configs, backend="ray", root=tmp_path / "ray")
-    assert serial == procs == on_ray
-    assert len({r["loss"] for r in serial}) == len(configs)  # the runs really differ
-    assert len(list((tmp_path / "ray" / "runs").glob("*/result.json"))) == len(configs)
+def test_sparse_parity_sweep_gives_identical_numbers_on_serial_processes_and_ray(local_ray, tmp_path):
+    from quanta_interp.quanta.sparse_parity_sweep import run_group, sweep_configs
+
+    base = {"n_tasks": 4, "n_bits": 8, "k": 2, "zipf_exponent": 1.5, "width": 8, "steps": 40,
+            "batch_size": 64, "lr": 1e-2, "log_every": 20, "eval_samples": 64}
+    groups = sweep_configs("N", base, values=[4, 16], seeds=[0, 1])
+    serial = map_runs(run_group, groups, backend="serial")
+    procs = map_runs(run_group, groups, backend="processes", workers=2)
+    on_ray = map_runs(run_group, groups, backend="ray", root=tmp_path / "ray")
+    losses = [[m["test_loss"] for m in g["members"]] for g in serial]
+    assert losses == [[m["test_loss"] for m in g["members"]] for g in procs]
+    assert losses == [[m["test_loss"] for m in g["members"]] for g in on_ray]
+    assert len({x for g in losses for x in g}) == 4  # the runs really differ
+    assert len(list((tmp_path / "ray" / "runs").glob("*/result.json"))) == len(groups)
 
 
 def test_killed_worker_is_retried_and_nothing_is_lost(local_ray, tmp_path):
@@ -53,7 +59,7 @@ def test_killed_worker_is_retried_and_nothing_is_lost(local_ray, tmp_path):
 
 def test_resources_no_node_offers_is_one_line_and_starts_nothing(local_ray, tmp_path):
     with pytest.raises(ValueError, match="no Ray node offers"):
-        map_runs(_ray_jobs.tiny_regression, [{"seed": 0, "lr": 0.1}], backend="ray",
+        map_runs(_ray_jobs.sleepy, [{"i": 1}], backend="ray",
                  resources={"num_gpus": 1}, root=tmp_path / "gpu")
     assert not (tmp_path / "gpu").exists()
 
