@@ -1,0 +1,17 @@
+"""Language models behind TransformerLens 4 bridges: load (SmolLM2 asset, HF hub, local folders, our
+runs), train fresh models, per-token losses, and size-ladder scaling analyses."""
+
+from .loading import (
+           SMOLLM2_NAME,
+           corpus_tokenizer,
+           hf_tokenizer,
+           load,
+           load_hf,
+           n_params,
+           non_embedding_params,
+)
+from .losses import token_losses
+from .training import build_model, resolve_config, train
+
+__all__ = ["load", "load_hf", "corpus_tokenizer", "hf_tokenizer", "token_losses", "train", "build_model",
+           "resolve_config", "non_embedding_params", "n_params", "SMOLLM2_NAME"]

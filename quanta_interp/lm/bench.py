@@ -1,0 +1,92 @@
+"""`quanta bench lm`: training and evaluation tokens/s (a small native model and SmolLM2), and the speed of
+`token_losses` against a plain HF forward + cross-entropy over the same windows (target ratio ≥ 0.9)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def _best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _train_rate(model, vocab: int, batch: int, width: int, steps: int) -> float:
+    """Tokens/s of forward + backward + AdamW steps on random tokens."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    model.train()
+    x = torch.randint(0, vocab, (batch, width), generator=torch.Generator().manual_seed(0))
+
+    def step():
+        model(x, return_type="loss").backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    rate = batch * width / _best_of(step, steps)
+    model.eval()
+    return rate
+
+
+def _hf_losses(hf, docs, context: int, batch_size: int) -> None:
+    """The plain HF baseline: the same windows and batches as token_losses, no bridge, no bookkeeping."""
+    import torch
+
+    from .losses import windows
+
+    jobs = [(d, s) for d, doc in enumerate(docs) for s, _ in windows(doc.size, context, context // 2)]
+    with torch.inference_mode():
+        for b in range(0, len(jobs), batch_size):
+            x = torch.from_numpy(np.stack([docs[d][s: s + context + 1] for d, s in jobs[b: b + batch_size]]).astype(np.int64))
+            logits = hf(x[:, :-1]).logits
+            torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+
+
+def run(args) -> dict:
+    """Measure side by side in one process; `--quick` shrinks every size."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..assets import cache_dir
+    from . import build_model, load, token_losses
+
+    quick = getattr(args, "quick", False)
+    rng = np.random.default_rng(args.seed)
+    out: dict = {"threads": torch.get_num_threads(), "quick": quick}
+
+    small = build_model(dict(d_vocab=65, n_layers=2, d_model=64, n_heads=4, n_ctx=128, seed=args.seed))
+    docs = [rng.integers(0, 65, 2048 if quick else 8192)]
+    out["small"] = {
+        "n_params": sum(p.numel() for p in small.parameters()),
+        "train_tokens_per_s": _train_rate(small, 65, 32, 128, 3 if quick else 10),
+        "eval_tokens_per_s": docs[0].size / _best_of(lambda: token_losses(small, docs, context=128, progress=False), 2),
+    }
+
+    model = load("smollm2")
+    hf = AutoModelForCausalLM.from_pretrained(cache_dir() / "models" / "smollm2-135m-instruct", dtype=torch.float32).eval()
+    context, batch = (64, 4) if quick else (128, 8)
+    per_doc = context + 1 + (context // 2) * (6 if quick else 14)  # every window full: stackable for the baseline
+    docs = [rng.integers(0, 49152, per_doc) for _ in range(2)]
+    n_tok = 2 * per_doc
+    ours = lambda: token_losses(model, docs, context=context, batch_size=batch, progress=False)  # noqa: E731
+    plain = lambda: _hf_losses(hf, docs, context, batch)  # noqa: E731
+    ours(), plain()  # warm-up
+    t_ours, t_hf = [], []
+    for _ in range(2 if quick else 3):  # interleaved, so load changes hit both alike
+        t_ours.append(_best_of(ours, 1))
+        t_hf.append(_best_of(plain, 1))
+    out["smollm2"] = {
+        "eval_tokens_per_s": n_tok / min(t_ours), "hf_eval_tokens_per_s": n_tok / min(t_hf),
+        "token_losses_vs_hf_speed_ratio": min(t_hf) / min(t_ours), "target_ratio": 0.9,
+        "train_tokens_per_s": _train_rate(model, 49152, 2, 64, 1 if quick else 2),
+        "context": context, "batch_size": batch, "tokens": n_tok,
+    }
+    return out

@@ -1,0 +1,176 @@
+"""`quanta lm load|train|family|losses|scaling`: language models from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cli import add_common, positive_int
+
+LADDER_HELP = "comma-separated LAYERSxWIDTH sizes, e.g. 1x16,1x32,2x32 (default: the 6-model ladder)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("load", help="load a model and print its shape, parameter counts and a prediction")
+    p.add_argument("model", nargs="?", default="smollm2", help="smollm2, an HF name, an HF folder or a run folder")
+    p.add_argument("--prompt", default="The capital of France is", help="text whose next token is printed")
+    add_common(p, out="runs/lm-load", device=True)
+    p.set_defaults(func=_load)
+
+    p = sub.add_parser("train", help="train a fresh model on a corpus (resumes in --out after a kill)")
+    _corpus_args(p)
+    _train_args(p)
+    p.add_argument("--n-layers", type=positive_int, default=2)
+    p.add_argument("--d-model", type=positive_int, default=64)
+    p.add_argument("--n-heads", type=positive_int, default=4)
+    add_common(p, out="runs/lm-train", device=True)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("family", help="train a size ladder as a resumable sweep")
+    _corpus_args(p)
+    _train_args(p)
+    p.add_argument("--sizes", default=None, help=LADDER_HELP)
+    p.add_argument("--backend", default="serial", choices=["serial", "processes"])
+    p.add_argument("--workers", type=positive_int, default=None)
+    add_common(p, out="runs/lm-family", device=True)
+    p.set_defaults(func=_family)
+
+    p = sub.add_parser("losses", help="per-token losses of a model on a corpus split → losses.npy")
+    p.add_argument("--model", default="smollm2", help="as for `quanta lm load`")
+    _corpus_args(p, tokenizer=False)
+    _eval_args(p)
+    p.add_argument("--split", default="val", choices=["train", "val", "all"])
+    add_common(p, out="runs/lm-losses", device=True)
+    p.set_defaults(func=_losses)
+
+    p = sub.add_parser("scaling", help="α_N and monogenic/polygenic tokens of a trained family")
+    p.add_argument("--family", required=True, help="folder written by `quanta lm family`")
+    _corpus_args(p, tokenizer=False)
+    _eval_args(p)
+    for name, default, text in (("high", 5.0, "monogenic: loss above this (nats) below the step size"),
+                                ("low", 0.3, "monogenic: loss below this at and above the step size"),
+                                ("slope", -0.3, "polygenic: loss-vs-ln N slope below this"),
+                                ("r2", 0.98, "polygenic: R² of the linear fit above this")):
+        p.add_argument(f"--{name}", type=float, default=default, help=f"{text} (default: {default}, the paper's)")
+    add_common(p, out="runs/lm-scaling", device=True)
+    p.set_defaults(func=_scaling)
+
+
+def _corpus_args(p: argparse.ArgumentParser, tokenizer: bool = True) -> None:
+    p.add_argument("--corpus", default="shakespeare", help="shakespeare, a text file/folder, or hf:NAME")
+    if tokenizer:
+        p.add_argument("--tokenizer", default="char", help="char or bpe-N (default: char)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--n-ctx", type=positive_int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--context", type=positive_int, default=64, help="tokens of context per prediction (default: 64)")
+    p.add_argument("--max-tokens", type=positive_int, default=4000, help="tokens evaluated per document (default: 4000)")
+
+
+def _train_kw(args) -> dict:
+    return dict(steps=args.steps, batch_size=args.batch_size, n_ctx=args.n_ctx, lr=args.lr, seed=args.seed,
+                device=args.device)
+
+
+def _print(d: dict) -> None:
+    from ..io import to_jsonable
+
+    print(json.dumps(to_jsonable(d), indent=2))
+
+
+def _load(args) -> int:
+    import torch
+
+    from . import load, n_params, non_embedding_params
+
+    model = load(args.model, device=args.device)
+    info = {"spec": model.quanta_spec, "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model,
+            "n_ctx": model.cfg.n_ctx, "d_vocab": model.cfg.d_vocab, "n_params": n_params(model),
+            "n_params_non_embedding": non_embedding_params(model), "note": model.quanta_note}
+    if model.tokenizer is not None:
+        ids = model.tokenizer(args.prompt, return_tensors="pt").input_ids[:, -model.cfg.n_ctx:].to(args.device)
+        with torch.inference_mode():
+            info["next_token"] = model.tokenizer.decode(model(ids)[0, -1].argmax())
+    _print(info)
+    return 0
+
+
+def _train(args) -> int:
+    from ..corpora import load_corpus
+    from . import train
+
+    corpus = load_corpus(args.corpus, args.tokenizer, seed=args.seed)
+    cfg = dict(_train_kw(args), n_layers=args.n_layers, d_model=args.d_model, n_heads=args.n_heads,
+               d_vocab=corpus.vocab_size)
+    _print(train(cfg, corpus.documents("train"), val_tokens=corpus.documents("val") or None,
+                 tokenizer=corpus.tokenizer, run_dir=args.out))
+    return 0
+
+
+def _family(args) -> int:
+    from .scaling import LADDER, family_configs, train_family
+
+    sizes = LADDER
+    if args.sizes:
+        try:
+            sizes = tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))
+            assert all(len(s) == 2 and min(s) > 0 for s in sizes)
+        except (ValueError, AssertionError):
+            raise ValueError(f"--sizes must be {LADDER_HELP}; got {args.sizes!r}") from None
+    configs = family_configs(sizes, corpus=args.corpus, tokenizer=args.tokenizer, **_train_kw(args))
+    results = train_family(configs, args.out, backend=args.backend, workers=args.workers)
+    for r in results:
+        print(f"{r['name']:10s} N={r['n_params_non_embedding']:>9d} val_loss={r['val_loss']}")
+    return 0
+
+
+def _docs(model, args, split: str = "val"):
+    from ..corpora import load_corpus
+    from . import corpus_tokenizer
+
+    corpus = load_corpus(args.corpus, corpus_tokenizer(model))
+    return [d[: args.max_tokens] for d in corpus.documents(None if split == "all" else split)]
+
+
+def _losses(args) -> int:
+    import numpy as np
+
+    from ..io import atomic_write_json
+    from . import load, token_losses
+
+    model = load(args.model, device=args.device)
+    losses = token_losses(model, _docs(model, args, args.split), context=args.context)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    np.save(Path(args.out) / "losses.npy", losses)
+    summary = {"model": args.model, "split": args.split, "context": args.context,
+               "n_tokens": int(np.isfinite(losses).sum()), "mean_loss": float(np.nanmean(losses))}
+    atomic_write_json(Path(args.out) / "summary.json", summary)
+    _print(summary)
+    return 0
+
+
+def _scaling(args) -> int:
+    import numpy as np
+
+    from ..io import atomic_write_json
+    from .scaling import analyse, load_family
+
+    models, info = load_family(args.family, device=args.device)
+    thresholds = dict(high=args.high, low=args.low, slope=args.slope, r2=args.r2)
+    summary, losses, _ = analyse(models, [m["name"] for m in info], _docs(models[0], args),
+                                 context=args.context, thresholds=thresholds)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    np.save(Path(args.out) / "losses.npy", losses)
+    atomic_write_json(Path(args.out) / "summary.json", summary)
+    print(f"α_N = {summary['alpha_N']:.4f} CI {summary['alpha_N_ci']}; token classes {summary['token_classes']}")
+    return 0

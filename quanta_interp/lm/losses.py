@@ -1,0 +1,81 @@
+"""Per-token next-token losses of any bridge model, with sliding windows so every token is scored once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..io import progress as _progress
+
+__all__ = ["token_losses", "as_documents", "windows"]
+
+
+def as_documents(docs, d_vocab: int | None = None) -> list[np.ndarray]:
+    """Normalise `docs` (a list of 1-D token arrays, a 2-D array of rows, or one 1-D array) and validate ids."""
+    if isinstance(docs, np.ndarray) and docs.ndim == 1:
+        docs = [docs]
+    out = [np.asarray(d).reshape(-1) for d in docs]
+    if not out or sum(d.size for d in out) == 0:
+        raise ValueError("docs: the corpus is empty (no documents or no tokens); pass at least one non-empty document")
+    top = max(int(d.max()) for d in out if d.size)
+    low = min(int(d.min()) for d in out if d.size)
+    if low < 0 or (d_vocab is not None and top >= d_vocab):
+        raise ValueError(f"docs: token ids span [{low}, {top}] but the model's vocabulary is [0, {d_vocab}); "
+                         "tokenize the corpus with the model's tokenizer (lm.corpus_tokenizer(model))")
+    return out
+
+
+def windows(length: int, context: int, stride: int) -> list[tuple[int, int]]:
+    """(start, first scored offset) of input windows tokens[start:start+context] over a document.
+
+    Window k starts at k·stride and scores the targets start+1 … start+context not scored before,
+    so target p is predicted from min(p, context) or at least context−stride+1 previous tokens.
+    """
+    out, scored = [], 0  # targets < scored+1 are done
+    start = 0
+    while scored < length - 1:
+        first = scored + 1 - start  # offset (in targets) of the first new target
+        out.append((start, first - 1))
+        scored = min(start + context, length - 1)
+        start += stride
+    return out
+
+
+def token_losses(model, docs, *, context: int = 128, batch_size: int = 16, progress: bool = True,
+                 stride: int | None = None) -> np.ndarray:
+    """Loss (nats) of predicting token p of doc d from at most `context` previous tokens, shape (n_docs, max_len).
+
+    Entry [d, 0] and padding are NaN. Windows advance by `stride` (default context//2) and score only
+    their new targets, so each position is scored once with at least context−stride+1 tokens of context.
+    """
+    import torch
+
+    n_ctx = int(model.cfg.n_ctx)
+    if not 1 <= context <= n_ctx:
+        raise ValueError(f"context must be in [1, {n_ctx}] (the model's n_ctx), got {context}")
+    stride = stride or max(context // 2, 1)
+    if not 1 <= stride <= context:
+        raise ValueError(f"stride must be in [1, context={context}], got {stride}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    docs = as_documents(docs, int(model.cfg.d_vocab))
+    out = np.full((len(docs), max(d.size for d in docs)), np.nan, dtype=np.float32)
+    jobs = [(d, s, f) for d, doc in enumerate(docs) for s, f in windows(doc.size, context, stride)]
+    device = next(model.parameters()).device
+    bar = _progress(total=len(jobs), desc="token losses", unit="win", disable=not progress)
+    with torch.inference_mode():
+        for b in range(0, len(jobs), batch_size):
+            chunk = jobs[b: b + batch_size]
+            width = max(min(context, docs[d].size - s) for d, s, _ in chunk)
+            batch = np.zeros((len(chunk), width + 1), dtype=np.int64)  # right padding: causal, never attended
+            for i, (d, s, _) in enumerate(chunk):
+                piece = docs[d][s: s + width + 1]
+                batch[i, : piece.size] = piece
+            tokens = torch.from_numpy(batch).to(device)
+            logits = model(tokens[:, :-1], return_type="logits").float()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none").cpu().numpy()
+            for i, (d, s, f) in enumerate(chunk):
+                n = min(context, docs[d].size - 1 - s)
+                out[d, s + 1 + f: s + 1 + n] = nll[i, f:n]
+            bar.update(len(chunk))
+    bar.close()
+    return out

@@ -1,0 +1,144 @@
+"""Model families: a size ladder trained through the executors, per-token loss matrices, α_N and the
+quantization model's monogenic/polygenic token classes (Michaud et al. 2023, §3.1 of DESIGN.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..corpora import load_corpus
+from ..executors import map_runs
+from ..fitting import fit_power_law, fit_range_sensitivity
+from .training import resolve_config
+
+__all__ = ["LADDER", "family_configs", "train_family", "train_member", "load_family", "loss_matrix", "fit_alpha_n",
+           "TokenClasses", "analyse", "PAPER_CLASSES"]
+
+PAPER_CLASSES = dict(high=5.0, low=0.3, slope=-0.3, r2=0.98)
+
+# (n_layers, d_model): non-embedding parameters 3.3k … 148k (1.65 decades) with d_mlp = 4·d_model
+LADDER: tuple[tuple[int, int], ...] = ((1, 16), (1, 32), (2, 32), (2, 48), (2, 64), (3, 64))
+
+
+def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str = "char", **train_kw) -> list[dict]:
+    """One resolved training config per (n_layers, d_model), plus the corpus it trains on."""
+    d_vocab = train_kw.pop("d_vocab", None) or load_corpus(corpus, tokenizer).vocab_size
+    out = []
+    for n_layers, d_model in sizes:
+        heads = max(1, d_model // 16)
+        cfg = resolve_config({**train_kw, "n_layers": n_layers, "d_model": d_model, "n_heads": heads, "d_vocab": d_vocab})
+        out.append({"name": f"L{n_layers}-d{d_model}", "corpus": corpus, "tokenizer": tokenizer, **cfg})
+    return out
+
+
+def train_member(config: dict, run_dir=None) -> dict:
+    """Train one family member on its corpus's train split, evaluating on the held-out documents."""
+    from .training import DEFAULTS, train
+
+    corpus = load_corpus(config["corpus"], config["tokenizer"])
+    cfg = {k: v for k, v in config.items() if k in DEFAULTS}
+    result = train(cfg, corpus.documents("train"), val_tokens=corpus.documents("val"), tokenizer=corpus.tokenizer,
+                   run_dir=run_dir.path if run_dir is not None else None, progress=False)
+    return {"name": config["name"], **result}
+
+
+def train_family(configs: list[dict], root: str | Path, *, backend: str = "serial", workers: int | None = None) -> list[dict]:
+    """Train every config as a resumable sweep under `root` (finished members are not redone)."""
+    return map_runs(train_member, configs, root=root, backend=backend, workers=workers, name="lm-family",
+                    desc="family")
+
+
+def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[dict]]:
+    """Every finished member of a family sweep, loaded, in increasing model size, with its name and val loss."""
+    from ..io import read_json
+    from .loading import load
+
+    root = Path(root)
+    if not (root / "manifest.json").exists():
+        raise ValueError(f"family {root} has no manifest.json; train one with `quanta lm family --out {root}`")
+    runs = [(r["config"], root / "runs" / r["key"]) for r in read_json(root / "manifest.json")["runs"]]
+    done = [(c, p) for c, p in runs if (p / "result.json").exists()]
+    if len(done) < 3:
+        raise ValueError(f"family {root}: {len(done)} of {len(runs)} members finished, need ≥ 3; rerun "
+                         "`quanta lm family` on it to resume")
+    done.sort(key=lambda cp: read_json(cp[1] / "result.json")["n_params_non_embedding"])
+    models = [load(p, device=device) for _, p in done]
+    return models, [{"name": c.get("name", p.name), "val_loss": read_json(p / "result.json")["val_loss"]} for c, p in done]
+
+
+def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: int = 64,
+            thresholds: dict | None = None, progress: bool = True) -> tuple[dict, np.ndarray, TokenClasses]:
+    """Mean loss vs N, α_N with CI and range sensitivity, and token classes for models sorted by size."""
+    from .loading import non_embedding_params
+
+    losses = loss_matrix(models, docs, context=context, progress=progress)
+    n = np.array([non_embedding_params(m) for m in models], float)
+    mean = losses.mean(0)
+    fit, sensitivity = fit_alpha_n(n, mean)
+    thresholds = thresholds or PAPER_CLASSES
+    classes = TokenClasses(**thresholds).fit(losses, n)
+    summary = {
+        "alpha_N": fit.exponent, "alpha_N_ci": fit.exponent_ci, "fit": fit, "range_sensitivity": sensitivity,
+        "models": [{"name": k, "non_embedding_params": int(p), "mean_loss": float(v)} for k, p, v in zip(names, n, mean, strict=True)],
+        "n_tokens_evaluated": int(losses.shape[0]), "context": context,
+        "token_classes": {**classes.counts(), "thresholds": thresholds},
+    }
+    return summary, losses, classes
+
+
+def loss_matrix(models: list, docs: list[np.ndarray], *, context: int = 64, progress: bool = True) -> np.ndarray:
+    """Per-token losses (tokens × models) of every model on the same documents; positions 1.. of each doc."""
+    from .losses import token_losses
+
+    cols = [token_losses(m, docs, context=context, progress=progress) for m in models]
+    keep = ~np.isnan(cols[0])
+    return np.stack([c[keep] for c in cols], axis=1)
+
+
+def fit_alpha_n(n_params, mean_losses, **kw) -> tuple:
+    """α_N: mean loss ≈ a·N^(−α_N) over non-embedding parameters, with bootstrap CI and range sensitivity."""
+    fit = fit_power_law(np.asarray(n_params, float), np.asarray(mean_losses, float), **kw)
+    return fit, fit_range_sensitivity(np.asarray(n_params, float), np.asarray(mean_losses, float), **kw)
+
+
+class TokenClasses:
+    """Label tokens by how their loss falls with model size (the quantization model's token classes).
+
+    monogenic: loss > `high` nats for every model below some size and < `low` at and above it (one
+    sharp drop); polygenic: a steady decline, slope of loss vs ln N below `slope` with R² above `r2`.
+    The paper's thresholds (Pythia, 19M…2.7B) are the defaults; small models need smaller ones.
+    """
+
+    def __init__(self, high: float = 5.0, low: float = 0.3, slope: float = -0.3, r2: float = 0.98):
+        if not (np.isfinite(high) and np.isfinite(low) and low < high):
+            raise ValueError(f"high and low must be finite with low < high, got high={high}, low={low}")
+        if not 0 <= r2 <= 1:
+            raise ValueError(f"r2 must be in [0, 1], got {r2}")
+        self.high, self.low, self.slope, self.r2 = high, low, slope, r2
+
+    def fit(self, losses: np.ndarray, n_params) -> TokenClasses:
+        """`losses`: (tokens × models) with models in increasing `n_params` order."""
+        losses = np.asarray(losses, float)
+        n = np.asarray(n_params, float)
+        if losses.ndim != 2 or losses.shape[1] != n.size or n.size < 3 or np.any(np.diff(n) <= 0):
+            raise ValueError(f"losses must be (tokens × models) with ≥ 3 models in increasing n_params order; "
+                             f"got shape {losses.shape} and {n.size} sizes")
+        # monogenic: a size index k with all models before it above `high` and from it on below `low`
+        above = np.cumprod(losses > self.high, axis=1).astype(bool)  # prefix still above
+        below = np.cumprod((losses < self.low)[:, ::-1], axis=1)[:, ::-1].astype(bool)  # suffix below
+        k = np.arange(1, n.size)
+        ok = above[:, k - 1] & below[:, k]
+        self.step_ = np.where(ok.any(axis=1), k[np.argmax(ok, axis=1)], -1)
+        x = np.log(n) - np.log(n).mean()
+        y = losses - losses.mean(axis=1, keepdims=True)
+        self.slope_ = y @ x / (x @ x)
+        ss_tot = (y**2).sum(axis=1)
+        ss_res = ((y - np.outer(self.slope_, x)) ** 2).sum(axis=1)
+        self.r2_ = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+        poly = (self.slope_ < self.slope) & (self.r2_ > self.r2)
+        self.labels_ = np.where(self.step_ >= 0, "monogenic", np.where(poly, "polygenic", "other"))
+        return self
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels_ == c).sum()) for c in ("monogenic", "polygenic", "other")}

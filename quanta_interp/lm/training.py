@@ -1,0 +1,231 @@
+"""Train a fresh TransformerLens model (`TransformerBridge.boot_native`) on a token stream.
+
+AdamW with linear warm-up and cosine decay, gradient clipping, held-out evaluation, and
+checkpoints (model + optimizer in one safetensors file) that a rerun resumes from after a kill.
+Batches are drawn from a generator seeded by (seed, step), so a resumed run is identical to an
+unkilled one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..corpora import Tokenizer
+from ..io import (
+    RunDir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    progress,
+    read_json,
+    to_jsonable,
+)
+from .loading import n_params, non_embedding_params
+from .losses import as_documents
+
+__all__ = ["train", "resolve_config", "build_model", "DEFAULTS"]
+
+DEFAULTS: dict = dict(n_layers=2, d_model=64, n_heads=4, d_mlp=None, n_ctx=128, d_vocab=None, act_fn="gelu",
+                      steps=1000, batch_size=32, lr=3e-3, warmup=50, weight_decay=0.01, grad_clip=1.0,
+                      eval_every=200, eval_batches=8, seed=0, device="cpu", checkpoint_every=200)
+_CKPT = "checkpoint.safetensors"
+
+
+def resolve_config(config: dict) -> dict:
+    """`config` with defaults filled in and validated (d_mlp defaults to 4·d_model)."""
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"config: unknown keys {unknown}; accepted: {sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **config}
+    if cfg["d_vocab"] is None:
+        raise ValueError("config: d_vocab is required (the tokenizer's vocab_size)")
+    cfg["d_mlp"] = cfg["d_mlp"] or 4 * cfg["d_model"]
+    for k in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "d_vocab", "steps", "batch_size",
+              "eval_every", "eval_batches", "checkpoint_every"):
+        if not isinstance(cfg[k], (int, np.integer)) or cfg[k] < 1:
+            raise ValueError(f"config: {k} must be a positive integer, got {cfg[k]!r}")
+    if cfg["d_model"] % cfg["n_heads"]:
+        raise ValueError(f"config: d_model ({cfg['d_model']}) must be divisible by n_heads ({cfg['n_heads']})")
+    if not cfg["lr"] > 0 or cfg["warmup"] < 0 or cfg["weight_decay"] < 0:
+        raise ValueError("config: lr must be > 0, warmup and weight_decay ≥ 0")
+    return to_jsonable(cfg)
+
+
+def _model_config(cfg: dict) -> dict:
+    return dict(d_model=cfg["d_model"], d_head=cfg["d_model"] // cfg["n_heads"], n_layers=cfg["n_layers"],
+                n_ctx=cfg["n_ctx"], n_heads=cfg["n_heads"], d_vocab=cfg["d_vocab"], d_mlp=cfg["d_mlp"],
+                act_fn=cfg["act_fn"], seed=cfg["seed"])
+
+
+def build_model(config: dict):
+    """A freshly initialised native bridge for a (resolved or partial) training config."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = resolve_config(config)
+    return TransformerBridge.boot_native(TransformerBridgeConfig(**_model_config(cfg)), device=cfg["device"])
+
+
+def _lr(step: int, cfg: dict) -> float:
+    if step < cfg["warmup"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup"]
+    frac = (step - cfg["warmup"]) / max(cfg["steps"] - cfg["warmup"], 1)
+    return cfg["lr"] * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def _batch(tokens: np.ndarray, n: int, width: int, rng: np.random.Generator):
+    import torch
+
+    starts = rng.integers(0, tokens.size - width + 1, size=n)
+    return torch.from_numpy(np.stack([tokens[s: s + width] for s in starts]).astype(np.int64))
+
+
+def _stream(tokens, name: str, cfg: dict) -> np.ndarray:
+    docs = as_documents(tokens if isinstance(tokens, (list, tuple)) else [np.asarray(tokens)], cfg["d_vocab"])
+    flat = np.concatenate(docs)
+    if flat.size < cfg["n_ctx"] + 1:
+        raise ValueError(f"{name}: {flat.size} tokens is too short for one window of n_ctx+1={cfg['n_ctx'] + 1}")
+    return flat
+
+
+def _save_checkpoint(run: RunDir, model, opt, step: int, state: dict) -> None:
+    from safetensors.torch import save
+
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    for i, (_, s) in enumerate(sorted(opt.state_dict()["state"].items())):
+        tensors.update({f"opt/{i}/{k}": v for k, v in s.items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"step": str(step), "state": json.dumps(to_jsonable(state))}
+    atomic_write_bytes(run.path / _CKPT, save(tensors, metadata=meta))
+
+
+def _load_checkpoint(run: RunDir, model, opt) -> tuple[int, dict]:
+    from safetensors import safe_open
+
+    with safe_open(run.path / _CKPT, framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    sd = opt.state_dict()
+    for i, pid in enumerate(sorted(p for group in sd["param_groups"] for p in group["params"])):
+        sd["state"][pid] = {k.split("/")[2]: v for k, v in tensors.items() if k.startswith(f"opt/{i}/")}
+    opt.load_state_dict(sd)
+    return int(meta["step"]), json.loads(meta["state"])
+
+
+def _evaluate(model, val: np.ndarray, cfg: dict) -> float:
+    import torch
+
+    rng = np.random.default_rng([cfg["seed"], 1])  # the same held-out windows at every evaluation
+    model.eval()
+    with torch.inference_mode():
+        losses = [model(_batch(val, cfg["batch_size"], cfg["n_ctx"], rng).to(cfg["device"]), return_type="loss").item()
+                  for _ in range(cfg["eval_batches"])]
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(config: dict, train_tokens, *, val_tokens=None, tokenizer: Tokenizer | None = None,
+          run_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Train a fresh native model on `train_tokens` (1-D array or list of documents); see module docstring.
+
+    With `run_dir`, writes config.json, metrics.jsonl, checkpoints, weights.safetensors,
+    model_config.json, tokenizer.json and result.json, and resumes from the last checkpoint.
+    """
+    import torch
+
+    cfg = resolve_config(config)
+    train_flat = _stream(train_tokens, "train_tokens", cfg)
+    val_flat = _stream(val_tokens, "val_tokens", cfg) if val_tokens is not None else None
+    if tokenizer is not None and tokenizer.vocab_size > cfg["d_vocab"]:
+        raise ValueError(f"config: d_vocab={cfg['d_vocab']} is smaller than the tokenizer's vocab_size "
+                         f"{tokenizer.vocab_size}")
+    run = _open_run(run_dir, cfg, tokenizer)
+    if run is not None and run.done:
+        return run.result()
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=(0.9, 0.95))
+    step, state = 0, {"best_val_loss": None, "val_loss": None, "recent": []}
+    if run is not None and (run.path / _CKPT).exists():
+        step, state = _load_checkpoint(run, model, opt)
+        rows = [r for r in run.metrics() if r.get("step", 0) <= step]
+        atomic_write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    t0, start = time.perf_counter(), step
+    bar = _bar(progress, cfg["steps"], step)
+    while step < cfg["steps"]:
+        rng = np.random.default_rng([cfg["seed"], 0, step])
+        tokens = _batch(train_flat, cfg["batch_size"], cfg["n_ctx"], rng).to(cfg["device"])
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+        loss = model(tokens, return_type="loss")
+        if not torch.isfinite(loss):
+            _stop_nan(run, step, loss.item())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        step += 1
+        state["recent"] = (state["recent"] + [loss.item()])[-50:]
+        row = {"step": step, "train_loss": loss.item(), "lr": _lr(step - 1, cfg)}
+        if val_flat is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"]):
+            row["val_loss"] = state["val_loss"] = _evaluate(model, val_flat, cfg)
+            best = state["best_val_loss"]
+            state["best_val_loss"] = row["val_loss"] if best is None else min(best, row["val_loss"])
+        if run is not None:
+            if step % cfg["checkpoint_every"] == 0 or "val_loss" in row or step == cfg["steps"]:
+                run.log_metrics(row)
+                _save_checkpoint(run, model, opt, step, state)
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    result = {
+        "final_train_loss": float(np.mean(state["recent"])), "best_val_loss": state["best_val_loss"],
+        "val_loss": state["val_loss"], "n_params": n_params(model),
+        "n_params_non_embedding": non_embedding_params(model), "steps": step,
+        "tokens_seen": step * cfg["batch_size"] * cfg["n_ctx"],
+        "train_tokens_per_s": (step - start) * cfg["batch_size"] * cfg["n_ctx"] / elapsed if step > start else None,
+    }
+    if run is not None:
+        run.save_weights(model.state_dict())
+        run.write_result(result)
+    return result
+
+
+def _bar(enabled: bool, total: int, initial: int):
+    return progress(total=total, initial=initial, desc="train", unit="step", disable=not enabled)
+
+
+def _open_run(run_dir, cfg: dict, tokenizer: Tokenizer | None) -> RunDir | None:
+    """The run folder, checked against `cfg` (a sweep's config.json may hold extra keys of its own)."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir)
+    if (path / "config.json").exists():
+        old = read_json(path / "config.json")
+        diff = sorted(k for k, v in cfg.items() if old.get(k) != v)
+        if diff:
+            raise ValueError(f"run_dir {path} already holds a run with different {diff}; use another folder")
+    run = RunDir(path, None if (path / "config.json").exists() else cfg)
+    atomic_write_json(path / "model_config.json", _model_config(cfg))
+    if tokenizer is not None:
+        tokenizer.save(path / "tokenizer.json")
+    return run
+
+
+def _stop_nan(run: RunDir | None, step: int, value: float):
+    where = "no checkpoint was written (no run_dir)"
+    if run is not None and (run.path / _CKPT).exists():
+        from safetensors.torch import load_file
+
+        weights = {k[6:]: v for k, v in load_file(run.path / _CKPT).items() if k.startswith("model/")}
+        run.save_weights(weights)
+        where = f"the last good checkpoint is in {run.path / 'weights.safetensors'}"
+    raise ValueError(f"training loss became {value} at step {step}; stopped, {where}; lower lr or raise warmup")
