@@ -1,0 +1,68 @@
+"""`quanta bench neurons`: a whole layer in one pass vs the same neurons inspected one by one, and pages/s.
+
+One-by-one costs one pass over the sample per neuron; it is timed on `n_single` neurons and scaled to the
+layer's width (stated in the output). `--quick` uses a small random native model instead of SmolLM2.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+__all__ = ["run"]
+
+
+def _setup(quick: bool, seed: int):
+    from ..corpora import load_corpus
+
+    if quick:
+        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.model_bridge import TransformerBridge
+
+        corpus = load_corpus("shakespeare", "char")
+        model = TransformerBridge.boot_native(TransformerBridgeConfig(
+            d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=128, d_vocab=corpus.vocab_size, act_fn="gelu",
+            d_mlp=256, seed=seed))
+        model.quanta_spec = "native-2L-d64 (random init)"
+        return model, corpus, 1, 32, 8
+    from .. import lm
+
+    model = lm.load("smollm2")
+    return model, load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)), 6, 16, 4
+
+
+def run(args) -> dict:
+    import torch
+
+    from .inspect import LayerInspector, corpus_sample
+    from .pages import write_layer
+
+    model, corpus, layer, n_windows, n_single = _setup(bool(args.quick), int(args.seed))
+    sample = corpus_sample(corpus, n_windows=n_windows, context=64, seed=int(args.seed))
+    torch.manual_seed(int(args.seed))
+
+    start = time.perf_counter()
+    batch = LayerInspector(layer, batch_size=8).fit(model, sample)
+    records = list(batch.records())
+    t_layer = time.perf_counter() - start
+    width = len(batch.neurons_)
+
+    start = time.perf_counter()
+    for i in range(n_single):
+        LayerInspector(layer, neurons=[i], batch_size=8).fit(model, sample).record(i)
+    t_single = (time.perf_counter() - start) / n_single
+
+    n_pages = min(width, 200)
+    with tempfile.TemporaryDirectory() as out:
+        pages = write_layer(records[:n_pages], out, title="bench")
+    return {
+        "model": getattr(model, "quanta_spec", ""), "layer": layer, "neurons_in_layer": width,
+        "sample_tokens": int(sample.tokens.size), "threads": torch.get_num_threads(),
+        "layer_batch_s": round(t_layer, 3),
+        "one_neuron_s": round(t_single, 3), "one_by_one_timed_neurons": n_single,
+        "one_by_one_layer_s_estimated": round(t_single * width, 1),
+        "speedup_layer_batch_vs_one_by_one": round(t_single * width / t_layer, 1),
+        "speedup_note": "one-by-one = one pass over the sample per neuron, timed on the first neurons and scaled to "
+                        "the layer width; both include building the records",
+        "pages_written": pages["pages"], "pages_per_s": round(pages["pages_per_s"], 1),
+    }

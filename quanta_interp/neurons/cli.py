@@ -1,0 +1,162 @@
+"""`quanta neurons inspect|layer|cluster`: neuron pages for any model, and the neurons of a quanta cluster."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from ..cli import add_common, positive_int
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("inspect", help="one neuron: stats, examples, logit effects → JSON + HTML page")
+    _sample_options(p)
+    p.add_argument("--neuron", type=int, required=True, help="neuron index in the hook's last dimension")
+    add_common(p, out="runs/neurons", device=True)
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("layer", help="every neuron of a layer in one pass: a page per neuron + index.html")
+    _sample_options(p)
+    p.add_argument("--neurons", default=None, help="subset, e.g. 0-99 or 3,17,42 (default: all)")
+    add_common(p, out="runs/neurons", device=True)
+    p.set_defaults(func=_layer)
+
+    p = sub.add_parser("cluster", help="the neurons most selective for one `quanta discover` cluster")
+    p.add_argument("--discover", required=True, help="folder written by `quanta discover --out`")
+    p.add_argument("--cluster", required=True, help="cluster id from clusters.json")
+    p.add_argument("--model", default=None, help="model spec (default: the one the discover run used)")
+    p.add_argument("--layers", default=None, help="layers to rank, e.g. 0-5 or 3,7 (default: all)")
+    p.add_argument("--hook", default=None, help="hook template with {layer} (default: blocks.{layer}.mlp.hook_post)")
+    p.add_argument("--top", type=positive_int, default=20, help="neurons to list (default: 20)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    add_common(p, out="runs/neurons", device=True)
+    p.set_defaults(func=_cluster)
+
+
+def _sample_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2", help="model spec for lm.load (default: smollm2)")
+    p.add_argument("--layer", type=int, required=True, help="layer index")
+    p.add_argument("--hook", default=None, help="hook template with {layer} (default: blocks.{layer}.mlp.hook_post)")
+    p.add_argument("--corpus", default="shakespeare", help="corpus source for load_corpus (default: shakespeare)")
+    p.add_argument("--split", choices=["train", "val", "all"], default="all", help="documents to sample (default: all)")
+    p.add_argument("--windows", type=positive_int, default=64, help="windows sampled (default: 64)")
+    p.add_argument("--context", type=positive_int, default=64, help="tokens per window (default: 64)")
+    p.add_argument("--top-k", type=positive_int, default=20, help="top-activating examples (default: 20)")
+    p.add_argument("--intervals", choices=["quantile", "equal-width"], default="quantile",
+                   help="activation-interval bins (default: quantile)")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--discover", default=None, help="a `quanta discover` folder of the same model: link neurons to its clusters")
+
+
+def parse_indices(text: str | None, name: str) -> list[int] | None:
+    """'0-9,12' → [0..9, 12]; one-line error otherwise."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.replace(" ", "")):
+        raise ValueError(f"--{name} must look like 0-99 or 3,17,42, got {text!r}")
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).name or text)
+
+
+def _model(spec: str, device: str):
+    from ..lm import load
+
+    return load(spec, device=device)
+
+
+def _corpus(model, source: str, **kwargs):
+    from ..corpora import load_corpus
+    from ..lm import corpus_tokenizer
+
+    return load_corpus(source, tokenizer=corpus_tokenizer(model), **kwargs)
+
+
+def discover_corpus(model, summary: dict):
+    """The corpus a discover run used, tokenized with `model`'s tokenizer (doc indices refer to it)."""
+    spec = summary.get("corpus") or "shakespeare"
+    seed = (summary.get("settings") or {}).get("seed", 0)  # only the split depends on it; reusing it hits the cache
+    if isinstance(spec, dict):
+        keys = ("edition", "val_fraction", "max_documents")
+        return _corpus(model, spec.get("source", "shakespeare"), seed=spec.get("seed", seed),
+                       **{k: spec[k] for k in keys if k in spec})
+    return _corpus(model, str(spec), seed=seed)
+
+
+def _fit(args, neurons):
+    import torch
+
+    from .inspect import LayerInspector, corpus_sample
+    from .quanta_link import ClusterProfile, check_model, read_discover
+
+    torch.manual_seed(args.seed)
+    if args.discover:  # fail before loading a model
+        check_model(read_discover(args.discover)[0], args.model, args.discover)
+    model = _model(args.model, args.device)
+    corpus = _corpus(model, args.corpus)
+    sample = corpus_sample(corpus, n_windows=args.windows, context=min(args.context, int(model.cfg.n_ctx)),
+                           split=None if args.split == "all" else args.split, seed=args.seed)
+    insp = LayerInspector(args.layer, hook=args.hook, neurons=neurons, top_k=args.top_k, intervals=args.intervals,
+                          batch_size=args.batch_size, seed=args.seed).fit(model, sample, desc="forward")
+    if args.discover:
+        summary, _ = read_discover(args.discover)
+        profile = ClusterProfile([args.layer], hook=args.hook).fit(model, args.discover, discover_corpus(model, summary),
+                                                                    desc="cluster members")
+        insp.link(profile)
+    out = Path(args.out) / _slug(args.model) / insp.hook_.replace(".", "_")
+    return insp, out
+
+
+def _inspect(args) -> int:
+    from .pages import write_neuron
+
+    insp, out = _fit(args, [args.neuron])
+    path = write_neuron(insp.record(args.neuron), out)
+    print(f"wrote {path} (+ .json); open it in any browser, offline")
+    return 0
+
+
+def _layer(args) -> int:
+    from ..io import progress
+    from .pages import write_layer
+
+    insp, out = _fit(args, parse_indices(args.neurons, "neurons"))
+    records = list(progress(insp.records(), total=len(insp.neurons_), desc="records"))
+    res = write_layer(records, out, title=f"{args.model} · {insp.hook_}")
+    print(f"wrote {res['pages']} neuron pages ({res['pages_per_s']:.1f} pages/s) and {res['index']}")
+    return 0
+
+
+def _cluster(args) -> int:
+    from ..io import atomic_write_json
+    from .quanta_link import ClusterProfile, check_model, discover_model, read_discover
+
+    summary, _ = read_discover(args.discover)
+    spec = args.model or discover_model(summary)
+    check_model(summary, spec, args.discover)  # before loading the model
+    model = _model(spec, args.device)
+    layers = parse_indices(args.layers, "layers") or list(range(int(model.cfg.n_layers)))
+    profile = ClusterProfile(layers, hook=args.hook, batch_size=args.batch_size).fit(
+        model, args.discover, discover_corpus(model, summary), desc="cluster members")
+    cluster = int(args.cluster) if args.cluster.isdigit() and int(args.cluster) in profile.cluster_ids_ else args.cluster
+    rows = profile.neurons_for(cluster, args.top)
+    c = profile.cluster_ids_.index(cluster)
+    path = atomic_write_json(Path(args.out) / _slug(spec) / f"cluster_{_slug(str(cluster))}.json", {
+        "model": spec, "discover": str(args.discover), "cluster": cluster, "size": profile.sizes_[c],
+        "label": profile.labels_[c], "context": profile.context_, "ranking": "z = (cluster mean − mean over all "
+        "members) / sd over all members, at the last context token before each target", "neurons": rows})
+    print(f"cluster {cluster} (size {profile.sizes_[c]}; targets {profile.labels_[c]!r}) — top neurons:")
+    for r in rows:
+        print(f"  {r['hook']:<28} neuron {r['neuron']:>5}  z {r['z']:+.2f}  mean {r['mean_activation']:+.3f}")
+    print(f"wrote {path}")
+    return 0

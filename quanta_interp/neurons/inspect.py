@@ -1,0 +1,323 @@
+"""Inspect the neurons of one layer of any loaded LM over a corpus sample.
+
+`LayerInspector.fit` records every selected neuron of a hook in one pass over the sample (one
+forward per batch, stopped after the hook), then `record(i)` / `records()` build Neuronpedia-like
+records: max activation, density, histogram, top-k and interval examples, direct logit effects.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..corpora import TokenizedCorpus, Tokenizer
+from ..io import progress
+from .pages import NeuronRecord
+
+__all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "record_activations",
+           "logit_effects", "TokenText", "LayerInspector"]
+
+DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
+INTERVALS = ("quantile", "equal-width")
+
+
+@dataclass
+class CorpusSample:
+    """Windows of `context` tokens drawn from a corpus: `tokens[w]` = doc `docs[w]` from `starts[w]`."""
+
+    tokens: np.ndarray
+    docs: np.ndarray
+    starts: np.ndarray
+    doc_names: list[str]
+    tokenizer: Tokenizer
+
+
+def corpus_sample(corpus: TokenizedCorpus, *, n_windows: int = 64, context: int = 64, split: str | None = None,
+                  seed: int = 0) -> CorpusSample:
+    """Seeded windows, documents drawn in proportion to their length (shorter windows if every doc is short)."""
+    docs = np.array([d for d in corpus.doc_ids(split) if corpus.doc_lengths[d] >= 2], dtype=np.int64)
+    if n_windows < 1 or context < 2 or docs.size == 0:
+        raise ValueError(f"the corpus sample is empty (split={split!r}, n_windows={n_windows}, context={context}): "
+                         "pass a corpus with documents of ≥ 2 tokens, n_windows ≥ 1 and context ≥ 2")
+    lengths = corpus.doc_lengths[docs]
+    ctx = int(min(context, lengths.max()))
+    docs, lengths = docs[lengths >= ctx], lengths[lengths >= ctx]
+    rng = np.random.default_rng(seed)
+    room = (lengths - ctx + 1).astype(float)
+    pick = rng.choice(docs.size, size=n_windows, p=room / room.sum())
+    starts = (rng.random(n_windows) * room[pick]).astype(np.int64)
+    order = np.lexsort((starts, docs[pick]))
+    chosen, starts = docs[pick][order], starts[order]
+    tokens = np.stack([corpus.doc(d)[s: s + ctx] for d, s in zip(chosen, starts, strict=True)]).astype(np.int64)
+    return CorpusSample(tokens, chosen, starts, list(corpus.doc_names), corpus.tokenizer)
+
+
+def resolve_hook(model, layer: int, hook: str | None = None) -> str:
+    """The hook name for `layer` (default the MLP hidden activations); one-line errors name the valid choices."""
+    n_layers = int(model.cfg.n_layers)
+    if not 0 <= int(layer) < n_layers:
+        raise ValueError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+    name = (hook or DEFAULT_HOOK).format(layer=int(layer))
+    names = list(model.hook_dict)
+    if name not in model.hook_dict:
+        close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+        raise ValueError(f"hook {name!r} is not a hook of this model; close matches: {', '.join(close) or 'none'}")
+    return name
+
+
+def _r(values, digits: int = 4) -> list[float]:
+    """Rounded float64 values as a list (float32 would print as 0.9498999714851379 in JSON)."""
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+
+
+class _Stop(Exception):
+    """Raised by the last capture hook so the forward pass ends there."""
+
+
+def record_activations(model, tokens: np.ndarray, hooks: Sequence[str], *, batch_size: int = 8,
+                       neurons: np.ndarray | None = None, last: np.ndarray | None = None,
+                       desc: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
+    """Activations at `hooks` for rows of `tokens`: one forward per batch, stopped after the last hook fires.
+
+    Returns float32 (rows, pos, width) per hook, or (rows, width) at position `last[row]` when given;
+    `neurons` keeps only those columns.
+    """
+    import torch
+
+    if tokens.size == 0:
+        raise ValueError("the corpus sample is empty: there are no tokens to run the model on")
+    d_vocab = int(model.cfg.d_vocab)
+    if int(tokens.max()) >= d_vocab:
+        raise ValueError(f"token id {int(tokens.max())} ≥ the model's vocabulary ({d_vocab}): "
+                         "tokenize the corpus with the model's tokenizer (lm.corpus_tokenizer)")
+    device = next(model.parameters()).device
+    cols = None if neurons is None else torch.as_tensor(neurons, device=device)
+    out: dict[str, list] = {h: [] for h in hooks}
+    batch: dict[str, torch.Tensor] = {}
+
+    def grab(name, act):
+        a = act.detach()
+        a = a if cols is None else a.index_select(-1, cols)
+        if rows_last is not None:
+            a = a[torch.arange(a.shape[0], device=a.device), rows_last]
+        batch[name] = a.float().cpu()
+        if len(batch) == len(hooks):
+            raise _Stop
+
+    steps = range(0, len(tokens), batch_size)
+    # Key results by the registered name: bridge hook aliases report another `hook.name`.
+    fwd = [(h, lambda act, hook, h=h: grab(h, act)) for h in hooks]
+    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
+        for i in progress(steps, desc=desc, disable=desc is None):
+            rows_last = None if last is None else torch.as_tensor(last[i: i + batch_size], device=device)
+            batch.clear()
+            try:
+                model(torch.as_tensor(tokens[i: i + batch_size], device=device))
+            except _Stop:
+                pass
+            for h in hooks:
+                out[h].append(batch[h])
+    return {h: torch.cat(v) for h, v in out.items()}
+
+
+def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: int = 256) -> dict:
+    """Direct logit effect of each neuron: top/bottom `k` tokens of W_out[i] · diag(γ_final) · W_U.
+
+    The final norm's weight γ (and LayerNorm's centring) is folded in; its per-token 1/RMS scale is not
+    (positive, so the ranking is unchanged; divide values by it for logits per unit of activation).
+    """
+    import torch
+
+    with torch.no_grad():
+        w_out = model.blocks[layer].mlp.W_out.detach().float()
+        if w_out.shape[0] != model.cfg.d_mlp:
+            w_out = w_out.T
+        w_u = model.W_U.detach().float()
+        norm = getattr(model, "ln_final", None)
+        gamma = getattr(norm, "weight", None)
+        centre = str(model.cfg.normalization_type or "").startswith("LN")
+        res = {"pos_idx": [], "pos_val": [], "neg_idx": [], "neg_val": []}
+        for i in range(0, len(neurons), chunk):
+            v = w_out[torch.as_tensor(neurons[i: i + chunk], device=w_out.device)]
+            if centre:
+                v = v - v.mean(-1, keepdim=True)
+            if gamma is not None:
+                v = v * gamma.detach().float()
+            eff = v @ w_u
+            top, bot = eff.topk(k, dim=-1), eff.topk(k, dim=-1, largest=False)
+            for key, t in (("pos", top), ("neg", bot)):
+                res[f"{key}_idx"].append(t.indices.cpu().numpy())
+                res[f"{key}_val"].append(t.values.cpu().numpy())
+    res = {key: np.concatenate(v) for key, v in res.items()}
+    res["note"] = ("W_out[i] · " + ("centred, " if centre else "") +
+                   ("× final-norm weight γ, " if gamma is not None else "") +
+                   "· W_U; the final norm's per-token 1/scale is not applied (positive: ranking unchanged)")
+    return res
+
+
+_BYTE_DECODER: dict[str, int] = {}
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's bytes→unicode map, used to show byte-level pieces of split UTF-8 characters."""
+    if not _BYTE_DECODER:
+        bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+        cs, n = list(bs), 0
+        for b in range(256):
+            if b not in bs:
+                bs.append(b)
+                cs.append(256 + n)
+                n += 1
+        _BYTE_DECODER.update({chr(c): b for b, c in zip(bs, cs, strict=True)})
+    return _BYTE_DECODER
+
+
+class TokenText:
+    """Readable text per token id, cached: byte-level pieces decoded, special tokens literal, and a piece
+    of a split UTF-8 character shown as its bytes (`\\xe2\\x80`) instead of U+FFFD."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, ids) -> list[str]:
+        return [self.one(int(i)) for i in ids]
+
+    def one(self, i: int) -> str:
+        if i not in self._cache:
+            text = self.tokenizer.token_str(i)
+            raw = self.tokenizer.backend.id_to_token(i) or ""
+            if "\ufffd" in text and raw and all(c in _byte_decoder() for c in raw):
+                data = bytes(_byte_decoder()[c] for c in raw)
+                text = data.decode("utf-8", errors="backslashreplace")
+            self._cache[i] = text
+        return self._cache[i]
+
+
+class LayerInspector:
+    """All neurons (or `neurons`) of one hook over a corpus sample; `fit` makes one pass over the sample.
+
+    `intervals` is "quantile" (bins hold equal numbers of positive activations) or "equal-width"
+    (bins split (0, max] evenly); `per_interval` examples are drawn at random from each bin.
+    """
+
+    def __init__(self, layer: int, *, hook: str | None = None, neurons: Sequence[int] | None = None,
+                 top_k: int = 20, before: int = 12, after: int = 4, n_bins: int = 40,
+                 intervals: str = "quantile", n_intervals: int = 5, per_interval: int = 3,
+                 n_logits: int = 10, batch_size: int = 8, seed: int = 0):
+        self.layer, self.hook, self.neurons = layer, hook, neurons
+        self.top_k, self.before, self.after, self.n_bins = top_k, before, after, n_bins
+        self.intervals, self.n_intervals, self.per_interval = intervals, n_intervals, per_interval
+        self.n_logits, self.batch_size, self.seed = n_logits, batch_size, seed
+
+    def fit(self, model, sample: CorpusSample, *, desc: str | None = None) -> LayerInspector:
+        if self.intervals not in INTERVALS:
+            raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, got {self.intervals!r}")
+        for name in ("top_k", "n_bins", "n_intervals", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        self.hook_ = resolve_hook(model, self.layer, self.hook)
+        width = record_activations(model, sample.tokens[:1, :2], [self.hook_])[self.hook_].shape[-1]
+        self.neurons_ = np.arange(width) if self.neurons is None else np.asarray(self.neurons, dtype=np.int64)
+        bad = self.neurons_[(self.neurons_ < 0) | (self.neurons_ >= width)]
+        if bad.size:
+            raise ValueError(f"neuron {int(bad[0])} is out of range: {self.hook_} has neurons 0..{width - 1}")
+        acts = record_activations(model, sample.tokens, [self.hook_], batch_size=self.batch_size,
+                                  neurons=None if self.neurons is None else self.neurons_, desc=desc)[self.hook_]
+        self.acts_ = acts.reshape(-1, acts.shape[-1])
+        self.logits_ = (logit_effects(model, self.layer, self.neurons_, self.n_logits)
+                        if self.hook_ == DEFAULT_HOOK.format(layer=self.layer) else None)
+        self.model_ = str(getattr(model, "quanta_spec", type(model).__name__))
+        self.sample_, self.text_ = sample, TokenText(sample.tokenizer)
+        self.clusters_ = None
+        return self
+
+    def link(self, profile) -> LayerInspector:
+        """Attach a fitted `ClusterProfile` so records list the quanta clusters that activate each neuron most."""
+        if self.hook_ not in profile.means_:
+            raise ValueError(f"the cluster profile has no activations for {self.hook_}; fit it with this layer")
+        self.clusters_ = profile
+        return self
+
+    def _column(self, neuron: int) -> int:
+        hit = np.flatnonzero(self.neurons_ == neuron)
+        if not hit.size:
+            raise ValueError(f"neuron {neuron} was not inspected; inspected: {self.neurons_[0]}..{self.neurons_[-1]}")
+        return int(hit[0])
+
+    def record(self, neuron: int) -> NeuronRecord:
+        """One neuron's record (Neuronpedia-like fields)."""
+        j = self._column(neuron)
+        m = min(len(self.acts_), self.top_k * 8)
+        cand = self.acts_[:, j].topk(m).indices.numpy()
+        return self._record(j, cand)
+
+    def records(self, chunk: int = 256) -> Iterator[NeuronRecord]:
+        """Every inspected neuron's record; top-k candidates are found for `chunk` neurons at a time."""
+        m = min(len(self.acts_), self.top_k * 8)
+        for c in range(0, self.acts_.shape[1], chunk):
+            cand = self.acts_[:, c: c + chunk].topk(m, dim=0).indices.numpy()
+            for k in range(cand.shape[1]):
+                yield self._record(c + k, cand[:, k])
+
+    def _example(self, flat: int, col: np.ndarray, kind: str) -> dict:
+        s, T = self.sample_, self.sample_.tokens.shape[1]
+        w, p = divmod(int(flat), T)
+        lo, hi = max(0, p - self.before), min(T, p + self.after + 1)
+        vals = col[w * T + lo: w * T + hi]
+        doc = int(s.docs[w])
+        return {"tokens": self.text_(s.tokens[w, lo:hi]), "values": _r(vals),
+                "maxValue": round(float(col[flat]), 4), "maxValueTokenIndex": p - lo,
+                "doc": doc, "doc_name": s.doc_names[doc], "pos": int(s.starts[w]) + p, "kind": kind}
+
+    def _top(self, cand: np.ndarray, T: int) -> list[int]:
+        """Up to top_k positions from `cand` (sorted by value), at most one per window neighbourhood."""
+        chosen: list[int] = []
+        for f in cand:
+            if all(f // T != c // T or abs(int(f) - c) > self.before for c in chosen):
+                chosen.append(int(f))
+                if len(chosen) == self.top_k:
+                    break
+        return chosen
+
+    def _record(self, j: int, cand: np.ndarray) -> NeuronRecord:
+        col = self.acts_[:, j].numpy()
+        T = self.sample_.tokens.shape[1]
+        neuron = int(self.neurons_[j])
+        heights, edges = np.histogram(col, bins=self.n_bins)
+        pos = col[col > 0]
+        if self.intervals == "quantile" and pos.size:
+            iv = np.quantile(pos, np.linspace(0, 1, self.n_intervals + 1))
+        else:
+            iv = np.linspace(0.0, max(float(col.max()), 0.0), self.n_intervals + 1)
+        rng = np.random.default_rng([self.seed, neuron])
+        bins = []
+        for b, (lo, hi) in enumerate(zip(iv[:-1], iv[1:], strict=True)):
+            inside = np.flatnonzero((col > 0) & (col >= lo) & ((col < hi) if b < len(iv) - 2 else (col <= hi)))
+            pick = rng.choice(inside, size=min(self.per_interval, inside.size), replace=False) if inside.size else []
+            bins.append({"lo": round(float(lo), 4), "hi": round(float(hi), 4), "n": int(inside.size),
+                         "examples": [self._example(f, col, "interval") for f in sorted(pick, key=lambda f: -col[f])]})
+        rec = {
+            "model": self.model_, "hook": self.hook_, "layer": int(self.layer), "index": neuron,
+            "maxValue": round(float(col.max()), 4), "minValue": round(float(col.min()), 4),
+            "meanValue": round(float(col.mean()), 4), "frac_nonzero": round(float(pos.size / col.size), 5),
+            "n_tokens": int(col.size), "n_windows": int(len(self.sample_.tokens)), "context": int(T),
+            "freq_hist_data_bar_heights": heights.tolist(),
+            "freq_hist_data_bar_values": _r((edges[:-1] + edges[1:]) / 2),
+            "hist_edges": _r(edges), "hist_note": "all sampled tokens, equal-width bins",
+            "activations": [self._example(f, col, "top") for f in self._top(cand, T)],
+            "intervals": {"binning": self.intervals, "bins": bins},
+            "pos_str": [], "pos_values": [], "neg_str": [], "neg_values": [], "logit_note": None, "clusters": [],
+        }
+        if self.logits_ is not None:
+            lg = self.logits_
+            rec.update(pos_str=self.text_(lg["pos_idx"][j]), pos_values=_r(lg["pos_val"][j]),
+                       neg_str=self.text_(lg["neg_idx"][j]), neg_values=_r(lg["neg_val"][j]),
+                       logit_note=lg["note"])
+        if self.clusters_ is not None:
+            rec["clusters"] = self.clusters_.clusters_for(self.hook_, neuron)
+            rec["discover"] = self.clusters_.source_
+        return NeuronRecord(rec)

@@ -1,0 +1,143 @@
+"""Link neurons to quanta: mean activation of every neuron on each `quanta discover` cluster's member tokens.
+
+A member is a target token (doc, pos) the model predicts well; the activation that matters is the one
+at the last context position, pos − 1, where the model makes that prediction, over the same context
+window `quanta discover` used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..corpora import TokenizedCorpus
+from ..io import read_json
+from .inspect import record_activations, resolve_hook
+
+__all__ = ["read_discover", "discover_model", "same_model", "check_model", "discover_context", "ClusterProfile"]
+
+
+def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
+    """(summary, clusters) of a `quanta discover --out` folder; one-line errors for a wrong folder."""
+    folder = Path(folder)
+    if not (folder / "summary.json").exists() or not (folder / "clusters.json").exists():
+        raise ValueError(f"--discover {folder} is not a `quanta discover` output: it needs summary.json and clusters.json")
+    summary, clusters = read_json(folder / "summary.json"), read_json(folder / "clusters.json")
+    clusters = clusters["clusters"] if isinstance(clusters, dict) else clusters
+    if not clusters:
+        raise ValueError(f"--discover {folder}: clusters.json lists no clusters")
+    return summary, clusters
+
+
+def discover_model(summary: dict) -> str:
+    """The model spec a discover run used (`summary["model"]`, a string or a dict with spec/name)."""
+    m = summary.get("model")
+    if isinstance(m, dict):
+        m = m.get("spec") or m.get("name")
+    return str(m)
+
+
+def same_model(a: str, b: str) -> bool:
+    """Equal specs, or two spellings of the same local folder."""
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
+def check_model(summary: dict, spec: str, folder) -> None:
+    """One-line error when a discover folder was made with another model than `spec`."""
+    if not same_model(discover_model(summary), spec):
+        raise ValueError(f"--discover {folder} was made with model {discover_model(summary)!r}, not {spec!r}: "
+                         "pass the same --model, or a discover folder of this model")
+
+
+def discover_context(summary: dict, default: int = 64) -> int:
+    """The context window (tokens before the target) the discover run used."""
+    for where in (summary.get("settings") or {}, summary):
+        for key in ("context", "context_window", "window"):
+            if isinstance(where.get(key), int):
+                return int(where[key])
+    return default
+
+
+class ClusterProfile:
+    """Per-cluster mean activation of every neuron of `hook` at `layers`, from one pass over all members.
+
+    `means_[hook]` is (n_clusters, width); `z_[hook]` standardises each cluster mean by the neuron's mean
+    and standard deviation over all members, so neurons with different scales can be ranked for a cluster.
+    """
+
+    def __init__(self, layers: Sequence[int], *, hook: str | None = None, batch_size: int = 16):
+        self.layers, self.hook, self.batch_size = layers, hook, batch_size
+
+    def fit(self, model, discover_dir: str | Path, corpus: TokenizedCorpus, *, desc: str | None = None) -> ClusterProfile:
+        import torch
+
+        summary, clusters = read_discover(discover_dir)
+        check_model(summary, str(getattr(model, "quanta_spec", "")), discover_dir)
+        hooks = [resolve_hook(model, layer, self.hook) for layer in self.layers]
+        ctx = min(discover_context(summary), int(model.cfg.n_ctx))
+        rows, last, label = [], [], []
+        for c, cl in enumerate(clusters):
+            for mem in cl.get("members", []):
+                doc, pos = int(mem["doc"]), int(mem["pos"])
+                if not (0 < pos <= len(corpus.doc(doc))):
+                    raise ValueError(f"--discover {discover_dir}: member doc {doc} pos {pos} is outside the corpus; "
+                                     "the discover run used another corpus or tokenizer")
+                window = np.asarray(corpus.doc(doc)[max(0, pos - ctx): pos], dtype=np.int64)
+                rows.append(np.pad(window, (0, ctx - len(window))))  # right padding: causal, so harmless
+                last.append(len(window) - 1)
+                label.append(c)
+        if not rows:
+            raise ValueError(f"--discover {discover_dir}: the clusters have no members with a context")
+        acts = record_activations(model, np.stack(rows), hooks, batch_size=self.batch_size, last=np.asarray(last),
+                                  desc=desc)
+        label_t = torch.as_tensor(label)
+        onehot = torch.nn.functional.one_hot(label_t, len(clusters)).float()
+        counts = onehot.sum(0).clamp_min(1)[:, None]
+        self.means_, self.z_ = {}, {}
+        for h, a in acts.items():
+            means = onehot.T @ a / counts
+            sd = a.std(0).clamp_min(1e-6)
+            self.means_[h] = means.numpy()
+            self.z_[h] = ((means - a.mean(0)) / sd).numpy()
+        self.cluster_ids_ = [cl.get("id", cl.get("rank", c)) for c, cl in enumerate(clusters)]  # rank: as in browser.html
+        self.sizes_ = [int(cl.get("size", len(cl.get("members", [])))) for cl in clusters]
+        self.n_members_ = counts[:, 0].long().tolist()
+        self.labels_ = [_cluster_label(cl) for cl in clusters]
+        self.source_, self.context_ = str(discover_dir), ctx
+        return self
+
+    def clusters_for(self, hook: str, neuron: int, k: int = 5) -> list[dict]:
+        """The `k` clusters whose members activate `neuron` most (by mean activation)."""
+        col = self.means_[hook][:, neuron]
+        return [self._row(c, mean_activation=col[c], z=self.z_[hook][c, neuron]) for c in np.argsort(-col)[:k]]
+
+    def neurons_for(self, cluster_id, k: int = 20) -> list[dict]:
+        """The `k` neurons (over all fitted hooks) most selective for a cluster, ranked by z-scored mean."""
+        if cluster_id not in self.cluster_ids_:
+            raise ValueError(f"--cluster {cluster_id} is not in the discover output; clusters: "
+                             f"{self.cluster_ids_[0]}..{self.cluster_ids_[-1]}")
+        c = self.cluster_ids_.index(cluster_id)
+        scored = [(float(z[c, i]), h, i) for h, z in self.z_.items() for i in np.argsort(-z[c])[:k]]
+        return [{"hook": h, "layer": _layer(h), "neuron": int(i), "z": round(s, 4),
+                 "mean_activation": round(float(self.means_[h][c, i]), 4)}
+                for s, h, i in sorted(scored, key=lambda t: -t[0])[:k]]
+
+    def _row(self, c: int, **values) -> dict:
+        return {"cluster": self.cluster_ids_[c], "size": self.sizes_[c], "label": self.labels_[c],
+                **{k: round(float(v), 4) for k, v in values.items()}}
+
+
+def _layer(hook: str) -> int | None:
+    parts = hook.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None
+
+
+def _cluster_label(cluster: dict) -> list[str]:
+    """A short label: the cluster's three most common target tokens."""
+    from collections import Counter
+
+    if cluster.get("top_targets"):
+        return [str(t[0] if isinstance(t, (list, tuple)) else t) for t in cluster["top_targets"][:3]]
+    return [t for t, _ in Counter(str(m.get("target", "")) for m in cluster.get("members", [])).most_common(3)]
