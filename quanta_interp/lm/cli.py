@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import add_common, positive_int
+from ..cli import add_backend, add_common, backend_kwargs, positive_int
 
 LADDER_HELP = "comma-separated LAYERSxWIDTH sizes, e.g. 1x16,1x32,2x32 (default: the 6-model ladder)"
 
@@ -33,8 +33,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     _corpus_args(p)
     _train_args(p)
     p.add_argument("--sizes", default=None, help=LADDER_HELP)
-    p.add_argument("--backend", default="serial", choices=["serial", "processes"])
-    p.add_argument("--workers", type=positive_int, default=None)
+    add_backend(p)
     add_common(p, out="runs/lm-family", device=True)
     p.set_defaults(func=_family)
 
@@ -128,7 +127,7 @@ def _family(args) -> int:
         except (ValueError, AssertionError):
             raise ValueError(f"--sizes must be {LADDER_HELP}; got {args.sizes!r}") from None
     configs = family_configs(sizes, corpus=args.corpus, tokenizer=args.tokenizer, **_train_kw(args))
-    results = train_family(configs, args.out, backend=args.backend, workers=args.workers)
+    results = train_family(configs, args.out, **backend_kwargs(args))
     for r in results:
         print(f"{r['name']:10s} N={r['n_params_non_embedding']:>9d} val_loss={r['val_loss']}")
     return 0

@@ -43,10 +43,10 @@ def train_member(config: dict, run_dir=None) -> dict:
     return {"name": config["name"], **result}
 
 
-def train_family(configs: list[dict], root: str | Path, *, backend: str = "serial", workers: int | None = None) -> list[dict]:
-    """Train every config as a resumable sweep under `root` (finished members are not redone)."""
-    return map_runs(train_member, configs, root=root, backend=backend, workers=workers, name="lm-family",
-                    desc="family")
+def train_family(configs: list[dict], root: str | Path, **executor) -> list[dict]:
+    """Train every config as a resumable sweep under `root` (finished members are not redone);
+    `executor` goes to `map_runs` (backend, workers, address, resources)."""
+    return map_runs(train_member, configs, root=root, name="lm-family", desc="family", **executor)
 
 
 def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[dict]]:

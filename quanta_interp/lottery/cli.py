@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import add_common, positive_int
+from ..cli import add_backend, add_common, backend_kwargs, positive_int
 
 __all__ = ["register"]
 
@@ -40,8 +40,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float64", help="float32 or float64")
     p.add_argument("--n-train", type=positive_int, default=100)
     p.add_argument("--n-test", type=positive_int, default=1000)
-    p.add_argument("--backend", default="serial", help="serial or processes")
-    p.add_argument("--workers", type=positive_int, default=None)
+    add_backend(p)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("fit", help="power-law fits of median test MSE vs width per activation")
@@ -78,7 +77,7 @@ def _sweep(args: argparse.Namespace) -> int:
                             max_seeds=args.max_seeds, target=args.target, interval=tuple(args.interval),
                             optimizer=args.optimizer, adam_steps=args.adam_steps, lbfgs_steps=args.lbfgs_steps,
                             lr=args.lr, dtype=args.dtype, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
-    results = run_sweep(configs, args.out, backend=args.backend, workers=args.workers, device=args.device)
+    results = run_sweep(configs, args.out, device=args.device, **backend_kwargs(args))
     for act, row in scaling_table(results).items():
         print(act, " ".join(f"N={w}:{m:.2e}" for w, m in zip(row["widths"], row["median"], strict=True)))
     print(f"wrote {len(results)} runs to {args.out}")

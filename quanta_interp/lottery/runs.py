@@ -78,11 +78,11 @@ def train_run(config: dict, run_dir: RunDir | None, device: str = "cpu") -> dict
             "seconds": time.perf_counter() - start}
 
 
-def run_sweep(configs: list[dict], out: str | os.PathLike, *, backend: str = "serial", workers: int | None = None,
-              device: str = "cpu") -> list[dict]:
-    """Train every config into the resumable sweep folder `out` (finished runs are skipped)."""
-    return map_runs(partial(train_run, device=device), configs, backend=backend, root=out, workers=workers, name="lottery-sweep",
-                    desc="lottery widths")
+def run_sweep(configs: list[dict], out: str | os.PathLike, *, device: str = "cpu", **executor) -> list[dict]:
+    """Train every config into the resumable sweep folder `out` (finished runs are skipped);
+    `executor` goes to `map_runs` (backend, workers, address, resources)."""
+    return map_runs(partial(train_run, device=device), configs, root=out, name="lottery-sweep",
+                    desc="lottery widths", **executor)
 
 
 def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, dict, dict, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_common, positive_int
+    from ..cli import add_backend, add_common, positive_int
 
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -39,7 +39,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=["N", "D", "S"], default="N")
     p.add_argument("--values", default="8,16,32,64,128", help="comma-separated widths (N) or dataset sizes (D)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, one batched group each")
-    p.add_argument("--backend", default="serial", help="serial or processes")
+    add_backend(p)
     add_common(p, out="runs/sparse_parity/sweep", device=True)
     p.set_defaults(func=_sweep)
 
@@ -83,6 +83,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from ..cli import backend_kwargs
     from .sparse_parity import check_config
     from .sparse_parity_sweep import run_sweep
 
@@ -92,7 +93,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if any(v < 1 for v in values):
         raise ValueError(f"--values must be positive integers, got {args.values!r}")
     results = run_sweep(args.kind, base, values, _ints(args.seeds, "--seeds"), args.out,
-                        backend=args.backend, device=args.device)
+                        device=args.device, **backend_kwargs(args))
     for r in results:
         c = r["config"]
         print(f"width {c['width']:>5} n_train {c['n_train']} seed {c['seed']}: loss {r['test_loss']:.4f} bits, "

@@ -51,11 +51,12 @@ def sweep_configs(kind: str, base: dict, values: Sequence[int], seeds: Sequence[
 
 
 def run_sweep(kind: str, base: dict, values: Sequence[int], seeds: Sequence[int], root: str | os.PathLike,
-              *, backend: str = "serial", workers: int | None = None, device: str = "cpu") -> list[dict]:
-    """Run (or resume) a sweep under `root` and return the member results of every group, flattened."""
+              *, device: str = "cpu", **executor) -> list[dict]:
+    """Run (or resume) a sweep under `root` and return the member results of every group, flattened;
+    `executor` goes to `map_runs` (backend, workers, address, resources)."""
     groups = sweep_configs(kind, base, values, seeds)
-    results = map_runs(partial(run_group, device=device), groups, backend=backend, root=root, workers=workers,
-                       name=f"sparse-parity-{kind}", desc=f"sparse-parity {kind} sweep")
+    results = map_runs(partial(run_group, device=device), groups, root=root, name=f"sparse-parity-{kind}",
+                       desc=f"sparse-parity {kind} sweep", **executor)
     return members(results)
 
 
