@@ -1,0 +1,170 @@
+"""β, γ, predicted and measured α_D = γ/(2β) on Shakespeare, per tokenizer → artifacts/langstats/.
+
+Per tokenizer: ‖C(n)‖ over lags with the shuffled-pair floor (β), n-gram H_n at small n, a data-limited
+sweep (LMs trained on P tokens, resumable under --runs), γ from the largest-P model's per-position
+validation loss, the prediction γ/(2β) beside the measured exponent, and the collapse of the L_n(P)
+curves. CPU scale by default; `--paper-scale` uses BPE-8192, bigger models and budgets.
+
+    python analyses/langstats_shakespeare.py [--paper-scale] [--device cuda] [--out artifacts/langstats]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from quanta_interp.corpora import load_corpus
+from quanta_interp.io import atomic_write_json, read_json, to_jsonable
+from quanta_interp.langstats.entropy import fit_gamma
+from quanta_interp.langstats.measure import collapse
+from quanta_interp.langstats.pipeline import (
+    beta_report,
+    default_lags,
+    measure_report,
+    ngram_report,
+    prediction,
+)
+
+SCALES = {
+    "cpu": {"tokenizers": {"char": 1000, "bpe-1024": 300}, "n_max": 6, "budgets": [2 ** k for k in range(14, 23)],
+            "model": {"n_layers": 2, "d_model": 128, "n_heads": 4, "n_ctx": 128, "batch_size": 32, "lr": 2e-3,
+                      "warmup": 100, "eval_every": 100, "eval_batches": 16},
+            "sweep": {"epochs": 20.0, "min_steps": 300, "max_steps": 4000}},
+    "paper": {"tokenizers": {"char": 3000, "bpe-8192": 1000}, "n_max": 8, "budgets": [2 ** k for k in range(14, 23)],
+              "model": {"n_layers": 6, "d_model": 384, "n_heads": 6, "n_ctx": 256, "batch_size": 64, "lr": 1e-3,
+                        "warmup": 200, "eval_every": 200, "eval_batches": 16},
+              "sweep": {"epochs": 40.0, "min_steps": 500, "max_steps": 20000}},
+}
+
+
+def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace) -> dict:
+    corpus = load_corpus("shakespeare", tokenizer, seed=args.seed)
+    docs = corpus.documents("train")
+    betas = beta_report(docs, corpus.vocab_size, default_lags(max_lag), seed=args.seed)
+    ngram = ngram_report(docs, scale["n_max"])
+    budgets = [p for p in scale["budgets"] if p <= sum(d.size for d in docs)]
+    sweep = measure_report(budgets, source="shakespeare", tokenizer=tokenizer,
+                           model={**scale["model"], "device": args.device}, root=str(Path(args.runs) / tokenizer),
+                           seed=args.seed, backend=args.backend, **scale["sweep"])
+    curve = np.asarray(sweep["position_losses"][-1])  # the model trained on the most data: H_n upper bound
+    n = np.arange(1, curve.size + 1)
+    gam = fit_gamma(n, curve, offset=True, n_range=(2, curve.size), seed=args.seed)
+    gam_raw = fit_gamma(n, curve, offset=False, n_range=(2, curve.size), seed=args.seed)
+    pred = prediction(betas["beta_op"], gam)
+    h_inf = gam["H_inf"]
+    if h_inf < min(sweep["best_val_loss"]):
+        from quanta_interp.langstats.measure import fit_alpha_measured
+
+        sweep["fit_entropy_offset"] = fit_alpha_measured(sweep["P"], sweep["best_val_loss"], h_inf=h_inf,
+                                                         seed=args.seed)
+    measured = sweep["fit_free_offset"]
+    return to_jsonable({
+        "tokenizer": tokenizer, "vocab_size": corpus.vocab_size, "n_train_tokens": int(sum(d.size for d in docs)),
+        "beta": betas["beta_op"]["beta"], "beta_ci": betas["beta_op"]["beta_ci"],
+        "beta_fro": betas["beta_fro"].get("beta"), "lags_used": betas["beta_op"]["lags_used"],
+        "noise_floor_op_at_full_pairs": float(betas["spectrum"]["floor_op"][0]),
+        "noise_floor_exponent": betas["spectrum"]["floor_exponent_op"],
+        "gamma": gam["gamma"], "gamma_ci": gam["gamma_ci"], "H_inf": h_inf,
+        "gamma_raw_loglog": gam_raw["gamma"], "gamma_raw_loglog_ci": gam_raw["gamma_ci"],
+        "alpha_D_predicted": pred["alpha_D"], "alpha_D_predicted_ci": pred["alpha_D_ci"],
+        "alpha_D_measured": measured["alpha_D"], "alpha_D_measured_ci": measured["alpha_D_ci"],
+        "alpha_D_measured_fit": "L(P) = a·P^-α + c (c fitted)",
+        "alpha_D_measured_with_H_inf": sweep.get("fit_entropy_offset", {}).get("alpha_D"),
+        "alpha_D_measured_with_H_inf_ci": sweep.get("fit_entropy_offset", {}).get("alpha_D_ci"),
+        "alpha_D_measured_sensitivity": measured["sensitivity"],
+        "beta_sensitivity": betas["beta_op"]["sensitivity"], "gamma_sensitivity": gam["sensitivity"],
+        "model": {**scale["model"], "device": args.device}, "sweep": {k: sweep[k] for k in
+                                                                      ("P", "best_val_loss", "steps")},
+        "detail": {"spectrum": betas["spectrum"], "ngram": ngram, "position_losses": sweep["position_losses"],
+                   "gamma_prefactor": gam["fit"].prefactor, "measured_fit": measured["fit"],
+                   "beta_fit": betas["beta_op"]["fit"]},
+    })
+
+
+def plot(s: dict, out: Path) -> None:
+    """Four panels: ‖C(n)‖ with the floor, H_n, L(P) with both exponents, the collapse."""
+    from quanta_interp.report import new_figure, save_figure
+
+    d = s["detail"]
+    fig, ax = new_figure(4, 1, size=(4.2, 3.6))
+    sp = d["spectrum"]
+    a = ax[0, 0]
+    a.loglog(sp["lags"], sp["op_norm"], "o", ms=4, label="‖C(n)‖ op")
+    a.loglog(sp["lags"], sp["fro_norm"], "s", ms=3, alpha=0.6, label="‖C(n)‖ Frob")
+    a.loglog(sp["lags"], sp["floor_op"], "k--", lw=1, label="noise floor (op)")
+    lags = np.asarray(s["lags_used"], float)
+    a.loglog(lags, d["beta_fit"]["prefactor"] * lags ** -s["beta"], "-", label=f"β = {s['beta']:.2f}")
+    a.set(xlabel="lag n", ylabel="norm", title=f"correlations ({s['tokenizer']})")
+    a.legend(fontsize=7)
+
+    a = ax[0, 1]
+    curve = np.asarray(d["position_losses"][-1])
+    n = np.arange(1, curve.size + 1)
+    a.semilogx(n, curve, "-", label=f"LM per-position loss, P={s['sweep']['P'][-1]:.0e}")
+    ng = d["ngram"]
+    rel = np.asarray(ng["reliable"], bool) & (np.asarray(ng["n"]) > 0)
+    a.semilogx(np.asarray(ng["n"])[rel], np.asarray(ng["H"])[rel], "o", label="n-gram (Miller–Madow, reliable)")
+    a.semilogx(n[1:], s["H_inf"] + d["gamma_prefactor"] * n[1:] ** -s["gamma"], "--",
+               label=f"H∞ + A n^-γ, γ = {s['gamma']:.2f}")
+    a.set(xlabel="context length n", ylabel="H_n (nats)", title="conditional entropy")
+    a.legend(fontsize=7)
+
+    a = ax[0, 2]
+    p, mf = np.asarray(s["sweep"]["P"], float), d["measured_fit"]
+    if s["sweep"].get("best_val_loss"):  # absent where a run's per-P losses did not come back
+        a.loglog(p, np.asarray(s["sweep"]["best_val_loss"]) - mf["offset"], "o", label="best val loss − c")
+    a.loglog(p, mf["prefactor"] * p ** -s["alpha_D_measured"], "-", label=f"measured α_D = {s['alpha_D_measured']:.3f}")
+    mid = np.exp(np.mean(np.log(p)))
+    anchor = mf["prefactor"] * mid ** -s["alpha_D_measured"]
+    a.loglog(p, anchor * (p / mid) ** -s["alpha_D_predicted"], "--", label=f"predicted γ/2β = {s['alpha_D_predicted']:.3f}")
+    a.set(xlabel="training tokens P", ylabel="L(P) − c (nats)", title="data-limited scaling")
+    a.legend(fontsize=7)
+
+    a = ax[0, 3]
+    x, y = collapse(p, np.asarray(d["position_losses"]), beta=s["beta"], gamma=s["gamma"], h_inf=s["H_inf"])
+    for i in range(len(p)):
+        ok = y[i] > 0
+        a.loglog(x[i][ok], y[i][ok], "-", lw=1, label=f"P = {p[i]:.0e}")
+    a.set(xlabel="P / n^(2β)", ylabel="n^γ (L_n − H∞)", title="collapse")
+    a.legend(fontsize=6)
+    save_figure(fig, out / f"langstats_{s['tokenizer']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="artifacts/langstats")
+    parser.add_argument("--runs", default="runs/langstats_shakespeare", help="sweep folders (resumable)")
+    parser.add_argument("--paper-scale", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="serial", choices=["serial", "processes"])
+    parser.add_argument("--tokenizers", default=None, help="comma-separated subset of the scale's tokenizers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-plots", action="store_true", help="numbers only (e.g. on a machine without matplotlib)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw figures from summary.json + detail_*.json")
+    args = parser.parse_args()
+    scale = SCALES["paper" if args.paper_scale else "cpu"]
+    out = Path(args.out)
+    summary_path = out / "summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    wanted = args.tokenizers.split(",") if args.tokenizers else list(scale["tokenizers"])
+    for tok in wanted:
+        if tok not in scale["tokenizers"]:
+            raise SystemExit(f"--tokenizers: {tok!r} is not one of {list(scale['tokenizers'])}")
+        if args.plot_only:
+            plot({**summary[tok], "detail": read_json(out / f"detail_{tok}.json")}, out)
+            continue
+        s = analyse(tok, scale["tokenizers"][tok], scale, args)
+        atomic_write_json(out / f"detail_{tok}.json", s.pop("detail"))
+        summary[tok] = s
+        atomic_write_json(summary_path, summary)
+        if not args.no_plots:
+            plot({**s, "detail": read_json(out / f"detail_{tok}.json")}, out)
+        print(f"{tok}: β = {s['beta']:.3f} {s['beta_ci']}, γ = {s['gamma']:.3f} {s['gamma_ci']}, "
+              f"α_D predicted {s['alpha_D_predicted']:.3f} {s['alpha_D_predicted_ci']}, "
+              f"measured {s['alpha_D_measured']:.3f} {s['alpha_D_measured_ci']}")
+
+
+if __name__ == "__main__":
+    main()

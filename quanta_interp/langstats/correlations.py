@@ -1,0 +1,226 @@
+"""Token correlations at lag n: C(n) = P(x_i, x_{i+n}) − P(x_i)P(x_{i+n}), its norms and their decay.
+
+Pairs are counted sparsely (scipy COO → CSR); C(n) is a sparse matrix minus a rank-1 term, so its
+operator norm comes from `svds` on a `LinearOperator` and its Frobenius norm from a closed form — the
+dense V×V matrix never exists. The sampling noise floor comes from shuffled pairs (independent pairs with
+the same marginals), measured at several pair counts to show its ∝ 1/√(pairs) scaling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import LinearOperator, svds
+
+from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
+
+__all__ = ["as_documents", "pair_counts", "Correlation", "CorrelationDecay", "fit_beta", "DENSE_MAX_VOCAB"]
+
+DENSE_MAX_VOCAB = 8192  # above this a dense V×V float64 matrix (≥ 0.5 GB) is refused
+
+
+def as_documents(tokens: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One token array, or a list of documents (pairs never straddle two documents), as a list of int arrays."""
+    docs = [np.asarray(tokens)] if isinstance(tokens, np.ndarray) and np.ndim(tokens) == 1 else list(tokens)
+    docs = [np.asarray(d).astype(np.int64, copy=False) for d in docs]
+    if not docs or sum(d.size for d in docs) == 0:
+        raise ValueError("tokens must be a non-empty 1-D array or a non-empty list of 1-D arrays")
+    if any(d.ndim != 1 for d in docs):
+        raise ValueError("tokens must be a 1-D array or a list of 1-D arrays (one per document)")
+    return docs
+
+
+def _longest(tokens: np.ndarray | Sequence[np.ndarray]) -> int:
+    if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
+        return tokens.shape[1]
+    return max(d.size for d in as_documents(tokens))
+
+
+def _pair_indices(tokens: np.ndarray | Sequence[np.ndarray], lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stream/documents: every pair (x_i, x_{i+lag}) inside a document. A 2-D array of aligned sequences
+    (n, T): one pair per sequence, (x_{T-1-lag}, x_{T-1}) — the last token and its context, as in next-token
+    prediction; needed where statistics depend on the position (e.g. the RHM)."""
+    if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
+        if lag >= tokens.shape[1]:
+            raise ValueError(f"lag {lag} must be smaller than the sequence length {tokens.shape[1]}")
+        return tokens[:, -1 - lag].astype(np.int64), tokens[:, -1].astype(np.int64)
+    docs = as_documents(tokens)
+    left = [d[:-lag] for d in docs if d.size > lag]
+    right = [d[lag:] for d in docs if d.size > lag]
+    if not left:
+        raise ValueError(f"lag {lag} is larger than every document (longest: {max(d.size for d in docs)} tokens)")
+    return np.concatenate(left), np.concatenate(right)
+
+
+def pair_counts(
+    tokens: np.ndarray | Sequence[np.ndarray],
+    lag: int,
+    vocab_size: int,
+    *,
+    max_pairs: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> sparse.csr_matrix:
+    """Counts of (x_i, x_{i+lag}) as a sparse V×V matrix: all pairs, or `max_pairs` sampled without replacement.
+
+    `shuffle=True` permutes the second tokens among the pairs: independent pairs with the same marginals,
+    whose correlation norm is pure sampling noise.
+    """
+    if lag < 1:
+        raise ValueError(f"lag must be ≥ 1, got {lag}")
+    a, b = _pair_indices(tokens, lag)
+    rng = np.random.default_rng(seed)
+    if max_pairs is not None:
+        if max_pairs > a.size:
+            raise ValueError(f"max_pairs={max_pairs} exceeds the {a.size} pairs the corpus has at lag {lag}")
+        keep = rng.choice(a.size, size=max_pairs, replace=False)
+        a, b = a[keep], b[keep]
+    if shuffle:
+        b = rng.permutation(b)
+    if max(a.max(), b.max()) >= vocab_size or min(a.min(), b.min()) < 0:
+        raise ValueError(f"token ids must lie in [0, vocab_size={vocab_size}); got ids up to {max(a.max(), b.max())}")
+    return sparse.coo_matrix((np.ones(a.size, dtype=np.float64), (a, b)), shape=(vocab_size, vocab_size)).tocsr()
+
+
+@dataclass
+class Correlation:
+    """C = joint − p_left p_rightᵀ from a pair-count matrix, kept as sparse + rank-1."""
+
+    joint: sparse.csr_matrix
+    p_left: np.ndarray
+    p_right: np.ndarray
+    n_pairs: int
+
+    @classmethod
+    def from_counts(cls, counts: sparse.csr_matrix) -> Correlation:
+        n = float(counts.sum())
+        if n <= 0:
+            raise ValueError("counts: no pairs were counted")
+        joint = (counts / n).tocsr()
+        return cls(joint, np.asarray(joint.sum(axis=1)).ravel(), np.asarray(joint.sum(axis=0)).ravel(), int(n))
+
+    def operator(self) -> LinearOperator:
+        j, pl, pr = self.joint, self.p_left, self.p_right
+        return LinearOperator(j.shape, dtype=np.float64,
+                              matmat=lambda x: j @ x - np.outer(pl, pr @ x),
+                              rmatmat=lambda x: j.T @ x - np.outer(pr, pl @ x),
+                              matvec=lambda x: j @ x.ravel() - pl * (pr @ x.ravel()),
+                              rmatvec=lambda x: j.T @ x.ravel() - pr * (pl @ x.ravel()))
+
+    def op_norm(self, seed: int = 0) -> float:
+        """Top singular value, by ARPACK on the implicit operator."""
+        v0 = np.random.default_rng(seed).standard_normal(self.joint.shape[1])
+        return float(svds(self.operator(), k=1, v0=v0, return_singular_vectors=False)[0])
+
+    def fro_norm(self) -> float:
+        """‖J − p qᵀ‖_F² = ‖J‖_F² − 2 pᵀJq + ‖p‖²‖q‖², clipped at 0 against round-off."""
+        j, pl, pr = self.joint, self.p_left, self.p_right
+        sq = j.multiply(j).sum() - 2.0 * pl @ (j @ pr) + (pl @ pl) * (pr @ pr)
+        return float(np.sqrt(max(sq, 0.0)))
+
+    def dense(self, max_vocab: int = DENSE_MAX_VOCAB) -> np.ndarray:
+        """The dense matrix, for small vocabularies and for checking the sparse path."""
+        if self.joint.shape[0] > max_vocab:
+            raise ValueError(f"vocabulary {self.joint.shape[0]} is over the dense limit max_vocab={max_vocab}; "
+                             "use op_norm()/fro_norm(), which never build the dense matrix")
+        return self.joint.toarray() - np.outer(self.p_left, self.p_right)
+
+
+def fit_beta(
+    lags: Sequence[float] | np.ndarray,
+    norms: Sequence[float] | np.ndarray,
+    floors: Sequence[float] | np.ndarray | float,
+    *,
+    floor_factor: float = 2.0,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Fit ‖C(n)‖ ∝ n^-β on the lags whose norm exceeds `floor_factor` × the noise floor.
+
+    Returns the fit, the lags used and a range-sensitivity table; fewer than 3 usable lags is an error.
+    """
+    lags, norms = np.asarray(lags, float), np.asarray(norms, float)
+    floors = np.broadcast_to(np.asarray(floors, float), lags.shape)
+    above = norms > floor_factor * floors
+    if above.sum() < 3:
+        raise ValueError(f"only {int(above.sum())} lag(s) have a norm above {floor_factor}× the noise floor "
+                         f"(lags {lags[above].tolist()}); need ≥ 3 to fit β — use more pairs or smaller lags")
+    fit: PowerLawFit = fit_power_law(lags[above], norms[above], n_boot=n_boot, seed=seed)
+    return {"fit": fit, "beta": fit.exponent, "beta_ci": list(fit.exponent_ci), "lags_used": lags[above].tolist(),
+            "sensitivity": fit_range_sensitivity(lags[above], norms[above], n_boot=200, seed=seed)}
+
+
+class CorrelationDecay:
+    """Estimator of ‖C(n)‖ over lags, with the shuffled-pair noise floor; `fit_beta()` gives β.
+
+    Learned: `lags_`, `op_norm_`, `fro_norm_`, `n_pairs_`, `floor_op_`, `floor_fro_` (per lag, scaled
+    as 1/√pairs from the shuffled reference), `floor_scaling_` (floor measured at several pair counts).
+    """
+
+    def __init__(self, lags: Sequence[int], *, max_pairs: int | None = None, n_shuffles: int = 3,
+                 floor_factor: float = 2.0, seed: int = 0):
+        self.lags = lags
+        self.max_pairs = max_pairs
+        self.n_shuffles = n_shuffles
+        self.floor_factor = floor_factor
+        self.seed = seed
+
+    def fit(self, tokens: np.ndarray | Sequence[np.ndarray], vocab_size: int | None = None,
+            progress: bool = False) -> CorrelationDecay:
+        docs = tokens if isinstance(tokens, np.ndarray) and tokens.ndim == 2 else as_documents(tokens)
+        lags = np.unique(np.asarray(self.lags, dtype=np.int64))
+        if lags.size == 0 or lags[0] < 1:
+            raise ValueError(f"lags must be positive integers, got {list(self.lags)}")
+        longest = _longest(docs)
+        if lags[-1] >= longest:
+            raise ValueError(f"lag {int(lags[-1])} is not smaller than the longest document ({longest} tokens)")
+        if self.n_shuffles < 1:
+            raise ValueError(f"n_shuffles must be ≥ 1, got {self.n_shuffles}")
+        vocab_size = int(vocab_size or max(int(np.max(d)) for d in docs) + 1)
+        from ..io import progress as bar
+
+        ops, fros, npairs = [], [], []
+        for lag in bar(lags, desc="correlations", disable=not progress):
+            c = Correlation.from_counts(pair_counts(docs, int(lag), vocab_size, max_pairs=self.max_pairs,
+                                                    seed=self.seed))
+            ops.append(c.op_norm(self.seed))
+            fros.append(c.fro_norm())
+            npairs.append(c.n_pairs)
+        self.lags_, self.op_norm_, self.fro_norm_ = lags, np.array(ops), np.array(fros)
+        self.n_pairs_ = np.array(npairs)
+        self.vocab_size_ = vocab_size
+
+        ref = int(self.n_pairs_.min())
+        rows = []
+        for frac in (1 / 16, 1 / 4, 1.0):
+            n = max(int(ref * frac), 2)
+            for k in range(self.n_shuffles):
+                c = Correlation.from_counts(pair_counts(docs, int(lags[0]), vocab_size, max_pairs=n, shuffle=True,
+                                                        seed=self.seed + 1000 + k))
+                rows.append((n, c.op_norm(self.seed), c.fro_norm()))
+        table = np.array(rows)
+        self.floor_scaling_ = [{"n_pairs": int(n), "op": float(table[table[:, 0] == n, 1].mean()),
+                                "fro": float(table[table[:, 0] == n, 2].mean())} for n in np.unique(table[:, 0])]
+        full = self.floor_scaling_[-1]
+        self.floor_op_ = full["op"] * np.sqrt(full["n_pairs"] / self.n_pairs_)
+        self.floor_fro_ = full["fro"] * np.sqrt(full["n_pairs"] / self.n_pairs_)
+        return self
+
+    def floor_exponent(self, norm: str = "op") -> float:
+        """Slope of log floor vs log pairs (≈ 0.5 for sampling noise)."""
+        n = [r["n_pairs"] for r in self.floor_scaling_]
+        return float(-np.polyfit(np.log(n), np.log([r[norm] for r in self.floor_scaling_]), 1)[0])
+
+    def fit_beta(self, norm: str = "op", n_boot: int = 1000) -> dict:
+        if norm not in ("op", "fro"):
+            raise ValueError(f"norm must be 'op' or 'fro', got {norm!r}")
+        norms, floors = (self.op_norm_, self.floor_op_) if norm == "op" else (self.fro_norm_, self.floor_fro_)
+        return fit_beta(self.lags_, norms, floors, floor_factor=self.floor_factor, n_boot=n_boot, seed=self.seed)
+
+    def to_dict(self) -> dict:
+        return {"lags": self.lags_, "op_norm": self.op_norm_, "fro_norm": self.fro_norm_, "n_pairs": self.n_pairs_,
+                "floor_op": self.floor_op_, "floor_fro": self.floor_fro_, "floor_scaling": self.floor_scaling_,
+                "floor_exponent_op": self.floor_exponent("op"), "vocab_size": self.vocab_size_}

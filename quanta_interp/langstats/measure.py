@@ -1,0 +1,93 @@
+"""The check: train LMs on P tokens for P over decades, fit L(P) − H_∞ ∝ P^-α_D, collapse the curves.
+
+`data_limited_run` is one sweep point (module-level, so `executors.map_runs` can run it in processes and
+resume it); `position_losses` gives L_n, the validation loss at context length n, from any bridge model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..fitting import fit_power_law, fit_range_sensitivity
+from ..io import RunDir
+
+__all__ = ["position_losses", "data_limited_run", "sweep_configs", "fit_alpha_measured", "collapse"]
+
+
+def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1024, batch_size: int = 64,
+                    seed: int = 0) -> np.ndarray:
+    """Mean next-token loss (nats) at each position of `n_windows` random windows of `n_ctx` tokens.
+
+    Entry k is the loss of predicting a token from the k+1 tokens before it (L_n, n = k+1 ≤ n_ctx−1):
+    training supervises n_ctx−1 predictions per window, so the last output position is never trained.
+    """
+    from ..lm import token_losses
+
+    tokens = np.asarray(tokens)
+    if tokens.size < n_ctx + 1:
+        raise ValueError(f"tokens: need more than n_ctx = {n_ctx} tokens for one window, got {tokens.size}")
+    starts = np.random.default_rng(seed).integers(0, tokens.size - n_ctx, size=n_windows)
+    windows = np.stack([tokens[s: s + n_ctx] for s in starts]).astype(np.int64)
+    model.eval()
+    return token_losses(model, windows, context=n_ctx, batch_size=batch_size, progress=False)[:, 1:].mean(0)
+
+
+def sweep_configs(budgets: Sequence[int], *, source: str, tokenizer: str, model: dict[str, Any],
+                  seed: int = 0, n_val_tokens: int = 200_000, epochs: float = 30.0, max_steps: int = 3000,
+                  min_steps: int = 200) -> list[dict]:
+    """One config per data budget P; steps grow with P (≈ `epochs` passes, clipped) so every run can overfit
+    and the best validation loss marks the data-limited optimum."""
+    per_step = model["batch_size"] * model["n_ctx"]
+    return [{"P": int(p), "source": source, "tokenizer": tokenizer, "seed": seed, "n_val_tokens": n_val_tokens,
+             "model": {**model, "steps": int(np.clip(epochs * p / per_step, min_steps, max_steps))}}
+            for p in budgets]
+
+
+def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:
+    """Train on the first P training tokens; return the best validation loss and the per-position losses."""
+    from .. import lm
+    from ..corpora import load_corpus
+
+    if run_dir is None:
+        raise ValueError("data_limited_run needs a run folder (map_runs(..., root=...)) to keep the weights")
+    corpus = load_corpus(config["source"], config["tokenizer"], seed=config["seed"])
+    train = corpus.stream("train")
+    if config["P"] > train.size:
+        raise ValueError(f"P={config['P']} exceeds the {train.size} training tokens of {config['source']}")
+    val = corpus.stream("val")[: config["n_val_tokens"]]
+    model_cfg = {**config["model"], "d_vocab": corpus.vocab_size, "seed": config["seed"]}
+    lm_dir = run_dir.path / "lm"  # lm.train writes its own result.json; the sweep's marks the point done
+    result = lm.train(model_cfg, train[: config["P"]], val_tokens=val, tokenizer=corpus.tokenizer,
+                      run_dir=lm_dir, progress=False)
+    model = lm.load(str(lm_dir), device=model_cfg.get("device", "cpu"))
+    losses = position_losses(model, val, n_ctx=model_cfg["n_ctx"], seed=config["seed"])
+    return {"P": config["P"], "best_val_loss": float(result["best_val_loss"]), "position_losses": losses.tolist(),
+            "final_val_loss": float(result["val_loss"]), "steps": model_cfg["steps"]}
+
+
+def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_inf: float | None = None,
+                       n_boot: int = 1000, seed: int = 0) -> dict:
+    """α_D from L(P) − H_∞ ∝ P^-α_D: with `h_inf` given (from the entropy fit) a pure power law of
+    L − H_∞; without, H_∞ is fitted as an offset. Carries the range-sensitivity table."""
+    p, loss = np.asarray(budgets, float), np.asarray(losses, float)
+    if h_inf is not None and np.any(loss <= h_inf):
+        raise ValueError(f"h_inf={h_inf:.4f} must lie below every loss (min {loss.min():.4f}); fit it instead")
+    y = loss - h_inf if h_inf is not None else loss
+    kw = {"offset": h_inf is None, "n_boot": n_boot, "seed": seed}
+    fit = fit_power_law(p, y, **kw)
+    return {"fit": fit, "alpha_D": fit.exponent, "alpha_D_ci": list(fit.exponent_ci),
+            "H_inf": h_inf if h_inf is not None else fit.offset,
+            "sensitivity": fit_range_sensitivity(p, y, max_drop=1, **{**kw, "n_boot": min(n_boot, 100)})}
+
+
+def collapse(budgets: Sequence[float], position_loss: np.ndarray, *, beta: float, gamma: float,
+             h_inf: float) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse coordinates: x = P / n^(2β), y = n^γ (L_n(P) − H_∞), for a (n_budgets, n_ctx) loss array."""
+    curves = np.asarray(position_loss, float)
+    n = np.arange(1, curves.shape[1] + 1, dtype=float)
+    x = np.asarray(budgets, float)[:, None] / n[None, :] ** (2 * beta)
+    y = n[None, :] ** gamma * (curves - h_inf)
+    return x, y
