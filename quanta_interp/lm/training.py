@@ -79,10 +79,20 @@ def _lr(step: int, cfg: dict) -> float:
 
 
 def _batch(tokens: np.ndarray, n: int, width: int, rng: np.random.Generator):
+    """`n` random windows of `width` + 1 tokens: inputs and their next tokens."""
     import torch
 
-    starts = rng.integers(0, tokens.size - width + 1, size=n)
-    return torch.from_numpy(np.stack([tokens[s: s + width] for s in starts]).astype(np.int64))
+    starts = rng.integers(0, tokens.size - width, size=n)
+    return torch.from_numpy(np.stack([tokens[s: s + width + 1] for s in starts]).astype(np.int64))
+
+
+def _window_loss(model, windows):
+    """Mean next-token loss over all n_ctx positions of each window, the last one included
+    (`return_type="loss"` on n_ctx tokens would leave the last position unsupervised)."""
+    import torch.nn.functional as F
+
+    logits = model(windows[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
 
 
 def _stream(tokens, name: str, cfg: dict) -> np.ndarray:
@@ -124,7 +134,7 @@ def _evaluate(model, val: np.ndarray, cfg: dict) -> float:
     rng = np.random.default_rng([cfg["seed"], 1])  # the same held-out windows at every evaluation
     model.eval()
     with torch.inference_mode():
-        losses = [model(_batch(val, cfg["batch_size"], cfg["n_ctx"], rng).to(cfg["device"]), return_type="loss").item()
+        losses = [_window_loss(model, _batch(val, cfg["batch_size"], cfg["n_ctx"], rng).to(cfg["device"])).item()
                   for _ in range(cfg["eval_batches"])]
     model.train()
     return float(np.mean(losses))
@@ -164,7 +174,7 @@ def train(config: dict, train_tokens, *, val_tokens=None, tokenizer: Tokenizer |
         tokens = _batch(train_flat, cfg["batch_size"], cfg["n_ctx"], rng).to(cfg["device"])
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        loss = model(tokens, return_type="loss")
+        loss = _window_loss(model, tokens)
         if not torch.isfinite(loss):
             _stop_nan(run, step, loss.item())
         opt.zero_grad(set_to_none=True)
