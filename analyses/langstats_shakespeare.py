@@ -47,7 +47,7 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     budgets = [p for p in scale["budgets"] if p <= sum(d.size for d in docs)]
     sweep = measure_report(budgets, source="shakespeare", tokenizer=tokenizer,
                            model={**scale["model"], "device": args.device}, root=str(Path(args.runs) / tokenizer),
-                           seed=args.seed, backend=args.backend, **scale["sweep"])
+                           seed=args.seed, executor={"backend": args.backend}, **scale["sweep"])
     curve = np.asarray(sweep["position_losses"][-1])  # the model trained on the most data: H_n upper bound
     n = np.arange(1, curve.size + 1)
     gam = fit_gamma(n, curve, offset=True, n_range=(2, curve.size), seed=args.seed)

@@ -126,11 +126,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
+    from ..cli import backend_kwargs
     from .pipeline import measure_report
 
     model = {**DEFAULT_MODEL, **json.loads(args.model_config)}
     rep = measure_report(args.budgets, source=args.corpus, tokenizer=args.tokenizer, model=model,
-                         root=str(Path(args.out) / "sweep"), h_inf=args.h_inf, seed=args.seed, backend=args.backend)
+                         root=str(Path(args.out) / "sweep"), h_inf=args.h_inf, seed=args.seed,
+                         executor=backend_kwargs(args))
     _write(args, "measure.json", rep)
     for p, loss in zip(rep["P"], rep["best_val_loss"], strict=True):
         print(f"P = {p:>10d}  best val loss = {loss:.4f}")
@@ -160,7 +162,7 @@ def _cmd_rhm(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_common, positive_int
+    from ..cli import add_backend, add_common, positive_int
 
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("correlations", help="‖C(n)‖ vs lag, noise floor, β")
@@ -185,7 +187,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="training-token budgets P (≥ 4, spanning ≥ 1.5 decades)")
     p.add_argument("--model-config", default="{}", help=f"JSON overrides of {DEFAULT_MODEL}")
     p.add_argument("--h-inf", type=float, default=None, help="H_∞ from the entropy fit, for a second α_D fit")
-    p.add_argument("--backend", default="serial", choices=["serial", "processes"])
+    add_backend(p)
     add_common(p, out="runs/langstats", device=False)
     p.set_defaults(func=_cmd_measure)
 

@@ -68,9 +68,10 @@ def prediction(beta: dict, gamma: dict) -> dict:
 
 
 def measure_report(budgets: Sequence[int], *, source: str, tokenizer: str, model: dict, root: str,
-                   h_inf: float | None = None, seed: int = 0, backend: str = "serial", n_boot: int = 1000,
+                   h_inf: float | None = None, seed: int = 0, executor: dict | None = None, n_boot: int = 1000,
                    **sweep_kw) -> dict:
-    """Run (or resume) the data-limited sweep under `root` and fit the measured α_D."""
+    """Run (or resume) the data-limited sweep under `root` and fit the measured α_D; `executor` goes to
+    `map_runs` (backend, workers, address, resources)."""
     from ..executors import map_runs
     from .measure import data_limited_run, fit_alpha_measured, sweep_configs
 
@@ -78,8 +79,8 @@ def measure_report(budgets: Sequence[int], *, source: str, tokenizer: str, model
         raise ValueError(f"budgets must be ≥ 4 distinct values (the fit has an offset) spanning ≥ 1.5 decades, "
                          f"got {list(budgets)}")
     configs = sweep_configs(budgets, source=source, tokenizer=tokenizer, model=model, seed=seed, **sweep_kw)
-    runs = map_runs(data_limited_run, configs, root=root, backend=backend, name=f"langstats-{tokenizer}",
-                    desc=f"data-limited sweep ({tokenizer})")
+    runs = map_runs(data_limited_run, configs, root=root, name=f"langstats-{tokenizer}",
+                    desc=f"data-limited sweep ({tokenizer})", **(executor or {}))
     p = [r["P"] for r in runs]
     best = [r["best_val_loss"] for r in runs]
     out = {"P": p, "best_val_loss": best, "position_losses": [r["position_losses"] for r in runs],
