@@ -1,0 +1,294 @@
+"""Activations and per-token gradients of a TransformerLens bridge, streamed to disk.
+
+Per-token gradients (QDG): the context is cut at the target (a window of W tokens ending just
+before it) and only the last position is supervised, so the per-window gradient *is* the
+per-target gradient and a batch of B windows gives B gradients from one backward pass. Forward
+hooks on the chosen `nn.Linear` modules keep each layer's input a; a tensor hook on its output
+receives the output gradient g; the per-example weight gradient is Σ_s g_s a_sᵀ (a bias joins as a
+constant input 1). *Projected* mode stores (L g_s)(R a_s)ᵀ with seeded Gaussian L, R (p × d):
+p² numbers per layer, inner products unbiased, the full gradient never exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_write_json, progress, read_json
+
+__all__ = ["PRESETS", "linear_modules", "select_modules", "GradientCapture", "window_batch",
+           "capture_gradients", "per_sample_gradients", "GradientStore", "capture_activations"]
+
+PRESETS = {"all": r".", "mlp": r"(^|\.)mlp\.", "attn": r"attn"}
+_UNEMBED = re.compile(r"^(unembed|lm_head)\b|\.lm_head$")
+
+
+def linear_modules(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    """Every non-embedding, non-unembedding `nn.Linear`, keyed by a readable name (`blocks.3.mlp.up_proj`)."""
+    found = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            clean = name.replace("._original_component", "").removesuffix("._original_component")
+            if not _UNEMBED.search(clean):
+                found[clean] = mod
+    return found
+
+
+def _pattern(params: str) -> str:
+    """A preset ("all", "mlp", "attn", "layers 3-5") or a regular expression, as a regex."""
+    if params in PRESETS:
+        return PRESETS[params]
+    m = re.fullmatch(r"layers?\s*(\d+)(?:\s*-\s*(\d+))?", params.strip())
+    if m:
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        return r"^blocks\.(" + "|".join(str(i) for i in range(lo, hi + 1)) + r")\."
+    return params
+
+
+def select_modules(model: torch.nn.Module, params: str = "all") -> dict[str, torch.nn.Linear]:
+    """The weight matrices named by `params`; one ValueError if it matches nothing."""
+    try:
+        rx = re.compile(_pattern(params))
+    except re.error as e:
+        raise ValueError(f"--params {params!r} is neither a preset ({', '.join(PRESETS)}, 'layers A-B') "
+                         f"nor a valid regular expression ({e})") from e
+    chosen = {n: m for n, m in linear_modules(model).items() if rx.search(n)}
+    if not chosen:
+        raise ValueError(f"--params {params!r} matches no weight matrix; accepted: {', '.join(PRESETS)}, "
+                         f"'layers A-B' or a regex over names like {next(iter(linear_modules(model)), '?')}")
+    return chosen
+
+
+class GradientCapture:
+    """Per-example gradients w.r.t. the weights of `modules` from one backward pass.
+
+    `projection_dim=None` is exact (Σ d_out·(d_in+bias) numbers); an int p projects each layer to p².
+    Use as a context manager around forward + backward, then read `vectors()` (B × dim).
+    """
+
+    def __init__(self, modules: dict[str, torch.nn.Linear], projection_dim: int | None = None, seed: int = 0):
+        if projection_dim is not None and projection_dim <= 0:
+            raise ValueError(f"--projection-dim must be a positive integer (or omitted for exact), got {projection_dim}")
+        self.modules, self.projection_dim, self.seed = modules, projection_dim, seed
+        self._proj: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        gen = torch.Generator().manual_seed(seed)
+        for name, mod in modules.items():
+            d_in = mod.in_features + (mod.bias is not None)
+            if projection_dim is not None:
+                p = projection_dim
+                left = torch.randn(p, mod.out_features, generator=gen) / p ** 0.5
+                right = torch.randn(p, d_in, generator=gen) / p ** 0.5
+                self._proj[name] = (left.to(mod.weight), right.to(mod.weight))
+        self._grads: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    @property
+    def dims(self) -> dict[str, int]:
+        p = self.projection_dim
+        return {n: p * p if p else m.out_features * (m.in_features + (m.bias is not None))
+                for n, m in self.modules.items()}
+
+    @property
+    def dim(self) -> int:
+        return sum(self.dims.values())
+
+    def _hook(self, name: str):
+        def forward_hook(mod, inputs, out):
+            a = inputs[0].detach()
+            a = a[:, None] if a.dim() == 2 else a  # (batch, features) inputs: one position per example
+            if mod.bias is not None:
+                a = torch.cat([a, a.new_ones(*a.shape[:-1], 1)], -1)
+            if self.projection_dim:
+                a = a @ self._proj[name][1].T
+
+            def backward_hook(g):
+                g = g.detach()
+                g = g[:, None] if g.dim() == 2 else g
+                if self.projection_dim:
+                    g = g @ self._proj[name][0].T
+                self._grads[name] = torch.einsum("bso,bsi->boi", g, a).flatten(1)
+
+            if out.requires_grad:
+                out.register_hook(backward_hook)
+        return forward_hook
+
+    def __enter__(self) -> GradientCapture:
+        self._grads.clear()
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def vectors(self) -> torch.Tensor:
+        missing = [n for n in self.modules if n not in self._grads]
+        if missing:
+            raise RuntimeError(f"no gradient reached {missing[:3]}: the backward pass did not run through them")
+        return torch.cat([self._grads[n] for n in self.modules], 1)
+
+
+@contextmanager
+def _activation_grads_only(model: torch.nn.Module):
+    """Backward computes activation gradients only: weights are frozen, embedding outputs become leaves."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    handles = [m.register_forward_hook(lambda mod, i, out: out.detach().requires_grad_(True))
+               for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def window_batch(docs: Sequence[np.ndarray], targets: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows of `context` tokens ending just before each target (doc, pos), and the target ids."""
+    rows, ys = [], []
+    for d, p in targets:
+        if p < context:
+            raise ValueError(f"target at position {p} of document {d} has fewer than --context={context} tokens before it")
+        doc = docs[int(d)]
+        rows.append(np.asarray(doc[p - context: p], dtype=np.int64))
+        ys.append(int(doc[p]))
+    return torch.from_numpy(np.stack(rows)), torch.tensor(ys)
+
+
+def _last_position_logits(model: torch.nn.Module) -> list:
+    """Hooks that feed only the last position to the unembedding: the other logits are never needed."""
+    return [m.register_forward_pre_hook(lambda mod, args: (args[0][:, -1:], *args[1:]))
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and _UNEMBED.search(name.replace("._original_component", ""))]
+
+
+def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, targets: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B × dim gradients, B losses in nats) of each window's last-position loss, from one backward."""
+    device = next(model.parameters()).device
+    handles = _last_position_logits(model)
+    try:
+        with _activation_grads_only(model), capture, torch.enable_grad():
+            logits = model(windows.to(device))[:, -1].float()
+            losses = torch.nn.functional.cross_entropy(logits, targets.to(device), reduction="none")
+            losses.sum().backward()
+            return capture.vectors().float().cpu(), losses.detach().cpu()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def per_sample_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, params: str = ".",
+                         projection_dim: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Per-sample gradients of the cross-entropy of any classifier made of `nn.Linear` layers (e.g. the
+    sparse-parity MLP), one backward for the batch; `params` is a regex over module names."""
+    rx = re.compile(params)
+    mods = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and rx.search(n)}
+    if not mods:
+        raise ValueError(f"params {params!r} matches no nn.Linear of the model")
+    cap = GradientCapture(mods, projection_dim, seed)
+    with cap, torch.enable_grad():
+        torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
+    model.zero_grad(set_to_none=True)
+    return cap.vectors()
+
+
+class GradientStore:
+    """On-disk gradients: `gradients.npy` (n × dim, float32), `status.npy` (0 pending, 1 ok, −1 NaN),
+    `losses.npy`, `capture.json` (settings, layer names and dims). Memory-mapped; rows fill in order."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.meta = read_json(self.path / "capture.json")
+        self.gradients = np.load(self.path / "gradients.npy", mmap_mode="r")
+        self.status = np.load(self.path / "status.npy")
+        self.losses = np.load(self.path / "losses.npy")
+        self.targets = np.load(self.path / "targets.npy")
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == 1
+
+    def valid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices with finite gradients, their vectors loaded into memory)."""
+        idx = np.flatnonzero(self.ok)
+        return idx, np.asarray(self.gradients[idx])
+
+
+def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
+                      context: int, params: str = "all", projection_dim: int | None = 16, batch_size: int = 16,
+                      seed: int = 0) -> GradientStore:
+    """Per-token gradients for `targets` ((doc, pos) rows) streamed to `out`; a rerun resumes."""
+    out = Path(out)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1, 2)
+    modules = select_modules(model, params)
+    cap = GradientCapture(modules, projection_dim, seed)
+    meta = {"context": context, "params": params, "projection_dim": projection_dim, "seed": seed,
+            "n": len(targets), "dim": cap.dim, "layers": cap.dims}
+    files = {k: out / f"{k}.npy" for k in ("gradients", "status", "losses", "targets")}
+    if (out / "capture.json").exists():
+        old = read_json(out / "capture.json")
+        if old != meta or not np.array_equal(np.load(files["targets"]), targets):
+            raise ValueError(f"{out} holds gradients captured with other settings or tokens; use another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        if cap.dim * len(targets) * 4 > 64e9:
+            raise ValueError(f"exact gradients need {cap.dim * len(targets) * 4 / 1e9:.0f} GB; pass --projection-dim")
+        np.lib.format.open_memmap(files["gradients"], "w+", np.float32, (len(targets), cap.dim)).flush()
+        for k, dtype in (("status", np.int8), ("losses", np.float32)):
+            np.save(files[k], np.zeros(len(targets), dtype))
+        np.save(files["targets"], targets)
+        atomic_write_json(out / "capture.json", meta)
+    grads = np.load(files["gradients"], mmap_mode="r+")
+    status, losses = np.load(files["status"]), np.load(files["losses"])
+    todo = np.flatnonzero(status == 0)
+    bar = progress(total=len(targets), initial=len(targets) - len(todo), desc="per-token gradients", unit="tok")
+    try:
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start: start + batch_size]
+            windows, ys = window_batch(docs, targets[rows], context)
+            vec, loss = per_token_gradients(model, cap, windows, ys)
+            finite = torch.isfinite(vec).all(1) & torch.isfinite(loss)
+            grads[rows] = torch.where(finite[:, None], vec, 0.0).numpy()
+            grads.flush()
+            losses[rows], status[rows] = loss.numpy(), np.where(finite.numpy(), 1, -1)
+            np.save(files["losses"], losses)
+            np.save(files["status"], status)  # written after the vectors: a kill never marks a row it lost
+            bar.update(len(rows))
+    finally:
+        bar.close()
+    return GradientStore(out)
+
+
+def capture_activations(model, docs: Sequence[np.ndarray], targets: np.ndarray, hook_names: Sequence[str],
+                        out: str | Path, *, context: int, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Activations at the last window position (the one predicting each target) for `hook_names`,
+    written to `out/<hook name>.npy` as they are produced; returns memory maps."""
+    out = Path(out)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1, 2)
+    arrays: dict[str, np.ndarray] = {}
+    device = next(model.parameters()).device
+    for start in progress(range(0, len(targets), batch_size), desc="activations"):
+        windows, _ = window_batch(docs, targets[start: start + batch_size], context)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(windows.to(device), names_filter=lambda n: n in hook_names)
+        for name in hook_names:
+            if name not in cache:
+                raise ValueError(f"hook {name!r} is not a hook of this model (e.g. blocks.0.hook_resid_post)")
+            act = cache[name][:, -1].float().cpu().numpy()
+            if name not in arrays:
+                out.mkdir(parents=True, exist_ok=True)
+                arrays[name] = np.lib.format.open_memmap(out / f"{name}.npy", "w+", np.float32,
+                                                         (len(targets), *act.shape[1:]))
+            arrays[name][start: start + len(act)] = act
+    for arr in arrays.values():
+        arr.flush()
+    return arrays
