@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .assets import cache_dir, fetch
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from .io import atomic_save_npy, atomic_write_json, atomic_write_text, read_json
 
 __all__ = ["Document", "load_documents", "Tokenizer", "make_tokenizer", "TokenizedCorpus", "load_corpus"]
 
@@ -225,11 +225,7 @@ def load_corpus(
         n_val = min(max(n_val, 1), len(docs) - 1)
     val = set(rng.permutation(len(docs))[:n_val].tolist())
     path.mkdir(parents=True, exist_ok=True)
-    import io as _io
-
-    buf = _io.BytesIO()
-    np.save(buf, flat)
-    atomic_write_bytes(path / "tokens.npy", buf.getvalue())
+    atomic_save_npy(path / "tokens.npy", flat)
     tok.save(path / "tokenizer.json")
     atomic_write_json(path / "meta.json", {
         "source": source, "edition": edition, "tokenizer": tok.spec, "vocab_size": tok.vocab_size,

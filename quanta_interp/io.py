@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json", "to_jsonable",
+    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "read_json", "to_jsonable",
     "config_key", "RunDir", "Sweep", "progress",
 ]
 
@@ -52,6 +52,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """`np.save` through a temp file and a rename, so a kill never leaves a truncated array."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -144,13 +144,13 @@ def _docs(model, args, split: str = "val"):
 def _losses(args) -> int:
     import numpy as np
 
-    from ..io import atomic_write_json
+    from ..io import atomic_save_npy, atomic_write_json
     from . import load, token_losses
 
     model = load(args.model, device=args.device)
     losses = token_losses(model, _docs(model, args, args.split), context=args.context)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    np.save(Path(args.out) / "losses.npy", losses)
+    atomic_save_npy(Path(args.out) / "losses.npy", losses)
     summary = {"model": args.model, "split": args.split, "context": args.context,
                "n_tokens": int(np.isfinite(losses).sum()), "mean_loss": float(np.nanmean(losses))}
     atomic_write_json(Path(args.out) / "summary.json", summary)
@@ -159,9 +159,8 @@ def _losses(args) -> int:
 
 
 def _scaling(args) -> int:
-    import numpy as np
 
-    from ..io import atomic_write_json
+    from ..io import atomic_save_npy, atomic_write_json
     from .scaling import analyse, load_family
 
     models, info = load_family(args.family, device=args.device)
@@ -169,7 +168,7 @@ def _scaling(args) -> int:
     summary, losses, _ = analyse(models, [m["name"] for m in info], _docs(models[0], args),
                                  context=args.context, thresholds=thresholds)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    np.save(Path(args.out) / "losses.npy", losses)
+    atomic_save_npy(Path(args.out) / "losses.npy", losses)
     atomic_write_json(Path(args.out) / "summary.json", summary)
     print(f"α_N = {summary['alpha_N']:.4f} CI {summary['alpha_N_ci']}; token classes {summary['token_classes']}")
     return 0
