@@ -14,15 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .io import atomic_write_json, progress, read_json
+from .io import atomic_save_npy, atomic_write_json, config_key, progress, read_json
 
 __all__ = ["PRESETS", "linear_modules", "select_modules", "GradientCapture", "window_batch",
-           "capture_gradients", "per_sample_gradients", "GradientStore", "capture_activations"]
+           "capture_gradients", "capture_gradients_sharded", "per_sample_gradients", "GradientStore",
+           "capture_activations"]
 
 PRESETS = {"all": r".", "mlp": r"(^|\.)mlp\.", "attn": r"attn"}
 _UNEMBED = re.compile(r"^(unembed|lm_head)\b|\.lm_head$")
@@ -244,8 +246,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
             raise ValueError(f"exact gradients need {cap.dim * len(targets) * 4 / 1e9:.0f} GB; pass --projection-dim")
         np.lib.format.open_memmap(files["gradients"], "w+", np.float32, (len(targets), cap.dim)).flush()
         for k, dtype in (("status", np.int8), ("losses", np.float32)):
-            np.save(files[k], np.zeros(len(targets), dtype))
-        np.save(files["targets"], targets)
+            atomic_save_npy(files[k], np.zeros(len(targets), dtype))
+        atomic_save_npy(files["targets"], targets)
         atomic_write_json(out / "capture.json", meta)
     grads = np.load(files["gradients"], mmap_mode="r+")
     status, losses = np.load(files["status"]), np.load(files["losses"])
@@ -260,8 +262,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
             grads[rows] = torch.where(finite[:, None], vec, 0.0).numpy()
             grads.flush()
             losses[rows], status[rows] = loss.numpy(), np.where(finite.numpy(), 1, -1)
-            np.save(files["losses"], losses)
-            np.save(files["status"], status)  # written after the vectors: a kill never marks a row it lost
+            atomic_save_npy(files["losses"], losses)
+            atomic_save_npy(files["status"], status)  # written after the vectors: a kill never marks a row it lost
             bar.update(len(rows))
     finally:
         bar.close()
@@ -292,3 +294,43 @@ def capture_activations(model, docs: Sequence[np.ndarray], targets: np.ndarray, 
     for arr in arrays.values():
         arr.flush()
     return arrays
+
+
+def _capture_shard(config: dict, run_dir, *, docs: Sequence[np.ndarray], targets: np.ndarray) -> dict:
+    """`map_runs` worker: load the model by spec and capture one contiguous slice of the targets."""
+    from . import lm
+
+    lo, hi = config["rows"]
+    model = lm.load(config["model"], device=config.get("device", "cpu"))
+    store = capture_gradients(model, docs, targets[lo:hi], Path(run_dir.path) / "gradients", context=config["context"],
+                              params=config["params"], projection_dim=config["projection_dim"],
+                              batch_size=config["batch_size"], seed=config["seed"])
+    return {"rows": [lo, hi], "n_ok": int(store.ok.sum())}
+
+
+def capture_gradients_sharded(model_spec: str, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
+                              shards: int, context: int, params: str = "all", projection_dim: int | None = 16,
+                              batch_size: int = 16, seed: int = 0, device: str = "cpu", **executor) -> GradientStore:
+    """`capture_gradients` split into `shards` tasks run by `executors.map_runs` (e.g. on Ray), each loading
+    `model_spec` itself; the driver concatenates the shards in order into `out`. Shards hold whole batches, so
+    the result equals the unsharded capture byte for byte."""
+    from .executors import map_runs
+
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1, 2)
+    if shards < 1:
+        raise ValueError(f"shards must be ≥ 1, got {shards}")
+    n_batches = -(-len(targets) // batch_size)
+    bounds = [min(len(targets), batch_size * (n_batches * i // shards)) for i in range(shards + 1)]
+    configs = [{"model": model_spec, "rows": [lo, hi], "context": context, "params": params, "device": device,
+                "projection_dim": projection_dim, "batch_size": batch_size, "seed": seed}
+               for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    map_runs(partial(_capture_shard, docs=list(docs), targets=targets), configs, root=Path(out) / "shards",
+             name="gradient-shards", desc="gradient shards", **executor)
+    out = Path(out)
+    parts = [GradientStore(out / "shards" / "runs" / config_key(c) / "gradients") for c in configs]
+    meta = {**parts[0].meta, "n": len(targets), "shards": len(parts)}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("gradients", "status", "losses", "targets"):
+        atomic_save_npy(out / f"{name}.npy", np.concatenate([np.asarray(getattr(p, name)) for p in parts]))
+    atomic_write_json(out / "capture.json", meta)
+    return GradientStore(out)
