@@ -25,15 +25,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--model", default="smollm2", help="'smollm2', an HF name/folder or a `quanta lm train` run (default: smollm2)")
     a("--corpus", default="shakespeare", help="'shakespeare', a text file/folder or hf:NAME (default: shakespeare)")
-    a("--n-tokens", type=positive_int, default=160,
+    a("--n-tokens", type=positive_int, default=320,
       help="low-loss tokens whose gradients are captured; those still below the threshold with exactly "
-           "--context tokens of context are clustered (default: 160)")
+           "--context tokens of context are clustered (default: 320)")
     a("--loss-threshold", type=float, default=0.1, help="keep tokens with loss below this, nats (default: 0.1)")
     a("--params", default="all", help="weights: all, mlp, attn, 'layers 3-5' or a regex (default: all)")
     a("--context", type=positive_int, default=32, help="tokens of context before each target (default: 32)")
     a("--projection-dim", type=int, default=16,
       help="p: each weight matrix's gradient is projected to p×p; 0 = exact (small models) (default: 16)")
-    a("--clusters", type=positive_int, default=8, help="number of quanta (default: 8)")
+    a("--clusters", type=positive_int, default=12, help="number of quanta (default: 12)")
     a("--method", choices=("dense", "knn"), default="dense", help="spectral clustering affinity (default: dense)")
     a("--scan-tokens", type=positive_int, default=40000, help="at most this many corpus tokens scanned (default: 40000)")
     a("--keep-induction", action="store_true", help="keep tokens that complete a trigram seen earlier")
