@@ -122,7 +122,8 @@ def _ray_map(ray, fn, configs, paths, results, bar, resources, retries) -> None:
             try:
                 results[refs[ref]] = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - Ray wraps any task error
-                failed.append(f"run {refs[ref]} ({configs[refs[ref]]}): {type(e).__name__}: {str(e).splitlines()[0]}")
+                err = getattr(e, "cause", None) or e  # the task's own exception, without Ray's coloured header
+                failed.append(f"run {refs[ref]} ({configs[refs[ref]]}): {type(err).__name__}: {str(err).splitlines()[0]}")
             bar.update()
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) failed after {retries} retries; finished runs are saved and a "

@@ -12,3 +12,10 @@ def sleepy(config, run_dir):
     (marks / f"run{config['i']}-{attempt}.pid").write_text(str(os.getpid()))
     time.sleep(config["sleep"] if config["i"] == 0 and attempt == 0 else 0.1)
     return {"i": config["i"], "attempt": attempt}
+
+
+def fails_on_odd(config, run_dir):
+    """Run i succeeds for even i and always raises for odd i."""
+    if config["i"] % 2:
+        raise ValueError(f"boom {config['i']}")
+    return {"i": config["i"]}

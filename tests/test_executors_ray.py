@@ -90,3 +90,9 @@ def test_sharded_gradient_capture_on_ray_equals_local_byte_for_byte(local_ray, t
     assert sharded.meta["shards"] == 3 and local.ok.all()
     for name in ("gradients", "status", "losses", "targets"):
         assert (tmp_path / "local" / f"{name}.npy").read_bytes() == (tmp_path / "sharded" / f"{name}.npy").read_bytes()
+
+
+def test_failing_run_is_retried_then_reported_and_finished_runs_are_kept(local_ray, tmp_path):
+    with pytest.raises(RuntimeError, match=r"1 run\(s\) failed after 1 retries.*ValueError: boom 1"):
+        map_runs(_ray_jobs.fails_on_odd, [{"i": 0}, {"i": 1}, {"i": 2}], backend="ray", root=tmp_path, retries=1)
+    assert len(list((tmp_path / "runs").glob("*/result.json"))) == 2
