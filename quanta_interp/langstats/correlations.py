@@ -212,7 +212,7 @@ class CorrelationDecay:
     def floor_exponent(self, norm: str = "op") -> float:
         """Slope of log floor vs log pairs (≈ 0.5 for sampling noise)."""
         n = [r["n_pairs"] for r in self.floor_scaling_]
-        return float(-np.polyfit(np.log(n), np.log([r[norm] for r in self.floor_scaling_]), 1)[0])
+        return fit_power_law(n, [r[norm] for r in self.floor_scaling_], n_boot=0).exponent
 
     def fit_beta(self, norm: str = "op", n_boot: int = 1000) -> dict:
         if norm not in ("op", "fro"):
