@@ -17,7 +17,7 @@ import numpy as np
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lottery.analysis import SHARMA_KAPLAN_EXPONENT, fit_scaling, scaling_table
 from quanta_interp.lottery.dissect import dissect, find_pairs, mirror_distances, neuron_curves
-from quanta_interp.lottery.experiment import SeedEnsemble
+from quanta_interp.lottery.experiment import SeedEnsemble, seed_network
 from quanta_interp.lottery.plots import plot_neurons, plot_peaks, plot_scaling, plot_tickets
 from quanta_interp.lottery.runs import (
     load_run,
@@ -39,8 +39,7 @@ STRICT_TOL, LOOSE_TOL = 0.05, 0.25
 def pairing_vs_random(net, seed: int, tols=(0.02, STRICT_TOL, 0.1, LOOSE_TOL)) -> dict:
     """Paired fraction and median nearest-mirror distance of a trained net beside an untrained one of the same
     width (PyTorch init): the null a pairing claim has to beat."""
-    p = SeedEnsemble(net.width, 1, seed=seed + 12345).init_params()
-    rand = type(net)(p["w"][0].numpy(), p["b"][0].numpy(), p["v"][0].numpy(), float(p["c"][0]), net.activation)
+    rand = seed_network(SeedEnsemble(net.width, 1, seed=seed + 12345).init_params(), 0, net.activation)
     out = {}
     for name, n in (("trained", net), ("random_init", rand)):
         d = mirror_distances(n)

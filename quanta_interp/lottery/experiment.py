@@ -106,6 +106,12 @@ class MLP1D:
         return self.neuron_outputs(np.asarray(x, dtype=float))[1].sum(0) + self.c
 
 
+def seed_network(params: dict, i: int, activation: str) -> MLP1D:
+    """Seed i of stacked torch weights (w, b, v, c with a leading seed axis) as a standalone float64 network."""
+    p = {k: t[i].double().cpu().numpy() for k, t in params.items()}
+    return MLP1D(p["w"], p["b"], p["v"], float(np.ravel(p["c"])[0]), activation)
+
+
 def forward(params: dict, x, activation: str):
     """Outputs [S, P] of the stacked networks `params` (w, b, v: [S, N]; c: [S]) at the points x [P]."""
     import torch
@@ -260,5 +266,4 @@ class SeedEnsemble:
 
     def network(self, i: int) -> MLP1D:
         """Seed i as a standalone numpy network, for `dissect` and neuron plots."""
-        p = {k: t[i].double().cpu().numpy() for k, t in self.params_.items()}
-        return MLP1D(p["w"], p["b"], p["v"], float(p["c"]), self.activation)
+        return seed_network(self.params_, i, self.activation)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..executors import map_runs
 from ..io import RunDir, read_json
-from .experiment import ACTIVATIONS, MLP1D, SeedEnsemble, check_interval, make_grid, target_fn
+from .experiment import ACTIVATIONS, MLP1D, SeedEnsemble, check_interval, make_grid, seed_network, target_fn
 
 __all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run", "log_widths"]
 
@@ -98,8 +98,7 @@ def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[ML
         seed_index = int(np.argsort(losses)[losses.size // 2])
     if not 0 <= seed_index < losses.size:
         raise ValueError(f"--seed-index must be in 0..{losses.size - 1}, got {seed_index}")
-    p = {k: v[seed_index].double().numpy() for k, v in weights.items()}
-    return MLP1D(p["w"], p["b"], p["v"], float(p["c"]), config["activation"]), result, config, seed_index
+    return seed_network(weights, seed_index, config["activation"]), result, config, seed_index
 
 
 def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation: str | None = None) -> Path:

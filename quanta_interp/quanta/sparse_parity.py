@@ -172,7 +172,7 @@ class _DataStream:
         return tuple(a[idx] for a in self.fixed)
 
 
-def _bits(nats: torch.Tensor) -> torch.Tensor:
+def to_bits(nats: torch.Tensor) -> torch.Tensor:
     return nats / math.log(2)
 
 
@@ -232,7 +232,7 @@ def _train_batched(configs: Sequence[dict], run_dir, device: torch.device) -> tu
             logits = torch.cat([model(t_eval[None, j:j + 8192].expand(S, -1), b_eval[None, j:j + 8192].expand(S, -1, -1))
                                 for j in range(0, len(t_eval), 8192)], dim=1)
             ce = nn.functional.cross_entropy(logits.reshape(-1, 2), y_eval.repeat(M), reduction="none")
-            loss = _bits(ce.view(M, T, -1).mean(-1))
+            loss = to_bits(ce.view(M, T, -1).mean(-1))
             acc = (logits.argmax(-1) == y_eval).float().view(M, T, -1).mean(-1)
         newly = (loss < LEARNED_BITS) & (first_learned < 0)
         first_learned[newly] = step
@@ -259,7 +259,7 @@ def _train_batched(configs: Sequence[dict], run_dir, device: torch.device) -> tu
         opt.zero_grad(set_to_none=True)
         per_member.sum().backward()  # members share no parameters: each gets its own gradient
         opt.step()
-        train_loss = _bits(per_member.detach())
+        train_loss = to_bits(per_member.detach())
 
     model, loss, acc, probs, first_learned = model.cpu(), loss.cpu(), acc.cpu(), probs.cpu(), first_learned.cpu()
     models = []

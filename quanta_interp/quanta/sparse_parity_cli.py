@@ -134,7 +134,7 @@ def _neurons(args: argparse.Namespace) -> int:
     import torch
 
     from ..io import RunDir, atomic_write_json
-    from .sparse_parity import build_mlp, task_from_config
+    from .sparse_parity import LEARNED_BITS, build_mlp, task_from_config
     from .sparse_parity_figures import plot_heatmap
     from .sparse_parity_neurons import ablation_matrix, carriers
 
@@ -153,7 +153,7 @@ def _neurons(args: argparse.Namespace) -> int:
     plot_heatmap([list(r) for r in zip(*m["increase"], strict=True)], out / "neurons",
                  xlabels=list(range(cfg["width"])), xlabel="hidden unit", cbar="loss increase (bits)",
                  title="ablation: loss increase per subtask", vmax=None)
-    learned = [i for i, b in enumerate(m["base_loss"]) if b < 0.1]
+    learned = [i for i, b in enumerate(m["base_loss"]) if b < LEARNED_BITS]
     print(json.dumps({"learned": learned, "carriers": {i: m["carriers"][i] for i in learned}}))
     print(f"wrote {out / 'neurons.json'}")
     return 0

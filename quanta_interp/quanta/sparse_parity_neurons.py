@@ -6,12 +6,10 @@ whole neuron × subtask matrix of loss increases comes from one forward pass.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .sparse_parity import MultitaskSparseParity
+from .sparse_parity import MultitaskSparseParity, to_bits
 
 __all__ = ["ablation_matrix", "carriers"]
 
@@ -34,8 +32,8 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
             abl = logits[None] - h.T[:, :, None] * out.weight.T[:, None, :]
             rows_abl.append(ce(abl.reshape(-1, 2), y.repeat(h.shape[1]), reduction="none")
                             .view(h.shape[1], -1).mean(1))
-    base = torch.stack(rows_base) / math.log(2)
-    increase = torch.stack(rows_abl, dim=1) / math.log(2) - base[None]
+    base = to_bits(torch.stack(rows_base))
+    increase = to_bits(torch.stack(rows_abl, dim=1)) - base[None]
     return {"loss_unit": "bits", "base_loss": base.tolist(), "increase": increase.tolist()}
 
 
