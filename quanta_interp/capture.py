@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_save_npy, atomic_write_json, config_key, progress, read_json
+from .io import Sweep, atomic_save_npy, atomic_write_json, progress, read_json
 
 __all__ = ["PRESETS", "linear_modules", "select_modules", "GradientCapture", "window_batch",
            "capture_gradients", "capture_gradients_sharded", "per_sample_gradients", "GradientStore",
@@ -30,12 +30,17 @@ PRESETS = {"all": r".", "mlp": r"(^|\.)mlp\.", "attn": r"attn"}
 _UNEMBED = re.compile(r"^(unembed|lm_head)\b|\.lm_head$")
 
 
+def _clean(name: str) -> str:
+    """A bridge module name without the wrapper levels: `blocks.3.mlp.up_proj`."""
+    return name.replace("._original_component", "")
+
+
 def linear_modules(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     """Every non-embedding, non-unembedding `nn.Linear`, keyed by a readable name (`blocks.3.mlp.up_proj`)."""
     found = {}
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.Linear):
-            clean = name.replace("._original_component", "").removesuffix("._original_component")
+            clean = _clean(name)
             if not _UNEMBED.search(clean):
                 found[clean] = mod
     return found
@@ -169,7 +174,7 @@ def _last_position_logits(model: torch.nn.Module) -> list:
     """Hooks that feed only the last position to the unembedding: the other logits are never needed."""
     return [m.register_forward_pre_hook(lambda mod, args: (args[0][:, -1:], *args[1:]))
             for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and _UNEMBED.search(name.replace("._original_component", ""))]
+            if isinstance(m, torch.nn.Linear) and _UNEMBED.search(_clean(name))]
 
 
 def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, targets: torch.Tensor
@@ -191,12 +196,8 @@ def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, 
 def per_sample_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, params: str = ".",
                          projection_dim: int | None = None, seed: int = 0) -> torch.Tensor:
     """Per-sample gradients of the cross-entropy of any classifier made of `nn.Linear` layers (e.g. the
-    sparse-parity MLP), one backward for the batch; `params` is a regex over module names."""
-    rx = re.compile(params)
-    mods = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and rx.search(n)}
-    if not mods:
-        raise ValueError(f"params {params!r} matches no nn.Linear of the model")
-    cap = GradientCapture(mods, projection_dim, seed)
+    sparse-parity MLP), one backward for the batch; `params` as in `select_modules`."""
+    cap = GradientCapture(select_modules(model, params), projection_dim, seed)
     with cap, torch.enable_grad():
         torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
     model.zero_grad(set_to_none=True)
@@ -305,7 +306,7 @@ def _capture_shard(config: dict, run_dir, *, docs: Sequence[np.ndarray], targets
     store = capture_gradients(model, docs, targets[lo:hi], Path(run_dir.path) / "gradients", context=config["context"],
                               params=config["params"], projection_dim=config["projection_dim"],
                               batch_size=config["batch_size"], seed=config["seed"])
-    return {"rows": [lo, hi], "n_ok": int(store.ok.sum())}
+    return {"rows": [lo, hi], "n_ok": int(store.ok.sum())}  # the sweep's result.json: what each shard captured
 
 
 def capture_gradients_sharded(model_spec: str, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
@@ -324,10 +325,11 @@ def capture_gradients_sharded(model_spec: str, docs: Sequence[np.ndarray], targe
     configs = [{"model": model_spec, "rows": [lo, hi], "context": context, "params": params, "device": device,
                 "projection_dim": projection_dim, "batch_size": batch_size, "seed": seed}
                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-    map_runs(partial(_capture_shard, docs=list(docs), targets=targets), configs, root=Path(out) / "shards",
-             name="gradient-shards", desc="gradient shards", **executor)
     out = Path(out)
-    parts = [GradientStore(out / "shards" / "runs" / config_key(c) / "gradients") for c in configs]
+    map_runs(partial(_capture_shard, docs=list(docs), targets=targets), configs, root=out / "shards",
+             name="gradient-shards", desc="gradient shards", **executor)
+    sweep = Sweep(out / "shards", configs, name="gradient-shards")
+    parts = [GradientStore(sweep.run_dir(i).path / "gradients") for i in range(len(configs))]
     meta = {**parts[0].meta, "n": len(targets), "shards": len(parts)}
     out.mkdir(parents=True, exist_ok=True)
     for name in ("gradients", "status", "losses", "targets"):

@@ -64,20 +64,10 @@ def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size:
 
 
 def alpha_n_from_artifacts(root: str | Path = "artifacts/lm_scaling") -> float | None:
-    """α_N from `artifacts/lm_scaling/summary.json` (keys `alpha_N` or `alpha_n`, top level or under
-    `fit`), or None when that file is absent."""
+    """α_N from `artifacts/lm_scaling/summary.json` (written by `analyses/lm_scaling.py`), or None when
+    that file is absent."""
     path = Path(root) / "summary.json"
-    if not path.exists():
-        return None
-    blob = read_json(path)
-    for d in (blob, blob.get("fit", {}) if isinstance(blob.get("fit"), dict) else {}):
-        for key in ("alpha_N", "alpha_n"):
-            value = d.get(key)
-            if isinstance(value, dict):
-                value = value.get("exponent")
-            if isinstance(value, (int, float)):
-                return float(value)
-    return None
+    return float(read_json(path)["alpha_N"]) if path.exists() else None
 
 
 def write_rank_frequency(out: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict) -> None:
