@@ -17,13 +17,12 @@ import numpy as np
 
 from quanta_interp.corpora import load_corpus
 from quanta_interp.io import atomic_write_json, read_json, to_jsonable
-from quanta_interp.langstats.entropy import fit_gamma
+from quanta_interp.langstats.entropy import fit_gamma, ngram_entropy
 from quanta_interp.langstats.measure import collapse
 from quanta_interp.langstats.pipeline import (
     beta_report,
     default_lags,
     measure_report,
-    ngram_report,
     prediction,
 )
 
@@ -43,7 +42,7 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     corpus = load_corpus("shakespeare", tokenizer, seed=args.seed)
     docs = corpus.documents("train")
     betas = beta_report(docs, corpus.vocab_size, default_lags(max_lag), seed=args.seed)
-    ngram = ngram_report(docs, scale["n_max"])
+    ngram = ngram_entropy(docs, scale["n_max"])
     budgets = [p for p in scale["budgets"] if p <= sum(d.size for d in docs)]
     sweep = measure_report(budgets, source="shakespeare", tokenizer=tokenizer,
                            model={**scale["model"], "device": args.device}, root=str(Path(args.runs) / tokenizer),

@@ -26,10 +26,10 @@ SCALES = {
 
 
 def _setup(cfg: dict):
-    from quanta_interp.corpora import Document, make_tokenizer
     from quanta_interp.passuntil import addition_split, addition_text, builtin_instances
+    from quanta_interp.passuntil.tasks import addition_tokenizer
 
-    tok = make_tokenizer("char", [Document("alphabet", "0123456789+=\n")])
+    tok = addition_tokenizer()
     train, _ = addition_split(cfg["n_train"], cfg["n_test"], digits=cfg["digits"], seed=cfg["seed"])
     instances = builtin_instances("addition", cfg["n_test"], digits=cfg["digits"], seed=cfg["seed"])
     return tok, np.asarray(tok.encode(addition_text(train)), dtype=np.int64), instances

@@ -12,13 +12,13 @@ from quanta_interp.io import read_json
 def family(tmp_path_factory):
     """Three tiny char models (3 training steps each) and single-character-answer instances."""
     from quanta_interp import lm
-    from quanta_interp.corpora import Document, make_tokenizer
     from quanta_interp.passuntil import addition_split, addition_text
+    from quanta_interp.passuntil.tasks import addition_tokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and far faster on shared cores
     root = tmp_path_factory.mktemp("family")
-    tok = make_tokenizer("char", [Document("a", "0123456789+=\n")])
+    tok = addition_tokenizer()
     tokens = np.asarray(tok.encode(addition_text(addition_split(300, 5, digits=2)[0])))
     for width in (8, 16, 24):
         lm.train(dict(n_layers=1, d_model=width, n_heads=2, n_ctx=16, d_vocab=tok.vocab_size, steps=3,

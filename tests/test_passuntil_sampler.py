@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from quanta_interp.corpora import Document, make_tokenizer
 from quanta_interp.io import RunDir
 from quanta_interp.passuntil import (
     Instance,
@@ -15,6 +14,7 @@ from quanta_interp.passuntil import (
     load_instances,
     task_pass_rate,
 )
+from quanta_interp.passuntil.tasks import addition_tokenizer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,7 +33,7 @@ def tiny():
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    tok = make_tokenizer("char", [Document("a", "0123456789+=\n")])
+    tok = addition_tokenizer()
     cfg = TransformerBridgeConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=16,
                                   d_vocab=tok.vocab_size, act_fn="gelu", seed=3)
     model = TransformerBridge.boot_native(cfg).eval()

@@ -77,10 +77,10 @@ def _cmd_correlations(args: argparse.Namespace) -> int:
 
 
 def _gamma(args: argparse.Namespace, corpus, docs) -> dict:
-    from .entropy import fit_gamma
-    from .pipeline import lm_entropy_report, ngram_report
+    from .entropy import fit_gamma, ngram_entropy
+    from .pipeline import lm_entropy_report
 
-    out = {"ngram": ngram_report(docs, args.n_max)}
+    out = {"ngram": ngram_entropy(docs, args.n_max)}
     if args.model:
         from .. import lm
 

@@ -21,8 +21,9 @@ def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1
                     seed: int = 0) -> np.ndarray:
     """Mean next-token loss (nats) at each position of `n_windows` random windows of `n_ctx` tokens.
 
-    Entry k is the loss of predicting a token from the k+1 tokens before it (L_n, n = k+1 ≤ n_ctx−1):
-    training supervises n_ctx−1 predictions per window, so the last output position is never trained.
+    Entry k is the loss of predicting a token from the k+1 tokens before it (L_n, n = k+1 ≤ n_ctx−1).
+    The artifacts were made when `lm.train` left context n_ctx unsupervised; it now trains it, so windows of
+    n_ctx + 1 tokens could also measure L_{n_ctx}.
     """
     from ..lm import token_losses
 

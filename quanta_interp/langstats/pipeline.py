@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from .correlations import CorrelationDecay
-from .entropy import fit_gamma, ngram_entropy
+from .entropy import fit_gamma
 from .predict import alpha_d, horizon
 
-__all__ = ["default_lags", "beta_report", "ngram_report", "lm_entropy_report", "prediction", "measure_report"]
+__all__ = ["default_lags", "beta_report", "lm_entropy_report", "prediction", "measure_report"]
 
 
 def default_lags(max_lag: int, n: int = 20) -> list[int]:
@@ -42,11 +42,6 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
         out["horizon_at_corpus"] = float(horizon(int(est.n_pairs_[0]), fit.exponent, fit.prefactor,
                                                  out["floor_const"]))
     return out
-
-
-def ngram_report(docs: Sequence[np.ndarray], n_max: int) -> dict:
-    """n-gram H_n (Miller–Madow) for small n, with the reliability flags."""
-    return ngram_entropy(docs, n_max)
 
 
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,

@@ -19,19 +19,16 @@ from .estimators import estimate_pass_rate
 
 def _throughput(quick: bool, seed: int) -> dict:
     import torch
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
 
-    from ..corpora import Document, make_tokenizer
+    from ..lm import build_model
     from .sampler import bridge_sampler
-    from .tasks import builtin_instances
+    from .tasks import addition_tokenizer, builtin_instances
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and fair to both sides on shared cores
-    tok = make_tokenizer("char", [Document("alphabet", "0123456789+=\n")])
-    cfg = TransformerBridgeConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=256, n_ctx=32,
-                                  d_vocab=tok.vocab_size, act_fn="gelu", seed=seed)
-    model = TransformerBridge.boot_native(cfg).eval()
+    tok = addition_tokenizer()
+    model = build_model(dict(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, d_vocab=tok.vocab_size,
+                             act_fn="gelu", seed=seed)).eval()
     inst = builtin_instances("addition", 1, digits=3, seed=seed)[0]
     batch, reps = (256, 3) if quick else (1024, 10)
     ids = torch.tensor(tok.encode(inst.prompt + inst.answer)).repeat(batch, 1)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .sampler import Instance
 
-__all__ = ["TASKS", "addition_split", "addition_text", "builtin_instances"]
+__all__ = ["TASKS", "addition_split", "addition_text", "addition_tokenizer", "builtin_instances"]
 
 TASKS = ("addition",)
 
@@ -45,6 +45,13 @@ def addition_split(n_train: int, n_test: int, *, digits: int = 3, seed: int = 0)
 def addition_text(pairs: np.ndarray) -> str:
     """Training text: one "a+b=c" line per pair, newline-separated (starts with a newline)."""
     return "\n" + "".join(f"{a}+{b}={a + b}\n" for a, b in pairs.tolist())
+
+
+def addition_tokenizer():
+    """The character tokenizer of addition problems: digits, '+', '=' and the newline."""
+    from ..corpora import Document, make_tokenizer
+
+    return make_tokenizer("char", [Document("alphabet", "0123456789+=\n")])
 
 
 def builtin_instances(task: str, n: int, *, digits: int = 3, seed: int = 0) -> list[Instance]:
