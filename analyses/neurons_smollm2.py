@@ -122,7 +122,7 @@ def main() -> None:
     results = {}
     chars = load_corpus("shakespeare", "char")
     run = Path("runs/neurons_fresh_lm")
-    train = np.concatenate([chars.doc(d) for d in chars.doc_ids("train")])
+    train = chars.stream("train")
     fit = lm.train({**FRESH, "d_vocab": chars.vocab_size}, train, val_tokens=chars.stream("val"),
                    tokenizer=chars.tokenizer, run_dir=run)
     fresh = lm.load(str(run))

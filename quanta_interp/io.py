@@ -142,10 +142,11 @@ class RunDir:
     def result(self) -> dict:
         return read_json(self.path / "result.json")
 
-    def save_weights(self, tensors: Mapping[str, Any], name: str = "weights.safetensors") -> Path:
+    def save_weights(self, tensors: Mapping[str, Any], name: str = "weights.safetensors",
+                     metadata: Mapping[str, str] | None = None) -> Path:
         from safetensors.torch import save
 
-        data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
         return atomic_write_bytes(self.path / name, data)
 
     def load_weights(self, name: str = "weights.safetensors") -> dict:

@@ -53,10 +53,9 @@ def _hf_losses(hf, docs, context: int, batch_size: int) -> None:
 def run(args) -> dict:
     """Measure side by side in one process; `--quick` shrinks every size."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from ..assets import cache_dir
-    from . import build_model, load, token_losses
+    from . import build_model, load, n_params, token_losses
+    from .loading import _smollm2_hf
 
     quick = getattr(args, "quick", False)
     rng = np.random.default_rng(args.seed)
@@ -65,13 +64,13 @@ def run(args) -> dict:
     small = build_model(dict(d_vocab=65, n_layers=2, d_model=64, n_heads=4, n_ctx=128, seed=args.seed))
     docs = [rng.integers(0, 65, 2048 if quick else 8192)]
     out["small"] = {
-        "n_params": sum(p.numel() for p in small.parameters()),
+        "n_params": n_params(small),
         "train_tokens_per_s": _train_rate(small, 65, 32, 128, 3 if quick else 10),
         "eval_tokens_per_s": docs[0].size / _best_of(lambda: token_losses(small, docs, context=128, progress=False), 2),
     }
 
     model = load("smollm2")
-    hf = AutoModelForCausalLM.from_pretrained(cache_dir() / "models" / "smollm2-135m-instruct", dtype=torch.float32).eval()
+    hf = _smollm2_hf()[0].eval()
     context, batch = (64, 4) if quick else (128, 8)
     per_doc = context + 1 + (context // 2) * (6 if quick else 14)  # every window full: stackable for the baseline
     docs = [rng.integers(0, 49152, per_doc) for _ in range(2)]

@@ -18,7 +18,6 @@ import numpy as np
 from ..corpora import Tokenizer
 from ..io import (
     RunDir,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     progress,
@@ -104,14 +103,15 @@ def _stream(tokens, name: str, cfg: dict) -> np.ndarray:
 
 
 def _save_checkpoint(run: RunDir, model, opt, step: int, state: dict) -> None:
-    from safetensors.torch import save
-
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     for i, (_, s) in enumerate(sorted(opt.state_dict()["state"].items())):
         tensors.update({f"opt/{i}/{k}": v for k, v in s.items()})
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"step": str(step), "state": json.dumps(to_jsonable(state))}
-    atomic_write_bytes(run.path / _CKPT, save(tensors, metadata=meta))
+    run.save_weights(tensors, _CKPT, metadata={"step": str(step), "state": json.dumps(to_jsonable(state))})
+
+
+def _model_weights(tensors: dict) -> dict:
+    """The model's state dict inside a checkpoint (keys `model/...`)."""
+    return {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
 
 
 def _load_checkpoint(run: RunDir, model, opt) -> tuple[int, dict]:
@@ -120,7 +120,7 @@ def _load_checkpoint(run: RunDir, model, opt) -> tuple[int, dict]:
     with safe_open(run.path / _CKPT, framework="pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    model.load_state_dict(_model_weights(tensors))
     sd = opt.state_dict()
     for i, pid in enumerate(sorted(p for group in sd["param_groups"] for p in group["params"])):
         sd["state"][pid] = {k.split("/")[2]: v for k, v in tensors.items() if k.startswith(f"opt/{i}/")}
@@ -235,7 +235,6 @@ def _stop_nan(run: RunDir | None, step: int, value: float):
     if run is not None and (run.path / _CKPT).exists():
         from safetensors.torch import load_file
 
-        weights = {k[6:]: v for k, v in load_file(run.path / _CKPT).items() if k.startswith("model/")}
-        run.save_weights(weights)
+        run.save_weights(_model_weights(load_file(run.path / _CKPT)))
         where = f"the last good checkpoint is in {run.path / 'weights.safetensors'}"
     raise ValueError(f"training loss became {value} at step {step}; stopped, {where}; lower lr or raise warmup")

@@ -13,19 +13,15 @@ __all__ = ["run"]
 
 
 def _setup(quick: bool, seed: int):
+    from .. import lm
     from ..corpora import load_corpus
 
     if quick:
-        from transformer_lens.config import TransformerBridgeConfig
-        from transformer_lens.model_bridge import TransformerBridge
-
         corpus = load_corpus("shakespeare", "char")
-        model = TransformerBridge.boot_native(TransformerBridgeConfig(
-            d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=128, d_vocab=corpus.vocab_size, act_fn="gelu",
-            d_mlp=256, seed=seed))
+        model = lm.build_model(dict(d_vocab=corpus.vocab_size, n_layers=2, d_model=64, n_heads=4, n_ctx=128,
+                                    seed=seed))
         model.quanta_spec = "native-2L-d64 (random init)"
         return model, corpus, 1, 32, 8
-    from .. import lm
 
     model = lm.load("smollm2")
     return model, load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)), 6, 16, 4
