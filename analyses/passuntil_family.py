@@ -124,6 +124,7 @@ def analyse(results: list[dict], cfg: dict) -> dict:
 
 
 def plot(summary: dict, out: Path) -> None:
+    from quanta_interp.passuntil.scaling import emergence_curve
     from quanta_interp.report import new_figure, save_figure
 
     rows = summary["sizes"]
@@ -149,12 +150,7 @@ def plot(summary: dict, out: Path) -> None:
     ax.plot(x, np.log(-np.log(pu)), "o", label="task PU")
     xs = np.log(grid)
     for name, model in summary["emergence_models"]["models"].items():
-        th = np.array(model["params"])
-        if name == "linear":
-            f = th[0] + th[1] * xs
-        else:
-            sign = 1.0 if name == "multi_step" else -1.0
-            f = sign * np.logaddexp(sign * (th[0] + th[1] * xs), sign * (th[2] + th[3] * xs))
+        f = emergence_curve(name, model["params"], xs)
         ax.plot(xs, f, lw=1, label=f"{name} (AICc {model['aicc']:.1f})")
     ax.set(xlabel="log N", ylabel="log(−log PU)", title=f"emergence: {summary['emergence']['class']}")
     ax.legend(fontsize=7)

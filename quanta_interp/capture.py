@@ -142,20 +142,30 @@ class GradientCapture:
 
 
 @contextmanager
-def _activation_grads_only(model: torch.nn.Module):
-    """Backward computes activation gradients only: weights are frozen, embedding outputs become leaves."""
+def grads_only_for(model: torch.nn.Module, params: Sequence[torch.nn.Parameter] = ()):
+    """Within the block only `params` require gradients; every flag is restored afterwards."""
+    chosen = {id(p) for p in params}
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
-        p.requires_grad_(False)
-    handles = [m.register_forward_hook(lambda mod, i, out: out.detach().requires_grad_(True))
-               for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+        p.requires_grad_(id(p) in chosen)
     try:
         yield
     finally:
-        for h in handles:
-            h.remove()
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+@contextmanager
+def _activation_grads_only(model: torch.nn.Module):
+    """Backward computes activation gradients only: weights are frozen, embedding outputs become leaves."""
+    handles = [m.register_forward_hook(lambda mod, i, out: out.detach().requires_grad_(True))
+               for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    try:
+        with grads_only_for(model):
+            yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def window_batch(docs: Sequence[np.ndarray], targets: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,12 +8,14 @@ PU is the instance mean and every CI is a bootstrap over instances (paired acros
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 from scipy import stats
 from scipy.optimize import least_squares
 
-__all__ = ["TaskScalingFit", "fit_task_scaling", "classify_emergence", "fit_emergence_models", "check_pu"]
+__all__ = ["TaskScalingFit", "fit_task_scaling", "classify_emergence", "fit_emergence_models", "emergence_curve",
+           "check_pu"]
 
 
 def check_pu(N, pu, *, min_sizes: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +205,12 @@ def _two_line_model(kind: str):
     return f
 
 
+def emergence_curve(name: str, params, x: np.ndarray) -> np.ndarray:
+    """F = log(−log PU) at log-sizes `x` for a model fitted by `fit_emergence_models` (its name and params)."""
+    th = np.asarray(params, dtype=float)
+    return th[0] + th[1] * x if name == "linear" else _two_line_model(name)(th, x)
+
+
 def fit_emergence_models(N, pu) -> dict:
     """Fit linear, multi-step (PU = Π_j exp(−c_j N^−α_j)) and soft two-circuit models; compare AIC.
 
@@ -216,7 +224,7 @@ def fit_emergence_models(N, pu) -> dict:
     if not np.all(np.isfinite(f)):
         raise ValueError("fit_emergence_models needs task PU < 1 at every size")
     a, s = _line(x, f)
-    models = {"linear": ((lambda th, xx: th[0] + th[1] * xx), [np.array([a, s])])}
+    models = {"linear": (partial(emergence_curve, "linear"), [np.array([a, s])])}
     half = x.size // 2
     lo, hi = _line(x[: half + 1], f[: half + 1]), _line(x[half:], f[half:])
     for kind in ("multi_step", "multi_circuit"):

@@ -39,7 +39,7 @@ def gradient_costs(model, docs, *, n_ours: int, n_paper: int, n_floor: int, cont
     """Seconds per token for the three procedures on the same model and targets."""
     import torch
 
-    from ..capture import GradientCapture, per_token_gradients, select_modules, window_batch
+    from ..capture import GradientCapture, grads_only_for, per_token_gradients, select_modules, window_batch
 
     rng = np.random.default_rng(seed)
     long_docs = [d for d in range(len(docs)) if len(docs[d]) > 2 * doc_len + 1]
@@ -49,13 +49,8 @@ def gradient_costs(model, docs, *, n_ours: int, n_paper: int, n_floor: int, cont
     windows, ys = window_batch(docs, targets, context)
     per_token_gradients(model, cap, windows[:2], ys[:2])  # warm-up
     t_ours, _ = _timed(lambda: per_token_gradients(model, cap, windows, ys))
-    chosen = {id(m.weight) for m in modules.values()}
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:  # the floor computes only the gradients QDG needs: the chosen weight matrices
-        p.requires_grad_(id(p) in chosen)
-    t_floor, _ = _timed(lambda: [_plain_grad(model, modules, windows[i], ys[i]) for i in range(n_floor)])
-    for p, flag in flags:
-        p.requires_grad_(flag)
+    with grads_only_for(model, [m.weight for m in modules.values()]):  # the floor computes only what QDG needs
+        t_floor, _ = _timed(lambda: [_plain_grad(model, modules, windows[i], ys[i]) for i in range(n_floor)])
     half = doc_len // 2  # the target sits mid-document; the paper ran the whole document for every token
     full = [torch.from_numpy(np.asarray(docs[d][p - half: p - half + doc_len], dtype=np.int64)) for d, p in targets]
     t_paper, _ = _timed(lambda: [_plain_grad(model, modules, full[i], ys[i], half - 1) for i in range(n_paper)])
