@@ -5,8 +5,8 @@ before it) and only the last position is supervised, so the per-window gradient 
 per-target gradient and a batch of B windows gives B gradients from one backward pass. Forward
 hooks on the chosen `nn.Linear` modules keep each layer's input a; a tensor hook on its output
 receives the output gradient g; the per-example weight gradient is Σ_s g_s a_sᵀ (a bias joins as a
-constant input 1). *Projected* mode stores (L g_s)(R a_s)ᵀ with seeded Gaussian L, R (p × d):
-p² numbers per layer, inner products unbiased, the full gradient never exists.
+constant input 1). *Projected* mode stores a seeded TensorSketch of the whole gradient in k numbers
+(`GradientCapture`): inner products unbiased, memory O(k) per token, the full gradient never exists.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import torch
 
 from .io import Sweep, atomic_save_npy, atomic_write_json, progress, read_json
 
-__all__ = ["PRESETS", "linear_modules", "select_modules", "GradientCapture", "window_batch",
+__all__ = ["DEFAULT_PROJECTION_DIM", "PRESETS", "linear_modules", "select_modules", "GradientCapture", "window_batch",
            "capture_gradients", "capture_gradients_sharded", "per_sample_gradients", "GradientStore",
            "capture_activations"]
 
+DEFAULT_PROJECTION_DIM = 4096  # sketch size k: cosine error ≈ 0.8·√((1 + cos²)/k) ≈ 0.013
 PRESETS = {"all": r".", "mlp": r"(^|\.)mlp\.", "attn": r"attn"}
 _UNEMBED = re.compile(r"^(unembed|lm_head)\b|\.lm_head$")
 
@@ -74,7 +75,11 @@ def select_modules(model: torch.nn.Module, params: str = "all") -> dict[str, tor
 class GradientCapture:
     """Per-example gradients w.r.t. the weights of `modules` from one backward pass.
 
-    `projection_dim=None` is exact (Σ d_out·(d_in+bias) numbers); an int p projects each layer to p².
+    `projection_dim=None` is exact (Σ d_out·(d_in+bias) numbers). An int k sketches the whole gradient,
+    all layers together, into k numbers with a seeded TensorSketch (Pham & Pagh 2013): a layer's
+    Σ_s g_s a_sᵀ becomes Σ_s CountSketch(g_s) ⊛ CountSketch(a_s) (circular convolution by FFT), so no
+    d_out × d_in matrix and no k × d projection ever exists. Inner products are unbiased and their error
+    is O(‖x‖‖y‖/√k) however the gradient norm is spread over layers.
     Use as a context manager around forward + backward, then read `vectors()` (B × dim).
     """
 
@@ -82,43 +87,51 @@ class GradientCapture:
         if projection_dim is not None and projection_dim <= 0:
             raise ValueError(f"--projection-dim must be a positive integer (or omitted for exact), got {projection_dim}")
         self.modules, self.projection_dim, self.seed = modules, projection_dim, seed
-        self._proj: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        gen = torch.Generator().manual_seed(seed)
-        for name, mod in modules.items():
-            d_in = mod.in_features + (mod.bias is not None)
-            if projection_dim is not None:
-                p = projection_dim
-                left = torch.randn(p, mod.out_features, generator=gen) / p ** 0.5
-                right = torch.randn(p, d_in, generator=gen) / p ** 0.5
-                self._proj[name] = (left.to(mod.weight), right.to(mod.weight))
+        self._hashes: dict[str, tuple[torch.Tensor, ...]] = {}
+        if projection_dim is not None:
+            gen, k = torch.Generator().manual_seed(seed), projection_dim
+            for name, mod in modules.items():  # (bucket, sign) for each output row, then each input column (+ bias)
+                d_in = mod.in_features + (mod.bias is not None)
+                self._hashes[name] = tuple(t.to(mod.weight.device) for d in (mod.out_features, d_in) for t in
+                                           (torch.randint(k, (d,), generator=gen),
+                                            torch.randint(2, (d,), generator=gen).float() * 2 - 1))
         self._grads: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
     @property
     def dims(self) -> dict[str, int]:
-        p = self.projection_dim
-        return {n: p * p if p else m.out_features * (m.in_features + (m.bias is not None))
-                for n, m in self.modules.items()}
+        """Exact gradient size of each layer."""
+        return {n: m.out_features * (m.in_features + (m.bias is not None)) for n, m in self.modules.items()}
 
     @property
     def dim(self) -> int:
-        return sum(self.dims.values())
+        return self.projection_dim or sum(self.dims.values())
+
+    def _sketch(self, name: str, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """TensorSketch of Σ_s g_s a_sᵀ for each example: (B, S, d_out), (B, S, d_in) → (B, k)."""
+        k, (h_out, s_out, h_in, s_in) = self.projection_dim, self._hashes[name]
+
+        def count_sketch(x, h, sign):
+            return x.new_zeros(*x.shape[:-1], k).index_add_(-1, h[: x.shape[-1]], x * sign[: x.shape[-1]])
+
+        ca = count_sketch(a.float(), h_in, s_in)
+        if a.shape[-1] < h_in.numel():  # the bias: a constant input 1 in the last hashed column
+            ca[..., h_in[-1]] += s_in[-1]
+        spectrum = torch.fft.rfft(count_sketch(g.float(), h_out, s_out)) * torch.fft.rfft(ca)
+        return torch.fft.irfft(spectrum.sum(1), n=k)
 
     def _hook(self, name: str):
         def forward_hook(mod, inputs, out):
             a = inputs[0].detach()
             a = a[:, None] if a.dim() == 2 else a  # (batch, features) inputs: one position per example
-            if mod.bias is not None:
+            if mod.bias is not None and not self.projection_dim:
                 a = torch.cat([a, a.new_ones(*a.shape[:-1], 1)], -1)
-            if self.projection_dim:
-                a = a @ self._proj[name][1].T
 
             def backward_hook(g):
                 g = g.detach()
                 g = g[:, None] if g.dim() == 2 else g
-                if self.projection_dim:
-                    g = g @ self._proj[name][0].T
-                self._grads[name] = torch.einsum("bso,bsi->boi", g, a).flatten(1)
+                self._grads[name] = (self._sketch(name, g, a) if self.projection_dim
+                                     else torch.einsum("bso,bsi->boi", g, a).flatten(1))
 
             if out.requires_grad:
                 out.register_hook(backward_hook)
@@ -138,6 +151,8 @@ class GradientCapture:
         missing = [n for n in self.modules if n not in self._grads]
         if missing:
             raise RuntimeError(f"no gradient reached {missing[:3]}: the backward pass did not run through them")
+        if self.projection_dim:
+            return torch.stack([self._grads[n] for n in self.modules]).sum(0)
         return torch.cat([self._grads[n] for n in self.modules], 1)
 
 
@@ -237,7 +252,7 @@ class GradientStore:
 
 
 def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
-                      context: int, params: str = "all", projection_dim: int | None = 16, batch_size: int = 16,
+                      context: int, params: str = "all", projection_dim: int | None = DEFAULT_PROJECTION_DIM, batch_size: int = 16,
                       seed: int = 0) -> GradientStore:
     """Per-token gradients for `targets` ((doc, pos) rows) streamed to `out`; a rerun resumes."""
     out = Path(out)

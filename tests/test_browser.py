@@ -176,7 +176,7 @@ def test_hostile_tokens_render_literally_and_run_nothing(browser, tmp_path):
     assert browser.problems(page.as_uri()) == []
     assert browser.eval("document.querySelectorAll('img, b, iframe').length") == 0
     first_row = browser.eval("[...document.querySelector('div.ctx').children].map(s => s.textContent)")
-    visible = [t.replace(" ", "\u00b7").replace("\t", "\u2192").replace("\r", "\u240d").replace("\n", "\u21b5\n")
+    visible = [t.replace(" ", "\u00b7").replace("\t", "\u2192").replace("\r", "\u240d").replace("\n", "\u23ce\n")
                for t in HOSTILE]
     assert first_row == visible
     assert browser.eval("document.title") == "neuron 0 · blocks.1.mlp.hook_post · <b>m</b>\u2028"

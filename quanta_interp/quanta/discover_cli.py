@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..capture import DEFAULT_PROJECTION_DIM
 from ..cli import add_common, positive_int
 from ..io import RunDir, atomic_write_json, progress, read_json
 
@@ -31,8 +32,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     a("--loss-threshold", type=float, default=0.1, help="keep tokens with loss below this, nats (default: 0.1)")
     a("--params", default="all", help="weights: all, mlp, attn, 'layers 3-5' or a regex (default: all)")
     a("--context", type=positive_int, default=32, help="tokens of context before each target (default: 32)")
-    a("--projection-dim", type=int, default=16,
-      help="p: each weight matrix's gradient is projected to p×p; 0 = exact (small models) (default: 16)")
+    a("--projection-dim", type=int, default=DEFAULT_PROJECTION_DIM,
+      help="k: each token's gradient is sketched to k numbers (cosine error ≈ 1/√k); 0 = exact (small models) "
+           f"(default: {DEFAULT_PROJECTION_DIM})")
     a("--clusters", type=positive_int, default=12, help="number of quanta (default: 12)")
     a("--method", choices=("dense", "knn"), default="dense", help="spectral clustering affinity (default: dense)")
     a("--scan-tokens", type=positive_int, default=40000, help="at most this many corpus tokens scanned (default: 40000)")
@@ -89,7 +91,7 @@ def discover(config: dict, out: str | Path, *, device: str = "cpu") -> dict:
 def find_targets(model, corpus, config: dict, out: Path) -> list[dict]:
     """Scan random spans until `n_tokens` low-loss tokens are found; cached in `out/targets.json`."""
     from .. import lm
-    from .discovery import select_tokens
+    from .discovery import induction_mask, select_tokens
 
     path = out / "targets.json"
     if path.exists():
@@ -101,7 +103,8 @@ def find_targets(model, corpus, config: dict, out: Path) -> list[dict]:
     rng = np.random.default_rng(config["seed"])
     spans = [(d, s) for d, doc in enumerate(docs) for s in range(0, len(doc) - span, span)]
     spans = [spans[i] for i in rng.permutation(len(spans))][: max(config["scan_tokens"] // span, 1)]
-    found = np.zeros((0, 2), dtype=np.int64)
+    masks: dict[int, np.ndarray] = {}  # induction masks, one per document, computed when first scanned
+    n_found = 0
     bar = progress(total=config["n_tokens"], desc="scanning for low-loss tokens", unit="tok")
     for b in range(0, len(spans), 4):
         chunk = spans[b: b + 4]
@@ -109,20 +112,20 @@ def find_targets(model, corpus, config: dict, out: Path) -> list[dict]:
                               stride=max(scan_ctx - ctx, 1), batch_size=config["batch_size"], progress=False)
         for i, (d, s) in enumerate(chunk):
             losses[d][s + ctx: s + span] = nll[i, ctx:span]  # positions with ≥ ctx tokens of context
-        try:
-            found = select_tokens(losses, docs, threshold=config["loss_threshold"], min_pos=ctx,
-                                  exclude_induction=not config["keep_induction"], seed=config["seed"])
-        except ValueError:
-            pass
-        bar.update(min(len(found), config["n_tokens"]) - bar.n)
-        if len(found) >= config["n_tokens"]:
+            keep = nll[i, ctx:span] < config["loss_threshold"]
+            if not config["keep_induction"]:
+                if d not in masks:
+                    masks[d] = induction_mask(docs[d])
+                keep &= ~masks[d][s + ctx: s + span]
+            n_found += int(keep.sum())  # spans never overlap, so the running count is exact
+        bar.update(min(n_found, config["n_tokens"]) - bar.n)
+        if n_found >= config["n_tokens"]:
             break
     bar.close()
     scanned = int(sum(np.isfinite(x).sum() for x in losses))
-    if len(found) == 0:
+    if n_found == 0:
         raise ValueError(f"--loss-threshold {config['loss_threshold']} keeps no token of the {scanned} scanned; "
                          "raise it or raise --scan-tokens")
-    n_candidates = len(found)
     found = select_tokens(losses, docs, threshold=config["loss_threshold"], min_pos=ctx,
                           exclude_induction=not config["keep_induction"], max_tokens=config["n_tokens"],
                           seed=config["seed"])
@@ -131,7 +134,7 @@ def find_targets(model, corpus, config: dict, out: Path) -> list[dict]:
                 "context": corpus.text(d, p - ctx, p), "target": tok.token_str(int(docs[d][p])),
                 "tokens": [tok.token_str(int(t)) for t in docs[d][p - ctx: p + 1]],
                 "scan_loss": float(losses[d][p])} for d, p in found]
-    atomic_write_json(out / "scan.json", {"n_scanned": scanned, "n_candidates": n_candidates, "spans": len(spans)})
+    atomic_write_json(out / "scan.json", {"n_scanned": scanned, "n_candidates": n_found, "spans": len(spans)})
     atomic_write_json(path, records)
     return records
 

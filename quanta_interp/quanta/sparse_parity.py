@@ -21,7 +21,7 @@ __all__ = ["MultitaskSparseParity", "build_mlp", "train_sparse_parity", "train_s
 
 LEARNED_BITS = 0.1  # a subtask counts as learned when its loss is below 0.1 bits
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-DEFAULTS = {"depth": 1, "activation": "relu", "lr": 1e-3, "n_train": None, "log_every": 100,
+DEFAULTS = {"depth": 1, "activation": "relu", "lr": 1e-3, "weight_decay": 0.0, "n_train": None, "log_every": 100,
             "eval_samples": 200, "task_seed": 0}
 REQUIRED = ("n_tasks", "n_bits", "k", "zipf_exponent", "width", "steps", "batch_size", "seed")
 # Members of one batched training may differ only in these keys; all else is shared.
@@ -120,6 +120,8 @@ def check_config(config: dict) -> dict:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {cfg['activation']!r}")
     if not cfg["lr"] > 0:
         raise ValueError(f"lr must be > 0, got {cfg['lr']}")
+    if not cfg["weight_decay"] >= 0:
+        raise ValueError(f"weight_decay must be ≥ 0, got {cfg['weight_decay']}")
     task_from_config(cfg)  # validates n_tasks, n_bits, k, zipf_exponent
     return cfg
 
@@ -215,7 +217,7 @@ def _train_batched(configs: Sequence[dict], run_dir, device: torch.device) -> tu
     for m, c in enumerate(cfgs):
         model.load_member(m, _init_state(build_mlp(task.n_inputs, c["width"], depth, act), c["seed"]))
     model = model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=shared["lr"])
+    opt = torch.optim.AdamW(model.parameters(), lr=shared["lr"], weight_decay=shared["weight_decay"])
 
     g_eval = torch.Generator(device).manual_seed(shared["task_seed"] + 7_777)
     ev = [task.draw(shared["eval_samples"], g_eval, task=i) for i in range(task.n_tasks)]

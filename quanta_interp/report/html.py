@@ -48,9 +48,9 @@ const QI = {
   data: JSON.parse(document.getElementById('qi-data').textContent),
   el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = String(text);
     if (cls) e.className = cls; return e; },
-  // Make whitespace visible without losing it: space → ·, newline → ↵ + a real line break, tab → →.
+  // Make whitespace visible without losing it: space → ·, newline → ⏎ + a real line break, tab → →.
   visible(text) { return String(text).replace(/ /g, '\u00b7').replace(/\t/g, '\u2192').replace(/\r/g, '\u240d')
-    .replace(/\n/g, '\u21b5\n'); },
+    .replace(/\n/g, '\u23ce\n'); },
   // One colour scale for a page: value/max → alpha of the accent colour (negative values use the second colour).
   colour(v, max) { if (!max || !v) return ''; const a = Math.min(Math.abs(v) / max, 1) * 0.85;
     const c = getComputedStyle(document.documentElement).getPropertyValue(v < 0 ? '--neg' : '--hl');
