@@ -119,9 +119,8 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from .. import lm
-    from ..corpora import load_corpus
-
     from ..capture import DEFAULT_PROJECTION_DIM
+    from ..corpora import load_corpus
 
     quick = bool(getattr(args, "quick", False))
     model = lm.load("smollm2")
