@@ -60,9 +60,10 @@ def test_rank_frequency_fit_recovers_a_zipf_slope():
 
 def test_sparse_parity_gradients_carry_subtask_signal():
     """Ground truth on a trained multitask-sparse-parity MLP. The issue's target (ARI ≥ 0.9 with
-    n_clusters = learned subtasks) is NOT met at this scale (measured ARI ≈ 0; see the report): a
-    subtask's samples split further by their bit pattern. What holds, and is asserted: gradients of
-    the same subtask are markedly more aligned (|cos|) than gradients of different subtasks."""
+    n_clusters = learned subtasks) is NOT met (CPU scale: ARI 0.2–0.5, see artifacts/qdg_sparse_parity):
+    a subtask's samples split further by their bit pattern and subtasks share hidden neurons. What holds,
+    and is asserted: gradients of one subtask are markedly more aligned (|cos|) than gradients of
+    different subtasks, and most aligned when the subtask's own bits match."""
     import importlib.util
     from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_sparse_parity_gradients_carry_subtask_signal():
     out = module.ground_truth_ari(quick=True)
     assert out["n_learned"] >= 2 and out["gradient_dim"] == 48 * 17 + 2 * 49
     assert out["mean_abs_cos_same_task"] > 1.4 * out["mean_abs_cos_other_task"]
-    assert -0.2 < out["ari_angular"] < 1.0
+    assert out["mean_abs_cos_same_task_same_pattern"] > 1.2 * out["mean_abs_cos_same_task_other_pattern"]
 
 
 @pytest.fixture(scope="module")
