@@ -162,7 +162,7 @@ class Sweep:
     """
 
     def __init__(self, root: str | os.PathLike, configs: Iterable[Mapping[str, Any]], *, name: str = "sweep"):
-        self.root = Path(root)
+        self.root, self.name = Path(root), name
         self.configs = [to_jsonable(c) for c in configs]
         self.keys = [config_key(c) for c in self.configs]
         if len(set(self.keys)) != len(self.keys):
@@ -176,6 +176,15 @@ class Sweep:
                                  f"{len(old['runs'])} runs); use another --out or delete it")
         else:
             atomic_write_json(path, manifest)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, *, hint: str = "") -> Sweep:
+        """The sweep already in `root`, to read; one FileNotFoundError (ending with `hint`) if there is none."""
+        path = Path(root) / "manifest.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{root} is not a sweep folder (no manifest.json)" + (f"; {hint}" if hint else ""))
+        manifest = read_json(path)
+        return cls(root, [r["config"] for r in manifest["runs"]], name=manifest["name"])
 
     def run_dir(self, i: int) -> RunDir:
         return RunDir(self.root / "runs" / self.keys[i], self.configs[i])

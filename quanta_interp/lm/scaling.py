@@ -51,16 +51,14 @@ def train_family(configs: list[dict], root: str | Path, **executor) -> list[dict
 
 def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[dict]]:
     """Every finished member of a family sweep, loaded, in increasing model size, with its name and val loss."""
-    from ..io import read_json
+    from ..io import Sweep, read_json
     from .loading import load
 
-    root = Path(root)
-    if not (root / "manifest.json").exists():
-        raise ValueError(f"family {root} has no manifest.json; train one with `quanta lm family --out {root}`")
-    runs = [(r["config"], root / "runs" / r["key"]) for r in read_json(root / "manifest.json")["runs"]]
-    done = [(c, p) for c, p in runs if (p / "result.json").exists()]
+    sweep = Sweep.open(root, hint=f"train a family with `quanta lm family --out {root}`")
+    pending = sweep.pending()
+    done = [(c, sweep.run_dir(i).path) for i, c in enumerate(sweep.configs) if i not in pending]
     if len(done) < 3:
-        raise ValueError(f"family {root}: {len(done)} of {len(runs)} members finished, need ≥ 3; rerun "
+        raise ValueError(f"family {root}: {len(done)} of {len(sweep.configs)} members finished, need ≥ 3; rerun "
                          "`quanta lm family` on it to resume")
     done.sort(key=lambda cp: read_json(cp[1] / "result.json")["n_params_non_embedding"])
     models = [load(p, device=device) for _, p in done]

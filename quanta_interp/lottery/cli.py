@@ -85,15 +85,12 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_json, read_json
+    from ..io import Sweep, atomic_write_json
     from .analysis import fit_scaling, scaling_table
     from .plots import plot_scaling
 
     root = Path(args.sweep or args.out)
-    if not (root / "manifest.json").exists():
-        raise FileNotFoundError(f"{root} is not a sweep folder (no manifest.json); run `quanta lottery sweep` first")
-    results = [read_json(root / "runs" / r["key"] / "result.json") for r in read_json(root / "manifest.json")["runs"]
-               if (root / "runs" / r["key"] / "result.json").exists()]
+    results = [r for r in Sweep.open(root, hint="run `quanta lottery sweep` first").results() if r is not None]
     if not results:
         raise ValueError(f"{root} has no finished runs yet")
     table = scaling_table(results)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..executors import map_runs
-from ..io import RunDir, read_json
+from ..io import RunDir, Sweep, read_json
 from .experiment import ACTIVATIONS, MLP1D, SeedEnsemble, check_interval, make_grid, seed_network, target_fn
 
 __all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run", "log_widths"]
@@ -106,19 +106,16 @@ def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation
     path = Path(path)
     if (path / "result.json").exists():
         return path
-    if not (path / "manifest.json").exists():
-        raise FileNotFoundError(f"{path} is neither a lottery run nor a sweep folder (no result.json or manifest.json)")
-    runs = read_json(path / "manifest.json")["runs"]
+    sweep = Sweep.open(path, hint="nor a lottery run (no result.json)")
     width = 2 if width is None else width
     activation = activation or "silu"
-    for r in runs:
-        if r["config"]["width"] == width and r["config"]["activation"] == activation:
-            run = path / "runs" / r["key"]
-            if (run / "result.json").exists():
-                return run
+    for i, c in enumerate(sweep.configs):
+        if c["width"] == width and c["activation"] == activation:
+            if i not in sweep.pending():
+                return sweep.run_dir(i).path
             raise FileNotFoundError(f"the run width={width} activation={activation} in {path} has not finished; "
                                     "rerun `quanta lottery sweep` with the same options to resume it")
-    have = sorted({(r["config"]["activation"], r["config"]["width"]) for r in runs})
+    have = sorted({(c["activation"], c["width"]) for c in sweep.configs})
     raise ValueError(f"--width/--activation: no run with width={width} activation={activation} in {path}; have {have}")
 
 

@@ -103,17 +103,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_json, read_json
+    from ..io import Sweep, atomic_write_json
     from .sparse_parity_figures import plot_scaling
     from .sparse_parity_sweep import fit_exponent, members, predictions
 
     out, fits = Path(args.out), {}
     for folder in args.sweeps:
-        manifest = Path(folder) / "manifest.json"
-        if not manifest.exists():
-            raise FileNotFoundError(f"{folder} is not a sweep folder (no manifest.json); run `sparse-parity sweep`")
-        kind = read_json(manifest)["name"].removeprefix("sparse-parity-")
-        results = [read_json(p) for p in sorted((Path(folder) / "runs").glob("*/result.json"))]
+        sweep = Sweep.open(folder, hint="run `quanta sparse-parity sweep`")
+        kind = sweep.name.removeprefix("sparse-parity-")
+        results = [r for r in sweep.results() if r is not None]
         if not results:
             raise ValueError(f"{folder} has no finished runs yet; run the sweep first")
         res = members(results)
