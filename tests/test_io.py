@@ -29,8 +29,9 @@ def test_sweep_killed_with_sigkill_resumes_only_unfinished_runs(tmp_path):
     starts = (tmp_path / "starts.log").read_text().split()
     redone = starts[len(starts_before):]
     assert len(redone) == 8 - done_before  # finished runs are not started again
-    results = Sweep(tmp_path / "sweep", [{"i": i} for i in range(8)], name="squares").results()
-    assert [r["square"] for r in results] == [i * i for i in range(8)]
+    reopened = Sweep.open(tmp_path / "sweep")  # from the manifest alone, as the analysis commands do
+    assert reopened.name == "squares" and reopened.configs == [{"i": i} for i in range(8)]
+    assert [r["square"] for r in reopened.results()] == [i * i for i in range(8)] and reopened.pending() == []
     assert not list(tmp_path.rglob("*.tmp"))  # no temp files left behind
 
 
@@ -52,6 +53,8 @@ def test_unknown_backend_and_foreign_sweep_folder_rejected(tmp_path):
     Sweep(tmp_path, [{"x": 1}], name="a")
     with pytest.raises(ValueError, match="holds a different sweep"):
         Sweep(tmp_path, [{"x": 2}], name="a")
+    with pytest.raises(FileNotFoundError, match=r"no manifest.json\); run it first"):
+        Sweep.open(tmp_path / "elsewhere", hint="run it first")
 
 
 def test_run_dir_round_trip_and_config_guard(tmp_path):
