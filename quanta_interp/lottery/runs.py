@@ -127,9 +127,9 @@ def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: i
     losses = np.asarray(result["train_mse"], dtype=float)
     peaks = loss_peaks(np.maximum(losses, np.finfo(float).tiny), prominence=prominence)
     x, y = make_grid(config["target"], config["interval"], n_points)
-    solutions = []
+    weights, solutions = RunDir(Path(run)).load_weights(), []
     for p in peaks:
-        net = load_run(run, p["representative"])[0]
+        net = seed_network(weights, p["representative"], config["activation"])
         solutions.append({"seed": p["representative"], "x": x, "target": y, "prediction": net.predict(x),
                           "w": net.w, "b": net.b, "v": net.v, "c": net.c})
     return {"activation": config["activation"], "width": config["width"], "n_seeds": losses.size,
