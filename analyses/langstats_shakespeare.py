@@ -17,11 +17,12 @@ import numpy as np
 
 from quanta_interp.corpora import load_corpus
 from quanta_interp.io import atomic_write_json, read_json, to_jsonable
-from quanta_interp.langstats.entropy import fit_gamma, ngram_entropy
+from quanta_interp.langstats.entropy import ngram_entropy
 from quanta_interp.langstats.measure import collapse
 from quanta_interp.langstats.pipeline import (
     beta_report,
     default_lags,
+    gamma_report,
     measure_report,
     prediction,
 )
@@ -48,10 +49,9 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     sweep = measure_report(budgets, source="shakespeare", tokenizer=tokenizer,
                            model={**scale["model"], "device": args.device}, root=str(Path(args.runs) / tokenizer),
                            seed=args.seed, executor={"backend": args.backend}, **scale["sweep"])
-    curve = np.asarray(sweep["position_losses"][-1])  # the model trained on the most data: H_n upper bound
-    n = np.arange(1, curve.size + 1)
-    gam = fit_gamma(n, curve, offset=True, n_range=(2, curve.size), seed=args.seed)
-    gam_raw = fit_gamma(n, curve, offset=False, n_range=(2, curve.size), seed=args.seed)
+    # the model trained on the most data: its per-position loss is the H_n upper bound
+    gammas = gamma_report(sweep["position_losses"][-1], seed=args.seed)
+    gam, gam_raw = gammas["gamma_offset"], gammas["gamma_raw"]
     pred = prediction(betas["beta_op"], gam)
     h_inf = gam["H_inf"]
     if h_inf < min(sweep["best_val_loss"]):

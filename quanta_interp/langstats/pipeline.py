@@ -14,7 +14,7 @@ from .correlations import CorrelationDecay
 from .entropy import fit_gamma
 from .predict import alpha_d, horizon
 
-__all__ = ["default_lags", "beta_report", "lm_entropy_report", "prediction", "measure_report"]
+__all__ = ["default_lags", "beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report"]
 
 
 def default_lags(max_lag: int, n: int = 20) -> list[int]:
@@ -44,17 +44,23 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
     return out
 
 
+def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0) -> dict:
+    """γ from a per-position loss curve H_n (n = 1, 2, …), fitted both ways: with an H_∞ offset and as the
+    raw log-log slope (the paper's practical fit)."""
+    losses = np.asarray(losses, dtype=float)
+    n, rng = np.arange(1, losses.size + 1), (n_min, losses.size)
+    return {"n": n, "H": losses, "n_range": list(rng),
+            "gamma_offset": fit_gamma(n, losses, offset=True, n_range=rng, seed=seed),
+            "gamma_raw": fit_gamma(n, losses, offset=False, n_range=rng, seed=seed)}
+
+
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,
                       seed: int = 0) -> dict:
     """H_n from a trained model's per-position validation loss (an upper bound), and γ fitted both ways."""
     from .measure import position_losses
 
     losses = position_losses(model, val_tokens, n_ctx=n_ctx, n_windows=n_windows, seed=seed)
-    n = np.arange(1, losses.size + 1)
-    rng = (n_min, n_ctx)
-    return {"n": n, "H": losses, "n_range": list(rng),
-            "gamma_offset": fit_gamma(n, losses, offset=True, n_range=rng, seed=seed),
-            "gamma_raw": fit_gamma(n, losses, offset=False, n_range=rng, seed=seed)}
+    return gamma_report(losses, n_min=n_min, seed=seed)
 
 
 def prediction(beta: dict, gamma: dict) -> dict:
