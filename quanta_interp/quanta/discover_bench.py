@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
         grads = gradient_costs(model, docs, n_ours=16, n_paper=2 if quick else 4, n_floor=4 if quick else 8,
                                context=32, doc_len=256 if quick else 512, projection_dim=DEFAULT_PROJECTION_DIM,
                                seed=args.seed)
-        proj = projection_error(model, docs, n=8 if quick else 24, context=32, projection_dim=DEFAULT_PROJECTION_DIM,
+        proj = projection_error(model, docs, n=8 if quick else 16, context=32, projection_dim=DEFAULT_PROJECTION_DIM,
                                 seed=args.seed)
     del model
     return {
