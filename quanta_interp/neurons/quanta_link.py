@@ -25,18 +25,14 @@ def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
     if not (folder / "summary.json").exists() or not (folder / "clusters.json").exists():
         raise ValueError(f"--discover {folder} is not a `quanta discover` output: it needs summary.json and clusters.json")
     summary, clusters = read_json(folder / "summary.json"), read_json(folder / "clusters.json")
-    clusters = clusters["clusters"] if isinstance(clusters, dict) else clusters
     if not clusters:
         raise ValueError(f"--discover {folder}: clusters.json lists no clusters")
     return summary, clusters
 
 
 def discover_model(summary: dict) -> str:
-    """The model spec a discover run used (`summary["model"]`, a string or a dict with spec/name)."""
-    m = summary.get("model")
-    if isinstance(m, dict):
-        m = m.get("spec") or m.get("name")
-    return str(m)
+    """The model spec a discover run used."""
+    return str(summary["model"])
 
 
 def same_model(a: str, b: str) -> bool:
@@ -51,13 +47,9 @@ def check_model(summary: dict, spec: str, folder) -> None:
                          "pass the same --model, or a discover folder of this model")
 
 
-def discover_context(summary: dict, default: int = 64) -> int:
+def discover_context(summary: dict) -> int:
     """The context window (tokens before the target) the discover run used."""
-    for where in (summary.get("settings") or {}, summary):
-        for key in ("context", "context_window", "window"):
-            if isinstance(where.get(key), int):
-                return int(where[key])
-    return default
+    return int(summary["settings"]["context"])
 
 
 class ClusterProfile:
