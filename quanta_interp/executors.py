@@ -31,6 +31,15 @@ def _run_one(fn: RunFn, config: dict, path: str | None) -> Mapping[str, Any]:
     return result
 
 
+def _share_cores(n_threads: int) -> None:
+    """Process-worker initializer: each worker gets its share of the cores, not all of them (torch's default),
+    which would oversubscribe the machine and make every worker several times slower."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(n_threads)
+    torch.set_num_threads(n_threads)
+
+
 def map_runs(
     fn: RunFn,
     configs: Iterable[Mapping[str, Any]],
@@ -69,7 +78,8 @@ def map_runs(
                 bar.update()
         else:
             n = workers or min(len(todo), os.cpu_count() or 1)
-            with ProcessPoolExecutor(max_workers=n) as pool:
+            cores = max(1, (os.cpu_count() or 1) // n)
+            with ProcessPoolExecutor(max_workers=n, initializer=_share_cores, initargs=(cores,)) as pool:
                 futures = {pool.submit(_run_one, fn, configs[i], paths[i]): i for i in todo}
                 pending = set(futures)
                 while pending:
