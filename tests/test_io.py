@@ -36,15 +36,26 @@ def test_sweep_killed_with_sigkill_resumes_only_unfinished_runs(tmp_path):
 
 
 def _cube(config, run_dir):
-    return {"cube": config["x"] ** 3, "has_dir": run_dir is not None}
+    import torch
+
+    return {"cube": config["x"] ** 3, "has_dir": run_dir is not None, "threads": torch.get_num_threads()}
 
 
 def test_processes_backend_matches_serial(tmp_path):
+    import torch
+
     configs = [{"x": x} for x in range(6)]
     serial = map_runs(_cube, configs, backend="serial")
-    procs = map_runs(_cube, configs, backend="processes", workers=2, root=tmp_path / "p")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # forked workers would inherit this
+    try:
+        procs = map_runs(_cube, configs, backend="processes", workers=2, root=tmp_path / "p")
+    finally:
+        torch.set_num_threads(threads)
     assert [r["cube"] for r in serial] == [r["cube"] for r in procs] == [x ** 3 for x in range(6)]
     assert all(r["has_dir"] for r in procs) and not any(r["has_dir"] for r in serial)
+    # workers share the cores instead of each taking all of them (oversubscription made sweeps ~8x slower)
+    assert {r["threads"] for r in procs} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
 def test_unknown_backend_and_foreign_sweep_folder_rejected(tmp_path):
