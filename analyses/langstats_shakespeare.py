@@ -127,6 +127,8 @@ def plot(s: dict, out: Path) -> None:
     for i in range(len(p)):
         ok = y[i] > 0
         a.loglog(x[i][ok], y[i][ok], "-", lw=1, label=f"P = {p[i]:.0e}")
+    positive = y[y > 0]  # a point where L_n barely exceeds H∞ would stretch the axis over decades
+    a.set_ylim(np.percentile(positive, 2) / 2, np.percentile(positive, 100) * 2)
     a.set(xlabel="P / n^(2β)", ylabel="n^γ (L_n − H∞)", title="collapse")
     a.legend(fontsize=6)
     save_figure(fig, out / f"langstats_{s['tokenizer']}")
