@@ -52,7 +52,10 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     # the model trained on the most data: its per-position loss is the H_n upper bound
     gammas = gamma_report(sweep["position_losses"][-1], seed=args.seed)
     gam, gam_raw = gammas["gamma_offset"], gammas["gamma_raw"]
-    pred = prediction(betas["beta_op"], gam)
+    try:
+        pred = prediction(betas["beta_op"], gam)
+    except ValueError as e:  # e.g. a flat per-position curve: γ ≤ 0 predicts nothing
+        pred = {"alpha_D": None, "alpha_D_ci": None, "error": f"no prediction: {e}"}
     h_inf = gam["H_inf"]
     if h_inf < min(sweep["best_val_loss"]):
         from quanta_interp.langstats.measure import fit_alpha_measured
@@ -69,6 +72,7 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
         "gamma": gam["gamma"], "gamma_ci": gam["gamma_ci"], "H_inf": h_inf,
         "gamma_raw_loglog": gam_raw["gamma"], "gamma_raw_loglog_ci": gam_raw["gamma_ci"],
         "alpha_D_predicted": pred["alpha_D"], "alpha_D_predicted_ci": pred["alpha_D_ci"],
+        "alpha_D_predicted_error": pred.get("error"),
         "alpha_D_measured": measured["alpha_D"], "alpha_D_measured_ci": measured["alpha_D_ci"],
         "alpha_D_measured_fit": "L(P) = a·P^-α + c (c fitted)",
         "alpha_D_measured_with_H_inf": sweep.get("fit_entropy_offset", {}).get("alpha_D"),
@@ -116,9 +120,11 @@ def plot(s: dict, out: Path) -> None:
     if s["sweep"].get("best_val_loss"):  # absent where a run's per-P losses did not come back
         a.loglog(p, np.asarray(s["sweep"]["best_val_loss"]) - mf["offset"], "o", label="best val loss − c")
     a.loglog(p, mf["prefactor"] * p ** -s["alpha_D_measured"], "-", label=f"measured α_D = {s['alpha_D_measured']:.3f}")
-    mid = np.exp(np.mean(np.log(p)))
-    anchor = mf["prefactor"] * mid ** -s["alpha_D_measured"]
-    a.loglog(p, anchor * (p / mid) ** -s["alpha_D_predicted"], "--", label=f"predicted γ/2β = {s['alpha_D_predicted']:.3f}")
+    if s["alpha_D_predicted"] is not None:
+        mid = np.exp(np.mean(np.log(p)))
+        anchor = mf["prefactor"] * mid ** -s["alpha_D_measured"]
+        a.loglog(p, anchor * (p / mid) ** -s["alpha_D_predicted"], "--",
+                 label=f"predicted γ/2β = {s['alpha_D_predicted']:.3f}")
     a.set(xlabel="training tokens P", ylabel="L(P) − c (nats)", title="data-limited scaling")
     a.legend(fontsize=7)
 
@@ -164,7 +170,7 @@ def main() -> None:
         if not args.no_plots:
             plot({**s, "detail": read_json(out / f"detail_{tok}.json")}, out)
         print(f"{tok}: β = {s['beta']:.3f} {s['beta_ci']}, γ = {s['gamma']:.3f} {s['gamma_ci']}, "
-              f"α_D predicted {s['alpha_D_predicted']:.3f} {s['alpha_D_predicted_ci']}, "
+              f"α_D predicted {s['alpha_D_predicted']} {s['alpha_D_predicted_ci']}, "
               f"measured {s['alpha_D_measured']:.3f} {s['alpha_D_measured_ci']}")
 
 
