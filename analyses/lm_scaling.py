@@ -18,6 +18,7 @@ from quanta_interp import lm
 from quanta_interp.corpora import load_corpus
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lm.scaling import (
+    CPU_TRAIN,
     LADDER,
     PAPER_CLASSES,
     TokenClasses,
@@ -31,7 +32,6 @@ from quanta_interp.report import new_figure, save_figure
 PAPER_ALPHA_N = 0.083  # Michaud et al. 2023, Pythia 19m…2.7b
 PYTHIA = ["EleutherAI/pythia-70m", "EleutherAI/pythia-160m", "EleutherAI/pythia-410m", "EleutherAI/pythia-1b",
           "EleutherAI/pythia-1.4b"]
-CPU_TRAIN = dict(steps=600, n_ctx=64, batch_size=16, lr=3e-3, warmup=50, eval_every=200, checkpoint_every=100)
 # Char-level models with ≤ 150k parameters lose at most ~2 nats on a token over the ladder, so the
 # paper's thresholds (5 nats → 0.3 nats; slope < −0.3/ln N, R² > 0.98) are scaled down here.
 CPU_CLASSES = dict(high=1.5, low=0.3, slope=-0.1, r2=0.9)

@@ -34,7 +34,7 @@ def ground_truth_ari(config: dict | None = None, *, quick: bool = False, per_tas
     from sklearn.metrics import adjusted_rand_score
 
     from quanta_interp.capture import per_sample_gradients
-    from quanta_interp.quanta.discovery import QuantaClustering
+    from quanta_interp.quanta.clustering import QuantaClustering
     from quanta_interp.quanta.sparse_parity import task_from_config, train_sparse_parity
 
     config = config or (QUICK if quick else CPU)
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--out", default="artifacts/qdg_sparse_parity")
     args = parser.parse_args()
     from quanta_interp.io import atomic_write_json
-    from quanta_interp.quanta.discovery import umap_embedding
+    from quanta_interp.quanta.clustering import umap_embedding
     from quanta_interp.quanta.frequencies import plot_umap
 
     t0, base, out = time.time(), PAPER if args.paper_scale else CPU, Path(args.out)

@@ -11,12 +11,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .config import ParameterError, flag_of
+
 __all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
 GROUPS: dict[str, tuple[str, str]] = {
     "sparse-parity": ("quanta_interp.quanta.sparse_parity_cli", "multitask sparse parity: train, sweep, fit, neurons"),
     "lm": ("quanta_interp.lm.cli", "language models: load, train, family, per-token losses, scaling"),
-    "discover": ("quanta_interp.quanta.discover_cli", "find quanta by clustering per-token gradients (QDG)"),
+    "discover": ("quanta_interp.quanta.cli", "find quanta by clustering per-token gradients (QDG)"),
     "lottery": ("quanta_interp.lottery.cli", "lottery tickets: y = x² width sweeps, loss peaks, dissection"),
     "langstats": ("quanta_interp.langstats.cli", "language statistics: β, γ and α_D = γ/(2β)"),
     "passuntil": ("quanta_interp.passuntil.cli", "PassUntil: sample until pass, task scaling, emergence"),
@@ -91,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.group is None else 2
     try:
         return int(args.func(args) or 0)
+    except ParameterError as e:
+        if getattr(args, "traceback", False):
+            raise
+        flag = flag_of(args.config_cls, e.param) if getattr(args, "config_cls", None) else e.param
+        print(f"quanta {args.group}: error: {flag}: {e.detail}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         if getattr(args, "traceback", False):
             raise

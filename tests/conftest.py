@@ -7,6 +7,13 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Back to one thread before every test: scikit-learn and UMAP (threadpoolctl) reset OpenMP's thread
+    count, which torch shares, to the machine's default when they finish."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     """An empty, private $QUANTA_CACHE for tests that must not see the shared cache."""

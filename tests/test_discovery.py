@@ -1,5 +1,6 @@
-"""QDG: token selection, clustering (dense and kNN) on known clusters, rank-frequency fits, and the
-whole `quanta discover` job on a tiny trained model (outputs, escaping, resume, bad input)."""
+"""QDG: the block scan, clustering (dense and kNN) on known clusters, rank-frequency fits, and the
+whole `quanta discover` job on a tiny trained model (outputs, escaping, resume, re-analysis, extension,
+bad input before the model loads)."""
 
 import json
 
@@ -7,8 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from quanta_interp.quanta.discovery import QuantaClustering, induction_mask, select_tokens
+from quanta_interp.config import ParameterError
+from quanta_interp.quanta.clustering import QuantaClustering
 from quanta_interp.quanta.frequencies import envelope, rank_frequency_fit, rank_sizes
+from quanta_interp.quanta.qdg import QDGConfig
+from quanta_interp.quanta.scan import blocks, induction_mask
 
 
 def clustered_unit_vectors(n: int, k: int, dim: int, noise: float, seed: int = 0):
@@ -21,16 +25,12 @@ def clustered_unit_vectors(n: int, k: int, dim: int, noise: float, seed: int = 0
     return X / np.linalg.norm(X, axis=1, keepdims=True), labels
 
 
-def test_induction_and_selection():
+def test_induction_mask_and_blocks():
     doc = np.array([5, 6, 7, 1, 5, 6, 7, 2, 6, 7])
     assert induction_mask(doc).tolist() == [False] * 6 + [True] + [False] * 3
-    loss = np.array([np.nan, 3, 0.01, 2, 0.05, 0.02, 0.01, 0.5, 0.09, 0.2])
-    assert select_tokens([loss], [doc]).tolist() == [[0, 2], [0, 4], [0, 5], [0, 8]]
-    assert select_tokens([loss], [doc], exclude_induction=False, min_pos=5).tolist() == [[0, 5], [0, 6], [0, 8]]
-    picked = select_tokens([loss], [doc], max_tokens=2, seed=1)
-    assert len(picked) == 2 and set(map(tuple, picked)) <= {(0, 2), (0, 4), (0, 5), (0, 8)}
-    with pytest.raises(ValueError, match="keeps no token"):
-        select_tokens([loss], [doc], threshold=0.001)
+    # documents of 10 and 3 tokens, blocks of 4, targets need ≥ 2 tokens of context
+    assert blocks([10, 3], 4, 2).tolist() == [[0, 0, 4], [0, 4, 8], [1, 0, 2]]  # token 9: 1 token of context
+    assert blocks([2], 4, 2).tolist() == []  # no token has 2 tokens of context before it
 
 
 def test_dense_and_knn_recover_known_clusters():
@@ -42,9 +42,10 @@ def test_dense_and_knn_recover_known_clusters():
     assert knn.affinity_.nnz < 600 * 35 and (knn.affinity_ != knn.affinity_.T).nnz == 0
     assert adjusted_rand_score(dense.labels_, knn.labels_) > 0.9
     assert len(np.unique(dense.labels_for(3))) == 3
-    with pytest.raises(ValueError, match="clusters must be between"):
+    assert adjusted_rand_score(y, QuantaClustering(6, assign_labels="cluster_qr").fit(X).labels_) > 0.95
+    with pytest.raises(ParameterError, match="^n_clusters: must be between 2 and the number of tokens"):
         QuantaClustering(601).fit(X)
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ParameterError, match="^method: must be one of dense, knn"):
         QuantaClustering(3, method="full").fit(X)
 
 
@@ -54,6 +55,10 @@ def test_rank_frequency_fit_recovers_a_zipf_slope():
     assert fit["slope"] == pytest.approx(-1.5, abs=0.05) and fit["slope_ci"][0] <= fit["slope"] <= fit["slope_ci"][1]
     assert fit["predicted_slope"] == pytest.approx(-1.083)
     assert len(fit["range_sensitivity"]) >= 6 and all(-1.7 < r["slope"] < -1.3 for r in fit["range_sensitivity"])
+    ranged = rank_frequency_fit(sizes, fit_ranks=(5, 30), alpha_n=0.5, alpha_n_source="given")
+    assert ranged["fit"]["x_range"] == [5.0, 30.0] and ranged["slope"] == pytest.approx(-1.5, abs=0.05)
+    assert ranged["alpha_N_source"] == "given" and ranged["predicted_slope"] == -1.5
+    assert rank_frequency_fit(sizes, fit_ranks=(39, 45))["slope"] is None  # two ranks cannot be fitted
     assert rank_sizes(np.array([2, 2, 0, 1, 2, 1])).tolist() == [3, 2, 1]
     assert envelope([np.array([5, 1]), np.array([4, 3, 2])]).tolist() == [5, 3, 2]
 
@@ -98,38 +103,131 @@ def tiny_run(tmp_path_factory):
     os.environ.pop("QUANTA_CACHE")
 
 
-def test_quanta_discover_end_to_end(tiny_run, capsys):
+def _args(root, out, *extra):
+    return ["discover", "--model", str(root / "model"), "--corpus", str(root / "text.txt"), "--out", str(out),
+            "--n-tokens", "40", "--clusters", "4", "--context", "16", "--min-context", "8", "--loss-threshold", "0.5",
+            "--projection-dim", "0", "--keep-induction", "--alpha-n", "0.3", *extra]
+
+
+def _last_error(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one line
+
+
+def test_quanta_discover_end_to_end(tiny_run, capsys, monkeypatch):
+    from quanta_interp import lm
     from quanta_interp.cli import main
 
     out = tiny_run / "out"
-    args = ["discover", "--model", str(tiny_run / "model"), "--corpus", str(tiny_run / "text.txt"), "--out", str(out),
-            "--n-tokens", "40", "--clusters", "4", "--context", "8", "--loss-threshold", "0.5", "--projection-dim", "0",
-            "--keep-induction", "--alpha-n", "0.3"]
-    assert main(args) == 0
+    assert main(_args(tiny_run, out)) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"]["context_window"] == 8 and summary["settings"]["projection_dim"] == 0
-    assert summary["n_tokens"] == sum(c["size"] for c in summary["clusters"]) >= 4
+    assert summary["settings"]["context"] == 16 and summary["settings"]["projection_dim"] == 0
+    assert summary["n_tokens"] == 40 == sum(c["size"] for c in summary["clusters"])  # exactly the tokens asked for
+    assert 8 <= summary["context_tokens"]["min"] and summary["context_tokens"]["max"] <= 16
     assert [c["size"] for c in summary["clusters"]] == sorted((c["size"] for c in summary["clusters"]), reverse=True)
-    assert summary["rank_frequency"]["predicted_slope"] == pytest.approx(-1.3)
+    fit = summary["rank_frequency"]
+    assert fit["predicted_slope"] == pytest.approx(-1.3) and fit["alpha_N_source"] == "given"
+    # the scan measured exactly the loss of the window whose gradient was taken
+    scan_losses = np.load(out / "scan" / "losses.npy")[:40]
+    np.testing.assert_allclose(np.load(out / "gradients" / "losses.npy")[:40], scan_losses, atol=1e-4)
     clusters = json.loads((out / "clusters.json").read_text())
     member = clusters[0]["members"][0]
-    assert set(member) == {"doc", "pos", "doc_name", "context", "target", "loss"} and member["loss"] < 0.5
-    assert len(member["context"]) == 8  # char model: 8 tokens of context are 8 characters
+    assert set(member) == {"doc", "start", "pos", "doc_name", "context", "target", "loss"} and member["loss"] < 0.5
+    assert len(member["context"]) == member["pos"] - member["start"]  # char model: a token is a character
     for f in ("rank_frequency.png", "rank_frequency.svg", "umap.png"):
         assert (out / f).stat().st_size > 1000
     csv = (out / "rank_frequency.csv").read_text().splitlines()
-    assert csv[0].startswith("rank,k2,") and csv[0].endswith(",envelope") and len(csv) == 5
+    assert csv[0].startswith("rank,k4,") and csv[0].endswith(",envelope") and len(csv) == 11  # counts 4 and 10
     page = (out / "browser.html").read_text()
-    assert "<script>alert" not in page and "\\u003c/" in page and "http" not in page.split("</head>")[1]
+    data = page.split('id="qi-data">')[1].split("</script>")[0]
+    assert "<" not in data and ">" not in data and "http" not in page.split("</head>")[1]
+    shown = json.loads(data)["clusters"]
+    assert any("<" in e["context"] for c in shown for e in c["examples"])  # markup in the corpus reached the page
+
     # a rerun resumes: nothing is recomputed and the answer is the same
     mtime = (out / "gradients" / "gradients.npy").stat().st_mtime
-    assert main(args) == 0 and (out / "gradients" / "gradients.npy").stat().st_mtime == mtime
+    assert main(_args(tiny_run, out)) == 0 and (out / "gradients" / "gradients.npy").stat().st_mtime == mtime
     assert json.loads((out / "summary.json").read_text())["clusters"] == summary["clusters"]
+
+    # other analysis settings re-cluster the stored gradients without loading the model
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(lm, "load", no_model)
+    assert main(_args(tiny_run, out, "--clusters", "3", "--fit-ranks", "1-5", "--assign-labels", "cluster_qr")) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert len(again["clusters"]) == 3 and again["rank_frequency"]["fit_ranks"] == [1, 5]
+    assert (out / "gradients" / "gradients.npy").stat().st_mtime == mtime
+    monkeypatch.undo()
+
+    # more tokens extend the capture: the first 40 rows stay as they were
+    first = np.load(out / "gradients" / "gradients.npy")[:40].copy()
+    assert main(_args(tiny_run, out, "--n-tokens", "55")) == 0
+    assert json.loads((out / "summary.json").read_text())["n_tokens"] == 55
+    np.testing.assert_array_equal(np.load(out / "gradients" / "gradients.npy")[:40], first)
+
+
+def test_discover_refuses_another_capture_in_the_same_folder(tiny_run, capsys):
+    from quanta_interp.cli import main
+
+    out = tiny_run / "refuse"
+    assert main(_args(tiny_run, out, "--n-tokens", "10", "--clusters", "2")) == 0
     capsys.readouterr()
-    bad = [(["--loss-threshold", "1e-9"], "keeps no token"), (["--clusters", "500"], "more than"),
-           (["--params", "nothing_matches"], "matches no weight"), (["--projection-dim", "-1"], "projection-dim")]
-    for i, (extra, message) in enumerate(bad):
-        argv = args[:5] + ["--out", str(tiny_run / f"bad{i}")] + args[7:] + extra
-        assert main(argv) == 2
-        last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one line
-        assert last.startswith("quanta discover: error: ") and message in last
+    assert main(_args(tiny_run, out, "--n-tokens", "10", "--clusters", "2", "--context", "12")) == 2
+    err = _last_error(capsys)
+    assert err.startswith("quanta discover: error: --context: ") and "captured with other settings" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--loss-threshold", "nan"], "--loss-threshold: must be a finite number"),
+    (["--loss-threshold", "0"], "--loss-threshold: must be > 0.0"),
+    (["--clusters", "500"], "--clusters: must be between 2 and n_tokens (40)"),
+    (["--params", "("], "--params: '(' is neither a preset"),
+    (["--projection-dim", "-1"], "--projection-dim: must be a positive integer, or 0"),
+    (["--context", "1"], "--context: must be a number of tokens ≥ 2 or 'doc'"),
+    (["--min-context", "16"], "--min-context: must be smaller than context (16)"),
+    (["--cluster-counts", "1,8"], "--cluster-counts: counts must lie between 2 and n_tokens"),
+    (["--fit-ranks", "5-900"], "--fit-ranks: ranks 5-900 go past the largest cluster count (10)"),
+    (["--fit-ranks", "9-3"], "--fit-ranks: must be (lo, hi) with 1 ≤ lo < hi"),
+    (["--alpha-n", "no/such/summary.json"], "--alpha-n: 'no/such/summary.json' is neither a number"),
+    (["--device", "cuda"], "--device: 'cuda' asked for, but CUDA is not available here"),
+    (["--batch-tokens", "0"], "--batch-tokens: must be a positive integer"),
+])
+def test_bad_settings_are_one_line_naming_the_flag_before_the_model_loads(tiny_run, capsys, monkeypatch, extra,
+                                                                          message):
+    import torch
+
+    from quanta_interp import lm
+    from quanta_interp.cli import main
+
+    if "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(lm, "load", no_model)
+    out = tiny_run / "bad"
+    assert main(_args(tiny_run, out, *extra)) == 2
+    assert _last_error(capsys).startswith(f"quanta discover: error: {message}")
+    assert not (out / "gradients").exists()
+
+
+def test_a_threshold_that_keeps_no_token_says_what_to_change(tiny_run, capsys):
+    from quanta_interp.cli import main
+
+    assert main(_args(tiny_run, tiny_run / "none", "--loss-threshold", "1e-9")) == 2
+    err = _last_error(capsys)
+    assert err.startswith("quanta discover: error: loss_threshold 1e-09 keeps 0 tokens in the whole corpus")
+    assert "raise loss_threshold" in err
+
+
+def test_qdg_config_api_names_python_parameters_and_presets():
+    with pytest.raises(ParameterError, match=r"^n_clusters: must be between 2 and n_tokens \(100\)"):
+        QDGConfig(n_tokens=100, n_clusters=101)
+    paper = QDGConfig.preset("paper")
+    assert (paper.n_tokens, paper.n_clusters, paper.context, paper.fit_ranks) == (10000, 400, "doc", (100, 900))
+    assert len(paper.counts()) == 31 and paper.counts()[0] == 10 and paper.counts()[-1] == 1500  # 30 + n_clusters
+    cpu = QDGConfig()
+    assert cpu.n_tokens >= 2000 and cpu.n_clusters >= 60 and cpu.ranks() == (20, 180)
+    assert QDGConfig.from_dict(cpu.to_dict()) == cpu
+    assert QDGConfig.preset("paper", n_tokens=20000).n_tokens == 20000

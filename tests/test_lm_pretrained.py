@@ -69,3 +69,59 @@ def test_unreachable_hub_model_is_one_line(monkeypatch):
     with pytest.raises(ValueError, match=r"model 'EleutherAI/pythia-70m' could not be loaded .*go online once") as e:
         lm.load("EleutherAI/pythia-70m")
     assert "\n" not in str(e.value)
+
+
+def _hub_cache(root):
+    """A private HF cache holding the tiny GPT-NeoX as the hub repo 'tiny/neox' (what a download leaves)."""
+    hf, tok = _tiny_neox()
+    repo = root / "hub" / "models--tiny--neox"
+    hf.save_pretrained(repo / "snapshots" / "0")
+    tok.save_pretrained(repo / "snapshots" / "0")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0")
+    return hf
+
+
+_HUB_CHECK = """
+import torch
+from quanta_interp import lm
+from transformers import AutoModelForCausalLM
+ids = torch.tensor([[1, 5, 9, 2]])
+model, hf = lm.load("tiny/neox"), AutoModelForCausalLM.from_pretrained("tiny/neox")
+with torch.no_grad():
+    print("same logits", torch.allclose(model(ids), hf(ids).logits, atol=1e-5), model.quanta_spec)
+meta = lm.load("tiny/neox", device="meta")
+print("devices", sorted({t.device.type for t in [*meta.parameters(), *meta.buffers()]}))
+"""
+
+
+def test_a_hub_name_loads_through_the_hub_client_from_its_cache_offline(tmp_path):
+    """`lm.load("org/name")` is the real hub path (TransformerBridge.boot_transformers by name); a tiny
+    GPT-NeoX in a private HF cache stands in for Pythia with the hub switched off. A subprocess, because
+    huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, at import."""
+    import os
+    import subprocess
+    import sys
+
+    _hub_cache(tmp_path / "hf")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", _HUB_CHECK], capture_output=True, text=True, env=env, timeout=300)
+    assert "same logits True tiny/neox" in proc.stdout, proc.stderr[-2000:]
+    assert "devices ['meta']" in proc.stdout
+
+
+def test_every_loader_puts_the_model_on_the_device_asked_for(tmp_path):
+    """A model left on the CPU when another device was asked for is a silent failure: each loader is run with
+    device='meta' (which CPU machines have) and must leave no tensor behind; `on_device` catches one that does.
+    (The hub-name loader is checked the same way in the test above.)"""
+    hf, tok = _tiny_neox()
+    hf.save_pretrained(tmp_path / "neox")
+    tok.save_pretrained(tmp_path / "neox")
+    run = tmp_path / "run"
+    lm.train({"n_layers": 1, "d_model": 16, "n_heads": 2, "n_ctx": 16, "d_vocab": 23, "steps": 2, "batch_size": 4,
+              "eval_every": 2, "checkpoint_every": 2}, np.arange(200) % 23, run_dir=run, progress=False)
+    for model in (lm.load_hf(*_tiny_neox(), "tiny", device="meta"), lm.load(str(tmp_path / "neox"), device="meta"),
+                  lm.load(str(run), device="meta")):
+        assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    with pytest.raises(RuntimeError, match=r"tensors of the model stayed off meta"):
+        lm.on_device(lm.load(str(run)), "meta")

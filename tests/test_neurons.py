@@ -110,11 +110,13 @@ def test_cluster_profile_means_match_plain_forward(setup, tmp_path):
             doc = np.asarray(corpus.doc(d))
             hits = np.flatnonzero(doc[:-1] == want) + 1
             for pos in rng.choice(hits, 6, replace=False):
-                members.append({"doc": d, "pos": int(pos), "doc_name": corpus.doc_names[d], "context": "",
+                members.append({"doc": d, "start": max(0, int(pos) - 16), "pos": int(pos),
+                                "doc_name": corpus.doc_names[d], "context": "",
                                 "target": corpus.tokenizer.token_str(int(doc[pos])), "loss": 0.01})
-        members.append({"doc": 3, "pos": 2, "doc_name": "doc3", "context": "", "target": "x", "loss": 0.0})  # short
+        members.append({"doc": 3, "start": 0, "pos": 2, "doc_name": "doc3", "context": "", "target": "x",
+                        "loss": 0.0})  # short
         clusters.append({"rank": c + 1, "label": 7 - c, "size": len(members), "members": members})
-    # the layout `quanta discover` writes: summary.settings.context, clusters.json a list ranked by size
+    # the layout `quanta discover` writes: each member's window doc[start:pos], clusters.json ranked by size
     atomic_write_json(tmp_path / "summary.json", {"model": "tiny", "corpus": "text", "settings": {"context": 16}})
     atomic_write_json(tmp_path / "clusters.json", clusters)
     prof = ClusterProfile([0, 1]).fit(model, tmp_path, corpus)
@@ -206,7 +208,8 @@ def test_cli_layer_inspect_cluster_on_a_trained_run(setup, tmp_path, monkeypatch
     rec = json.loads((folder / "neuron_00003.json").read_text())
     assert rec["model"] == str(run) and rec["n_tokens"] == 6 * 24 and len(rec["pos_str"]) == 10
     # a discover folder of this model links neurons to clusters
-    members = [{"doc": 0, "pos": p, "doc_name": "doc0.txt", "context": "", "target": "t", "loss": 0.0} for p in (5, 9, 30)]
+    members = [{"doc": 0, "start": max(0, p - 12), "pos": p, "doc_name": "doc0.txt", "context": "", "target": "t",
+                "loss": 0.0} for p in (5, 9, 30)]
     disc = tmp_path / "disc"
     atomic_write_json(disc / "summary.json", {"model": str(run), "corpus": str(root / "text"), "settings": {"context": 12}})
     atomic_write_json(disc / "clusters.json", [{"rank": 1, "size": 2, "members": members[:2]},

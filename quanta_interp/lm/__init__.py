@@ -9,9 +9,10 @@ from .loading import (
            load_hf,
            n_params,
            non_embedding_params,
+           on_device,
 )
 from .losses import token_losses
 from .training import build_model, resolve_config, train
 
-__all__ = ["load", "load_hf", "corpus_tokenizer", "hf_tokenizer", "token_losses", "train", "build_model",
+__all__ = ["load", "load_hf", "on_device", "corpus_tokenizer", "hf_tokenizer", "token_losses", "train", "build_model",
            "resolve_config", "non_embedding_params", "n_params", "SMOLLM2_NAME"]

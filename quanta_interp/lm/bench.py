@@ -40,14 +40,14 @@ def _hf_losses(hf, docs, context: int, batch_size: int) -> None:
     """The plain HF baseline: the same windows and batches as token_losses, no bridge, no bookkeeping."""
     import torch
 
-    from .losses import windows
+    from .losses import next_token_losses, windows
 
     jobs = [(d, s) for d, doc in enumerate(docs) for s, _ in windows(doc.size, context, context // 2)]
     with torch.inference_mode():
         for b in range(0, len(jobs), batch_size):
             x = torch.from_numpy(np.stack([docs[d][s: s + context + 1] for d, s in jobs[b: b + batch_size]]).astype(np.int64))
             logits = hf(x[:, :-1]).logits
-            torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+            next_token_losses(logits, x[:, 1:])
 
 
 def run(args) -> dict:

@@ -18,7 +18,7 @@ from ..assets import cache_dir, fetch
 from ..corpora import Tokenizer
 from ..io import read_json
 
-__all__ = ["load", "load_hf", "load_run", "corpus_tokenizer", "hf_tokenizer", "non_embedding_params",
+__all__ = ["load", "load_hf", "load_run", "on_device", "corpus_tokenizer", "hf_tokenizer", "non_embedding_params",
            "n_params", "SMOLLM2_NAME", "SMOLLM2_NOTE"]
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,13 @@ def _load_hub(name: str, device: str):
     from transformer_lens.model_bridge import TransformerBridge
 
     try:
-        return _tag(TransformerBridge.boot_transformers(name, device=device), "")
+        model = TransformerBridge.boot_transformers(name, device=device)
     except Exception as e:  # offline, unknown name, unsupported architecture: all end here
         raise ValueError(
             f"model {name!r} could not be loaded from the Hugging Face hub ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:120] if str(e) else ''}); go online once so it is cached, or pass "
             "'smollm2', a local HF folder, or a run folder from `quanta lm train`") from e
+    return _tag(on_device(model.to(device), device), "")
 
 
 def load_hf(hf_model, tokenizer, name: str, *, device: str = "cpu"):
@@ -77,10 +78,29 @@ def load_hf(hf_model, tokenizer, name: str, *, device: str = "cpu"):
 
     if any(p.dtype != torch.float32 for p in hf_model.parameters()):
         hf_model = hf_model.float()
-    hf_model.eval()
+    hf_model.eval().to(device)  # boot_transformers(hf_model=…) leaves the model where it is
     model = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer, device=device)
     model.quanta_spec = name
-    return _tag(model, "")
+    return _tag(on_device(model, device), "")
+
+
+def on_device(model, device: str):
+    """`model` after checking that every parameter and buffer lives on `device`.
+
+    Raises
+    ------
+    RuntimeError
+        Some tensor stayed elsewhere (a loader that did not move the model): never a silent CPU run.
+    """
+    import torch
+
+    want = torch.device(device)
+    stray = [n for n, t in [*model.named_parameters(), *model.named_buffers()]
+             if t.device.type != want.type or (want.index is not None and t.device.index != want.index)]
+    if stray:
+        raise RuntimeError(f"{len(stray)} tensors of the model stayed off {device} (e.g. {stray[0]}); "
+                           "the loader did not move it")
+    return model
 
 
 def _tag(model, note: str):
@@ -137,12 +157,12 @@ def load_run(path: str | Path, *, device: str = "cpu"):
         raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` first")
     cfg = TransformerBridgeConfig(**read_json(path / "model_config.json"))
     model = TransformerBridge.boot_native(cfg, device=device)
-    model.load_state_dict(load_file(weights, device=str(device)))
+    model.load_state_dict(load_file(weights))  # copied onto the model's device
     tok_path = path / "tokenizer.json"
     model.quanta_tokenizer = Tokenizer.load(tok_path) if tok_path.exists() else None
     model.tokenizer = hf_tokenizer(model.quanta_tokenizer) if model.quanta_tokenizer else None
     model.quanta_spec = str(path)
-    return _tag(model, "")
+    return _tag(on_device(model, device), "")
 
 
 def corpus_tokenizer(model) -> Tokenizer:

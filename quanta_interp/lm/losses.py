@@ -6,7 +6,17 @@ import numpy as np
 
 from ..io import progress as _progress
 
-__all__ = ["token_losses", "as_documents", "windows"]
+__all__ = ["token_losses", "next_token_losses", "as_documents", "windows"]
+
+
+def next_token_losses(logits, targets):
+    """float32 (B, T) cross-entropy, nats, of logits (B, T, V) against targets (B, T). Flattened first:
+    on the CPU, cross-entropy over a transposed (B, V, T) view is 4× slower at V = 49152."""
+    import torch
+
+    flat = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                             reduction="none")
+    return flat.reshape(targets.shape)
 
 
 def as_documents(docs, d_vocab: int | None = None) -> list[np.ndarray]:
@@ -72,7 +82,7 @@ def token_losses(model, docs, *, context: int = 128, batch_size: int = 16, progr
                 batch[i, : piece.size] = piece
             tokens = torch.from_numpy(batch).to(device)
             logits = model(tokens[:, :-1], return_type="logits").float()
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none").cpu().numpy()
+            nll = next_token_losses(logits, tokens[:, 1:]).cpu().numpy()
             for i, (d, s, f) in enumerate(chunk):
                 n = min(context, docs[d].size - 1 - s)
                 out[d, s + 1 + f: s + 1 + n] = nll[i, f:n]

@@ -12,10 +12,12 @@ from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
 from .training import resolve_config
 
-__all__ = ["LADDER", "family_configs", "train_family", "train_member", "load_family", "loss_matrix", "fit_alpha_n",
+__all__ = ["LADDER", "CPU_TRAIN", "family_configs", "train_family", "train_member", "load_family", "loss_matrix", "fit_alpha_n",
            "TokenClasses", "analyse", "PAPER_CLASSES"]
 
 PAPER_CLASSES = dict(high=5.0, low=0.3, slope=-0.3, r2=0.98)
+# How the CPU-scale family is trained (analyses/lm_scaling.py fits α_N on it; analyses/qdg_lm.py reuses it).
+CPU_TRAIN = dict(steps=600, n_ctx=64, batch_size=16, lr=3e-3, warmup=50, eval_every=200, checkpoint_every=100)
 
 # (n_layers, d_model): non-embedding parameters 3.3k … 148k (1.65 decades) with d_mlp = 4·d_model
 LADDER: tuple[tuple[int, int], ...] = ((1, 16), (1, 32), (2, 32), (2, 48), (2, 64), (3, 64))

@@ -1,8 +1,8 @@
 """Link neurons to quanta: mean activation of every neuron on each `quanta discover` cluster's member tokens.
 
-A member is a target token (doc, pos) the model predicts well; the activation that matters is the one
-at the last context position, pos − 1, where the model makes that prediction, over the same context
-window `quanta discover` used.
+A member is a target token (doc, pos) the model predicts well from the window doc[start:pos]; the
+activation that matters is the one at the window's last position, pos − 1, where the model makes that
+prediction, over the same window `quanta discover` used.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..corpora import TokenizedCorpus
 from ..io import read_json
 from .inspect import record_activations, resolve_hook
 
-__all__ = ["read_discover", "discover_model", "same_model", "check_model", "discover_context", "ClusterProfile"]
+__all__ = ["read_discover", "discover_model", "same_model", "check_model", "ClusterProfile"]
 
 
 def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
@@ -47,11 +47,6 @@ def check_model(summary: dict, spec: str, folder) -> None:
                          "pass the same --model, or a discover folder of this model")
 
 
-def discover_context(summary: dict) -> int:
-    """The context window (tokens before the target) the discover run used."""
-    return int(summary["settings"]["context"])
-
-
 class ClusterProfile:
     """Per-cluster mean activation of every neuron of `hook` at `layers`, from one pass over all members.
 
@@ -68,22 +63,27 @@ class ClusterProfile:
         summary, clusters = read_discover(discover_dir)
         check_model(summary, str(getattr(model, "quanta_spec", "")), discover_dir)
         hooks = [resolve_hook(model, layer, self.hook) for layer in self.layers]
-        ctx = min(discover_context(summary), int(model.cfg.n_ctx))
-        rows, last, label = [], [], []
+        windows, label = [], []
         for c, cl in enumerate(clusters):
             for mem in cl.get("members", []):
-                doc, pos = int(mem["doc"]), int(mem["pos"])
-                if not (0 < pos <= len(corpus.doc(doc))):
+                if "start" not in mem:
+                    raise ValueError(f"--discover {discover_dir} was written by an older `quanta discover` (members "
+                                     "have no context start); rerun quanta discover on it")
+                doc, start, pos = int(mem["doc"]), int(mem["start"]), int(mem["pos"])
+                if not (0 <= start < pos <= len(corpus.doc(doc))):
                     raise ValueError(f"--discover {discover_dir}: member doc {doc} pos {pos} is outside the corpus; "
                                      "the discover run used another corpus or tokenizer")
-                window = np.asarray(corpus.doc(doc)[max(0, pos - ctx): pos], dtype=np.int64)
-                rows.append(np.pad(window, (0, ctx - len(window))))  # right padding: causal, so harmless
-                last.append(len(window) - 1)
+                windows.append(np.asarray(corpus.doc(doc)[start: pos], dtype=np.int64))
                 label.append(c)
-        if not rows:
+        if not windows:
             raise ValueError(f"--discover {discover_dir}: the clusters have no members with a context")
-        acts = record_activations(model, np.stack(rows), hooks, batch_size=self.batch_size, last=np.asarray(last),
-                                  desc=desc)
+        ctx = max(len(w) for w in windows)
+        if ctx > int(model.cfg.n_ctx):
+            raise ValueError(f"--discover {discover_dir}: windows of {ctx} tokens exceed the model's n_ctx "
+                             f"{model.cfg.n_ctx}; the discover run used another model")
+        rows = np.stack([np.pad(w, (0, ctx - len(w))) for w in windows])  # right padding: causal, so harmless
+        acts = record_activations(model, rows, hooks, batch_size=self.batch_size,
+                                  last=np.array([len(w) - 1 for w in windows]), desc=desc)
         label_t = torch.as_tensor(label)
         onehot = torch.nn.functional.one_hot(label_t, len(clusters)).float()
         counts = onehot.sum(0).clamp_min(1)[:, None]

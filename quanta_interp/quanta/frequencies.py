@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ParameterError
 from ..fitting import fit_power_law, fit_range_sensitivity
 from ..io import atomic_write_json, atomic_write_text, read_json
 
-__all__ = ["rank_sizes", "envelope", "rank_frequency_fit", "alpha_n_from_artifacts", "write_rank_frequency",
+__all__ = ["rank_sizes", "envelope", "rank_frequency_fit", "alpha_n_from", "write_rank_frequency",
            "plot_rank_frequency", "plot_umap"]
 
 PAPER = {"slope": -1.237, "predicted_slope": -1.083, "alpha_N": 0.083, "range_sensitivity": [-0.92, -1.24],
@@ -35,27 +36,51 @@ def envelope(size_lists: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _sensitivity_ranges(n: int) -> list[tuple[int, int]]:
-    los = [lo for lo in (1, 2, 3, 5, 10) if lo < n]
-    his = sorted({max(int(round(n * f)), 1) for f in (0.25, 0.5, 0.75, 1.0)})
-    return [(lo, hi) for lo in los for hi in his if hi - lo + 1 >= 4]
+def _sensitivity_ranges(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Sub-ranges of [lo, hi]: the low end moved up (×1, ×2, ×5 or to 10 when lo = 1) and the high end cut
+    to ¼, ½, ¾ or all of it, each keeping ≥ 4 ranks."""
+    los = sorted({lo, 2 * lo, 5 * lo} | ({2, 3, 5, 10} if lo == 1 else set()))
+    his = sorted({max(int(round(lo + (hi - lo) * f)), lo) for f in (0.25, 0.5, 0.75, 1.0)})
+    return [(a, b) for a in los for b in his if b - a + 1 >= 4]
 
 
-def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size: int = 2, alpha_n: float | None = None,
-                       seed: int = 0) -> dict:
-    """Log-log fit of frequency (size / `total` tokens) vs rank over clusters with ≥ `min_size` members:
-    slope with CI, a fit-range sensitivity table, and the prediction −(α_N + 1) when `alpha_n` is given."""
+def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size: int = 2,
+                       fit_ranks: tuple[int, int] | None = None, alpha_n: float | None = None,
+                       alpha_n_source: str | None = None, seed: int = 0) -> dict:
+    """Log-log fit of frequency (size / `total` tokens) vs rank, the quantization model's p_k ∝ k^−(α+1).
+
+    Parameters
+    ----------
+    sizes : int (n_ranks,)
+        Cluster sizes by rank (the envelope), largest first.
+    fit_ranks : (lo, hi) or None
+        Ranks fitted, inclusive (the paper: 100–900 of 10k tokens); None fits every rank. Within them only
+        clusters with ≥ `min_size` members count.
+    alpha_n, alpha_n_source
+        The parameter-scaling exponent of the same model family and where it comes from: the prediction
+        −(α_N + 1) is drawn and reported with that label.
+
+    Returns
+    -------
+    dict
+        slope with its bootstrap CI, r², the fitted ranks, a fit-range sensitivity table (`slope_range`:
+        min and max over sub-ranges) and the prediction; `slope` None with a `note` when < 3 ranks qualify.
+    """
     sizes = np.asarray(sizes, dtype=float)
-    keep = sizes >= min_size
-    rank = np.arange(1, sizes.size + 1, dtype=float)[keep]
+    rank = np.arange(1, sizes.size + 1)
+    lo, hi = fit_ranks or (1, sizes.size)
+    keep = (sizes >= min_size) & (rank >= lo) & (rank <= hi)
     freq = sizes[keep] / (total or sizes.sum())
-    result: dict = {"n_ranks_fitted": int(keep.sum()), "min_size": min_size, "alpha_N": alpha_n,
+    result: dict = {"n_ranks_fitted": int(keep.sum()), "min_size": min_size, "fit_ranks": [int(lo), int(hi)],
+                    "alpha_N": alpha_n, "alpha_N_source": alpha_n_source,
                     "predicted_slope": None if alpha_n is None else -(alpha_n + 1.0), "paper": PAPER}
-    if np.unique(rank).size < 3:
-        result.update(slope=None, note=f"fewer than 3 clusters with ≥ {min_size} members: no fit")
+    if keep.sum() < 3:
+        result.update(slope=None, note=f"fewer than 3 ranks in {lo}–{hi} with ≥ {min_size} members: no fit")
         return result
-    fit = fit_power_law(rank, freq, seed=seed)
-    rows = fit_range_sensitivity(rank, freq, ranges=_sensitivity_ranges(int(rank.max())), seed=seed, n_boot=200)
+    x = rank[keep].astype(float)
+    fit = fit_power_law(x, freq, seed=seed)
+    top = int(x.max())
+    rows = fit_range_sensitivity(x, freq, ranges=_sensitivity_ranges(int(x.min()), top), seed=seed, n_boot=200)
     slopes = [-r["exponent"] for r in rows]
     result.update(slope=-fit.exponent, slope_ci=[-fit.exponent_ci[1], -fit.exponent_ci[0]], r2=fit.r2,
                   fit=fit.to_dict(), range_sensitivity=[{**r, "slope": -r["exponent"]} for r in rows],
@@ -63,11 +88,30 @@ def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size:
     return result
 
 
-def alpha_n_from_artifacts(root: str | Path = "artifacts/lm_scaling") -> float | None:
-    """α_N from `artifacts/lm_scaling/summary.json` (written by `analyses/lm_scaling.py`), or None when
-    that file is absent."""
-    path = Path(root) / "summary.json"
-    return float(read_json(path)["alpha_N"]) if path.exists() else None
+def alpha_n_from(value: float | str | Path | None) -> tuple[float | None, str]:
+    """(α_N, where it comes from) for the predicted slope −(α_N + 1).
+
+    `value` is a number the user gives, the `summary.json` of `quanta lm scaling` (or `analyses/lm_scaling.py`)
+    fitted on the same model family, or None (no prediction).
+
+    Raises
+    ------
+    ParameterError
+        The file does not exist or holds no `alpha_N`.
+    """
+    if value is None:
+        return None, "none: pass alpha_n (a number, or the summary.json of `quanta lm scaling` on this model's family)"
+    if isinstance(value, (int, float)):
+        return float(value), "given"
+    path = Path(value)
+    if not path.is_file():
+        raise ParameterError("alpha_n", f"{value!r} is neither a number nor a summary.json of `quanta lm scaling`")
+    data = read_json(path)
+    if "alpha_N" not in data:
+        raise ParameterError("alpha_n", f"{path} holds no alpha_N; pass the summary.json of `quanta lm scaling`")
+    names = [m.get("name", "?") for m in data.get("models", [])]
+    family = f"{names[0]} … {names[-1]}, {len(names)} models" if names else "family not recorded"
+    return float(data["alpha_N"]), f"fitted on the family in {path} ({family})"
 
 
 def write_rank_frequency(out: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict) -> None:
@@ -85,27 +129,34 @@ def write_rank_frequency(out: str | Path, sizes_by_k: dict[int, np.ndarray], fit
 
 
 def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict, *, title: str = "") -> None:
-    """Frequency vs rank (log-log): every k faint, the envelope bold, the fitted and predicted slopes."""
+    """Frequency vs rank (log-log): every cluster count faint, the envelope bold, the fitted ranks shaded,
+    the fitted slope and, when α_N is known, the predicted −(α_N + 1) labelled with its source."""
     from ..report import new_figure, save_figure
 
-    fig, ax = new_figure()
+    fig, ax = new_figure(size=(6.0, 4.4))
     ax = ax[0, 0]
     n = sum(int(s.sum()) for s in sizes_by_k.values()) / len(sizes_by_k)
     for s in sizes_by_k.values():
-        ax.loglog(np.arange(1, s.size + 1), s / n, color="0.75", lw=0.8)
+        ax.loglog(np.arange(1, s.size + 1), s / n, color="0.8", lw=0.7)
     env = envelope(list(sizes_by_k.values()))
     ranks = np.arange(1, env.size + 1)
-    ax.loglog(ranks[env > 0], env[env > 0] / n, "o-", ms=3, label="envelope over k")
+    ax.loglog(ranks[env > 0], env[env > 0] / n, "o-", ms=2.5, lw=1, label=f"envelope over {len(sizes_by_k)} cluster counts")
+    lo, hi = fit.get("fit_ranks", (1, env.size))
+    ax.axvspan(lo, hi, color="C0", alpha=0.07, lw=0, label=f"fitted ranks {lo}–{hi}")
     if fit.get("slope") is not None:
         f = fit["fit"]
         r = np.geomspace(*f["x_range"], 20)
-        ax.loglog(r, f["prefactor"] * r ** (-f["exponent"]), "--",
+        ax.loglog(r, f["prefactor"] * r ** (-f["exponent"]), "--", color="C3",
                   label=f"fit slope {fit['slope']:.2f} [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}]")
         if fit.get("predicted_slope") is not None:
-            ax.loglog(r, f["prefactor"] * r ** fit["predicted_slope"], ":",
+            at = np.sqrt(r[0] * r[-1])
+            pre = f["prefactor"] * at ** (-f["exponent"]) / at ** fit["predicted_slope"]
+            ax.loglog(r, pre * r ** fit["predicted_slope"], ":", color="k",
                       label=f"predicted −(α_N+1) = {fit['predicted_slope']:.2f}")
     ax.set(xlabel="cluster rank", ylabel="frequency (fraction of tokens)", title=title or "quanta rank-frequency")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
+    if fit.get("alpha_N_source") and fit.get("predicted_slope") is not None:
+        fig.text(0.01, 0.005, f"α_N: {fit['alpha_N_source']}", fontsize=6, color="0.4")
     save_figure(fig, stem)
 
 

@@ -1,7 +1,7 @@
 """`quanta bench NAME`: benchmarks that measure ratios side by side in one process.
 
-Each capability keeps its benchmark next to its code as a module with `run(args) -> dict`; this
-module only dispatches and writes the numbers to `--out/bench_NAME.json`.
+Each benchmark is a module with `run(args) -> dict`; this package dispatches and writes the numbers to
+`--out/bench_NAME.json`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import importlib
 import json
 from pathlib import Path
 
-from .io import atomic_write_json
+from ..io import atomic_write_json
 
 BENCHES: dict[str, str] = {
     "lm": "quanta_interp.lm.bench",
     "sparse-parity": "quanta_interp.quanta.sparse_parity_bench",
-    "qdg": "quanta_interp.quanta.discover_bench",
+    "qdg": "quanta_interp.bench.qdg",
     "lottery": "quanta_interp.lottery.bench",
     "langstats": "quanta_interp.langstats.bench",
     "passuntil": "quanta_interp.passuntil.bench",
@@ -30,6 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/bench", help="folder for bench_NAME.json (default: runs/bench)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--device", default="cpu", help="torch device for the benchmarks that run models (default: cpu)")
     parser.set_defaults(func=_run)
 
 

@@ -1,0 +1,256 @@
+"""`quanta bench qdg`: the QDG engine against its floors, measured side by side in one process.
+
+- capture vs floor: per-token gradients with the default sketch vs the same batches' forward + backward
+  with nothing captured (activation gradients only) — `capture_over_forward_backward`, target ≤ 1.3;
+- scan vs forward: the block scan vs a plain inference forward over the same blocks — `scan_over_forward`
+  (throughput ratio), target ≥ 0.8;
+- projection error: cosines of sketched vs exact gradients (exact Gram summed block by block);
+- the paper's procedure (one forward+backward per token, full weight `.grad` flattened) at the *same*
+  context as ours, and on its whole `doc_len`-token document: two ratios, because they are two questions;
+- spectral clustering: kNN vs dense at 10k points, kNN at 100k (skipped with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+
+__all__ = ["run", "gradient_costs", "scan_costs", "projection_error", "clustering_costs"]
+
+
+def _median_time(fn, repeats: int = 3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _windows(docs, n: int, context: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    long = [d for d in range(len(docs)) if len(docs[d]) > 2 * context + 2]
+    rows = []
+    for d in rng.choice(long, n):
+        p = int(rng.integers(context, len(docs[d]) - 1))
+        rows.append((d, p - context, p))
+    return np.array(rows)
+
+
+def _paper_grad(model, modules, tokens, target, at: int) -> np.ndarray:
+    """The paper's per-token gradient: forward+backward of the whole sequence, the loss of the token
+    predicted at position `at`, every chosen weight's `.grad` flattened (what it stored per token)."""
+    import torch
+
+    model.zero_grad(set_to_none=True)
+    logits = model(tokens[None].to(next(model.parameters()).device))[0, at]
+    torch.nn.functional.cross_entropy(logits[None].float(), target[None].to(logits.device)).backward()
+    return torch.cat([m.weight.grad.flatten() for m in modules.values()]).cpu().numpy()
+
+
+def gradient_costs(model, docs, *, n: int, context: int, doc_len: int, n_paper: int, seed: int,
+                   device: str = "cpu") -> dict:
+    """Seconds per token: our capture, the floor, the paper's procedure at our context and on whole documents."""
+    import torch
+
+    from ..capture import (
+        DEFAULT_MATRIX_DIM,
+        DEFAULT_PROJECTION_DIM,
+        GradientCapture,
+        forward_backward_floor,
+        grads_only_for,
+        per_token_gradients,
+        select_modules,
+        window_batch,
+    )
+
+    modules = select_modules(model, "all")
+    cap = GradientCapture.for_model(modules, DEFAULT_PROJECTION_DIM, matrix_dim=DEFAULT_MATRIX_DIM, seed=seed)
+    batch = window_batch(docs, _windows(docs, n, context, seed))
+
+    def ours():
+        per_token_gradients(model, cap, *batch)
+        _sync(device)
+
+    def floor():
+        forward_backward_floor(model, *batch)
+        _sync(device)
+
+    def forward():
+        with torch.inference_mode():
+            model(batch[0].to(device))
+        _sync(device)
+
+    t_ours, t_floor, t_fwd = _median_time(ours), _median_time(floor), _median_time(forward)
+    windows, _, ys = batch
+    with grads_only_for(model, [m.weight for m in modules.values()]):
+        t_same = _median_time(lambda: [_paper_grad(model, modules, windows[i], ys[i], -1) for i in range(n_paper)], 1)
+        half = doc_len // 2  # a doc_len-token document with the target in its middle, run whole for each token
+        rows = _windows(docs, n_paper, doc_len, seed + 1)[:, [0, 2]] - [0, half]
+        full = [torch.from_numpy(np.asarray(docs[d][p - half: p + half], dtype=np.int64)) for d, p in rows]
+        targets = [torch.tensor(int(docs[d][p])) for d, p in rows]
+        t_doc = _median_time(lambda: [_paper_grad(model, modules, full[i], targets[i], half - 1)
+                                      for i in range(n_paper)], 1)
+    per = {"capture": t_ours / n, "floor_forward_backward": t_floor / n, "forward": t_fwd / n,
+           "paper_same_context": t_same / n_paper, "paper_full_document": t_doc / n_paper}
+    return {
+        "capture_over_forward_backward": t_ours / t_floor, "target_capture_over_forward_backward": 1.3,
+        "capture_tokens_per_second": n / t_ours, "floor_tokens_per_second": n / t_floor,
+        "speedup_vs_paper_same_context": per["paper_same_context"] / per["capture"],
+        "speedup_vs_paper_full_document": per["paper_full_document"] / per["capture"],
+        "seconds_per_token": per, "n_windows": n, "context": context, "paper_doc_len": doc_len,
+        "projection_dim": cap.dim, "matrix_sketch_dim": cap.sketch.m,
+        "gradient_dim_full": int(sum(m.weight.numel() for m in modules.values())),
+    }
+
+
+def scan_costs(model, docs, *, block: int, n_blocks: int, batch_tokens: int, seed: int, folder,
+               device: str = "cpu") -> dict:
+    """Throughput of the block scan vs a plain inference forward over the same blocks."""
+    import torch
+
+    from ..quanta.scan import blocks, scan_low_loss
+
+    table = blocks([len(d) for d in docs], block, 8)
+    chosen = table[np.random.default_rng(seed).permutation(len(table))[:n_blocks]]
+    sub = [np.asarray(docs[d][s: last + 1]) for d, s, last in chosen]  # the same blocks, as their own documents
+    per = max(1, batch_tokens // block)
+
+    def forward():
+        with torch.inference_mode():
+            for b in range(0, len(sub), per):
+                width = max(len(x) for x in sub[b: b + per]) - 1
+                x = np.zeros((len(sub[b: b + per]), width), np.int64)
+                for i, s in enumerate(sub[b: b + per]):
+                    x[i, : len(s) - 1] = s[:-1]
+                model(torch.from_numpy(x).to(device))
+        _sync(device)
+
+    runs = iter(range(10**6))
+
+    def scan():
+        out = scan_low_loss(model, sub, f"{folder}/scan{next(runs)}", n_needed=10**9, block=block, min_context=8,
+                            loss_threshold=0.1, seed=seed, batch_tokens=batch_tokens, show_progress=False)
+        _sync(device)
+        return out
+
+    t_scan, t_fwd = _median_time(scan), _median_time(forward)
+    tokens = sum(len(s) - 1 for s in sub)
+    found = scan()
+    return {"scan_over_forward": t_fwd / t_scan, "target_scan_over_forward": 0.8,
+            "scan_tokens_per_second": tokens / t_scan, "forward_tokens_per_second": tokens / t_fwd,
+            "scored_tokens_per_second": found.tokens_scored / t_scan, "tokens": tokens, "block": block,
+            "blocks": len(sub), "batch_tokens": batch_tokens, "pass_rate": len(found.losses) / found.tokens_scored}
+
+
+def projection_error(model, docs, *, n: int, context: int, seed: int) -> dict:
+    """Mean |cos_sketched − cos_exact| over all pairs of n tokens at the default k and m. Exact inner products
+    are summed one transformer block at a time, so the full gradients never sit in memory together."""
+    from ..capture import (
+        DEFAULT_MATRIX_DIM,
+        DEFAULT_PROJECTION_DIM,
+        GradientCapture,
+        per_token_gradients,
+        select_modules,
+        window_batch,
+    )
+    from ..io import progress
+
+    batch = window_batch(docs, _windows(docs, n, context, seed + 2))
+    blocks = [select_modules(model, f"layers {i}") for i in range(model.cfg.n_layers)]
+    if sum(len(b) for b in blocks) != len(select_modules(model, "all")):
+        raise RuntimeError("a weight matrix lies outside the transformer blocks")
+    exact = sum(((v := per_token_gradients(model, GradientCapture(b), *batch)[0].double()) @ v.T).numpy()
+                for b in progress(blocks, desc="exact gradients, block by block", leave=False))
+    cap = GradientCapture.for_model(select_modules(model, "all"), DEFAULT_PROJECTION_DIM, matrix_dim=DEFAULT_MATRIX_DIM,
+                                    seed=seed)
+    proj = per_token_gradients(model, cap, *batch)[0].double().numpy()
+
+    def cosines(gram):
+        norm = np.sqrt(np.diag(gram))
+        return (gram / norm[:, None] / norm[None])[np.triu_indices(n, 1)]
+
+    exact_cos, proj_cos = cosines(exact), cosines(proj @ proj.T)
+    err = np.abs(proj_cos - exact_cos)
+    return {"cosine_mae": float(err.mean()), "cosine_max_error": float(err.max()), "target_cosine_mae": 0.02,
+            "n_pairs": int(err.size), "mean_abs_exact_cosine": float(np.abs(exact_cos).mean()),
+            "projection_dim": DEFAULT_PROJECTION_DIM, "matrix_sketch_dim": DEFAULT_MATRIX_DIM, "context": context}
+
+
+def clustering_costs(n: int, *, n_clusters: int, dim: int, seed: int, dense: bool = True) -> dict:
+    """Time and peak traced memory of kNN (and dense) spectral clustering on clustered unit vectors."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from ..quanta.clustering import QuantaClustering
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim))
+    truth = rng.integers(0, n_clusters, n)
+    X = centres[truth] + 0.8 * rng.normal(size=(n, dim))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    out: dict = {"n": n, "n_clusters": n_clusters, "dim": dim}
+    labels = {}
+    for method in ("knn", "dense") if dense else ("knn",):
+        tracemalloc.start()
+        t = time.perf_counter()
+        qc = QuantaClustering(n_clusters, method=method, random_state=seed).fit(X)
+        secs = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[method] = {"seconds": secs, "peak_gb": peak / 1e9, "ari_vs_truth": adjusted_rand_score(truth, qc.labels_)}
+        labels[method] = qc.labels_
+    if dense:
+        out["knn_speedup"] = out["dense"]["seconds"] / out["knn"]["seconds"]
+        out["ari_knn_vs_dense"] = adjusted_rand_score(labels["dense"], labels["knn"])
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    import tempfile
+
+    import torch
+
+    from .. import lm
+    from ..corpora import load_corpus
+    from ..quanta.qdg import check_device
+
+    quick = bool(getattr(args, "quick", False))
+    device = getattr(args, "device", "cpu")
+    check_device(device)
+    model = lm.load("smollm2", device=device)
+    docs = load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)).documents()
+    big = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(), tempfile.TemporaryDirectory() as tmp:
+        grads = gradient_costs(model, docs, n=128 if big else 16, context=64, doc_len=256 if quick else 512,
+                               n_paper=2 if quick else 4, seed=args.seed, device=device)
+        scan = scan_costs(model, docs, block=64, n_blocks=32 if quick else 96, batch_tokens=8192 if big else 1024,
+                          seed=args.seed, folder=tmp, device=device)
+        proj = projection_error(model, docs, n=12 if quick else 24, context=64, seed=args.seed)
+    del model
+    out = {
+        "device": device, "note": "ratios are measured side by side in this one process; seconds depend on the load",
+        "capture_over_forward_backward": grads["capture_over_forward_backward"],
+        "scan_over_forward": scan["scan_over_forward"], "cosine_mae": proj["cosine_mae"],
+        "capture_tokens_per_second": grads["capture_tokens_per_second"],
+        "scan_tokens_per_second": scan["scan_tokens_per_second"],
+        "speedup_vs_paper_same_context": grads["speedup_vs_paper_same_context"],
+        "speedup_vs_paper_full_document": grads["speedup_vs_paper_full_document"],
+        "per_token_gradients": grads, "scan": scan, "projection": proj,
+        "clustering_10k": clustering_costs(2000 if quick else 10000, n_clusters=50 if quick else 100, dim=64,
+                                           seed=args.seed),
+    }
+    if not quick:
+        out["clustering_100k_knn"] = clustering_costs(100000, n_clusters=100, dim=64, seed=args.seed, dense=False)
+        out["targets"] = {"knn_10k_speedup": 5.0, "knn_10k_ari_vs_dense": 0.9, "knn_100k_seconds": 600}
+    return out

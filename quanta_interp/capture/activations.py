@@ -1,0 +1,46 @@
+"""Activations at the position that predicts each target, written to disk as they are produced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import progress
+from .windows import window_batch
+
+__all__ = ["capture_activations"]
+
+
+def capture_activations(model, docs: Sequence[np.ndarray], targets: np.ndarray, hook_names: Sequence[str],
+                        out: str | Path, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Activations of `hook_names` at the last window position of each (doc, start, pos) target, written to
+    `out/<hook name>.npy` (float32, (n, *hook shape)) as they are produced; returns the memory maps.
+
+    Raises
+    ------
+    ValueError
+        A name is not a hook of the model.
+    """
+    out = Path(out)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)
+    arrays: dict[str, np.ndarray] = {}
+    device = next(model.parameters()).device
+    for start in progress(range(0, len(targets), batch_size), desc="activations"):
+        windows, lengths, _ = window_batch(docs, targets[start: start + batch_size])
+        with torch.no_grad():
+            _, cache = model.run_with_cache(windows.to(device), names_filter=lambda n: n in hook_names)
+        for name in hook_names:
+            if name not in cache:
+                raise ValueError(f"hook {name!r} is not a hook of this model (e.g. blocks.0.hook_resid_post)")
+            act = cache[name][torch.arange(len(lengths)), lengths.to(device) - 1].float().cpu().numpy()
+            if name not in arrays:
+                out.mkdir(parents=True, exist_ok=True)
+                arrays[name] = np.lib.format.open_memmap(out / f"{name}.npy", "w+", np.float32,
+                                                         (len(targets), *act.shape[1:]))
+            arrays[name][start: start + len(act)] = act
+    for arr in arrays.values():
+        arr.flush()
+    return arrays

@@ -1,0 +1,70 @@
+"""`capture_gradients` split into shards run by `executors.map_runs` (local processes or a Ray cluster).
+
+Each shard loads its own model through a picklable `load_model()` (e.g. `functools.partial(lm.load,
+spec, device=...)`), so this module never decides how models are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..io import Sweep, atomic_save_npy, atomic_write_json
+from .store import GradientStore, capture_gradients, length_batches
+
+__all__ = ["capture_gradients_sharded"]
+
+
+def _capture_shard(config: dict, run_dir, *, load_model: Callable, docs: Sequence[np.ndarray],
+                   targets: np.ndarray) -> dict:
+    """`map_runs` worker: capture one contiguous slice of the targets."""
+    rows = np.asarray(config["rows"])
+    store = capture_gradients(load_model(), docs, targets[rows], Path(run_dir.path) / "gradients",
+                              params=config["params"], projection_dim=config["projection_dim"],
+                              matrix_sketch_dim=config["matrix_sketch_dim"], batch_tokens=config["batch_tokens"],
+                              seed=config["seed"], show_progress=False)
+    return {"n_rows": len(rows), "n_ok": int(store.ok.sum())}  # the sweep's result.json: what each shard captured
+
+
+def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], targets: np.ndarray,
+                              out: str | Path, *, shards: int, params: str = "all", projection_dim: int | None = 16,
+                              matrix_sketch_dim: int = 512, batch_tokens: int = 1024, seed: int = 0,
+                              **executor) -> GradientStore:
+    """Capture `targets` ((doc, start, pos) rows) in `shards` tasks; the driver gathers the shards into the
+    store `out`, rows in the order of `targets`. Shards hold whole batches of the unsharded capture (the
+    same `length_batches`), so the result equals `capture_gradients` byte for byte.
+
+    Raises
+    ------
+    ValueError
+        `shards` < 1.
+    """
+    from ..executors import map_runs
+
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)
+    if shards < 1:
+        raise ValueError(f"shards must be ≥ 1, got {shards}")
+    batches = length_batches(targets[:, 2] - targets[:, 1], batch_tokens)
+    bounds = [len(batches) * i // shards for i in range(shards + 1)]
+    configs = [{"rows": np.sort(np.concatenate(batches[lo:hi])).tolist(), "params": params,
+                "projection_dim": projection_dim, "matrix_sketch_dim": matrix_sketch_dim,
+                "batch_tokens": batch_tokens, "seed": seed}
+               for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    out = Path(out)
+    map_runs(partial(_capture_shard, load_model=load_model, docs=list(docs), targets=targets), configs,
+             root=out / "shards", name="gradient-shards", desc="gradient shards", **executor)
+    sweep = Sweep(out / "shards", configs, name="gradient-shards")
+    parts = [GradientStore(sweep.run_dir(i).path / "gradients") for i in range(len(configs))]
+    meta = {**parts[0].meta, "n": len(targets), "shards": len(parts)}
+    out.mkdir(parents=True, exist_ok=True)
+    where = np.concatenate([c["rows"] for c in configs])
+    for name in ("gradients", "status", "losses", "targets"):
+        stacked = np.concatenate([np.asarray(getattr(p, name)) for p in parts])
+        gathered = np.empty_like(stacked)
+        gathered[where] = stacked
+        atomic_save_npy(out / f"{name}.npy", gathered)
+    atomic_write_json(out / "capture.json", meta)
+    return GradientStore(out)

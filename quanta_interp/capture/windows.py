@@ -1,0 +1,122 @@
+"""Per-token gradients of a language model from context windows, B of them per backward pass.
+
+In a causal LM the tokens after a target do not affect its loss, so each target's context is a window
+`doc[start:pos]` ending just before it, and only the window's last position is supervised: the
+per-window gradient *is* the per-target gradient, and a batch of B windows gives B gradients from one
+backward pass (Michaud et al. 2023 ran one forward+backward of the whole document per token).
+Windows of different lengths are right-padded; padding comes after the supervised position, so it
+never reaches the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .hooks import GradientCapture, activation_grads_only
+from .modules import is_unembedding, select_modules
+
+__all__ = ["window_batch", "per_token_gradients", "per_sample_gradients", "forward_backward_floor"]
+
+
+def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded windows for targets given as (doc, start, pos) rows.
+
+    Returns
+    -------
+    windows : int64 (B, T)
+        `docs[doc][start:pos]`, padded with 0 up to the longest window T.
+    lengths : int64 (B,)
+        pos − start, the number of real tokens in each window.
+    targets : int64 (B,)
+        `docs[doc][pos]`, the token each window predicts.
+
+    Raises
+    ------
+    ValueError
+        A window is empty (start ≥ pos) or runs outside its document.
+    """
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    lengths = rows[:, 2] - rows[:, 1]
+    if len(rows) == 0 or lengths.min() < 1:
+        raise ValueError("windows: every target needs start < pos (at least one token of context)")
+    out = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
+    ys = np.empty(len(rows), dtype=np.int64)
+    for i, (d, s, p) in enumerate(rows):
+        doc = docs[int(d)]
+        if s < 0 or p >= len(doc):
+            raise ValueError(f"windows: target (doc {d}, start {s}, pos {p}) lies outside the document "
+                             f"({len(doc)} tokens); the corpus or tokenizer differs from the one targets came from")
+        out[i, : p - s] = doc[s:p]
+        ys[i] = doc[p]
+    return torch.from_numpy(out), torch.from_numpy(lengths), torch.from_numpy(ys)
+
+
+def _supervised_positions(model: torch.nn.Module, lengths: torch.Tensor) -> list:
+    """Pre-hooks that feed only each window's last real position to the unembedding."""
+    def keep_last(mod, args):
+        x = args[0]
+        return (x[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1][:, None], *args[1:])
+
+    return [m.register_forward_pre_hook(keep_last) for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and is_unembedding(name)]
+
+
+def _loss_at_last_position(model, windows: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    device = next(model.parameters()).device
+    handles = _supervised_positions(model, lengths)
+    try:
+        logits = model(windows.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+    if logits.shape[1] != 1:  # a model without a linear unembedding: pick the positions here
+        logits = logits[torch.arange(len(logits), device=device), lengths.to(device) - 1][:, None]
+    return torch.nn.functional.cross_entropy(logits[:, 0].float(), targets.to(device), reduction="none")
+
+
+def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, lengths: torch.Tensor,
+                        targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of each window's last-position loss w.r.t. the captured weights, from one backward.
+
+    Parameters
+    ----------
+    windows, lengths, targets
+        As returned by `window_batch`: int64 (B, T), (B,), (B,).
+
+    Returns
+    -------
+    gradients : float32 (B, capture.dim), on the CPU
+    losses : float32 (B,), nats, on the CPU
+    """
+    device = next(model.parameters()).device
+    capture.valid = (torch.arange(windows.shape[1]) < lengths[:, None]).to(device) \
+        if int(lengths.min()) < windows.shape[1] else None
+    with activation_grads_only(model), capture, torch.enable_grad():
+        losses = _loss_at_last_position(model, windows, lengths, targets)
+        losses.sum().backward()
+        vectors = capture.vectors()
+    capture.valid = None
+    return vectors.float().cpu(), losses.detach().float().cpu()
+
+
+def forward_backward_floor(model, windows: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The same forward + backward as `per_token_gradients` with nothing captured (activation gradients
+    only): the floor any per-token gradient engine is measured against. Returns the losses."""
+    with activation_grads_only(model), torch.enable_grad():
+        losses = _loss_at_last_position(model, windows, lengths, targets)
+        losses.sum().backward()
+    return losses.detach().cpu()
+
+
+def per_sample_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, params: str = ".",
+                         projection_dim: int | None = None, matrix_dim: int = 512, seed: int = 0) -> torch.Tensor:
+    """Per-sample gradients of the cross-entropy of any classifier made of `nn.Linear` layers (e.g. the
+    sparse-parity MLP), one backward for the batch: float32 (B, dim); `params` as in `select_modules`."""
+    cap = GradientCapture.for_model(select_modules(model, params), projection_dim, matrix_dim=matrix_dim, seed=seed)
+    with cap, torch.enable_grad():
+        torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
+    model.zero_grad(set_to_none=True)
+    return cap.vectors()

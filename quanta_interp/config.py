@@ -1,0 +1,214 @@
+"""Config dataclasses: one place for each setting's default, unit, check and help text.
+
+A pipeline's settings are a frozen dataclass deriving from `Config`. Each field carries an attribute
+docstring (the string literal under it) that is its documentation *and* its `--help` text; `validate()`
+checks every field before any expensive work and raises `ParameterError`, which names the Python
+parameter. The CLI builds the dataclass from its flags (`add_arguments` / `from_args`) and maps a
+parameter to its flag once (`flag_of`), so library errors never mention flags and CLI errors always do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import math
+import textwrap
+import typing
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+__all__ = ["Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "flag_of", "parse_int_list",
+           "parse_float_list", "parse_str_list", "check_positive_int", "check_finite"]
+
+C = TypeVar("C", bound="Config")
+
+
+class ParameterError(ValueError):
+    """A bad value for one named parameter: `param` is the Python name, `detail` what to change.
+
+    `str(error)` reads "param: detail"; the CLI prints the flag instead of the Python name.
+    """
+
+    def __init__(self, param: str, detail: str):
+        self.param, self.detail = param, detail
+        super().__init__(f"{param}: {detail}")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """{field: attribute docstring} of a dataclass and its bases (the string literal under each field)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, nxt in zip(body, body[1:], strict=False):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every pipeline config: validated on construction; `replace`, `to_dict`, `from_dict`."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self: C) -> C:
+        """Check every field; return self or raise `ParameterError`. Subclasses extend `_checks`."""
+        for name, check in self._checks():
+            check(name, getattr(self, name))
+        return self
+
+    def _checks(self) -> Sequence[tuple[str, Callable[[str, Any], None]]]:
+        return ()
+
+    def replace(self: C, **changes) -> C:
+        """A copy with `changes` applied and validated."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict) -> C:
+        """The config from `to_dict()` output; unknown keys are one `ParameterError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ParameterError(unknown[0], f"not a setting of {cls.__name__}; known: {', '.join(sorted(names))}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _tupled(v, hints[k]) for k, v in data.items()})
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _tupled(value, hint):
+    """JSON lists back to the tuples a frozen config holds."""
+    if isinstance(value, list) and "tuple" in str(hint):
+        return tuple(value)
+    return value
+
+
+# ---------------------------------------------------------------- checks shared by configs
+
+def check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(name, f"must be a positive integer, got {value!r}")
+
+
+def check_finite(name: str, value, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> None:
+    """A finite number within [low, high] (or (low, high] when `low_open`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ParameterError(name, f"must be a finite number, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ParameterError(name, f"must be {'>' if low_open else '≥'} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ParameterError(name, f"must be ≤ {high}, got {value!r}")
+
+
+# ---------------------------------------------------------------- the CLI side
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """'10,20,40' → (10, 20, 40); 'geom:10:1500:30' → 30 integers spaced geometrically from 10 to 1500."""
+    return _parse_list(text, int)
+
+
+def parse_float_list(text: str) -> tuple[float, ...]:
+    """'0,0.1,0.3' → (0.0, 0.1, 0.3)."""
+    return _parse_list(text, float)
+
+
+def parse_str_list(text: str) -> tuple[str, ...]:
+    """'a,b' → ('a', 'b'), blanks dropped."""
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _parse_list(text: str, kind: type) -> tuple:
+    text = text.strip()
+    try:
+        if text.startswith("geom:"):
+            lo, hi, n = text[5:].split(":")
+            import numpy as np
+
+            values = np.unique(np.geomspace(float(lo), float(hi), int(n)).round().astype(int))
+            return tuple(kind(v) for v in values)
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if kind is int and any(not t.lstrip("-").isdigit() for t in items):
+            raise ValueError
+        values = tuple(kind(t) for t in items)
+    except ValueError:
+        shape = "'A,B,C' or 'geom:LO:HI:N'" if kind is int else "'A,B,C'"
+        raise argparse.ArgumentTypeError(f"expected {shape} of {kind.__name__}s, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return values
+
+
+def flag_of(cls: type, param: str) -> str:
+    """The CLI flag of a config field (`n_clusters` → `--clusters` where the field says so)."""
+    for f in dataclasses.fields(cls):
+        if f.name == param:
+            return f.metadata.get("flag", "--" + param.replace("_", "-"))
+    return param
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = ()) -> None:
+    """One option per field of `cls`: flag from the name (or `metadata['flag']`), type from the annotation
+    (or `metadata['parse']`), help from its attribute docstring with the field's default shown. Options
+    left out stay out of the namespace (`argparse.SUPPRESS`), so `from_args` lets the dataclass (or a
+    preset) supply them: defaults live in one place."""
+    docs, hints, defaults = field_docs(cls), typing.get_type_hints(cls), cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.metadata.get("cli") is False:
+            continue
+        default = getattr(defaults, f.name)
+        text = docs.get(f.name, "").replace("%", "%%")
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=text)
+            continue
+        parse = f.metadata.get("parse") or _scalar_parser(hints[f.name], f.name)
+        shown = str(",".join(map(str, default)) if isinstance(default, tuple) else default).replace("%", "%%")
+        parser.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS, choices=f.metadata.get("choices"),
+                            metavar=f.metadata.get("metavar"),
+                            help=text if default is None else f"{text} (default: {shown})")
+
+
+def _scalar_parser(hint, name: str):
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    kind = args[0]
+    if kind in (int, float, str):
+        def parse(text: str):
+            try:
+                return kind(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        parse.__name__ = kind.__name__
+        return parse
+    raise TypeError(f"field {name}: give metadata['parse'] for annotation {hint}")
+
+
+def given_args(cls: type, args: argparse.Namespace) -> dict:
+    """{field: value} of the options the user gave (see `add_arguments`)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+
+
+def from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
+    """The validated config: the dataclass defaults, then the options the user gave, then `overrides`."""
+    return cls(**{**given_args(cls, args), **overrides})

@@ -1,0 +1,106 @@
+"""QDG's analysis stage, without the model: quanta clusters of the stored gradients, the rank-frequency
+envelope over many cluster counts and its fit, UMAP, and the outputs (`summary.json`, `clusters.json`,
+`rank_frequency.*`, `umap.png`, `browser.html`)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_json, progress, read_json
+
+__all__ = ["analyse"]
+
+
+def analyse(out: str | Path, config, *, extra: dict | None = None):
+    """Cluster the gradients stored in `out` with `config`'s analysis settings and write every output.
+
+    The clustered tokens are the first `config.n_tokens` captured rows whose recheck loss is below the
+    threshold (all of them when fewer pass). Returns a `QDGResult`.
+
+    Raises
+    ------
+    FileNotFoundError
+        `out` holds no captured gradients.
+    """
+    from ..capture import GradientStore
+    from .browser import write_browser
+    from .clustering import QuantaClustering, umap_embedding
+    from .frequencies import (
+        alpha_n_from,
+        envelope,
+        plot_rank_frequency,
+        plot_umap,
+        rank_frequency_fit,
+        rank_sizes,
+        write_rank_frequency,
+    )
+    from .qdg import QDGResult, _passing
+
+    out, t0 = Path(out), time.perf_counter()
+    store, targets = GradientStore(out / "gradients"), read_json(out / "targets.json")
+    rows = _passing(store, config.loss_threshold)[: config.n_tokens]
+    G = np.asarray(store.gradients[rows])
+    counts = config.counts()
+    qc = QuantaClustering(config.n_clusters, affinity=config.affinity, method=config.method,
+                          n_components=max(counts), assign_labels=config.assign_labels, n_init=config.n_init,
+                          random_state=config.seed)
+    qc.fit(G)
+    sizes_by_k = {k: rank_sizes(qc.labels_ if k == config.n_clusters else qc.labels_for(k))
+                  for k in progress(counts, desc="clusterings for the envelope", leave=False)}
+    alpha, source = alpha_n_from(config.alpha_n)
+    fit = rank_frequency_fit(envelope(list(sizes_by_k.values())), total=len(rows), fit_ranks=config.ranks(),
+                             alpha_n=alpha, alpha_n_source=source, seed=config.seed)
+    write_rank_frequency(out, sizes_by_k, fit)
+    plot_rank_frequency(out / "rank_frequency", sizes_by_k, fit, title=f"QDG quanta: {config.model}")
+    notes = list((extra or {}).pop("notes", []))
+    try:
+        plot_umap(out / "umap", umap_embedding(G, random_state=config.seed), qc.labels_)
+    except ValueError as e:
+        notes.append(f"umap.png not drawn: {e}")
+
+    order = np.argsort(-np.bincount(qc.labels_, minlength=config.n_clusters), kind="stable")
+    clusters = []
+    for rank, c in enumerate(order):
+        members = sorted((int(rows[i]) for i in np.flatnonzero(qc.labels_ == c)), key=lambda r: store.losses[r])
+        recs = [{**{f: targets[r][f] for f in ("doc", "start", "pos", "doc_name", "context", "target")},
+                 "loss": float(store.losses[r]), "tokens": targets[r]["tokens"]} for r in members]
+        top = Counter(r["target"] for r in recs).most_common(10)
+        clusters.append({"rank": rank + 1, "label": int(c), "size": len(recs), "top_targets": top, "members": recs})
+    atomic_write_json(out / "clusters.json", [{**c, "members": [{f: v for f, v in m.items() if f != "tokens"}
+                                                                  for m in c["members"]]} for c in clusters])
+    scan = read_json(out / "scan" / "state.json")
+    lengths = store.targets[rows, 2] - store.targets[rows, 1]
+    timings = {k: v for k, v in (extra or {}).items() if k.endswith(("seconds", "per_second"))}
+    timings["analysis_seconds"] = round(time.perf_counter() - t0, 2)
+    if scan.get("seconds"):
+        timings["scan_tokens_per_second_total"] = round(scan["tokens_forwarded"] / scan["seconds"], 1)
+    summary = {
+        "model": config.model, "corpus": config.corpus,
+        **{k: v for k, v in (extra or {}).items() if k not in timings},
+        "settings": {**config.to_dict(), "cluster_counts": list(counts), "fit_ranks": list(config.ranks()),
+                     "gradient_dim": store.meta["dim"], "n_weight_matrices": len(store.meta["layers"])},
+        "n_scanned": scan["tokens_scored"], "n_candidates": scan["n_candidates"], "n_tokens": int(len(rows)),
+        "context_tokens": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())},
+        "n_nan_gradients": int((store.status == -1).sum()),
+        "n_above_threshold_on_recheck": int((store.ok & (store.losses >= config.loss_threshold)).sum()),
+        "clusters": [{"rank": c["rank"], "label": c["label"], "size": c["size"], "top_targets": c["top_targets"][:5]}
+                     for c in clusters],
+        "rank_frequency": fit, "envelope_ks": list(counts), "timings": timings, "notes": notes,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    ctx = f"{lengths.min()}–{lengths.max()} tokens of context (mean {lengths.mean():.0f})"
+    write_browser(out / "browser.html", [{**c, "examples": c["members"]} for c in clusters],
+                  title=f"Quanta of {config.model} on {config.corpus}",
+                  subtitle=f"{len(rows)} tokens with loss < {config.loss_threshold} nats, {config.n_clusters} clusters "
+                           f"of per-token gradients ({ctx}). {summary.get('model_note', '')}",
+                  n_tokens=len(rows))
+    for note in notes:
+        print(f"quanta discover: {note}")
+    fitted = fit.get("slope")
+    return QDGResult(out=out, n_tokens=int(len(rows)), cluster_sizes=[c["size"] for c in clusters], slope=fitted,
+                     slope_ci=fit.get("slope_ci"), predicted_slope=fit.get("predicted_slope"), timings=timings,
+                     summary=summary)

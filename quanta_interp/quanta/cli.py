@@ -1,0 +1,34 @@
+"""`quanta discover`: builds a `QDGConfig` from its flags and runs `qdg.discover` (see that module)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import add_arguments, given_args
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    from .qdg import PRESETS, QDGConfig
+
+    parser.add_argument("--out", default="runs/discover", help="output folder (default: runs/discover)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                        help="cpu: sized for a 2-core CPU; paper: 10k tokens, whole-document context, 400 clusters, "
+                             "30 counts 10…1500, ranks 100–900 (a GPU job). Flags given override it (default: cpu)")
+    add_arguments(parser, QDGConfig)
+    parser.set_defaults(func=_cmd, config_cls=QDGConfig)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from .qdg import QDGConfig, discover
+
+    result = discover(QDGConfig.preset(args.preset, **given_args(QDGConfig, args)), args.out)
+    fit = result.summary["rank_frequency"]
+    slope = "none" if result.slope is None else (f"{result.slope:.3f} [{result.slope_ci[0]:.3f}, "
+                                                 f"{result.slope_ci[1]:.3f}] over ranks {fit['fit_ranks'][0]}–"
+                                                 f"{fit['fit_ranks'][1]}")
+    print(f"{result.n_tokens} tokens → {len(result.cluster_sizes)} clusters; rank-frequency slope {slope}; "
+          f"open {Path(args.out) / 'browser.html'}")
+    return 0

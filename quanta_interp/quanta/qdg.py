@@ -1,0 +1,447 @@
+"""QDG, quanta discovery from gradients (Michaud et al. 2023, §5), as a Python API: `discover(config, out)`.
+
+Stages, each resumable in `out`: (1) scan corpus blocks for low-loss tokens (`scan/`); (2) per-token
+gradients of those tokens, sketched, streamed to `gradients/`; (3) analysis without the model: quanta
+clusters, the rank-frequency envelope over many cluster counts, its fit, UMAP, `summary.json`,
+`clusters.json` and `browser.html` (`analysis.analyse`).
+
+What defines the captured gradients (model, corpus, context, threshold, parameters, projection, seed) is
+kept apart from the analysis settings: a rerun on the same `out` with other clusters, counts or fit ranks
+re-clusters the stored gradients in seconds; a rerun asking for more tokens extends the capture; a rerun
+with another capture identity is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..capture.sketch import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM, validate_dims
+from ..config import (
+    Config,
+    ParameterError,
+    check_finite,
+    check_positive_int,
+    parse_int_list,
+)
+from ..io import atomic_write_json, read_json
+from .clustering import AFFINITIES, ASSIGN_LABELS, METHODS
+
+__all__ = ["QDGConfig", "QDGResult", "discover", "capture_stage", "PRESETS", "IDENTITY"]
+
+# Settings that define the captured gradients; every other field only changes the analysis or the speed.
+IDENTITY = ("model", "corpus", "context", "min_context", "loss_threshold", "keep_induction", "params",
+            "projection_dim", "matrix_sketch_dim", "seed")
+
+
+def _parse_context(text: str) -> int | str:
+    if text == "doc":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or 'doc', got {text!r}") from None
+
+
+def _parse_ranks(text: str) -> tuple[int, int]:
+    import argparse
+
+    parts = text.replace("-", ",").split(",")
+    try:
+        lo, hi = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI ranks, e.g. 100-900, got {text!r}") from None
+    return lo, hi
+
+
+def _parse_alpha(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class QDGConfig(Config):
+    """Everything `quanta discover` does, checked on construction, before any model loads.
+
+    Defaults are sized for a 2-core CPU (≥ 2000 tokens in ≥ 60 clusters within 10 minutes on SmolLM2);
+    `QDGConfig.preset("paper")` gives the paper's procedure.
+    """
+
+    model: str = "smollm2"
+    """'smollm2', a Hugging Face name or folder, or a `quanta lm train` run folder."""
+    corpus: str = "shakespeare"
+    """'shakespeare', a text file or folder, or hf:NAME."""
+    n_tokens: int = 2000
+    """Low-loss tokens to cluster: the scan and the capture go on until this many pass."""
+    loss_threshold: float = 0.1
+    """Keep tokens whose loss is below this, in nats (the paper: 0.1)."""
+    context: int | str = field(default=64, metadata={"parse": _parse_context, "metavar": "N|doc"})
+    """Tokens of context: documents are cut into blocks of this many tokens and each token sees the part
+    of its block before it; 'doc' is the paper's whole document, capped at 1024 tokens (and at the model's
+    n_ctx)."""
+    min_context: int = 8
+    """Tokens need at least this many tokens of context to be candidates."""
+    keep_induction: bool = False
+    """Keep tokens that complete a trigram already seen in their context (the paper drops them)."""
+    scan_tokens: int | None = field(default=None, metadata={"parse": int})
+    """Stop scanning after this many scored tokens (default: until n_tokens are found or the corpus ends)."""
+    params: str = "all"
+    """Weights whose gradients are taken: all, mlp, attn, 'layers 3-5' or a regex over matrix names."""
+    projection_dim: int = DEFAULT_PROJECTION_DIM
+    """k: each token's gradient is tensor-sketched to k numbers (cosine error ≈ 1/√k); 0 stores exact
+    gradients (small models only)."""
+    matrix_sketch_dim: int = DEFAULT_MATRIX_DIM
+    """m: buckets of each weight matrix's own sketch before the k-vector (its FFT length; ≤ k)."""
+    seed: int = 0
+    """Seeds the scan order, the sketch, the clustering and the bootstrap."""
+    n_clusters: int = field(default=80, metadata={"flag": "--clusters"})
+    """Number of quanta (the paper: 400 for 10k tokens)."""
+    method: str = field(default="dense", metadata={"choices": METHODS})
+    """Spectral-clustering graph: dense (all pairs) or knn (sparse, for 10^5 tokens)."""
+    affinity: str = field(default="angular", metadata={"choices": AFFINITIES})
+    """angular = 1 − arccos(cos)/π (the paper), cosine = (1 + cos)/2, or unsigned (|cos|)."""
+    assign_labels: str = field(default="kmeans", metadata={"choices": ASSIGN_LABELS})
+    """kmeans (the paper) or cluster_qr (deterministic, much faster at large cluster counts)."""
+    n_init: int = 10
+    """k-means restarts per clustering (the paper: 30)."""
+    cluster_counts: tuple[int, ...] | None = field(default=None, metadata={"parse": parse_int_list,
+                                                                             "metavar": "A,B,…|geom:LO:HI:N"})
+    """Cluster counts of the rank-frequency envelope (the paper: 30 counts from 10 to 1500); default 16
+    counts from 10 to 15 % of the tokens, plus n_clusters."""
+    fit_ranks: tuple[int, int] | None = field(default=None, metadata={"parse": _parse_ranks, "metavar": "LO-HI"})
+    """Envelope ranks fitted, inclusive (the paper: 100-900 of 10k tokens); default: the paper's range scaled
+    to n_tokens (1 % to 9 % of the tokens)."""
+    alpha_n: float | str | None = field(default=None, metadata={"parse": _parse_alpha, "metavar": "X|SUMMARY"})
+    """α_N for the predicted slope −(α_N + 1): a number, or the summary.json of `quanta lm scaling` on this
+    model's family (default: no prediction)."""
+    device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, … (an unavailable device is an error, never a silent CPU run)."""
+    batch_tokens: int = 1024
+    """Tokens per forward/backward pass (windows of similar length are batched together); raise on a GPU."""
+
+    # ------------------------------------------------------------------ validation
+
+    def _checks(self):
+        def positive(name, v):
+            check_positive_int(name, v)
+
+        def threshold(name, v):
+            check_finite(name, v, low=0.0, low_open=True)
+
+        def context(name, v):
+            if v != "doc" and (isinstance(v, bool) or not isinstance(v, int) or v < 2):
+                raise ParameterError(name, f"must be a number of tokens ≥ 2 or 'doc', got {v!r}")
+
+        def min_context(name, v):
+            check_positive_int(name, v)
+            if self.context != "doc" and v >= self.context:
+                raise ParameterError(name, f"must be smaller than context ({self.context}), got {v}")
+
+        def scan_tokens(name, v):
+            if v is not None:
+                check_positive_int(name, v)
+
+        def params(name, v):
+            from ..capture.modules import compile_params
+
+            compile_params(v)
+
+        def dims(name, v):
+            validate_dims(self.projection_dim, self.matrix_sketch_dim)
+
+        def choice(accepted):
+            def check(name, v):
+                if v not in accepted:
+                    raise ParameterError(name, f"must be one of {', '.join(accepted)}, got {v!r}")
+            return check
+
+        def n_clusters(name, v):
+            check_positive_int(name, v)
+            if not 2 <= v <= self.n_tokens:
+                raise ParameterError(name, f"must be between 2 and n_tokens ({self.n_tokens}), got {v}")
+
+        def counts(name, v):
+            if v is None:
+                return
+            if not v or any(isinstance(c, bool) or not isinstance(c, int) for c in v):
+                raise ParameterError(name, f"must be a non-empty list of integers, got {v!r}")
+            bad = [c for c in v if not 2 <= c <= self.n_tokens]
+            if bad:
+                raise ParameterError(name, f"counts must lie between 2 and n_tokens ({self.n_tokens}); got {bad[:3]}")
+
+        def ranks(name, v):
+            if v is None:
+                return
+            if len(v) != 2 or not 1 <= v[0] < v[1]:
+                raise ParameterError(name, f"must be (lo, hi) with 1 ≤ lo < hi, got {v!r}")
+            top = max(self.counts())
+            if v[1] > top:
+                raise ParameterError(name, f"ranks {v[0]}-{v[1]} go past the largest cluster count ({top}), so no "
+                                           f"clustering has rank {v[1]}; lower the upper rank or raise cluster_counts")
+
+        def alpha(name, v):
+            if isinstance(v, (int, float)):
+                check_finite(name, v, low=0.0)
+            elif v is not None:
+                from .frequencies import alpha_n_from
+
+                alpha_n_from(v)
+
+        def device(name, v):
+            check_device(v)
+
+        return [("n_tokens", positive), ("loss_threshold", threshold), ("context", context),
+                ("min_context", min_context), ("scan_tokens", scan_tokens), ("params", params),
+                ("projection_dim", dims), ("seed", lambda n, v: None), ("n_clusters", n_clusters),
+                ("method", choice(METHODS)), ("affinity", choice(AFFINITIES)),
+                ("assign_labels", choice(ASSIGN_LABELS)), ("n_init", positive), ("cluster_counts", counts),
+                ("fit_ranks", ranks), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device)]
+
+    # ------------------------------------------------------------------ derived settings
+
+    @classmethod
+    def preset(cls, name: str, **changes) -> QDGConfig:
+        """'cpu' (the defaults) or 'paper': 10k tokens, whole-document context (≤ 1024 tokens), 400 clusters,
+        the envelope over 30 counts from 10 to 1500 fitted over ranks 100–900, k-means with 30 restarts."""
+        if name not in PRESETS:
+            raise ParameterError("preset", f"must be one of {', '.join(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **changes})
+
+    def counts(self) -> tuple[int, ...]:
+        """The envelope's cluster counts, n_clusters included, ascending."""
+        base = self.cluster_counts
+        if base is None:
+            hi = max(10, int(0.15 * self.n_tokens))
+            base = tuple(int(c) for c in np.unique(np.geomspace(min(10, hi), hi, 16).round()))
+        return tuple(sorted({c for c in base if 2 <= c <= self.n_tokens} | {self.n_clusters}))
+
+    def ranks(self) -> tuple[int, int]:
+        """The fitted envelope ranks."""
+        if self.fit_ranks is not None:
+            return self.fit_ranks
+        lo = max(1, round(0.01 * self.n_tokens))
+        return lo, min(max(lo + 3, round(0.09 * self.n_tokens)), max(self.counts()))
+
+    def identity(self) -> dict:
+        """The settings that define the captured gradients (`IDENTITY`)."""
+        return {k: getattr(self, k) for k in IDENTITY}
+
+
+PRESETS: dict[str, dict] = {
+    "cpu": {},
+    "paper": dict(n_tokens=10000, context="doc", min_context=1, n_clusters=400, n_init=30,
+                  cluster_counts=tuple(int(c) for c in np.unique(np.geomspace(10, 1500, 30).round())),
+                  fit_ranks=(100, 900)),
+}
+
+
+def check_device(device: str) -> None:
+    """`ParameterError('device', …)` unless torch can use `device` here (CUDA present, index in range)."""
+    if device == "cpu":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ParameterError("device", f"{device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError("device", f"{device!r} asked for, but CUDA is not available here "
+                                           "(torch.cuda.is_available() is False); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ParameterError("device", f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError("device", f"{device!r} asked for, but MPS is not available here; use device='cpu'")
+    elif dev.type not in ("cuda", "mps", "cpu"):
+        raise ParameterError("device", f"{device!r}: only cpu, cuda and mps are supported")
+
+
+@dataclass
+class QDGResult:
+    """What `discover` found; `summary` is the whole `summary.json`.
+
+    Attributes
+    ----------
+    out : Path
+    n_tokens : int
+        Tokens clustered.
+    cluster_sizes : list[int]
+        Sizes of the n_clusters quanta, largest first.
+    slope, slope_ci
+        Rank-frequency slope of the envelope over the fitted ranks, with its bootstrap CI (None if unfit).
+    predicted_slope : float or None
+        −(α_N + 1), labelled in `summary['rank_frequency']['alpha_N_source']`.
+    timings : dict
+        Seconds and tokens/s of each stage run now.
+    """
+
+    out: Path
+    n_tokens: int
+    cluster_sizes: list[int]
+    slope: float | None
+    slope_ci: list[float] | None
+    predicted_slope: float | None
+    timings: dict
+    summary: dict
+
+    def to_dict(self) -> dict:
+        return {"out": str(self.out), "n_tokens": self.n_tokens, "cluster_sizes": self.cluster_sizes,
+                "slope": self.slope, "slope_ci": self.slope_ci, "predicted_slope": self.predicted_slope,
+                "timings": self.timings}
+
+
+def _check_identity(out: Path, config: QDGConfig) -> None:
+    """Refuse an `out` that holds gradients of another capture identity; record this one."""
+    path = out / "identity.json"
+    mine = config.identity()
+    if path.exists():
+        stored = read_json(path)
+        differ = [f"{k} ({stored.get(k)!r} there, {v!r} now)" for k, v in mine.items() if stored.get(k) != v]
+        if differ:
+            raise ParameterError(differ[0].split(" ")[0], f"{out} holds gradients captured with other settings: "
+                                 f"{'; '.join(differ)}. Use another out folder; analysis settings alone may change")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, mine)
+
+
+def _records(corpus, rows: np.ndarray, show: int = 48) -> list[dict]:
+    """What the browser shows of each target: up to `show` tokens of its context, the target last."""
+    tok, out = corpus.tokenizer, []
+    for d, s, p in rows:
+        doc = corpus.doc(int(d))
+        lo = max(int(s), int(p) - show)
+        out.append({"doc": int(d), "start": int(s), "pos": int(p), "doc_name": corpus.doc_names[d],
+                    "context": corpus.text(int(d), lo, int(p)), "target": tok.token_str(int(doc[p])),
+                    "tokens": [tok.token_str(int(t)) for t in doc[lo: p + 1]]})
+    return out
+
+
+def capture_stage(config: QDGConfig, out: Path) -> dict:
+    """Scan and capture until `n_tokens` tokens pass the threshold on recheck (or the corpus runs out).
+
+    Loads the model only when there is work left. Returns timings and notes for the summary.
+
+    Raises
+    ------
+    ValueError
+        The scan finds fewer than 2 tokens, or fewer than `n_clusters`, in the whole corpus (or in
+        `scan_tokens`): the message says what to change.
+    """
+    from ..capture import GradientStore, capture_gradients
+    from .scan import Scan, block_length, scan_low_loss
+
+    info: dict = {"notes": []}
+    store_dir, scan_dir = out / "gradients", out / "scan"
+    model = corpus = None
+    docs = None
+    t_capture = t_scan = 0.0
+    tokens_captured = 0
+    while True:
+        store = GradientStore(store_dir) if (store_dir / "capture.json").exists() else None
+        state = read_json(out / "state.json") if (out / "state.json").exists() else {}
+        passing = _passing(store, config.loss_threshold)
+        dry = {"exhausted_at": 0 if store is None else len(store.targets), "scan_tokens": config.scan_tokens}
+        if len(passing) >= config.n_tokens or state == dry:
+            break
+        if model is None:
+            model, corpus, docs = _load(config, info)
+            block, note = block_length(config.context, int(model.cfg.n_ctx))
+            if note:
+                info["notes"].append(note)
+            info["block_length"] = block
+        n_have = 0 if store is None else len(store.targets)
+        n_fail = n_have - len(passing)
+        t0 = time.perf_counter()
+        scan = scan_low_loss(model, docs, scan_dir, n_needed=config.n_tokens + n_fail, block=block,
+                             min_context=config.min_context, loss_threshold=config.loss_threshold,
+                             exclude_induction=not config.keep_induction, seed=config.seed,
+                             batch_tokens=config.batch_tokens, max_tokens=config.scan_tokens)
+        t_scan += time.perf_counter() - t0
+        rows = scan.candidates[: config.n_tokens + n_fail]
+        if len(rows) <= n_have:  # nothing new to capture: the scan has run dry
+            atomic_write_json(out / "state.json", dry)
+            break
+        records = read_json(out / "targets.json") if (out / "targets.json").exists() else []
+        atomic_write_json(out / "targets.json", records + _records(corpus, rows[len(records):]))
+        t0 = time.perf_counter()
+        store = capture_gradients(model, docs, rows, store_dir, params=config.params,
+                                  projection_dim=config.projection_dim, matrix_sketch_dim=config.matrix_sketch_dim,
+                                  batch_tokens=config.batch_tokens, seed=config.seed)
+        t_capture += time.perf_counter() - t0
+        tokens_captured += len(rows) - n_have
+    store = GradientStore(store_dir) if (store_dir / "capture.json").exists() else None
+    passing = _passing(store, config.loss_threshold)
+    scan = Scan.load(scan_dir, 0)
+    if len(passing) < max(2, config.n_clusters):
+        where = (f"the first {scan.tokens_scored} scored tokens (scan_tokens)" if config.scan_tokens
+                 and scan.tokens_scored >= config.scan_tokens else f"the whole corpus ({scan.tokens_scored} tokens scored)")
+        raise ValueError(f"loss_threshold {config.loss_threshold} keeps {len(passing)} tokens in {where}, fewer "
+                         f"than n_clusters ({config.n_clusters}); raise loss_threshold"
+                         + (" or scan_tokens" if config.scan_tokens else "") + ", or lower n_clusters")
+    if len(passing) < config.n_tokens:
+        info["notes"].append(f"only {len(passing)} of the {config.n_tokens} tokens asked for pass loss_threshold "
+                             f"{config.loss_threshold} in the {scan.tokens_scored} tokens scanned; all are clustered")
+    if model is not None:
+        info["model_note"] = getattr(model, "quanta_note", "")
+        info["n_layers"] = int(model.cfg.n_layers)
+    if t_scan:
+        info["scan_seconds"] = round(t_scan, 2)
+    if t_capture:
+        info["capture_seconds"] = round(t_capture, 2)
+        info["capture_tokens_per_second"] = round(tokens_captured / t_capture, 2)
+    return info
+
+
+def _passing(store, threshold: float) -> np.ndarray:
+    """Rows of the store whose gradient is finite and whose recheck loss is below the threshold."""
+    if store is None:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(store.ok & (store.losses < threshold))
+
+
+def _load(config: QDGConfig, info: dict):
+    from .. import lm
+    from ..corpora import load_corpus
+
+    t0 = time.perf_counter()
+    model = lm.load(config.model, device=config.device)
+    corpus = load_corpus(config.corpus, tokenizer=lm.corpus_tokenizer(model), seed=config.seed)
+    info["load_seconds"] = round(time.perf_counter() - t0, 2)
+    return model, corpus, corpus.documents()
+
+
+def discover(config: QDGConfig, out: str | Path) -> QDGResult:
+    """Run (or resume, extend or re-analyse) QDG in `out` and return what it found.
+
+    Parameters
+    ----------
+    config : QDGConfig
+        Validated on construction: every setting is checked before the model loads or the scan starts.
+    out : folder
+        Holds every stage's state and outputs (see module docstring).
+
+    Raises
+    ------
+    ParameterError
+        `out` holds gradients of another capture identity, or an analysis setting does not fit the data.
+    ValueError
+        Too few tokens pass the loss threshold in the corpus.
+    """
+    from .analysis import analyse
+
+    out = Path(out)
+    config.validate()
+    _check_identity(out, config)
+    atomic_write_json(out / "config.json", config.to_dict())
+    t0 = time.perf_counter()
+    info = capture_stage(config, out)
+    return analyse(out, config, extra={**info, "wall_seconds_this_run": round(time.perf_counter() - t0, 1)})
