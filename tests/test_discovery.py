@@ -166,6 +166,18 @@ def test_quanta_discover_end_to_end(tiny_run, capsys, monkeypatch):
     np.testing.assert_array_equal(np.load(out / "gradients" / "gradients.npy")[:40], first)
 
 
+def test_whole_document_context_is_capped_at_the_models_n_ctx_and_said_once(tiny_run, capsys):
+    from quanta_interp.cli import main
+
+    out = tiny_run / "doc"
+    argv = _args(tiny_run, out, "--n-tokens", "12", "--clusters", "2")
+    assert main(argv[: argv.index("--context")] + argv[argv.index("--context") + 2:] + ["--context", "doc"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["block_length"] == 32 and summary["context_tokens"]["max"] <= 32  # the model's n_ctx
+    assert summary["notes"] == ["context doc is longer than the model's n_ctx = 32; capped at 32 tokens"]
+    assert capsys.readouterr().out.count("capped at 32 tokens") == 1
+
+
 def test_discover_refuses_another_capture_in_the_same_folder(tiny_run, capsys):
     from quanta_interp.cli import main
 

@@ -6,13 +6,55 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..io import atomic_write_json, progress, read_json
 
-__all__ = ["analyse"]
+__all__ = ["analyse", "QDGResult", "passing_rows"]
+
+
+@dataclass
+class QDGResult:
+    """What `discover` found; `summary` is the whole `summary.json`.
+
+    Attributes
+    ----------
+    out : Path
+    n_tokens : int
+        Tokens clustered.
+    cluster_sizes : list[int]
+        Sizes of the n_clusters quanta, largest first.
+    slope, slope_ci
+        Rank-frequency slope of the envelope over the fitted ranks, with its bootstrap CI (None if unfit).
+    predicted_slope : float or None
+        −(α_N + 1), labelled in `summary['rank_frequency']['alpha_N_source']`.
+    timings : dict
+        Seconds and tokens/s of each stage run now.
+    """
+
+    out: Path
+    n_tokens: int
+    cluster_sizes: list[int]
+    slope: float | None
+    slope_ci: list[float] | None
+    predicted_slope: float | None
+    timings: dict
+    summary: dict
+
+    def to_dict(self) -> dict:
+        return {"out": str(self.out), "n_tokens": self.n_tokens, "cluster_sizes": self.cluster_sizes,
+                "slope": self.slope, "slope_ci": self.slope_ci, "predicted_slope": self.predicted_slope,
+                "timings": self.timings}
+
+
+def passing_rows(store, threshold: float) -> np.ndarray:
+    """Rows of the store whose gradient is finite and whose recheck loss is below the threshold."""
+    if store is None:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(store.ok & (store.losses < threshold))
 
 
 def analyse(out: str | Path, config, *, extra: dict | None = None):
@@ -38,11 +80,9 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
         rank_sizes,
         write_rank_frequency,
     )
-    from .qdg import QDGResult, _passing
-
     out, t0 = Path(out), time.perf_counter()
     store, targets = GradientStore(out / "gradients"), read_json(out / "targets.json")
-    rows = _passing(store, config.loss_threshold)[: config.n_tokens]
+    rows = passing_rows(store, config.loss_threshold)[: config.n_tokens]
     G = np.asarray(store.gradients[rows])
     counts = config.counts()
     qc = QuantaClustering(config.n_clusters, affinity=config.affinity, method=config.method,

@@ -28,6 +28,7 @@ from ..config import (
     parse_int_list,
 )
 from ..io import atomic_write_json, read_json
+from .analysis import QDGResult, analyse, passing_rows
 from .clustering import AFFINITIES, ASSIGN_LABELS, METHODS
 
 __all__ = ["QDGConfig", "QDGResult", "discover", "capture_stage", "PRESETS", "IDENTITY"]
@@ -264,40 +265,6 @@ def check_device(device: str) -> None:
         raise ParameterError("device", f"{device!r}: only cpu, cuda and mps are supported")
 
 
-@dataclass
-class QDGResult:
-    """What `discover` found; `summary` is the whole `summary.json`.
-
-    Attributes
-    ----------
-    out : Path
-    n_tokens : int
-        Tokens clustered.
-    cluster_sizes : list[int]
-        Sizes of the n_clusters quanta, largest first.
-    slope, slope_ci
-        Rank-frequency slope of the envelope over the fitted ranks, with its bootstrap CI (None if unfit).
-    predicted_slope : float or None
-        −(α_N + 1), labelled in `summary['rank_frequency']['alpha_N_source']`.
-    timings : dict
-        Seconds and tokens/s of each stage run now.
-    """
-
-    out: Path
-    n_tokens: int
-    cluster_sizes: list[int]
-    slope: float | None
-    slope_ci: list[float] | None
-    predicted_slope: float | None
-    timings: dict
-    summary: dict
-
-    def to_dict(self) -> dict:
-        return {"out": str(self.out), "n_tokens": self.n_tokens, "cluster_sizes": self.cluster_sizes,
-                "slope": self.slope, "slope_ci": self.slope_ci, "predicted_slope": self.predicted_slope,
-                "timings": self.timings}
-
-
 def _check_identity(out: Path, config: QDGConfig) -> None:
     """Refuse an `out` that holds gradients of another capture identity; record this one."""
     path = out / "identity.json"
@@ -348,7 +315,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
     while True:
         store = GradientStore(store_dir) if (store_dir / "capture.json").exists() else None
         state = read_json(out / "state.json") if (out / "state.json").exists() else {}
-        passing = _passing(store, config.loss_threshold)
+        passing = passing_rows(store, config.loss_threshold)
         dry = {"exhausted_at": 0 if store is None else len(store.targets), "scan_tokens": config.scan_tokens}
         if len(passing) >= config.n_tokens or state == dry:
             break
@@ -357,7 +324,6 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
             block, note = block_length(config.context, int(model.cfg.n_ctx))
             if note:
                 info["notes"].append(note)
-            info["block_length"] = block
         n_have = 0 if store is None else len(store.targets)
         n_fail = n_have - len(passing)
         t0 = time.perf_counter()
@@ -379,7 +345,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
         t_capture += time.perf_counter() - t0
         tokens_captured += len(rows) - n_have
     store = GradientStore(store_dir) if (store_dir / "capture.json").exists() else None
-    passing = _passing(store, config.loss_threshold)
+    passing = passing_rows(store, config.loss_threshold)
     scan = Scan.load(scan_dir, 0)
     if len(passing) < max(2, config.n_clusters):
         where = (f"the first {scan.tokens_scored} scored tokens (scan_tokens)" if config.scan_tokens
@@ -390,22 +356,20 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
     if len(passing) < config.n_tokens:
         info["notes"].append(f"only {len(passing)} of the {config.n_tokens} tokens asked for pass loss_threshold "
                              f"{config.loss_threshold} in the {scan.tokens_scored} tokens scanned; all are clustered")
-    if model is not None:
-        info["model_note"] = getattr(model, "quanta_note", "")
-        info["n_layers"] = int(model.cfg.n_layers)
+    if model is not None:  # what only the loaded model knows, kept for reruns that do not load it
+        atomic_write_json(out / "model_info.json", {"model_note": getattr(model, "quanta_note", ""),
+                                                    "n_layers": int(model.cfg.n_layers), "block_length": block,
+                                                    "notes": list(info["notes"])})
+    if (out / "model_info.json").exists():
+        stored = read_json(out / "model_info.json")
+        info["notes"] = list(dict.fromkeys(stored.pop("notes") + info["notes"]))
+        info.update(stored)
     if t_scan:
         info["scan_seconds"] = round(t_scan, 2)
     if t_capture:
         info["capture_seconds"] = round(t_capture, 2)
         info["capture_tokens_per_second"] = round(tokens_captured / t_capture, 2)
     return info
-
-
-def _passing(store, threshold: float) -> np.ndarray:
-    """Rows of the store whose gradient is finite and whose recheck loss is below the threshold."""
-    if store is None:
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(store.ok & (store.losses < threshold))
 
 
 def _load(config: QDGConfig, info: dict):
@@ -436,8 +400,6 @@ def discover(config: QDGConfig, out: str | Path) -> QDGResult:
     ValueError
         Too few tokens pass the loss threshold in the corpus.
     """
-    from .analysis import analyse
-
     out = Path(out)
     config.validate()
     _check_identity(out, config)
