@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "traceback", False):
             raise
         flag = flag_of(args.config_cls, e.param) if getattr(args, "config_cls", None) else e.param
-        print(f"quanta {args.group}: error: {flag}: {e.detail}", file=sys.stderr)
+        print(f"quanta {args.group}: error: {flag} {e.detail}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         if getattr(args, "traceback", False):

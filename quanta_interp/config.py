@@ -27,14 +27,15 @@ C = TypeVar("C", bound="Config")
 
 
 class ParameterError(ValueError):
-    """A bad value for one named parameter: `param` is the Python name, `detail` what to change.
+    """A bad value for one named parameter: `param` is the Python name, `detail` the rest of the sentence
+    ("must be a positive integer, got 0").
 
-    `str(error)` reads "param: detail"; the CLI prints the flag instead of the Python name.
+    `str(error)` reads "param detail"; the CLI prints the flag in place of the Python name.
     """
 
     def __init__(self, param: str, detail: str):
         self.param, self.detail = param, detail
-        super().__init__(f"{param}: {detail}")
+        super().__init__(f"{param} {detail}")
 
 
 @cache
@@ -85,7 +86,7 @@ class Config:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ParameterError(unknown[0], f"not a setting of {cls.__name__}; known: {', '.join(sorted(names))}")
+            raise ParameterError(unknown[0], f"is not a setting of {cls.__name__}; known: {', '.join(sorted(names))}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _tupled(v, hints[k]) for k, v in data.items()})
 

@@ -130,9 +130,9 @@ def test_parameter_presets_and_bad_input(tiny):
     assert set(select_modules(tiny, "layers 1")) == {n for n in capture.linear_modules(tiny) if n.startswith("blocks.1.")}
     assert all(".mlp." in n for n in select_modules(tiny, "mlp"))
     assert list(select_modules(tiny, r"attn\.q$")) == ["blocks.0.attn.q", "blocks.1.attn.q"]
-    with pytest.raises(ParameterError, match="^params: 'layers 7-9' matches no weight"):
+    with pytest.raises(ParameterError, match="^params 'layers 7-9' matches no weight"):
         select_modules(tiny, "layers 7-9")
-    with pytest.raises(ParameterError, match="^projection_dim: must be a positive integer"):
+    with pytest.raises(ParameterError, match="^projection_dim must be a positive integer"):
         GradientCapture.for_model(select_modules(tiny), -3)
 
 

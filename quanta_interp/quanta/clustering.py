@@ -135,7 +135,7 @@ class QuantaClustering:
         """int (n,) labels for k clusters from the first k spectral components: what
         `SpectralClustering(n_clusters=k)` computes on the same affinity."""
         if not 2 <= k <= self.embedding_.shape[1]:
-            raise ParameterError("cluster_counts", f"each count must be between 2 and n_components="
+            raise ParameterError("cluster_counts", f"must each be between 2 and n_components="
                                                    f"{self.embedding_.shape[1]}, got {k}")
         if self.assign_labels == "cluster_qr":
             from sklearn.cluster._spectral import cluster_qr

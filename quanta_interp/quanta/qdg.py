@@ -175,7 +175,7 @@ class QDGConfig(Config):
                 raise ParameterError(name, f"must be a non-empty list of integers, got {v!r}")
             bad = [c for c in v if not 2 <= c <= self.n_tokens]
             if bad:
-                raise ParameterError(name, f"counts must lie between 2 and n_tokens ({self.n_tokens}); got {bad[:3]}")
+                raise ParameterError(name, f"must lie between 2 and n_tokens ({self.n_tokens}); got {bad[:3]}")
 
         def ranks(name, v):
             if v is None:
@@ -184,7 +184,7 @@ class QDGConfig(Config):
                 raise ParameterError(name, f"must be (lo, hi) with 1 ≤ lo < hi, got {v!r}")
             top = max(self.counts())
             if v[1] > top:
-                raise ParameterError(name, f"ranks {v[0]}-{v[1]} go past the largest cluster count ({top}), so no "
+                raise ParameterError(name, f"{v[0]}-{v[1]} go past the largest cluster count ({top}), so no "
                                            f"clustering has rank {v[1]}; lower the upper rank or raise cluster_counts")
 
         def alpha(name, v):
@@ -258,11 +258,12 @@ def check_device(device: str) -> None:
             raise ParameterError("device", f"{device!r} asked for, but CUDA is not available here "
                                            "(torch.cuda.is_available() is False); use device='cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ParameterError("device", f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ParameterError("device", f"{device!r} is not here: this machine has {torch.cuda.device_count()} "
+                                           "CUDA device(s)")
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ParameterError("device", f"{device!r} asked for, but MPS is not available here; use device='cpu'")
     elif dev.type not in ("cuda", "mps", "cpu"):
-        raise ParameterError("device", f"{device!r}: only cpu, cuda and mps are supported")
+        raise ParameterError("device", f"{device!r} is not supported: use cpu, cuda or mps")
 
 
 def _check_identity(out: Path, config: QDGConfig) -> None:
@@ -273,7 +274,7 @@ def _check_identity(out: Path, config: QDGConfig) -> None:
         stored = read_json(path)
         differ = [f"{k} ({stored.get(k)!r} there, {v!r} now)" for k, v in mine.items() if stored.get(k) != v]
         if differ:
-            raise ParameterError(differ[0].split(" ")[0], f"{out} holds gradients captured with other settings: "
+            raise ParameterError(differ[0].split(" ")[0], f"differs from the gradients stored in {out}: "
                                  f"{'; '.join(differ)}. Use another out folder; analysis settings alone may change")
     else:
         out.mkdir(parents=True, exist_ok=True)
