@@ -35,14 +35,14 @@ def ground_truth_ari(config: dict | None = None, *, quick: bool = False, per_tas
 
     from quanta_interp.capture import per_sample_gradients
     from quanta_interp.quanta.clustering import QuantaClustering
-    from quanta_interp.quanta.sparse_parity import task_from_config, train_sparse_parity
+    from quanta_interp.sparse_parity import SparseParityConfig, train_sparse_parity
 
     config = config or (QUICK if quick else CPU)
-    model, result = train_sparse_parity(config)
+    model, result = train_sparse_parity(SparseParityConfig(**config))
     learned = list(result["learned"])
     if len(learned) < 2:
         raise ValueError(f"only {len(learned)} subtask(s) learned; train longer to validate clustering")
-    task, gen = task_from_config(config), torch.Generator().manual_seed(seed)
+    task, gen = SparseParityConfig(**config).task(), torch.Generator().manual_seed(seed)
     xs, ys = zip(*(task.sample_task(i, per_task, gen) for i in learned), strict=True)
     x, y, truth = torch.cat(xs), torch.cat(ys), np.repeat(learned, per_task)
     G = per_sample_gradients(model, x, y).numpy()

@@ -15,15 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from quanta_interp.io import RunDir, atomic_write_json
-from quanta_interp.quanta.sparse_parity import LEARNED_BITS, MultitaskSparseParity
-from quanta_interp.quanta.sparse_parity_figures import plot_heatmap, plot_learning_order, plot_scaling
-from quanta_interp.quanta.sparse_parity_sweep import (
-    fit_exponent,
-    learning_order,
-    predictions,
-    run_sweep,
-    steps_to_learn_fit,
-)
+from quanta_interp.sparse_parity.config import SparseParityConfig
+from quanta_interp.sparse_parity.figures import plot_heatmap, plot_learning_order, plot_scaling
+from quanta_interp.sparse_parity.sweep import fit_exponent, learning_order, run_sweep, steps_to_learn_fit
+from quanta_interp.sparse_parity.task import LEARNED_BITS, predictions
 
 CPU = dict(task=dict(n_tasks=200, n_bits=12, k=3, width=128, steps=4000, batch_size=1000, lr=1e-2,
                      log_every=250, eval_samples=100),
@@ -52,12 +47,12 @@ def emergence_vs_steps(run_path: Path, member: int) -> tuple[list[int], list[lis
 
 
 def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, device: str, workers: int) -> dict:
-    base, tag = {**spec["task"], "zipf_exponent": z}, f"zipf{z:g}".replace(".", "p")
+    base, tag = SparseParityConfig(**spec["task"], zipf_exponent=z), f"zipf{z:g}".replace(".", "p")
     t0 = time.perf_counter()
     res_n = run_sweep("N", base, spec["widths"], spec["seeds"], runs / f"zipf{z}" / "N", backend=backend, device=device, workers=workers)
     res_d = run_sweep("D", base, spec["n_train"], spec["seeds"], runs / f"zipf{z}" / "D", backend=backend, device=device, workers=workers)
     seconds = time.perf_counter() - t0
-    theory, n_tasks = predictions(z), base["n_tasks"]
+    theory, n_tasks = predictions(z), base.n_tasks
 
     f_n = fit_exponent(res_n, "N")
     window = fit_window(f_n, n_tasks)
@@ -67,7 +62,7 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     widest = [r for r in res_n if r["config"]["width"] == max(spec["widths"])]
     f_s = fit_exponent(widest, "S")
 
-    probs = MultitaskSparseParity(n_tasks, base["n_bits"], base["k"], z).probs
+    probs = base.task().probs
     order, slope = learning_order(widest[0]), steps_to_learn_fit(widest[0], probs)
     seed0 = [r for r in res_n if r["config"]["seed"] == spec["seeds"][0]]
     shown = min(n_tasks, 40)

@@ -16,7 +16,7 @@ from .config import ParameterError, flag_of
 __all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
 GROUPS: dict[str, tuple[str, str]] = {
-    "sparse-parity": ("quanta_interp.quanta.sparse_parity_cli", "multitask sparse parity: train, sweep, fit, neurons"),
+    "sparse-parity": ("quanta_interp.sparse_parity.cli", "multitask sparse parity: train, sweep, fit, neurons"),
     "lm": ("quanta_interp.lm.cli", "language models: load, train, family, per-token losses, scaling"),
     "discover": ("quanta_interp.quanta.cli", "find quanta by clustering per-token gradients (QDG)"),
     "lottery": ("quanta_interp.lottery.cli", "lottery tickets: y = x² width sweeps, loss peaks, dissection"),

@@ -23,10 +23,11 @@ def local_ray():
 
 
 def test_sparse_parity_sweep_gives_identical_numbers_on_serial_processes_and_ray(local_ray, tmp_path):
-    from quanta_interp.quanta.sparse_parity_sweep import run_group, sweep_configs
+    from quanta_interp.sparse_parity.config import SparseParityConfig
+    from quanta_interp.sparse_parity.sweep import run_group, sweep_configs
 
-    base = {"n_tasks": 4, "n_bits": 8, "k": 2, "zipf_exponent": 1.5, "width": 8, "steps": 40,
-            "batch_size": 64, "lr": 1e-2, "log_every": 20, "eval_samples": 64}
+    base = SparseParityConfig(n_tasks=4, n_bits=8, k=2, zipf_exponent=1.5, width=8, steps=40, batch_size=64, lr=1e-2,
+                              log_every=20, eval_samples=64)
     groups = sweep_configs("N", base, values=[4, 16], seeds=[0, 1])
     serial = map_runs(run_group, groups, backend="serial")
     procs = map_runs(run_group, groups, backend="processes", workers=2)

@@ -8,17 +8,14 @@ import pytest
 import torch
 
 from quanta_interp.io import RunDir
-from quanta_interp.quanta.sparse_parity import (
-    MultitaskSparseParity,
-    build_mlp,
-    train_sparse_parity,
-    train_sparse_parity_batched,
-)
-from quanta_interp.quanta.sparse_parity_neurons import ablation_matrix, carriers
+from quanta_interp.sparse_parity.ablation import ablation_matrix, carriers
+from quanta_interp.sparse_parity.config import SparseParityConfig
+from quanta_interp.sparse_parity.task import MultitaskSparseParity
+from quanta_interp.sparse_parity.training import build_mlp, train_sparse_parity, train_sparse_parity_batched
 
 # Learns its 2–4 most frequent subtasks in a few hundred steps on one core.
-SMALL = dict(n_tasks=8, n_bits=8, k=3, zipf_exponent=1.5, width=48, steps=400, batch_size=400, lr=1e-2,
-             seed=0, log_every=100, eval_samples=200)
+SMALL = SparseParityConfig(n_tasks=8, n_bits=8, k=3, zipf_exponent=1.5, width=48, steps=400, batch_size=400,
+                           lr=1e-2, seed=0, log_every=100, eval_samples=200)
 
 
 def test_labels_are_parities_of_the_subsets_and_control_bits_name_the_task():
@@ -62,15 +59,15 @@ def test_bad_task_arguments_raise_one_clear_error(args, message):
 
 def test_bad_training_config_raises():
     with pytest.raises(ValueError, match="width must be a positive integer"):
-        train_sparse_parity({**SMALL, "width": 0})
+        train_sparse_parity(SMALL.replace(width=0))
     with pytest.raises(ValueError, match="may differ only in width, seed, n_train; they differ in lr"):
-        train_sparse_parity_batched([SMALL, {**SMALL, "lr": 0.1}])
+        train_sparse_parity_batched([SMALL, SMALL.replace(lr=0.1)])
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """SMALL trained once, into a run folder; tests must not modify the model."""
-    run = RunDir(tmp_path_factory.mktemp("sp") / "run", SMALL)
+    run = RunDir(tmp_path_factory.mktemp("sp") / "run", SMALL.to_dict())
     model, result = train_sparse_parity(SMALL, run)
     return model, result, run
 
@@ -99,9 +96,9 @@ def test_training_learns_frequent_subtasks_first_and_logs_per_subtask_metrics(tr
 
 
 def test_batched_training_equals_training_each_config_alone():
-    short = {**SMALL, "steps": 60, "log_every": 20}
-    configs = [{**short, "width": 6, "seed": 1}, {**short, "width": 32, "seed": 1},
-               {**short, "width": 20, "seed": 2, "n_train": 300}]
+    short = SMALL.replace(steps=60, log_every=20)
+    configs = [short.replace(width=6, seed=1), short.replace(width=32, seed=1),
+               short.replace(width=20, seed=2, n_train=300)]
     models, results = train_sparse_parity_batched(configs)
     for cfg, m, r in zip(configs, models, results, strict=True):
         alone_model, alone = train_sparse_parity(cfg)
@@ -111,7 +108,7 @@ def test_batched_training_equals_training_each_config_alone():
             assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), name
     # members really differ: widths, seeds and datasets change the outcome
     assert results[0]["per_task_loss"] != pytest.approx(results[1]["per_task_loss"], abs=1e-3)
-    deep = [{**short, "steps": 30, "depth": 2, "width": w, "activation": "tanh"} for w in (5, 9)]
+    deep = [short.replace(steps=30, depth=2, width=w, activation="tanh") for w in (5, 9)]
     for m, cfg in zip(train_sparse_parity_batched(deep)[0], deep, strict=True):
         alone = train_sparse_parity(cfg)[0]
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(m.parameters(), alone.parameters(), strict=True))

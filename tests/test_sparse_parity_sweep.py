@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 
 from quanta_interp.cli import main
-from quanta_interp.quanta.sparse_parity import MultitaskSparseParity
-from quanta_interp.quanta.sparse_parity_sweep import (
+from quanta_interp.sparse_parity.config import SparseParityConfig
+from quanta_interp.sparse_parity.sweep import (
     fit_exponent,
     learning_order,
-    predictions,
     run_sweep,
     steps_to_learn_fit,
     sweep_configs,
 )
+from quanta_interp.sparse_parity.task import MultitaskSparseParity, predictions
 
-BASE = dict(n_tasks=6, n_bits=8, k=3, zipf_exponent=1.5, width=8, steps=120, batch_size=200, lr=1e-2,
-            log_every=40, eval_samples=50)
-JOB = ("import sys; from quanta_interp.quanta.sparse_parity_sweep import run_sweep; "
-       f"run_sweep('N', {BASE!r}, [4, 8], [0, 1, 2, 3, 4, 5], sys.argv[1])")
+BASE = SparseParityConfig(n_tasks=6, n_bits=8, k=3, zipf_exponent=1.5, width=8, steps=120, batch_size=200, lr=1e-2,
+                          log_every=40, eval_samples=50)
+JOB = ("import sys; from quanta_interp.sparse_parity import SparseParityConfig, run_sweep; "
+       f"run_sweep('N', SparseParityConfig(**{BASE.to_dict()!r}), [4, 8], [0, 1, 2, 3, 4, 5], sys.argv[1])")
 
 
 def test_sweep_killed_with_sigkill_resumes_only_unfinished_groups(tmp_path):
@@ -43,11 +43,11 @@ def test_sweep_killed_with_sigkill_resumes_only_unfinished_groups(tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items()), "finished groups were redone"
     assert len(list(root.glob("runs/*/result.json"))) == 6
     with pytest.raises(ValueError, match="holds a different sweep"):
-        run_sweep("N", {**BASE, "lr": 0.1}, [4, 8], [0, 1, 2, 3, 4, 5], root)
+        run_sweep("N", BASE.replace(lr=0.1), [4, 8], [0, 1, 2, 3, 4, 5], root)
 
 
 def test_sweep_configs_group_members_per_seed():
-    groups = sweep_configs("D", {**BASE, "width": 16}, [100, 1000], [3, 4])
+    groups = sweep_configs("D", BASE.replace(width=16), [100, 1000], [3, 4])
     assert [[m for m in g["members"]] for g in groups] == [
         [{"width": 16, "seed": s, "n_train": d} for d in (100, 1000)] for s in (3, 4)]
     assert all(g["steps"] == 120 and "seed" not in g for g in groups)

@@ -15,7 +15,7 @@ from ..io import atomic_write_json
 
 BENCHES: dict[str, str] = {
     "lm": "quanta_interp.lm.bench",
-    "sparse-parity": "quanta_interp.quanta.sparse_parity_bench",
+    "sparse-parity": "quanta_interp.bench.sparse_parity",
     "qdg": "quanta_interp.bench.qdg",
     "lottery": "quanta_interp.lottery.bench",
     "langstats": "quanta_interp.langstats.bench",

@@ -14,12 +14,15 @@ from functools import partial
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..config import ParameterError
 from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
-from .sparse_parity import LEARNED_BITS, MEMBER_KEYS, train_sparse_parity_batched
+from .config import MEMBER_KEYS, SparseParityConfig
+from .task import LEARNED_BITS
+from .training import train_sparse_parity_batched
 
 __all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "fit_exponent", "learning_order",
-           "steps_to_learn_fit", "predictions"]
+           "steps_to_learn_fit"]
 
 KINDS = ("N", "D", "S")
 
@@ -27,31 +30,42 @@ KINDS = ("N", "D", "S")
 def run_group(config: dict, run_dir=None, device: str = "cpu") -> dict:
     """`map_runs` worker: train `config["members"]` (dicts of width/seed/n_train) batched on the shared rest."""
     base = {k: v for k, v in config.items() if k != "members"}
-    _, results = train_sparse_parity_batched([{**base, **m} for m in config["members"]], run_dir, device=device)
+    configs = [SparseParityConfig.from_dict({**base, **m}) for m in config["members"]]
+    _, results = train_sparse_parity_batched(configs, run_dir, device=device)
     return {"members": results}
 
 
-def sweep_configs(kind: str, base: dict, values: Sequence[int], seeds: Sequence[int]) -> list[dict]:
-    """One group per seed. N: `values` are widths; D: dataset sizes n_train (at base width); S: ignored
-    (one member at base width whose logged curve is the steps sweep)."""
+def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int]) -> list[dict]:
+    """One group (a JSON-able dict: the shared settings and its `members`) per seed. N: `values` are widths;
+    D: dataset sizes n_train (at base width); S: ignored (one member at base width whose logged curve is
+    the steps sweep). `base.seed` is replaced by each of `seeds`.
+
+    Raises
+    ------
+    ParameterError
+        An unknown kind, no values (N, D) or no seeds.
+    """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise ParameterError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind != "S" and not values:
-        raise ValueError(f"values must list at least one {'width' if kind == 'N' else 'n_train'} for kind {kind}")
+        raise ParameterError("values", f"must list at least one {'width' if kind == 'N' else 'n_train'} for "
+                                       f"kind {kind}")
     if not seeds:
-        raise ValueError("seeds must list at least one seed")
+        raise ParameterError("seeds", "must list at least one seed")
+    if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
+        raise ParameterError("values", f"must be positive integers, got {list(values)}")
     key = {"N": "width", "D": "n_train"}.get(kind)
-    shared = {k: v for k, v in base.items() if k not in MEMBER_KEYS}
+    shared = {k: v for k, v in base.to_dict().items() if k not in MEMBER_KEYS}
     groups = []
     for s in seeds:
-        mem = [{"width": base["width"], "seed": s, "n_train": base.get("n_train")}] if kind == "S" else \
-              [{"width": base["width"], "seed": s, "n_train": base.get("n_train"), key: int(v)} for v in values]
+        mem = [{"width": base.width, "seed": s, "n_train": base.n_train}] if kind == "S" else \
+              [{"width": base.width, "seed": s, "n_train": base.n_train, key: int(v)} for v in values]
         groups.append({**shared, "members": mem})
     return groups
 
 
-def run_sweep(kind: str, base: dict, values: Sequence[int], seeds: Sequence[int], root: str | os.PathLike,
-              *, device: str = "cpu", **executor) -> list[dict]:
+def run_sweep(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int],
+              root: str | os.PathLike, *, device: str = "cpu", **executor) -> list[dict]:
     """Run (or resume) a sweep under `root` and return the member results of every group, flattened;
     `executor` goes to `map_runs` (backend, workers, address, resources)."""
     groups = sweep_configs(kind, base, values, seeds)
@@ -62,12 +76,6 @@ def run_sweep(kind: str, base: dict, values: Sequence[int], seeds: Sequence[int]
 
 def members(group_results: Sequence[dict]) -> list[dict]:
     return [m for g in group_results for m in g["members"]]
-
-
-def predictions(zipf_exponent: float) -> dict:
-    """The quantization model's exponents for p_i ∝ i^-zipf_exponent (α = zipf_exponent − 1)."""
-    a = zipf_exponent - 1.0
-    return {"alpha": a, "alpha_N": a, "alpha_D": a / (a + 1), "alpha_S": a / (a + 1)}
 
 
 def _by_x(results: Sequence[dict], x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,13 +8,13 @@ import time
 
 def run(args: argparse.Namespace) -> dict:
     """Same configs, same steps: one stacked model for all widths vs one training per width (CPU, 1 thread)."""
-    from .sparse_parity import train_sparse_parity, train_sparse_parity_batched
+    from ..sparse_parity import SparseParityConfig, train_sparse_parity, train_sparse_parity_batched
 
     widths = [8, 16, 32, 64] if args.quick else [8, 16, 32, 64, 128, 256]
-    base = dict(n_tasks=50, n_bits=10, k=3, zipf_exponent=1.5, steps=100 if args.quick else 400,
-                batch_size=1000, lr=1e-2, seed=args.seed, log_every=100, eval_samples=100)
-    configs = [{**base, "width": w} for w in widths]
-    train_sparse_parity({**base, "width": 8, "steps": 20})  # warm-up: first-call costs hit neither timing
+    base = SparseParityConfig(n_tasks=50, n_bits=10, k=3, zipf_exponent=1.5, steps=100 if args.quick else 400,
+                              batch_size=1000, lr=1e-2, seed=args.seed, log_every=100, eval_samples=100)
+    configs = [base.replace(width=w) for w in widths]
+    train_sparse_parity(base.replace(width=8, steps=20))  # warm-up: first-call costs hit neither timing
     t0 = time.perf_counter()
     _, batched = train_sparse_parity_batched(configs)
     t_batched = time.perf_counter() - t0
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> dict:
     t_seq = time.perf_counter() - t0
     diff = max(abs(a - b) for r, s in zip(batched, alone, strict=True)
                for a, b in zip(r["per_task_loss"], s["per_task_loss"], strict=True))
-    return {"widths": widths, "steps": base["steps"], "batch_size": base["batch_size"],
+    return {"widths": widths, "steps": base.steps, "batch_size": base.batch_size,
             "batched_s": round(t_batched, 3), "sequential_s": round(t_seq, 3),
             "speedup": round(t_seq / t_batched, 2), "target_speedup": 3.0,
             "max_per_task_loss_diff_bits": diff,

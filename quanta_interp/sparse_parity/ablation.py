@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .sparse_parity import MultitaskSparseParity, to_bits
+from ..config import ParameterError
+from .task import MultitaskSparseParity, to_bits
 
 __all__ = ["ablation_matrix", "carriers"]
 
@@ -18,7 +19,7 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
                     generator: torch.Generator | None = None) -> dict:
     """Loss increase (bits) on each subtask when each last-layer hidden unit is zeroed: [width, n_tasks]."""
     if n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+        raise ParameterError("n_samples", f"must be a positive integer, got {n_samples}")
     out = model[-1]
     rows_base, rows_abl = [], []
     with torch.no_grad():

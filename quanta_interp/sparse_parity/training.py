@@ -1,137 +1,28 @@
-"""Multitask sparse parity (Michaud et al. 2023, §3.1 of DESIGN): the toy whose quanta are known.
-
-Input = one-hot control bits (n_tasks) ‖ n_bits random bits; subtask i's label is the parity of the
-bits in its fixed k-subset S_i, and subtask i is drawn with probability p_i ∝ i^-zipf_exponent.
-Naming: `zipf_exponent` is the paper's α + 1 (the original code calls it `alpha`, e.g. 1.4 ↔ α = 0.4).
-"""
+"""Train multitask-sparse-parity MLPs: one at a time, or many widths/seeds/dataset sizes in one stacked
+model (`BlockMLP`) whose members each compute exactly what they would alone."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from .sparse_parity_stack import BlockMLP
+from ..config import ParameterError
+from .config import ACTIVATIONS, MEMBER_KEYS, SparseParityConfig
+from .stack import BlockMLP
+from .task import LEARNED_BITS, MultitaskSparseParity, to_bits
 
-__all__ = ["MultitaskSparseParity", "build_mlp", "train_sparse_parity", "train_sparse_parity_batched",
-           "DEFAULTS", "LEARNED_BITS", "task_from_config", "check_config"]
-
-LEARNED_BITS = 0.1  # a subtask counts as learned when its loss is below 0.1 bits
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-DEFAULTS = {"depth": 1, "activation": "relu", "lr": 1e-3, "weight_decay": 0.0, "n_train": None, "log_every": 100,
-            "eval_samples": 200, "task_seed": 0}
-REQUIRED = ("n_tasks", "n_bits", "k", "zipf_exponent", "width", "steps", "batch_size", "seed")
-# Members of one batched training may differ only in these keys; all else is shared.
-MEMBER_KEYS = ("width", "seed", "n_train")
-
-
-class MultitaskSparseParity:
-    """The task: fixed distinct k-subsets, Zipf task frequencies, vectorised sampling in torch."""
-
-    def __init__(self, n_tasks: int, n_bits: int, k: int, zipf_exponent: float, seed: int = 0):
-        for name, v in (("n_tasks", n_tasks), ("n_bits", n_bits), ("k", k)):
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if k > n_bits:
-            raise ValueError(f"k must be ≤ n_bits ({n_bits}), got {k}")
-        if math.comb(n_bits, k) < n_tasks:
-            raise ValueError(f"n_tasks must be ≤ C(n_bits, k) = {math.comb(n_bits, k)} distinct subsets, got {n_tasks}")
-        if not zipf_exponent > 0:
-            raise ValueError(f"zipf_exponent (= α + 1) must be > 0, got {zipf_exponent}")
-        self.n_tasks, self.n_bits, self.k = int(n_tasks), int(n_bits), int(k)
-        self.zipf_exponent, self.seed = float(zipf_exponent), int(seed)
-        rng = np.random.default_rng(seed)
-        chosen: dict[tuple[int, ...], None] = {}
-        while len(chosen) < n_tasks:  # rejection is fast unless n_tasks is close to C(n_bits, k)
-            chosen.setdefault(tuple(sorted(rng.choice(n_bits, k, replace=False).tolist())), None)
-        self.subsets = np.array(list(chosen), dtype=np.int64).reshape(n_tasks, k)
-        w = np.arange(1, n_tasks + 1, dtype=float) ** -self.zipf_exponent
-        self.probs = w / w.sum()
-        self._subsets_t = torch.from_numpy(self.subsets)
-        self._probs_t = torch.from_numpy(self.probs)
-
-    def to(self, device: str | torch.device) -> MultitaskSparseParity:
-        """Sample on `device` (pass generators made for that device)."""
-        self._subsets_t, self._probs_t = self._subsets_t.to(device), self._probs_t.to(device)
-        return self
-
-    @property
-    def alpha(self) -> float:
-        """The paper's α = zipf_exponent − 1 (predicted α_N)."""
-        return self.zipf_exponent - 1.0
-
-    @property
-    def n_inputs(self) -> int:
-        return self.n_tasks + self.n_bits
-
-    def draw(self, n: int, generator: torch.Generator | None = None, task: int | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw samples: task ids t [n] (Zipf, or all `task`) and bits [n, n_bits] int64."""
-        dev = self._probs_t.device
-        if task is None:
-            t = torch.multinomial(self._probs_t, n, replacement=True, generator=generator)
-        elif 0 <= task < self.n_tasks:
-            t = torch.full((n,), task, dtype=torch.int64, device=dev)
-        else:
-            raise ValueError(f"i must be a task id in [0, {self.n_tasks}), got {task}")
-        return t, torch.randint(0, 2, (n, self.n_bits), generator=generator, device=dev)
-
-    def labels(self, t: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-        """Parity of each row's bits on its task's subset (int64 in {0, 1})."""
-        return bits.gather(1, self._subsets_t[t]).sum(1) % 2
-
-    def encode(self, t: torch.Tensor, bits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (control one-hot ‖ bits, float32) and parity labels."""
-        x = torch.cat([nn.functional.one_hot(t, self.n_tasks), bits], dim=1).float()
-        return x, self.labels(t, bits)
-
-    def sample(self, n: int, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`n` samples: x [n, n_tasks + n_bits] float32, y int64 in {0, 1}, task ids t ~ Zipf."""
-        t, bits = self.draw(n, generator)
-        return (*self.encode(t, bits), t)
-
-    def sample_task(self, i: int, n: int, generator: torch.Generator | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`n` samples of subtask `i` only (for per-subtask evaluation)."""
-        return self.encode(*self.draw(n, generator, task=i))
-
-
-def task_from_config(config: dict) -> MultitaskSparseParity:
-    return MultitaskSparseParity(config["n_tasks"], config["n_bits"], config["k"], config["zipf_exponent"],
-                                 config.get("task_seed", 0))
-
-
-def check_config(config: dict) -> dict:
-    """The config with defaults filled in, or one ValueError naming the bad key."""
-    missing = [k for k in REQUIRED if k not in config]
-    if missing:
-        raise ValueError(f"config is missing {', '.join(missing)} (required: {', '.join(REQUIRED)})")
-    cfg = {**DEFAULTS, **config}
-    for key in ("width", "depth", "steps", "batch_size", "log_every", "eval_samples"):
-        if int(cfg[key]) != cfg[key] or cfg[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    if cfg["n_train"] is not None and (int(cfg["n_train"]) != cfg["n_train"] or cfg["n_train"] < 1):
-        raise ValueError(f"n_train must be None (fresh batches) or a positive integer, got {cfg['n_train']!r}")
-    if cfg["activation"] not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {cfg['activation']!r}")
-    if not cfg["lr"] > 0:
-        raise ValueError(f"lr must be > 0, got {cfg['lr']}")
-    if not cfg["weight_decay"] >= 0:
-        raise ValueError(f"weight_decay must be ≥ 0, got {cfg['weight_decay']}")
-    task_from_config(cfg)  # validates n_tasks, n_bits, k, zipf_exponent
-    return cfg
+__all__ = ["build_mlp", "train_sparse_parity", "train_sparse_parity_batched"]
 
 
 def build_mlp(n_inputs: int, width: int, depth: int = 1, activation: str = "relu") -> nn.Sequential:
-    """The paper's MLP: `depth` hidden layers of `width` units, 2 logits out."""
+    """The paper's MLP: `depth` hidden layers of `width` units, 2 logits out; float32 (B, n_inputs) → (B, 2)."""
     dims = [n_inputs] + [width] * depth
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-1], dims[1:], strict=True):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+        layers += [nn.Linear(a, b), getattr(nn, ACTIVATIONS[activation])()]
     return nn.Sequential(*layers, nn.Linear(width, 2))
 
 
@@ -174,18 +65,28 @@ class _DataStream:
         return tuple(a[idx] for a in self.fixed)
 
 
-def to_bits(nats: torch.Tensor) -> torch.Tensor:
-    return nats / math.log(2)
-
-
-def train_sparse_parity_batched(configs: Sequence[dict], run_dir=None, *, device: str | torch.device = "cpu"
-                                ) -> tuple[list[nn.Module], list[dict]]:
+def train_sparse_parity_batched(configs: Sequence[SparseParityConfig], run_dir=None, *,
+                                device: str | torch.device = "cpu") -> tuple[list[nn.Module], list[dict]]:
     """Train several MLPs at once in one stacked model; each equals training its config alone.
 
     Configs may differ only in width, seed (init and data) and n_train; everything else is shared.
     `run_dir` (an `io.RunDir`) receives one metrics row per member every `log_every` steps. Returned
     models are on the CPU; `device` (e.g. "cuda") only changes where training runs. On the CPU it runs
     single-threaded (these matrices are too small for intra-op threads; parallelise with processes).
+
+    Returns
+    -------
+    models : list of nn.Sequential
+        Plain MLPs (`build_mlp`), float32 encoded inputs (B, n_tasks + n_bits) → logits (B, 2).
+    results : list of dict
+        Per member: `config` (its `to_dict()`), `per_task_loss` (bits) and `per_task_acc` on fresh samples
+        of each subtask, `learned` (ids below 0.1 bits), `test_loss` (Zipf-weighted, bits), `train_loss`,
+        `n_params`, `steps_to_learn` (first evaluation step below 0.1 bits, or None) and the logged `curve`.
+
+    Raises
+    ------
+    ParameterError
+        No configs, or configs that differ in a shared setting.
     """
     device = torch.device(device)
     threads = torch.get_num_threads()
@@ -197,23 +98,23 @@ def train_sparse_parity_batched(configs: Sequence[dict], run_dir=None, *, device
         torch.set_num_threads(threads)
 
 
-def _train_batched(configs: Sequence[dict], run_dir, device: torch.device) -> tuple[list[nn.Module], list[dict]]:
+def _train_batched(configs: Sequence[SparseParityConfig], run_dir, device: torch.device) -> tuple[list[nn.Module], list[dict]]:
     if not configs:
-        raise ValueError("configs must hold at least one config")
-    cfgs = [check_config(dict(c)) for c in configs]
+        raise ParameterError("configs", "must hold at least one config")
+    cfgs = [c.to_dict() for c in configs]
     shared = {k: v for k, v in cfgs[0].items() if k not in MEMBER_KEYS}
     for c in cfgs[1:]:
         diff = [k for k in set(c) | set(shared) if k not in MEMBER_KEYS and c.get(k) != shared.get(k)]
         if diff:
-            raise ValueError(f"configs of one batched run may differ only in {', '.join(MEMBER_KEYS)}; "
-                             f"they differ in {', '.join(sorted(diff))}")
-    task = task_from_config(shared).to(device)
+            raise ParameterError("configs", f"of one batched run may differ only in {', '.join(MEMBER_KEYS)}; "
+                                            f"they differ in {', '.join(sorted(diff))}")
+    task = configs[0].task().to(device)
     keys = [(c["seed"], c["n_train"]) for c in cfgs]
     streams = {key: _DataStream(task, key[0], key[1], shared["batch_size"], device) for key in dict.fromkeys(keys)}
     order = list(streams)
     depth, act = shared["depth"], shared["activation"]
     model = BlockMLP(task.n_inputs, [c["width"] for c in cfgs], [order.index(k) for k in keys], depth,
-                     ACTIVATIONS[act]())
+                     getattr(nn, ACTIVATIONS[act])())
     for m, c in enumerate(cfgs):
         model.load_member(m, _init_state(build_mlp(task.n_inputs, c["width"], depth, act), c["seed"]))
     model = model.to(device)
@@ -282,9 +183,10 @@ def _train_batched(configs: Sequence[dict], run_dir, device: torch.device) -> tu
     return models, results
 
 
-def train_sparse_parity(config: dict, run_dir=None, *, device: str | torch.device = "cpu"
+def train_sparse_parity(config: SparseParityConfig, run_dir=None, *, device: str | torch.device = "cpu"
                         ) -> tuple[nn.Module, dict]:
-    """Train one MLP on multitask sparse parity; returns the model (x → logits [n, 2]) and a result dict.
+    """Train one MLP on multitask sparse parity; returns the model (float32 x (B, n_inputs) → logits (B, 2))
+    and its result dict (see `train_sparse_parity_batched`).
 
     Losses are in bits; `learned` lists subtasks below 0.1 bits. With `run_dir`, per-subtask loss and
     accuracy go to `metrics.jsonl` every `log_every` steps and the weights to safetensors.

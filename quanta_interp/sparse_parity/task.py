@@ -1,0 +1,111 @@
+"""Multitask sparse parity (Michaud et al. 2023, §3.1 of DESIGN): the toy whose quanta are known.
+
+Input = one-hot control bits (n_tasks) ‖ n_bits random bits; subtask i's label is the parity of the
+bits in its fixed k-subset S_i, and subtask i is drawn with probability p_i ∝ i^-zipf_exponent.
+Naming: `zipf_exponent` is the paper's α + 1 (the original code calls it `alpha`, e.g. 1.4 ↔ α = 0.4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ParameterError
+from .config import check_task
+
+__all__ = ["MultitaskSparseParity", "LEARNED_BITS", "to_bits", "predictions"]
+
+LEARNED_BITS = 0.1  # a subtask counts as learned when its loss is below 0.1 bits
+
+
+def to_bits(nats: torch.Tensor) -> torch.Tensor:
+    """Losses in nats → bits."""
+    return nats / math.log(2)
+
+
+def predictions(zipf_exponent: float) -> dict:
+    """The quantization model's exponents for p_i ∝ i^-zipf_exponent (α = zipf_exponent − 1):
+    α_N = α, α_D = α_S = α/(α + 1) (Michaud et al. 2023, §3)."""
+    a = zipf_exponent - 1.0
+    return {"alpha": a, "alpha_N": a, "alpha_D": a / (a + 1), "alpha_S": a / (a + 1)}
+
+
+class MultitaskSparseParity:
+    """The task: fixed distinct k-subsets, Zipf task frequencies, vectorised sampling in torch.
+
+    Attributes
+    ----------
+    subsets : int64 ndarray (n_tasks, k)
+        The bits S_i whose parity is subtask i's label, sorted within each row.
+    probs : float64 ndarray (n_tasks,)
+        Task frequencies p_i ∝ i^−zipf_exponent (i = 1 … n_tasks), summing to 1.
+
+    Raises
+    ------
+    ParameterError
+        A count that is not a positive integer, k > n_bits, more tasks than distinct k-subsets, or a
+        zipf_exponent ≤ 0.
+    """
+
+    def __init__(self, n_tasks: int, n_bits: int, k: int, zipf_exponent: float, seed: int = 0):
+        check_task(n_tasks, n_bits, k, zipf_exponent)
+        self.n_tasks, self.n_bits, self.k = int(n_tasks), int(n_bits), int(k)
+        self.zipf_exponent, self.seed = float(zipf_exponent), int(seed)
+        rng = np.random.default_rng(seed)
+        chosen: dict[tuple[int, ...], None] = {}
+        while len(chosen) < n_tasks:  # rejection is fast unless n_tasks is close to C(n_bits, k)
+            chosen.setdefault(tuple(sorted(rng.choice(n_bits, k, replace=False).tolist())), None)
+        self.subsets = np.array(list(chosen), dtype=np.int64).reshape(n_tasks, k)
+        w = np.arange(1, n_tasks + 1, dtype=float) ** -self.zipf_exponent
+        self.probs = w / w.sum()
+        self._subsets_t = torch.from_numpy(self.subsets)
+        self._probs_t = torch.from_numpy(self.probs)
+
+    def to(self, device: str | torch.device) -> MultitaskSparseParity:
+        """Sample on `device` (pass generators made for that device)."""
+        self._subsets_t, self._probs_t = self._subsets_t.to(device), self._probs_t.to(device)
+        return self
+
+    @property
+    def alpha(self) -> float:
+        """The paper's α = zipf_exponent − 1 (predicted α_N)."""
+        return self.zipf_exponent - 1.0
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_tasks + self.n_bits
+
+    def draw(self, n: int, generator: torch.Generator | None = None, task: int | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw samples: task ids t [n] (Zipf, or all `task`) and bits [n, n_bits] int64."""
+        dev = self._probs_t.device
+        if task is None:
+            t = torch.multinomial(self._probs_t, n, replacement=True, generator=generator)
+        elif 0 <= task < self.n_tasks:
+            t = torch.full((n,), task, dtype=torch.int64, device=dev)
+        else:
+            raise ParameterError("task", f"must be a task id in [0, {self.n_tasks}), got {task}")
+        return t, torch.randint(0, 2, (n, self.n_bits), generator=generator, device=dev)
+
+    def labels(self, t: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """Parity of each row's bits on its task's subset (int64 in {0, 1})."""
+        return bits.gather(1, self._subsets_t[t]).sum(1) % 2
+
+    def encode(self, t: torch.Tensor, bits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (control one-hot ‖ bits, float32) and parity labels."""
+        x = torch.cat([nn.functional.one_hot(t, self.n_tasks), bits], dim=1).float()
+        return x, self.labels(t, bits)
+
+    def sample(self, n: int, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`n` samples: x [n, n_tasks + n_bits] float32, y int64 in {0, 1}, task ids t ~ Zipf."""
+        t, bits = self.draw(n, generator)
+        return (*self.encode(t, bits), t)
+
+    def sample_task(self, i: int, n: int, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` samples of subtask `i` only (for per-subtask evaluation)."""
+        return self.encode(*self.draw(n, generator, task=i))
