@@ -13,16 +13,8 @@ from pathlib import Path
 
 from ..io import atomic_write_json
 
-BENCHES: dict[str, str] = {
-    "lm": "quanta_interp.lm.bench",
-    "sparse-parity": "quanta_interp.bench.sparse_parity",
-    "qdg": "quanta_interp.bench.qdg",
-    "lottery": "quanta_interp.lottery.bench",
-    "langstats": "quanta_interp.langstats.bench",
-    "passuntil": "quanta_interp.passuntil.bench",
-    "neurons": "quanta_interp.neurons.bench",
-    "executors": "quanta_interp.executors_bench",
-}
+BENCHES: dict[str, str] = {name: f"quanta_interp.bench.{name.replace('-', '_')}" for name in (
+    "lm", "sparse-parity", "qdg", "lottery", "langstats", "passuntil", "neurons", "executors")}
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .experiment import SeedEnsemble, make_grid
+from ..lottery.experiment import SeedEnsemble, make_grid
 
 __all__ = ["run"]
 

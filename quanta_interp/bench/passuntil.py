@@ -14,15 +14,15 @@ import time
 
 import numpy as np
 
-from .estimators import estimate_pass_rate
+from ..passuntil.estimators import estimate_pass_rate
 
 
 def _throughput(quick: bool, seed: int) -> dict:
     import torch
 
     from ..lm import build_model
-    from .sampler import bridge_sampler
-    from .tasks import addition_tokenizer, builtin_instances
+    from ..passuntil.sampler import bridge_sampler
+    from ..passuntil.tasks import addition_tokenizer, builtin_instances
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and fair to both sides on shared cores

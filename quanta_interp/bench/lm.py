@@ -40,7 +40,7 @@ def _hf_losses(hf, docs, context: int, batch_size: int) -> None:
     """The plain HF baseline: the same windows and batches as token_losses, no bridge, no bookkeeping."""
     import torch
 
-    from .losses import next_token_losses, windows
+    from ..lm.losses import next_token_losses, windows
 
     jobs = [(d, s) for d, doc in enumerate(docs) for s, _ in windows(doc.size, context, context // 2)]
     with torch.inference_mode():
@@ -54,8 +54,8 @@ def run(args) -> dict:
     """Measure side by side in one process; `--quick` shrinks every size."""
     import torch
 
-    from . import build_model, load, n_params, token_losses
-    from .loading import _smollm2_hf
+    from ..lm import build_model, load, n_params, token_losses
+    from ..lm.loading import _smollm2_hf
 
     quick = getattr(args, "quick", False)
     rng = np.random.default_rng(args.seed)

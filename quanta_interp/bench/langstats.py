@@ -16,7 +16,7 @@ __all__ = ["run"]
 
 def run(args: argparse.Namespace) -> dict:
     from ..corpora import load_corpus
-    from .correlations import Correlation, pair_counts
+    from ..langstats.correlations import Correlation, pair_counts
 
     vocab = 1024 if args.quick else 8192
     corpus = load_corpus("shakespeare", f"bpe-{vocab}")

@@ -30,8 +30,8 @@ def _setup(quick: bool, seed: int):
 def run(args) -> dict:
     import torch
 
-    from .inspect import LayerInspector, corpus_sample
-    from .pages import write_layer
+    from ..neurons.inspect import LayerInspector, corpus_sample
+    from ..neurons.pages import write_layer
 
     model, corpus, layer, n_windows, n_single = _setup(bool(args.quick), int(args.seed))
     sample = corpus_sample(corpus, n_windows=n_windows, context=64, seed=int(args.seed))

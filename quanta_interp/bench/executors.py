@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> dict:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import ray
 
-    from .executors import map_runs
+    from ..executors import map_runs
 
     n_runs, seconds = (4, 0.5) if args.quick else (8, 1.5)
     configs = [{"seed": args.seed + i, "seconds": seconds} for i in range(n_runs)]
