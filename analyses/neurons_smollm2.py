@@ -123,7 +123,7 @@ def main() -> None:
     chars = load_corpus("shakespeare", "char")
     run = Path("runs/neurons_fresh_lm")
     train = chars.stream("train")
-    fit = lm.train({**FRESH, "d_vocab": chars.vocab_size}, train, val_tokens=chars.stream("val"),
+    fit = lm.train(lm.TrainConfig(**FRESH, d_vocab=chars.vocab_size), train, val_tokens=chars.stream("val"),
                    tokenizer=chars.tokenizer, run_dir=run)
     fresh = lm.load(str(run))
     discover = find_discover(fresh.quanta_spec, args.fresh_discover)

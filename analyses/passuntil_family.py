@@ -45,7 +45,7 @@ def train_and_evaluate(cfg: dict, run_dir: RunDir | None) -> dict:
     torch.set_num_threads(1)
     tok, tokens, instances = _setup(cfg)
     model_dir = run_dir.path / "lm"
-    lm_cfg = dict(n_layers=2, d_model=cfg["width"], n_heads=2, n_ctx=32, d_vocab=tok.vocab_size,
+    lm_cfg = lm.TrainConfig(n_layers=2, d_model=cfg["width"], n_heads=2, n_ctx=32, d_vocab=tok.vocab_size,
                   steps=cfg["steps"], batch_size=32, lr=3e-3, warmup=100, eval_every=10**9, seed=cfg["seed"],
                   device=cfg["device"])
     trained = lm.train(lm_cfg, tokens, tokenizer=tok, run_dir=model_dir, progress=False)

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .config import ParameterError, flag_of
+from .config import ParameterError
 
 __all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
@@ -85,6 +85,18 @@ def _missing(name: str) -> int:
     return 2
 
 
+def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """{Python parameter: flag} of the command that ran: how a library error's parameter reads on the CLI."""
+    flags: dict[str, str] = {}
+    for name in (args.group, getattr(args, "cmd", None)):
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or name not in sub.choices:
+            break
+        parser = sub.choices[name]
+        flags.update({a.dest: a.option_strings[0] for a in parser._actions if a.option_strings})
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParameterError as e:
         if getattr(args, "traceback", False):
             raise
-        flag = flag_of(args.config_cls, e.param) if getattr(args, "config_cls", None) else e.param
-        print(f"quanta {args.group}: error: {flag} {e.detail}", file=sys.stderr)
+        print(f"quanta {args.group}: error: {_flags(parser, args).get(e.param, e.param)} {e.detail}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         if getattr(args, "traceback", False):

@@ -3,8 +3,9 @@
 A pipeline's settings are a frozen dataclass deriving from `Config`. Each field carries an attribute
 docstring (the string literal under it) that is its documentation *and* its `--help` text; `validate()`
 checks every field before any expensive work and raises `ParameterError`, which names the Python
-parameter. The CLI builds the dataclass from its flags (`add_arguments` / `from_args`) and maps a
-parameter to its flag once (`flag_of`), so library errors never mention flags and CLI errors always do.
+parameter. The CLI builds the dataclass from its flags (`add_arguments` / `from_args`), and `quanta`'s
+main maps a parameter to its flag once (by the parser's own dest → option table), so library errors
+never mention flags and CLI errors always do.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-__all__ = ["Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "flag_of", "parse_int_list",
+__all__ = ["Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
            "parse_float_list", "parse_str_list", "check_positive_int", "check_finite"]
 
 C = TypeVar("C", bound="Config")
@@ -86,7 +87,7 @@ class Config:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ParameterError(unknown[0], f"is not a setting of {cls.__name__}; known: {', '.join(sorted(names))}")
+            raise ParameterError("config", f"has unknown keys {unknown}; accepted: {sorted(names)}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _tupled(v, hints[k]) for k, v in data.items()})
 
@@ -161,24 +162,16 @@ def _parse_list(text: str, kind: type) -> tuple:
     return values
 
 
-def flag_of(cls: type, param: str) -> str:
-    """The CLI flag of a config field (`n_clusters` → `--clusters` where the field says so)."""
-    for f in dataclasses.fields(cls):
-        if f.name == param:
-            return f.metadata.get("flag", "--" + param.replace("_", "-"))
-    return param
-
-
 def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = ()) -> None:
     """One option per field of `cls`: flag from the name (or `metadata['flag']`), type from the annotation
     (or `metadata['parse']`), help from its attribute docstring with the field's default shown. Options
     left out stay out of the namespace (`argparse.SUPPRESS`), so `from_args` lets the dataclass (or a
     preset) supply them: defaults live in one place."""
-    docs, hints, defaults = field_docs(cls), typing.get_type_hints(cls), cls()
+    docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or f.metadata.get("cli") is False:
             continue
-        default = getattr(defaults, f.name)
+        default = f.default
         text = docs.get(f.name, "").replace("%", "%%")
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         if hints[f.name] is bool:

@@ -96,7 +96,7 @@ def tiny_run(tmp_path_factory):
                    for i in range(120))
     (root / "text.txt").write_text(text)
     corpus = load_corpus(str(root / "text.txt"), "char", val_fraction=0.0)
-    lm.train(dict(n_layers=1, d_model=32, n_heads=2, n_ctx=32, d_vocab=corpus.vocab_size, steps=150,
+    lm.train(lm.TrainConfig(n_layers=1, d_model=32, n_heads=2, n_ctx=32, d_vocab=corpus.vocab_size, steps=150,
                   batch_size=16, eval_every=1000), corpus.stream(), tokenizer=corpus.tokenizer,
              run_dir=root / "model", progress=False)
     yield root

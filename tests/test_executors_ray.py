@@ -84,8 +84,8 @@ def test_sharded_gradient_capture_on_ray_equals_local_byte_for_byte(local_ray, t
     rng = np.random.default_rng(0)
     docs = [rng.integers(0, 23, size=40) for _ in range(3)]
     run = tmp_path / "model"
-    lm.train({"n_layers": 1, "d_model": 16, "n_heads": 2, "n_ctx": 16, "d_vocab": 23, "steps": 2, "batch_size": 4,
-              "eval_every": 2, "checkpoint_every": 2}, np.concatenate(docs), run_dir=run, progress=False)
+    lm.train(lm.TrainConfig(**{"n_layers": 1, "d_model": 16, "n_heads": 2, "n_ctx": 16, "d_vocab": 23, "steps": 2, "batch_size": 4,
+              "eval_every": 2, "checkpoint_every": 2}), np.concatenate(docs), run_dir=run, progress=False)
     # windows of 3 … 10 tokens: batches mix lengths, so shards must hold whole batches to match
     targets = np.array([(d, p - 3 - p % 8, p) for d in range(3) for p in range(11, 40, 3)])
     kw = {"projection_dim": 4, "batch_tokens": 32, "seed": 3}

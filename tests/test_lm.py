@@ -25,8 +25,8 @@ def _tokens(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-CFG = dict(d_vocab=VOCAB, n_layers=1, d_model=32, n_heads=2, n_ctx=32, steps=40, batch_size=8, warmup=5,
-           eval_every=20, checkpoint_every=10, eval_batches=2)
+CFG = lm.TrainConfig(d_vocab=VOCAB, n_layers=1, d_model=32, n_heads=2, n_ctx=32, steps=40, batch_size=8, warmup=5,
+                     eval_every=20, checkpoint_every=10, eval_batches=2)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_token_losses_match_direct_forward(trained):
 def test_train_resumes_after_sigkill_with_identical_weights(tmp_path):
     from safetensors.torch import load_file
 
-    cfg = dict(CFG, steps=30)
+    cfg = CFG.replace(steps=30)
     script = textwrap.dedent(f"""
         import time, numpy as np, torch
         torch.set_num_threads({torch.get_num_threads()})
@@ -87,7 +87,7 @@ def test_train_resumes_after_sigkill_with_identical_weights(tmp_path):
         slow = T._lr
         T._lr = lambda s, c: (time.sleep(0.05), slow(s, c))[1]
         from tests.test_lm import _tokens, CFG
-        T.train(dict(CFG, steps=30), _tokens(4000), val_tokens=_tokens(1000, seed=1), run_dir={str(tmp_path / 'k')!r},
+        T.train(CFG.replace(steps=30), _tokens(4000), val_tokens=_tokens(1000, seed=1), run_dir={str(tmp_path / 'k')!r},
                 progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)))
@@ -109,7 +109,7 @@ def test_train_resumes_after_sigkill_with_identical_weights(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
-    cfg = dict(CFG, steps=20, warmup=0, lr=1e30, checkpoint_every=1, grad_clip=1e30)
+    cfg = CFG.replace(steps=20, warmup=0, lr=1e30, checkpoint_every=1, grad_clip=1e30)
     with pytest.raises(ValueError, match=r"training loss became .* at step \d+; stopped, the last good checkpoint"):
         lm.train(cfg, _tokens(2000), run_dir=tmp_path / "nan", progress=False)
     weights = lm.load(tmp_path / "nan").state_dict()
@@ -129,6 +129,6 @@ def test_bad_input_is_one_clear_line(trained, tmp_path):
     with pytest.raises(ValueError, match=r"vocabulary is \[0, 13\)"):
         lm.train(CFG, np.full(100, 20))
     with pytest.raises(ValueError, match="unknown keys"):
-        lm.train(dict(CFG, stepz=3), _tokens(100))
+        lm.train(lm.TrainConfig.from_dict(dict(CFG.to_dict(), stepz=3)), _tokens(100))
     with pytest.raises(ValueError, match="neither an HF model"):
         lm.load(tmp_path)

@@ -118,8 +118,8 @@ def test_every_loader_puts_the_model_on_the_device_asked_for(tmp_path):
     hf.save_pretrained(tmp_path / "neox")
     tok.save_pretrained(tmp_path / "neox")
     run = tmp_path / "run"
-    lm.train({"n_layers": 1, "d_model": 16, "n_heads": 2, "n_ctx": 16, "d_vocab": 23, "steps": 2, "batch_size": 4,
-              "eval_every": 2, "checkpoint_every": 2}, np.arange(200) % 23, run_dir=run, progress=False)
+    lm.train(lm.TrainConfig(**{"n_layers": 1, "d_model": 16, "n_heads": 2, "n_ctx": 16, "d_vocab": 23, "steps": 2, "batch_size": 4,
+              "eval_every": 2, "checkpoint_every": 2}), np.arange(200) % 23, run_dir=run, progress=False)
     for model in (lm.load_hf(*_tiny_neox(), "tiny", device="meta"), lm.load(str(tmp_path / "neox"), device="meta"),
                   lm.load(str(run), device="meta")):
         assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}

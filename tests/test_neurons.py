@@ -197,8 +197,8 @@ def test_cli_layer_inspect_cluster_on_a_trained_run(setup, tmp_path, monkeypatch
     root, corpus, *_ = setup
     monkeypatch.setenv("QUANTA_CACHE", str(root / "cache"))
     run = tmp_path / "run"
-    lm.train({"d_vocab": corpus.vocab_size, "d_model": 16, "n_heads": 2, "d_mlp": 24, "n_ctx": 32, "steps": 3,
-              "batch_size": 4}, corpus.stream(), tokenizer=corpus.tokenizer, run_dir=run, progress=False)
+    lm.train(lm.TrainConfig(**{"d_vocab": corpus.vocab_size, "d_model": 16, "n_heads": 2, "d_mlp": 24, "n_ctx": 32, "steps": 3,
+              "batch_size": 4}), corpus.stream(), tokenizer=corpus.tokenizer, run_dir=run, progress=False)
     common = ["--model", str(run), "--corpus", str(root / "text"), "--windows", "6", "--context", "24"]
     out = tmp_path / "out"
     assert main(["neurons", "layer", *common, "--layer", "1", "--neurons", "0-4", "--out", str(out)]) == 0

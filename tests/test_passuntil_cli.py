@@ -21,7 +21,7 @@ def family(tmp_path_factory):
     tok = addition_tokenizer()
     tokens = np.asarray(tok.encode(addition_text(addition_split(300, 5, digits=2)[0])))
     for width in (8, 16, 24):
-        lm.train(dict(n_layers=1, d_model=width, n_heads=2, n_ctx=16, d_vocab=tok.vocab_size, steps=3,
+        lm.train(lm.TrainConfig(n_layers=1, d_model=width, n_heads=2, n_ctx=16, d_vocab=tok.vocab_size, steps=3,
                       batch_size=4, eval_every=100), tokens, tokenizer=tok, run_dir=root / f"w{width}", progress=False)
     inst = root / "inst.jsonl"
     inst.write_text("".join(json.dumps({"prompt": f"\n{a}+{b}=", "answer": str(a + b)[0]}) + "\n"

@@ -54,14 +54,14 @@ def run(args) -> dict:
     """Measure side by side in one process; `--quick` shrinks every size."""
     import torch
 
-    from ..lm import build_model, load, n_params, token_losses
+    from ..lm import TrainConfig, build_model, load, n_params, token_losses
     from ..lm.loading import _smollm2_hf
 
     quick = getattr(args, "quick", False)
     rng = np.random.default_rng(args.seed)
     out: dict = {"threads": torch.get_num_threads(), "quick": quick}
 
-    small = build_model(dict(d_vocab=65, n_layers=2, d_model=64, n_heads=4, n_ctx=128, seed=args.seed))
+    small = build_model(TrainConfig(d_vocab=65, n_layers=2, d_model=64, n_heads=4, n_ctx=128, seed=args.seed))
     docs = [rng.integers(0, 65, 2048 if quick else 8192)]
     out["small"] = {
         "n_params": n_params(small),

@@ -18,7 +18,7 @@ def _setup(quick: bool, seed: int):
 
     if quick:
         corpus = load_corpus("shakespeare", "char")
-        model = lm.build_model(dict(d_vocab=corpus.vocab_size, n_layers=2, d_model=64, n_heads=4, n_ctx=128,
+        model = lm.build_model(lm.TrainConfig(d_vocab=corpus.vocab_size, n_layers=2, d_model=64, n_heads=4, n_ctx=128,
                                     seed=seed))
         model.quanta_spec = "native-2L-d64 (random init)"
         return model, corpus, 1, 32, 8

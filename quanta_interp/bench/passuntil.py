@@ -20,14 +20,14 @@ from ..passuntil.estimators import estimate_pass_rate
 def _throughput(quick: bool, seed: int) -> dict:
     import torch
 
-    from ..lm import build_model
+    from ..lm import TrainConfig, build_model
     from ..passuntil.sampler import bridge_sampler
     from ..passuntil.tasks import addition_tokenizer, builtin_instances
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and fair to both sides on shared cores
     tok = addition_tokenizer()
-    model = build_model(dict(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, d_vocab=tok.vocab_size,
+    model = build_model(TrainConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=32, d_vocab=tok.vocab_size,
                              act_fn="gelu", seed=seed)).eval()
     inst = builtin_instances("addition", 1, digits=3, seed=seed)[0]
     batch, reps = (256, 3) if quick else (1024, 10)

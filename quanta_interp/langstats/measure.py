@@ -59,14 +59,14 @@ def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:
     if config["P"] > train.size:
         raise ValueError(f"P={config['P']} exceeds the {train.size} training tokens of {config['source']}")
     val = corpus.stream("val")[: config["n_val_tokens"]]
-    model_cfg = {**config["model"], "d_vocab": corpus.vocab_size, "seed": config["seed"]}
+    model_cfg = lm.TrainConfig(**{**config["model"], "d_vocab": corpus.vocab_size, "seed": config["seed"]})
     lm_dir = run_dir.path / "lm"  # lm.train writes its own result.json; the sweep's marks the point done
     result = lm.train(model_cfg, train[: config["P"]], val_tokens=val, tokenizer=corpus.tokenizer,
                       run_dir=lm_dir, progress=False)
-    model = lm.load(str(lm_dir), device=model_cfg.get("device", "cpu"))
-    losses = position_losses(model, val, n_ctx=model_cfg["n_ctx"], seed=config["seed"])
+    model = lm.load(str(lm_dir), device=model_cfg.device)
+    losses = position_losses(model, val, n_ctx=model_cfg.n_ctx, seed=config["seed"])
     return {"P": config["P"], "best_val_loss": float(result["best_val_loss"]), "position_losses": losses.tolist(),
-            "final_val_loss": float(result["val_loss"]), "steps": model_cfg["steps"]}
+            "final_val_loss": float(result["val_loss"]), "steps": model_cfg.steps}
 
 
 def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_inf: float | None = None,

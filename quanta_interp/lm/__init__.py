@@ -1,6 +1,7 @@
 """Language models behind TransformerLens 4 bridges: load (SmolLM2 asset, HF hub, local folders, our
 runs), train fresh models, per-token losses, and size-ladder scaling analyses."""
 
+from .config import TrainConfig
 from .loading import (
            SMOLLM2_NAME,
            corpus_tokenizer,
@@ -12,7 +13,7 @@ from .loading import (
            on_device,
 )
 from .losses import token_losses
-from .training import build_model, resolve_config, train
+from .training import build_model, train
 
 __all__ = ["load", "load_hf", "on_device", "corpus_tokenizer", "hf_tokenizer", "token_losses", "train", "build_model",
-           "resolve_config", "non_embedding_params", "n_params", "SMOLLM2_NAME"]
+           "TrainConfig", "non_embedding_params", "n_params", "SMOLLM2_NAME"]

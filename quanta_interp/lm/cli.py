@@ -7,8 +7,24 @@ import json
 from pathlib import Path
 
 from ..cli import add_backend, add_common, backend_kwargs, positive_int
+from ..config import add_arguments, from_args, parse_str_list
+from .config import TrainConfig
 
 LADDER_HELP = "comma-separated LAYERSxWIDTH sizes, e.g. 1x16,1x32,2x32 (default: the 6-model ladder)"
+_FAMILY_SKIP = ("d_vocab", "n_layers", "d_model", "n_heads", "d_mlp")  # set per member by the ladder
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """'1x16,2x32' → ((1, 16), (2, 32)); `ParameterError('sizes', …)` otherwise."""
+    from ..config import ParameterError
+
+    try:
+        sizes = tuple(tuple(int(v) for v in s.split("x")) for s in parse_str_list(text))
+    except (ValueError, argparse.ArgumentTypeError):
+        sizes = ()
+    if not sizes or not all(len(s) == 2 and min(s) > 0 for s in sizes):
+        raise ParameterError("sizes", f"must be {LADDER_HELP}; got {text!r}")
+    return sizes
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,19 +38,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("train", help="train a fresh model on a corpus (resumes in --out after a kill)")
     _corpus_args(p)
-    _train_args(p)
-    p.add_argument("--n-layers", type=positive_int, default=2)
-    p.add_argument("--d-model", type=positive_int, default=64)
-    p.add_argument("--n-heads", type=positive_int, default=4)
-    add_common(p, out="runs/lm-train", device=True)
+    add_arguments(p.add_argument_group("model and training"), TrainConfig, skip=("d_vocab",))
+    p.add_argument("--out", default="runs/lm-train", help="output folder (default: runs/lm-train)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("family", help="train a size ladder as a resumable sweep")
     _corpus_args(p)
-    _train_args(p)
+    add_arguments(p.add_argument_group("training (every member)"), TrainConfig, skip=_FAMILY_SKIP)
     p.add_argument("--sizes", default=None, help=LADDER_HELP)
     add_backend(p)
-    add_common(p, out="runs/lm-family", device=True)
+    p.add_argument("--out", default="runs/lm-family", help="output folder (default: runs/lm-family)")
     p.set_defaults(func=_family)
 
     p = sub.add_parser("losses", help="per-token losses of a model on a corpus split → losses.npy")
@@ -64,21 +77,9 @@ def _corpus_args(p: argparse.ArgumentParser, tokenizer: bool = True) -> None:
         p.add_argument("--tokenizer", default="char", help="char or bpe-N (default: char)")
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=positive_int, default=1000)
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--n-ctx", type=positive_int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-
-
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=positive_int, default=64, help="tokens of context per prediction (default: 64)")
     p.add_argument("--max-tokens", type=positive_int, default=4000, help="tokens evaluated per document (default: 4000)")
-
-
-def _train_kw(args) -> dict:
-    return dict(steps=args.steps, batch_size=args.batch_size, n_ctx=args.n_ctx, lr=args.lr, seed=args.seed,
-                device=args.device)
 
 
 def _print(d: dict) -> None:
@@ -108,25 +109,19 @@ def _train(args) -> int:
     from ..corpora import load_corpus
     from . import train
 
-    corpus = load_corpus(args.corpus, args.tokenizer, seed=args.seed)
-    cfg = dict(_train_kw(args), n_layers=args.n_layers, d_model=args.d_model, n_heads=args.n_heads,
-               d_vocab=corpus.vocab_size)
+    corpus = load_corpus(args.corpus, args.tokenizer, seed=getattr(args, "seed", 0))
+    cfg = from_args(TrainConfig, args, d_vocab=corpus.vocab_size)
     _print(train(cfg, corpus.documents("train"), val_tokens=corpus.documents("val") or None,
                  tokenizer=corpus.tokenizer, run_dir=args.out))
     return 0
 
 
 def _family(args) -> int:
+    from ..config import given_args
     from .scaling import LADDER, family_configs, train_family
 
-    sizes = LADDER
-    if args.sizes:
-        try:
-            sizes = tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))
-            assert all(len(s) == 2 and min(s) > 0 for s in sizes)
-        except (ValueError, AssertionError):
-            raise ValueError(f"--sizes must be {LADDER_HELP}; got {args.sizes!r}") from None
-    configs = family_configs(sizes, corpus=args.corpus, tokenizer=args.tokenizer, **_train_kw(args))
+    configs = family_configs(_sizes(args.sizes) if args.sizes else LADDER, corpus=args.corpus, tokenizer=args.tokenizer,
+                             **given_args(TrainConfig, args))
     results = train_family(configs, args.out, **backend_kwargs(args))
     for r in results:
         print(f"{r['name']:10s} N={r['n_params_non_embedding']:>9d} val_loss={r['val_loss']}")

@@ -10,7 +10,7 @@ import numpy as np
 from ..corpora import load_corpus
 from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
-from .training import resolve_config
+from .config import TrainConfig
 
 __all__ = ["LADDER", "CPU_TRAIN", "family_configs", "train_family", "train_member", "load_family", "loss_matrix", "fit_alpha_n",
            "TokenClasses", "analyse", "PAPER_CLASSES"]
@@ -29,17 +29,18 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
     out = []
     for n_layers, d_model in sizes:
         heads = max(1, d_model // 16)
-        cfg = resolve_config({**train_kw, "n_layers": n_layers, "d_model": d_model, "n_heads": heads, "d_vocab": d_vocab})
+        cfg = TrainConfig(**{**train_kw, "n_layers": n_layers, "d_model": d_model, "n_heads": heads,
+                             "d_vocab": d_vocab}).to_dict()
         out.append({"name": f"L{n_layers}-d{d_model}", "corpus": corpus, "tokenizer": tokenizer, **cfg})
     return out
 
 
 def train_member(config: dict, run_dir=None) -> dict:
     """Train one family member on its corpus's train split, evaluating on the held-out documents."""
-    from .training import DEFAULTS, train
+    from .training import train
 
     corpus = load_corpus(config["corpus"], config["tokenizer"])
-    cfg = {k: v for k, v in config.items() if k in DEFAULTS}
+    cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k not in ("name", "corpus", "tokenizer")})
     result = train(cfg, corpus.documents("train"), val_tokens=corpus.documents("val"), tokenizer=corpus.tokenizer,
                    run_dir=run_dir.path if run_dir is not None else None, progress=False)
     return {"name": config["name"], **result}

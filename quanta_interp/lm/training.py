@@ -24,35 +24,13 @@ from ..io import (
     read_json,
     to_jsonable,
 )
+from .config import TrainConfig
 from .loading import n_params, non_embedding_params
 from .losses import as_documents
 
-__all__ = ["train", "resolve_config", "build_model", "DEFAULTS"]
+__all__ = ["train", "build_model"]
 
-DEFAULTS: dict = dict(n_layers=2, d_model=64, n_heads=4, d_mlp=None, n_ctx=128, d_vocab=None, act_fn="gelu",
-                      steps=1000, batch_size=32, lr=3e-3, warmup=50, weight_decay=0.01, grad_clip=1.0,
-                      eval_every=200, eval_batches=8, seed=0, device="cpu", checkpoint_every=200)
 _CKPT = "checkpoint.safetensors"
-
-
-def resolve_config(config: dict) -> dict:
-    """`config` with defaults filled in and validated (d_mlp defaults to 4·d_model)."""
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"config: unknown keys {unknown}; accepted: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **config}
-    if cfg["d_vocab"] is None:
-        raise ValueError("config: d_vocab is required (the tokenizer's vocab_size)")
-    cfg["d_mlp"] = cfg["d_mlp"] or 4 * cfg["d_model"]
-    for k in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "d_vocab", "steps", "batch_size",
-              "eval_every", "eval_batches", "checkpoint_every"):
-        if not isinstance(cfg[k], (int, np.integer)) or cfg[k] < 1:
-            raise ValueError(f"config: {k} must be a positive integer, got {cfg[k]!r}")
-    if cfg["d_model"] % cfg["n_heads"]:
-        raise ValueError(f"config: d_model ({cfg['d_model']}) must be divisible by n_heads ({cfg['n_heads']})")
-    if not cfg["lr"] > 0 or cfg["warmup"] < 0 or cfg["weight_decay"] < 0:
-        raise ValueError("config: lr must be > 0, warmup and weight_decay ≥ 0")
-    return to_jsonable(cfg)
 
 
 def _model_config(cfg: dict) -> dict:
@@ -61,12 +39,12 @@ def _model_config(cfg: dict) -> dict:
                 act_fn=cfg["act_fn"], seed=cfg["seed"])
 
 
-def build_model(config: dict):
-    """A freshly initialised native bridge for a (resolved or partial) training config."""
+def build_model(config: TrainConfig):
+    """A freshly initialised native bridge (`TransformerBridge.boot_native`) for `config`, on its device."""
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    cfg = resolve_config(config)
+    cfg = config.to_dict()
     return TransformerBridge.boot_native(TransformerBridgeConfig(**_model_config(cfg)), device=cfg["device"])
 
 
@@ -140,16 +118,28 @@ def _evaluate(model, val: np.ndarray, cfg: dict) -> float:
     return float(np.mean(losses))
 
 
-def train(config: dict, train_tokens, *, val_tokens=None, tokenizer: Tokenizer | None = None,
+def train(config: TrainConfig, train_tokens, *, val_tokens=None, tokenizer: Tokenizer | None = None,
           run_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Train a fresh native model on `train_tokens` (1-D array or list of documents); see module docstring.
+    """Train a fresh native model on `train_tokens` (1-D int array or list of documents); see module docstring.
 
     With `run_dir`, writes config.json, metrics.jsonl, checkpoints, weights.safetensors,
     model_config.json, tokenizer.json and result.json, and resumes from the last checkpoint.
+
+    Returns
+    -------
+    dict
+        `final_train_loss` (mean of the last 50 steps), `best_val_loss`, `val_loss` (nats per token),
+        `n_params`, `n_params_non_embedding`, `steps`, `tokens_seen`, `train_tokens_per_s`.
+
+    Raises
+    ------
+    ValueError
+        Empty tokens, ids outside d_vocab, a tokenizer larger than d_vocab, a run folder holding another
+        config, or a loss that becomes NaN (the last good checkpoint is kept).
     """
     import torch
 
-    cfg = resolve_config(config)
+    cfg = config.to_dict()
     train_flat = _stream(train_tokens, "train_tokens", cfg)
     val_flat = _stream(val_tokens, "val_tokens", cfg) if val_tokens is not None else None
     if tokenizer is not None and tokenizer.vocab_size > cfg["d_vocab"]:
@@ -159,7 +149,7 @@ def train(config: dict, train_tokens, *, val_tokens=None, tokenizer: Tokenizer |
     if run is not None and run.done:
         return run.result()
     torch.manual_seed(cfg["seed"])
-    model = build_model(cfg)
+    model = build_model(config)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=(0.9, 0.95))
     step, state = 0, {"best_val_loss": None, "val_loss": None, "recent": []}

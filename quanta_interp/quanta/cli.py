@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="cpu: sized for a 2-core CPU; paper: 10k tokens, whole-document context, 400 clusters, "
                              "30 counts 10…1500, ranks 100–900 (a GPU job). Flags given override it (default: cpu)")
     add_arguments(parser, QDGConfig)
-    parser.set_defaults(func=_cmd, config_cls=QDGConfig)
+    parser.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:

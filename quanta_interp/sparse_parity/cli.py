@@ -19,7 +19,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_arguments(p.add_argument_group("task and training"), SparseParityConfig)
     p.add_argument("--out", default="runs/sparse_parity/train", help="output folder (default: runs/sparse_parity/train)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.set_defaults(func=_train, config_cls=SparseParityConfig)
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("sweep", help="resumable N (width), D (dataset size) or S (steps) sweep, batched per seed")
     add_arguments(p.add_argument_group("task and training"), SparseParityConfig, skip=("seed",))
@@ -30,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_backend(p)
     p.add_argument("--out", default="runs/sparse_parity/sweep", help="output folder (default: runs/sparse_parity/sweep)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.set_defaults(func=_sweep, config_cls=SparseParityConfig)
+    p.set_defaults(func=_sweep)
 
     p = sub.add_parser("fit", help="fit α_N, α_D or α_S of finished sweeps; writes fit.json and a figure")
     p.add_argument("sweeps", nargs="+", help="sweep folders written by `sweep`")

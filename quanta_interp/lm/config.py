@@ -1,0 +1,79 @@
+"""`TrainConfig`: one fresh language model trained by `lm.train`, every setting documented and checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import Config, ParameterError, check_finite, check_positive_int
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """A native TransformerLens model (`TransformerBridge.boot_native`) and how it is trained: AdamW with
+    linear warm-up and cosine decay, gradient clipping, held-out evaluation, resumable checkpoints."""
+
+    d_vocab: int | None = field(default=None, metadata={"parse": int})
+    """Vocabulary size: the tokenizer's vocab_size (required)."""
+    n_layers: int = 2
+    """Transformer blocks."""
+    d_model: int = 64
+    """Residual stream width."""
+    n_heads: int = 4
+    """Attention heads (d_model must be divisible by it)."""
+    d_mlp: int | None = field(default=None, metadata={"parse": int})
+    """MLP hidden width (default: 4 · d_model)."""
+    n_ctx: int = 128
+    """Context length in tokens: training windows and the model's maximum."""
+    act_fn: str = "gelu"
+    """MLP activation (a TransformerLens name: gelu, relu, silu, …)."""
+    steps: int = 1000
+    """Optimiser steps."""
+    batch_size: int = 32
+    """Windows of n_ctx tokens per step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate."""
+    warmup: int = 50
+    """Steps of linear warm-up before the cosine decay."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    eval_every: int = 200
+    """Steps between held-out evaluations."""
+    eval_batches: int = 8
+    """Held-out batches per evaluation (the same windows each time)."""
+    seed: int = 0
+    """Seeds the initial weights and the batches (a resumed run equals an unkilled one)."""
+    device: str = "cpu"
+    """torch device to train on."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints (model + optimiser) that a rerun resumes from."""
+
+    def __post_init__(self) -> None:
+        if self.d_mlp is None and isinstance(self.d_model, int):
+            object.__setattr__(self, "d_mlp", 4 * self.d_model)
+        super().__post_init__()
+
+    def _checks(self):
+        def positive(name, v):
+            check_positive_int(name, v)
+
+        def vocab(name, v):
+            if v is None:
+                raise ParameterError(name, "is required (the tokenizer's vocab_size)")
+            check_positive_int(name, v)
+
+        def heads(name, v):
+            check_positive_int(name, v)
+            if isinstance(self.d_model, int) and self.d_model % v:
+                raise ParameterError("d_model", f"({self.d_model}) must be divisible by n_heads ({v})")
+
+        ints = ("n_layers", "d_model", "d_mlp", "n_ctx", "steps", "batch_size", "eval_every", "eval_batches",
+                "checkpoint_every")
+        return [("d_vocab", vocab), *[(k, positive) for k in ints], ("n_heads", heads),
+                ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
+                ("warmup", lambda n, v: check_finite(n, v, low=0)),
+                ("weight_decay", lambda n, v: check_finite(n, v, low=0.0)),
+                ("grad_clip", lambda n, v: check_finite(n, v, low=0.0, low_open=True))]
