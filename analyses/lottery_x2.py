@@ -16,6 +16,7 @@ import numpy as np
 
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lottery.analysis import SHARMA_KAPLAN_EXPONENT, fit_scaling, scaling_table
+from quanta_interp.lottery.config import SweepConfig
 from quanta_interp.lottery.dissect import dissect, find_pairs, mirror_distances, neuron_curves
 from quanta_interp.lottery.experiment import SeedEnsemble, seed_network
 from quanta_interp.lottery.plots import plot_neurons, plot_peaks, plot_scaling, plot_tickets
@@ -69,14 +70,15 @@ def main() -> None:
              "seed": args.seed}
 
     widths = log_widths(scale["max_width"], scale["n_widths"])
-    configs = sweep_configs(widths, seed_budget=scale["seed_budget"], min_seeds=scale["min_seeds"],
-                            max_seeds=scale["max_seeds"], **train)
+    configs = sweep_configs(SweepConfig(widths=tuple(widths), seed_budget=scale["seed_budget"],
+                                        min_seeds=scale["min_seeds"], max_seeds=scale["max_seeds"], **train))
     results = run_sweep(configs, runs / "sweep", backend=args.backend, workers=args.workers, device=args.device)
     table = scaling_table(results)
     fits = fit_scaling(table, seed=args.seed)
     plot_scaling(table, fits, out / "scaling")
 
-    peak_cfg = sweep_configs([2], ["silu"], min_seeds=scale["peak_seeds"], max_seeds=scale["peak_seeds"], **train)
+    peak_cfg = sweep_configs(SweepConfig(widths=(2,), activations=("silu",), min_seeds=scale["peak_seeds"],
+                                         max_seeds=scale["peak_seeds"], **train))
     run_sweep(peak_cfg, runs / "peaks", device=args.device)
     peaks = peak_report(resolve_run(runs / "peaks", width=2))
     plot_peaks(peaks["losses"], peaks["peaks"], peaks["solutions"], out / "peaks_n2")

@@ -99,7 +99,12 @@ def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad option was already reported in one line; --help still exits
+        if e.code == 2:
+            return 2
+        raise
     if not getattr(args, "func", None):
         (parser if args.group is None else parser._subparsers._group_actions[0].choices[args.group]).print_help()
         return 0 if args.group is None else 2

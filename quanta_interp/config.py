@@ -179,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[
             continue
         parse = f.metadata.get("parse") or _scalar_parser(hints[f.name], f.name)
         shown = str(",".join(map(str, default)) if isinstance(default, tuple) else default).replace("%", "%%")
-        parser.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS, choices=f.metadata.get("choices"),
+        parser.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS,
                             metavar=f.metadata.get("metavar"),
                             help=text if default is None else f"{text} (default: {shown})")
 

@@ -7,39 +7,19 @@ import json
 from pathlib import Path
 
 from ..cli import add_backend, add_common, backend_kwargs, positive_int
+from ..config import add_arguments, from_args
+from .config import SweepConfig
 
 __all__ = ["register"]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sweep", help="train S seeds per (activation, width) into a resumable sweep folder")
-    add_common(p, out="runs/lottery", device=True)
-    p.add_argument("--widths", type=str, default=None, help="comma-separated widths (default: log-spaced 1..--max-width)")
-    p.add_argument("--max-width", type=positive_int, default=256)
-    p.add_argument("--n-widths", type=positive_int, default=9)
-    p.add_argument("--activations", type=_names, default=["silu", "relu", "leaky_relu", "tanh"])
-    p.add_argument("--seed-budget", type=positive_int, default=2048, help="seeds per width = budget / width, clipped")
-    p.add_argument("--min-seeds", type=positive_int, default=8)
-    p.add_argument("--max-seeds", type=positive_int, default=64)
-    p.add_argument("--target", default="x^2", help="x^2, x^4, abs, sin or exp (default: x^2)")
-    p.add_argument("--interval", type=_floats, default=[-1.0, 1.0], help="low,high (default: -1,1)")
-    p.add_argument("--optimizer", default="adam+lbfgs", help="adam, lbfgs or adam+lbfgs")
-    p.add_argument("--adam-steps", type=int, default=1000)
-    p.add_argument("--lbfgs-steps", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--dtype", default="float64", help="float32 or float64")
-    p.add_argument("--n-train", type=positive_int, default=100)
-    p.add_argument("--n-test", type=positive_int, default=1000)
+    add_arguments(p, SweepConfig)
+    p.add_argument("--out", default="runs/lottery", help="output folder (default: runs/lottery)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     add_backend(p)
     p.set_defaults(func=_sweep)
 
@@ -68,16 +48,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from .analysis import scaling_table
-    from .runs import log_widths, run_sweep, sweep_configs
+    from .runs import run_sweep, sweep_configs
 
-    widths = [int(w) for w in _floats(args.widths)] if args.widths else log_widths(args.max_width, args.n_widths)
-    if len(args.interval) != 2:
-        raise ValueError(f"--interval must be two numbers low,high, got {args.interval}")
-    configs = sweep_configs(widths, args.activations, seed_budget=args.seed_budget, min_seeds=args.min_seeds,
-                            max_seeds=args.max_seeds, target=args.target, interval=tuple(args.interval),
-                            optimizer=args.optimizer, adam_steps=args.adam_steps, lbfgs_steps=args.lbfgs_steps,
-                            lr=args.lr, dtype=args.dtype, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
-    results = run_sweep(configs, args.out, device=args.device, **backend_kwargs(args))
+    results = run_sweep(sweep_configs(from_args(SweepConfig, args)), args.out, device=args.device,
+                        **backend_kwargs(args))
     for act, row in scaling_table(results).items():
         print(act, " ".join(f"N={w}:{m:.2e}" for w, m in zip(row["widths"], row["median"], strict=True)))
     print(f"wrote {len(results)} runs to {args.out}")

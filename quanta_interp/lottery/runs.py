@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import numpy as np
 
 from ..executors import map_runs
 from ..io import RunDir, Sweep, read_json
-from .experiment import ACTIVATIONS, MLP1D, SeedEnsemble, check_interval, make_grid, seed_network, target_fn
+from .config import SweepConfig
+from .experiment import MLP1D, SeedEnsemble, make_grid, seed_network
 
 __all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run", "log_widths"]
 
@@ -24,37 +24,15 @@ def log_widths(max_width: int, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.geomspace(1, max_width, n)})
 
 
-def sweep_configs(widths: Sequence[int], activations: Sequence[str] = ACTIVATIONS, *, seed_budget: int = 2048,
-                  min_seeds: int = 8, max_seeds: int = 64, target: str = "x^2",
-                  interval: tuple[float, float] = (-1.0, 1.0), optimizer: str = "adam+lbfgs", adam_steps: int = 1000,
-                  lbfgs_steps: int = 100, lr: float = 1e-2, dtype: str = "float64", n_train: int = 100,
-                  n_test: int = 1000, seed: int = 0) -> list[dict]:
-    """One config per (activation, width); seeds per width = clip(seed_budget / width, min_seeds, max_seeds),
-    so narrow nets, whose losses scatter most, get the most seeds. Bad values raise here, before any run."""
-    bad = [w for w in widths if not isinstance(w, (int, np.integer)) or w < 1]
-    if bad or not widths:
-        raise ValueError(f"widths must be positive integers, got {list(widths)}")
-    for a in activations:
-        if a not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {a!r}")
-    if not (1 <= min_seeds <= max_seeds):
-        raise ValueError(f"need 1 ≤ min_seeds ≤ max_seeds, got {min_seeds} and {max_seeds}")
-    if not isinstance(target, str):
-        raise ValueError("target must be a name for a sweep (configs are JSON); use SeedEnsemble for callables")
-    target_fn(target)
-    interval = check_interval(interval)
-    make_grid(target, interval, n_train)
-    configs = []
-    for act in activations:
-        for w in sorted(set(int(w) for w in widths)):
-            configs.append({
-                "activation": act, "width": w, "n_seeds": int(np.clip(seed_budget // w, min_seeds, max_seeds)),
-                "target": target, "interval": list(interval), "optimizer": optimizer, "adam_steps": adam_steps,
-                "lbfgs_steps": lbfgs_steps, "lr": lr, "dtype": dtype, "n_train": n_train, "n_test": n_test,
-                "seed": seed,
-            })
-    SeedEnsemble(1, activation=configs[0]["activation"], optimizer=optimizer, dtype=dtype)._validate()
-    return configs
+def sweep_configs(config: SweepConfig) -> list[dict]:
+    """One JSON-able run config per (activation, width); seeds per width = clip(seed_budget / width,
+    min_seeds, max_seeds), so narrow nets, whose losses scatter most, get the most seeds."""
+    widths = config.widths or log_widths(config.max_width, config.n_widths)
+    shared = {k: v for k, v in config.to_dict().items()
+              if k not in ("widths", "max_width", "n_widths", "activations", "seed_budget", "min_seeds", "max_seeds")}
+    return [{"activation": act, "width": w,
+             "n_seeds": int(np.clip(config.seed_budget // w, config.min_seeds, config.max_seeds)), **shared}
+            for act in config.activations for w in sorted(set(widths))]
 
 
 def _ensemble(config: dict, device: str = "cpu") -> SeedEnsemble:

@@ -104,11 +104,11 @@ class QDGConfig(Config):
     """Seeds the scan order, the sketch, the clustering and the bootstrap."""
     n_clusters: int = field(default=80, metadata={"flag": "--clusters"})
     """Number of quanta (the paper: 400 for 10k tokens)."""
-    method: str = field(default="dense", metadata={"choices": METHODS})
+    method: str = "dense"
     """Spectral-clustering graph: dense (all pairs) or knn (sparse, for 10^5 tokens)."""
-    affinity: str = field(default="angular", metadata={"choices": AFFINITIES})
+    affinity: str = "angular"
     """angular = 1 − arccos(cos)/π (the paper), cosine = (1 + cos)/2, or unsigned (|cos|)."""
-    assign_labels: str = field(default="kmeans", metadata={"choices": ASSIGN_LABELS})
+    assign_labels: str = "kmeans"
     """kmeans (the paper) or cluster_qr (deterministic, much faster at large cluster counts)."""
     n_init: int = 10
     """k-means restarts per clustering (the paper: 30)."""

@@ -48,8 +48,8 @@ class SparseParityConfig(Config):
     """Hidden units per layer."""
     depth: int = 1
     """Hidden layers."""
-    activation: str = field(default="relu", metadata={"choices": tuple(ACTIVATIONS)})
-    """Hidden activation."""
+    activation: str = "relu"
+    """Hidden activation: relu, gelu, tanh or silu."""
     steps: int = 2000
     """Optimiser steps."""
     batch_size: int = 1000
