@@ -17,6 +17,7 @@ import numpy as np
 
 from quanta_interp.corpora import load_corpus
 from quanta_interp.io import atomic_write_json, read_json, to_jsonable
+from quanta_interp.langstats.config import MeasureConfig
 from quanta_interp.langstats.entropy import ngram_entropy
 from quanta_interp.langstats.measure import collapse
 from quanta_interp.langstats.pipeline import (
@@ -46,9 +47,10 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     betas = beta_report(docs, corpus.vocab_size, default_lags(max_lag), seed=args.seed)
     ngram = ngram_entropy(docs, scale["n_max"])
     budgets = [p for p in scale["budgets"] if p <= sum(d.size for d in docs)]
-    sweep = measure_report(budgets, source="shakespeare", tokenizer=tokenizer,
-                           model={**scale["model"], "device": args.device}, root=str(Path(args.runs) / tokenizer),
-                           seed=args.seed, executor={"backend": args.backend}, **scale["sweep"])
+    sweep = measure_report(MeasureConfig(budgets=tuple(budgets), corpus="shakespeare", tokenizer=tokenizer,
+                                         model_config={**scale["model"], "device": args.device}, seed=args.seed,
+                                         **scale["sweep"]),
+                           str(Path(args.runs) / tokenizer), executor={"backend": args.backend})
     # the model trained on the most data: its per-position loss is the H_n upper bound
     gammas = gamma_report(sweep["position_losses"][-1], seed=args.seed)
     gam, gam_raw = gammas["gamma_offset"], gammas["gamma_raw"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from quanta_interp.cli import main
+from quanta_interp.langstats.config import MeasureConfig
 from quanta_interp.langstats.measure import collapse, fit_alpha_measured
 from quanta_interp.langstats.pipeline import measure_report
 
@@ -41,19 +42,20 @@ def test_data_limited_sweep_trains_fits_and_resumes(tmp_cache, tmp_path):
         (tmp_path / "corpus" / f"doc{i}.txt").write_text(text[i * 7500:(i + 1) * 7500])
     model = {"n_layers": 1, "d_model": 16, "n_heads": 2, "n_ctx": 8, "batch_size": 4, "lr": 1e-2, "warmup": 1,
              "eval_every": 2, "eval_batches": 1}
-    kw = dict(source=str(tmp_path / "corpus"), tokenizer="char", model=model, root=str(tmp_path / "sweep"),
-              min_steps=2, max_steps=2, n_val_tokens=500, n_boot=20)
-    rep = measure_report([200, 800, 3200, 12800], **kw)
+    kw = dict(corpus=str(tmp_path / "corpus"), tokenizer="char", model_config=model, min_steps=2, max_steps=2,
+              n_val_tokens=500, n_boot=20)
+    root = str(tmp_path / "sweep")
+    rep = measure_report(MeasureConfig(budgets=(200, 800, 3200, 12800), **kw), root)
     assert rep["P"] == [200, 800, 3200, 12800] and all(s == 2 for s in rep["steps"])
     assert all(len(c) == 7 and np.all(np.isfinite(c)) for c in rep["position_losses"])  # n = 1 … n_ctx−1
     assert np.all(np.array(rep["best_val_loss"]) < np.log(10) + 0.5)  # ≈ uniform over 9 symbols after 2 steps
     assert np.isfinite(rep["fit_free_offset"]["alpha_D"])
     stamp = sorted((tmp_path / "sweep").rglob("result.json"))[0].stat().st_mtime_ns
-    again = measure_report([200, 800, 3200, 12800], **kw)  # finished runs are read back, not retrained
+    again = measure_report(MeasureConfig(budgets=(200, 800, 3200, 12800), **kw), root)  # read back, not retrained
     assert again["best_val_loss"] == rep["best_val_loss"]
     assert sorted((tmp_path / "sweep").rglob("result.json"))[0].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="spanning ≥ 1.5 decades"):
-        measure_report([200, 400, 800, 1600], **kw)
+        measure_report(MeasureConfig(budgets=(200, 400, 800, 1600), **kw), root)
 
 
 def test_cli_rhm_reports_analytic_and_measured_beta(tmp_path, capsys):

@@ -7,12 +7,12 @@ resume it); `position_losses` gives L_n, the validation loss at context length n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ..fitting import fit_power_law, fit_range_sensitivity
 from ..io import RunDir
+from .config import MeasureConfig
 
 __all__ = ["position_losses", "data_limited_run", "sweep_configs", "fit_alpha_measured", "collapse"]
 
@@ -36,15 +36,16 @@ def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1
     return token_losses(model, windows, context=n_ctx, batch_size=batch_size, progress=False)[:, 1:].mean(0)
 
 
-def sweep_configs(budgets: Sequence[int], *, source: str, tokenizer: str, model: dict[str, Any],
-                  seed: int = 0, n_val_tokens: int = 200_000, epochs: float = 30.0, max_steps: int = 3000,
-                  min_steps: int = 200) -> list[dict]:
-    """One config per data budget P; steps grow with P (≈ `epochs` passes, clipped) so every run can overfit
-    and the best validation loss marks the data-limited optimum."""
+def sweep_configs(config: MeasureConfig) -> list[dict]:
+    """One JSON-able run config per data budget P; steps grow with P (≈ `epochs` passes, clipped) so every
+    run can overfit and the best validation loss marks the data-limited optimum."""
+    model = config.train_settings()
     per_step = model["batch_size"] * model["n_ctx"]
-    return [{"P": int(p), "source": source, "tokenizer": tokenizer, "seed": seed, "n_val_tokens": n_val_tokens,
-             "model": {**model, "steps": int(np.clip(epochs * p / per_step, min_steps, max_steps))}}
-            for p in budgets]
+    return [{"P": int(p), "source": config.corpus, "tokenizer": config.tokenizer, "seed": config.seed,
+             "n_val_tokens": config.n_val_tokens,
+             "model": {**model, "steps": int(np.clip(config.epochs * p / per_step, config.min_steps,
+                                                     config.max_steps))}}
+            for p in config.budgets]
 
 
 def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:

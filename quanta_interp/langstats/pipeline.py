@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .config import MeasureConfig
 from .correlations import CorrelationDecay
 from .entropy import fit_gamma
 from .predict import alpha_d, horizon
@@ -68,24 +69,27 @@ def prediction(beta: dict, gamma: dict) -> dict:
     return alpha_d(beta["beta"], beta["beta_ci"], gamma["gamma"], gamma["gamma_ci"])
 
 
-def measure_report(budgets: Sequence[int], *, source: str, tokenizer: str, model: dict, root: str,
-                   h_inf: float | None = None, seed: int = 0, executor: dict | None = None, n_boot: int = 1000,
-                   **sweep_kw) -> dict:
+def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = None) -> dict:
     """Run (or resume) the data-limited sweep under `root` and fit the measured α_D; `executor` goes to
-    `map_runs` (backend, workers, address, resources)."""
+    `map_runs` (backend, workers, address, resources).
+
+    Returns
+    -------
+    dict
+        `P`, `best_val_loss` (nats per token) and `position_losses` (L_n of each run), `steps`, and the fit of
+        L(P) − H_∞ ∝ P^−α_D with H_∞ free (`fit_free_offset`) and, when `h_inf` is below every loss, fixed
+        (`fit_entropy_offset`).
+    """
     from ..executors import map_runs
     from .measure import data_limited_run, fit_alpha_measured, sweep_configs
 
-    if len(set(budgets)) < 4 or max(budgets) / min(budgets) < 10 ** 1.5:
-        raise ValueError(f"budgets must be ≥ 4 distinct values (the fit has an offset) spanning ≥ 1.5 decades, "
-                         f"got {list(budgets)}")
-    configs = sweep_configs(budgets, source=source, tokenizer=tokenizer, model=model, seed=seed, **sweep_kw)
-    runs = map_runs(data_limited_run, configs, root=root, name=f"langstats-{tokenizer}",
-                    desc=f"data-limited sweep ({tokenizer})", **(executor or {}))
+    seed, n_boot = config.seed, config.n_boot
+    runs = map_runs(data_limited_run, sweep_configs(config), root=root, name=f"langstats-{config.tokenizer}",
+                    desc=f"data-limited sweep ({config.tokenizer})", **(executor or {}))
     p = [r["P"] for r in runs]
     best = [r["best_val_loss"] for r in runs]
     out = {"P": p, "best_val_loss": best, "position_losses": [r["position_losses"] for r in runs],
            "steps": [r["steps"] for r in runs], "fit_free_offset": fit_alpha_measured(p, best, seed=seed, n_boot=n_boot)}
-    if h_inf is not None and h_inf < min(best):
-        out["fit_entropy_offset"] = fit_alpha_measured(p, best, h_inf=h_inf, seed=seed, n_boot=n_boot)
+    if config.h_inf is not None and config.h_inf < min(best):
+        out["fit_entropy_offset"] = fit_alpha_measured(p, best, h_inf=config.h_inf, seed=seed, n_boot=n_boot)
     return out
