@@ -11,8 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import add_common, positive_int
+from ..cli import add_common
+from ..config import add_arguments, from_args
 from ..io import RunDir, atomic_write_json, read_json
+from .config import PassUntilConfig
 
 __all__ = ["register"]
 
@@ -20,18 +22,9 @@ __all__ = ["register"]
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="sample until r passes per instance; task PU with CI")
-    add_common(p, out="runs/passuntil", device=True)
-    p.add_argument("--model", required=True, help="lm.load spec: a run folder of `quanta lm train`, 'smollm2', ...")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--instances", help='JSONL file of {"prompt": ..., "answer": ...}')
-    src.add_argument("--task", choices=["addition"], help="a built-in task (held-out instances)")
-    p.add_argument("--n-instances", type=positive_int, default=100, help="instances of --task (default 100)")
-    p.add_argument("--digits", type=positive_int, default=2, help="operand digits of --task addition (default 2)")
-    p.add_argument("--r", type=int, default=2, help="passes to wait for (default 2)")
-    p.add_argument("--k-max", type=int, default=100_000, help="samples per instance at most (default 1e5)")
-    p.add_argument("--batch-size", type=positive_int, default=1024)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=positive_int, default=None)
+    add_arguments(p, PassUntilConfig)
+    p.add_argument("--out", default="runs/passuntil", help="output folder (default: runs/passuntil)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.set_defaults(func=_run)
     for name, help_text in (("fit", "fit log(−log PU) = log c − α log N"),
                             ("predict", "fit, then predict PU at --at with a bootstrap CI"),
@@ -60,20 +53,20 @@ def _run(args: argparse.Namespace) -> int:
     from .sampler import PassUntil, load_instances
     from .tasks import builtin_instances
 
-    instances = (load_instances(args.instances) if args.instances else
-                 builtin_instances(args.task, args.n_instances, digits=args.digits, seed=args.seed))
-    sampler = PassUntil(r=args.r, k_max=args.k_max, batch_size=args.batch_size, temperature=args.temperature,
-                        top_k=args.top_k, seed=args.seed)
-    model = lm.load(args.model, device=args.device).eval()
+    cfg = from_args(PassUntilConfig, args)
+    instances = (load_instances(cfg.instances) if cfg.instances else
+                 builtin_instances(cfg.task, cfg.n_instances, digits=cfg.digits, seed=cfg.seed))
+    sampler = PassUntil(r=cfg.r, k_max=cfg.k_max, batch_size=cfg.batch_size, temperature=cfg.temperature,
+                        top_k=cfg.top_k, seed=cfg.seed)
+    model = lm.load(cfg.model, device=args.device).eval()
     tokenizer = getattr(model, "quanta_tokenizer", None)
-    config = {k: v for k, v in vars(args).items() if k not in ("func", "out", "device")}
-    run = RunDir(args.out, config)
+    run = RunDir(args.out, cfg.to_dict())
     records = sampler.run(model, instances, tokenizer=tokenizer, run_dir=run)
     passes, samples = [r["passes"] for r in records], [r["samples"] for r in records]
-    method = "unbiased" if args.r >= 2 else "mle"
-    rates = estimate_pass_rate(passes, samples, r=args.r, method=method)
-    result = {"model": args.model, "n_params": lm.n_params(model), "N": lm.non_embedding_params(model),
-              "task": task_pass_rate(passes, samples, r=args.r, method=method, seed=args.seed),
+    method = "unbiased" if cfg.r >= 2 else "mle"
+    rates = estimate_pass_rate(passes, samples, r=cfg.r, method=method)
+    result = {"model": cfg.model, "n_params": lm.n_params(model), "N": lm.non_embedding_params(model),
+              "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed),
               "instances": [{**rec, "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
                             for rec, e, lo, hi, lp in zip(records, rates.estimate, rates.lower, rates.upper,
                                                           rates.log_p, strict=True)]}
