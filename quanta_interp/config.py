@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import re
 import textwrap
 import typing
 from collections.abc import Callable, Sequence
@@ -124,7 +125,8 @@ def check_finite(name: str, value, *, low: float | None = None, high: float | No
 # ---------------------------------------------------------------- the CLI side
 
 def parse_int_list(text: str) -> tuple[int, ...]:
-    """'10,20,40' → (10, 20, 40); 'geom:10:1500:30' → 30 integers spaced geometrically from 10 to 1500."""
+    """'10,20,40' → (10, 20, 40); '0-3,7' → (0, 1, 2, 3, 7); 'geom:10:1500:30' → 30 integers spaced
+    geometrically from 10 to 1500 (duplicates dropped)."""
     return _parse_list(text, int)
 
 
@@ -151,11 +153,15 @@ def _parse_list(text: str, kind: type) -> tuple:
             values = np.unique(np.geomspace(float(lo), float(hi), int(n)).round().astype(int))
             return tuple(kind(v) for v in values)
         items = [t.strip() for t in text.split(",") if t.strip()]
-        if kind is int and any(not t.lstrip("-").isdigit() for t in items):
-            raise ValueError
-        values = tuple(kind(t) for t in items)
+        if kind is int:
+            if any(not re.fullmatch(r"-?\d+|\d+-\d+", t) for t in items):
+                raise ValueError
+            values = tuple(v for t in items for v in (range(int(t.split("-")[0]), int(t.split("-")[1]) + 1)
+                                                      if re.fullmatch(r"\d+-\d+", t) else [int(t)]))
+        else:
+            values = tuple(kind(t) for t in items)
     except ValueError:
-        shape = "'A,B,C' or 'geom:LO:HI:N'" if kind is int else "'A,B,C'"
+        shape = "'A,B,C', 'A-B' or 'geom:LO:HI:N'" if kind is int else "'A,B,C'"
         raise argparse.ArgumentTypeError(f"expected {shape} of {kind.__name__}s, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")

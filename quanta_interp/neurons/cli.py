@@ -6,63 +6,58 @@ import argparse
 import re
 from pathlib import Path
 
-from ..cli import add_common, positive_int
+from ..cli import positive_int
 
 __all__ = ["register"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_arguments
+    from .config import NeuronConfig
+
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("inspect", help="one neuron: stats, examples, logit effects → JSON + HTML page")
-    _sample_options(p)
+    add_arguments(p, NeuronConfig)
     p.add_argument("--neuron", type=int, required=True, help="neuron index in the hook's last dimension")
-    add_common(p, out="runs/neurons", device=True)
+    _out(p)
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("layer", help="every neuron of a layer in one pass: a page per neuron + index.html")
-    _sample_options(p)
+    add_arguments(p, NeuronConfig)
     p.add_argument("--neurons", default=None, help="subset, e.g. 0-99 or 3,17,42 (default: all)")
-    add_common(p, out="runs/neurons", device=True)
+    _out(p)
     p.set_defaults(func=_layer)
 
     p = sub.add_parser("cluster", help="the neurons most selective for one `quanta discover` cluster")
     p.add_argument("--discover", required=True, help="folder written by `quanta discover --out`")
-    p.add_argument("--cluster", required=True, help="cluster id from clusters.json")
+    p.add_argument("--cluster", required=True, help="the cluster's rank in clusters.json (1 = largest), as in browser.html")
     p.add_argument("--model", default=None, help="model spec (default: the one the discover run used)")
     p.add_argument("--layers", default=None, help="layers to rank, e.g. 0-5 or 3,7 (default: all)")
     p.add_argument("--hook", default=None, help="hook template with {layer} (default: blocks.{layer}.mlp.hook_post)")
     p.add_argument("--top", type=positive_int, default=20, help="neurons to list (default: 20)")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    add_common(p, out="runs/neurons", device=True)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass (default: 16)")
+    _out(p)
     p.set_defaults(func=_cluster)
 
 
-def _sample_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2", help="model spec for lm.load (default: smollm2)")
-    p.add_argument("--layer", type=int, required=True, help="layer index")
-    p.add_argument("--hook", default=None, help="hook template with {layer} (default: blocks.{layer}.mlp.hook_post)")
-    p.add_argument("--corpus", default="shakespeare", help="corpus source for load_corpus (default: shakespeare)")
-    p.add_argument("--split", choices=["train", "val", "all"], default="all", help="documents to sample (default: all)")
-    p.add_argument("--windows", type=positive_int, default=64, help="windows sampled (default: 64)")
-    p.add_argument("--context", type=positive_int, default=64, help="tokens per window (default: 64)")
-    p.add_argument("--top-k", type=positive_int, default=20, help="top-activating examples (default: 20)")
-    p.add_argument("--intervals", choices=["quantile", "equal-width"], default="quantile",
-                   help="activation-interval bins (default: quantile)")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--discover", default=None, help="a `quanta discover` folder of the same model: link neurons to its clusters")
+def _out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/neurons", help="output folder (default: runs/neurons)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
 def parse_indices(text: str | None, name: str) -> list[int] | None:
-    """'0-9,12' → [0..9, 12]; one-line error otherwise."""
+    """'0-9,12' → [0..9, 12] (`config.parse_int_list`); one-line error naming the flag otherwise."""
+    from ..config import parse_int_list
+
     if text is None:
         return None
-    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.replace(" ", "")):
+    try:
+        values = parse_int_list(text)
+    except argparse.ArgumentTypeError:
+        values = ()
+    if not values or min(values) < 0:
         raise ValueError(f"--{name} must look like 0-99 or 3,17,42, got {text!r}")
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
+    return list(values)
 
 
 def _slug(text: str) -> str:
@@ -96,31 +91,34 @@ def discover_corpus(model, summary: dict):
 def _fit(args, neurons):
     import torch
 
+    from ..config import from_args
+    from .config import NeuronConfig
     from .inspect import LayerInspector, corpus_sample
     from .quanta_link import ClusterProfile, check_model, read_discover
 
-    torch.manual_seed(args.seed)
-    if args.discover:  # fail before loading a model
-        check_model(read_discover(args.discover)[0], args.model, args.discover)
-    model = _model(args.model, args.device)
-    corpus = _corpus(model, args.corpus)
-    sample = corpus_sample(corpus, n_windows=args.windows, context=min(args.context, int(model.cfg.n_ctx)),
-                           split=None if args.split == "all" else args.split, seed=args.seed)
-    insp = LayerInspector(args.layer, hook=args.hook, neurons=neurons, top_k=args.top_k, intervals=args.intervals,
-                          batch_size=args.batch_size, seed=args.seed).fit(model, sample, desc="forward")
-    if args.discover:
-        summary, _ = read_discover(args.discover)
-        profile = ClusterProfile([args.layer], hook=args.hook).fit(model, args.discover, discover_corpus(model, summary),
-                                                                    desc="cluster members")
+    cfg = from_args(NeuronConfig, args)
+    torch.manual_seed(cfg.seed)
+    if cfg.discover:  # fail before loading a model
+        check_model(read_discover(cfg.discover)[0], cfg.model, cfg.discover)
+    model = _model(cfg.model, args.device)
+    corpus = _corpus(model, cfg.corpus)
+    sample = corpus_sample(corpus, n_windows=cfg.windows, context=min(cfg.context, int(model.cfg.n_ctx)),
+                           split=None if cfg.split == "all" else cfg.split, seed=cfg.seed)
+    insp = LayerInspector(cfg.layer, hook=cfg.hook, neurons=neurons, top_k=cfg.top_k, intervals=cfg.intervals,
+                          batch_size=cfg.batch_size, seed=cfg.seed).fit(model, sample, desc="forward")
+    if cfg.discover:
+        summary, _ = read_discover(cfg.discover)
+        profile = ClusterProfile([cfg.layer], hook=cfg.hook).fit(model, cfg.discover, discover_corpus(model, summary),
+                                                                  desc="cluster members")
         insp.link(profile)
-    out = Path(args.out) / _slug(args.model) / insp.hook_.replace(".", "_")
-    return insp, out
+    out = Path(args.out) / _slug(cfg.model) / insp.hook_.replace(".", "_")
+    return insp, out, cfg
 
 
 def _inspect(args) -> int:
     from .pages import write_neuron
 
-    insp, out = _fit(args, [args.neuron])
+    insp, out, _ = _fit(args, [args.neuron])
     path = write_neuron(insp.record(args.neuron), out)
     print(f"wrote {path} (+ .json); open it in any browser, offline")
     return 0
@@ -130,9 +128,9 @@ def _layer(args) -> int:
     from ..io import progress
     from .pages import write_layer
 
-    insp, out = _fit(args, parse_indices(args.neurons, "neurons"))
+    insp, out, cfg = _fit(args, parse_indices(args.neurons, "neurons"))
     records = list(progress(insp.records(), total=len(insp.neurons_), desc="records"))
-    res = write_layer(records, out, title=f"{args.model} · {insp.hook_}")
+    res = write_layer(records, out, title=f"{cfg.model} · {insp.hook_}")
     print(f"wrote {res['pages']} neuron pages ({res['pages_per_s']:.1f} pages/s) and {res['index']}")
     return 0
 
