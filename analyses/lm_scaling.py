@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     corpus = load_corpus("shakespeare", lm.corpus_tokenizer(models[0]))
     docs = [d[: args.eval_tokens] for d in corpus.documents("val")]
     names = [m["name"] for m in info]
-    summary, losses, classes = analyse(models, names, docs, context=min(64, models[0].cfg.n_ctx), thresholds=thresholds)
+    summary, losses, classes = analyse([m.bridge for m in models], names, docs, context=min(64, models[0].cfg.n_ctx), thresholds=thresholds)
     fit = summary["fit"]
     n = np.array([m["non_embedding_params"] for m in summary["models"]], float)
     for m, extra in zip(summary["models"], info, strict=True):

@@ -82,7 +82,7 @@ def inspect_model(name: str, model, corpus, layer: int, args, out: Path, discove
     pages = write_layer(records if args.paper_scale else [records[i] for i in chosen], folder,
                         title=f"{name} · {insp.hook_}")
     return {
-        "model": insp.model_, "note": getattr(model, "quanta_note", ""), "hook": insp.hook_, "layer": layer,
+        "model": insp.model_, "note": model.note, "hook": insp.hook_, "layer": layer,
         "d_mlp": len(records), "sample_tokens": int(sample.tokens.size), "pages": f"{name}/index.html",
         "pages_per_s": round(pages["pages_per_s"], 1),
         "layer_batch_s": round(t_layer, 2), "one_neuron_s": round(t_one, 2),
@@ -126,7 +126,7 @@ def main() -> None:
     fit = lm.train(lm.TrainConfig(**FRESH, d_vocab=chars.vocab_size), train, val_tokens=chars.stream("val"),
                    tokenizer=chars.tokenizer, run_dir=run)
     fresh = lm.load(str(run))
-    discover = find_discover(fresh.quanta_spec, args.fresh_discover)
+    discover = find_discover(fresh.spec, args.fresh_discover)
     if discover is None:
         discover = Path("runs/neurons_discover_fresh")
         subprocess.run([sys.executable, "-m", "quanta_interp.cli", "discover", "--model", str(run), "--corpus",
@@ -142,7 +142,7 @@ def main() -> None:
     smol = lm.load("smollm2")
     corpus = load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(smol))
     results["smollm2"] = inspect_model("smollm2", smol, corpus, args.smollm2_layer, args, out,
-                                       find_discover(smol.quanta_spec, args.discover))
+                                       find_discover(smol.spec, args.discover))
 
     plot(results, out)
     for res in results.values():

@@ -49,7 +49,7 @@ def train_and_evaluate(cfg: dict, run_dir: RunDir | None) -> dict:
                   steps=cfg["steps"], batch_size=32, lr=3e-3, warmup=100, eval_every=10**9, seed=cfg["seed"],
                   device=cfg["device"])
     trained = lm.train(lm_cfg, tokens, tokenizer=tok, run_dir=model_dir, progress=False)
-    model = lm.load(model_dir, device=cfg["device"]).eval()
+    model = lm.load(model_dir, device=cfg["device"]).bridge
     t0 = time.perf_counter()
     records = PassUntil(r=cfg["r"], k_max=cfg["k_max"], batch_size=4096, seed=cfg["seed"]).run(
         model, instances, tokenizer=tok, run_dir=RunDir(run_dir.path / "passuntil"), show_progress=False)

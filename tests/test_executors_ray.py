@@ -89,7 +89,7 @@ def test_sharded_gradient_capture_on_ray_equals_local_byte_for_byte(local_ray, t
     # windows of 3 … 10 tokens: batches mix lengths, so shards must hold whole batches to match
     targets = np.array([(d, p - 3 - p % 8, p) for d in range(3) for p in range(11, 40, 3)])
     kw = {"projection_dim": 4, "batch_tokens": 32, "seed": 3}
-    local = capture_gradients(lm.load(str(run)), docs, targets, tmp_path / "local", show_progress=False, **kw)
+    local = capture_gradients(lm.load(str(run)).bridge, docs, targets, tmp_path / "local", show_progress=False, **kw)
     sharded = capture_gradients_sharded(partial(lm.load, str(run)), docs, targets, tmp_path / "sharded", shards=3,
                                         backend="ray", **kw)
     assert sharded.meta["shards"] == 3 and local.ok.all()

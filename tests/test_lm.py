@@ -50,17 +50,17 @@ def test_train_learns_and_writes_a_run(trained):
 
 def test_load_run_round_trip_gives_same_logits(trained):
     run, _ = trained
-    model = lm.load(str(run))
-    again = lm.load(run)
+    model = lm.load(str(run)).bridge
+    again = lm.load(run).bridge
     x = torch.from_numpy(_tokens(32, seed=3))[None]
     assert torch.equal(model(x), again(x))
-    assert model.quanta_spec == str(run) and model.cfg.n_ctx == 32
+    assert lm.load(run).spec == str(run) and model.cfg.n_ctx == 32
     fresh = lm.build_model(CFG)
     assert not torch.allclose(model(x), fresh(x))
 
 
 def test_token_losses_match_direct_forward(trained):
-    model = lm.load(trained[0])
+    model = lm.load(trained[0]).bridge
     docs = [_tokens(100, seed=5), _tokens(7, seed=6)]
     losses = lm.token_losses(model, docs, context=16, stride=4, batch_size=3, progress=False)
     assert losses.shape == (2, 100)
@@ -112,12 +112,12 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     cfg = CFG.replace(steps=20, warmup=0, lr=1e30, checkpoint_every=1, grad_clip=1e30)
     with pytest.raises(ValueError, match=r"training loss became .* at step \d+; stopped, the last good checkpoint"):
         lm.train(cfg, _tokens(2000), run_dir=tmp_path / "nan", progress=False)
-    weights = lm.load(tmp_path / "nan").state_dict()
+    weights = lm.load(tmp_path / "nan").bridge.state_dict()
     assert all(torch.isfinite(v).all() for v in weights.values())
 
 
 def test_bad_input_is_one_clear_line(trained, tmp_path):
-    model = lm.load(trained[0])
+    model = lm.load(trained[0]).bridge
     with pytest.raises(ValueError, match=r"context must be in \[1, 32\]"):
         lm.token_losses(model, [_tokens(50)], context=64)
     with pytest.raises(ValueError, match=r"vocabulary is \[0, 13\)"):

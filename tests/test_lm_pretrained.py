@@ -10,18 +10,18 @@ from quanta_interp.corpora import load_corpus
 
 def test_smollm2_beats_a_unigram_model_on_shakespeare(smollm2, tmp_path):
     assert smollm2.cfg.n_layers == 30 and smollm2.cfg.d_vocab == 49152
-    assert "Q4_1" in smollm2.quanta_note and smollm2.quanta_spec == "smollm2"
-    assert lm.non_embedding_params(smollm2) == lm.n_params(smollm2) - 49152 * 576  # tied embed/unembed
+    assert "Q4_1" in smollm2.note and smollm2.spec == "smollm2"
+    assert lm.non_embedding_params(smollm2.bridge) == lm.n_params(smollm2.bridge) - 49152 * 576  # tied embed/unembed
     corpus = load_corpus("shakespeare", lm.corpus_tokenizer(smollm2), max_documents=3)
     counts = np.bincount(corpus.tokens, minlength=49152) + 0.5  # in-sample unigram: optimistic on purpose
     sample = corpus.doc(0)[2000:2256]
     unigram = -np.log(counts[sample[1:]] / counts.sum()).mean()
-    losses = lm.token_losses(smollm2, [sample], context=256, progress=False)  # one window
+    losses = lm.token_losses(smollm2.bridge, [sample], context=256, progress=False)  # one window
     assert np.isnan(losses[0, 0]) and not np.isnan(losses[0, 1:]).any()
     mean = float(np.nanmean(losses))
     assert 1.5 < mean < unigram - 2.0, (mean, unigram)
     with pytest.raises(ValueError, match=r"vocabulary is \[0, 49152\)"):
-        lm.token_losses(smollm2, [np.array([5, 49152])])
+        lm.token_losses(smollm2.bridge, [np.array([5, 49152])])
 
 
 def _tiny_neox():
@@ -47,16 +47,16 @@ def test_hub_path_with_a_tiny_random_gpt_neox(tmp_path):
     with torch.no_grad():
         want = torch.nn.functional.cross_entropy(hf(torch.from_numpy(ids)[None]).logits[0, :-1],
                                                  torch.from_numpy(ids[1:]), reduction="none").numpy()
-    got = lm.token_losses(model, [ids], context=64, progress=False)[0, 1:]
+    got = lm.token_losses(model.bridge, [ids], context=64, progress=False)[0, 1:]
     np.testing.assert_allclose(got, want, atol=1e-5)
     # embeddings (29·32, untied in/out) are excluded from N
-    assert lm.non_embedding_params(model) == sum(p.numel() for p in hf.parameters()) - 2 * 29 * 32
+    assert lm.non_embedding_params(model.bridge) == sum(p.numel() for p in hf.parameters()) - 2 * 29 * 32
     # a saved HF folder loads through the same path
     again = lm.load(str(tmp_path / "neox"))
     x = torch.from_numpy(ids)[None]
-    assert torch.allclose(again(x), model(x), atol=1e-6) and again.quanta_spec == str(tmp_path / "neox")
+    assert torch.allclose(again.bridge(x), model.bridge(x), atol=1e-6) and again.spec == str(tmp_path / "neox")
     with pytest.raises(ValueError, match=r"context must be in \[1, 64\]"):
-        lm.token_losses(model, [ids], context=65)
+        lm.token_losses(model.bridge, [ids], context=65)
 
 
 def test_unreachable_hub_model_is_one_line(monkeypatch):
@@ -89,8 +89,8 @@ from transformers import AutoModelForCausalLM
 ids = torch.tensor([[1, 5, 9, 2]])
 model, hf = lm.load("tiny/neox"), AutoModelForCausalLM.from_pretrained("tiny/neox")
 with torch.no_grad():
-    print("same logits", torch.allclose(model(ids), hf(ids).logits, atol=1e-5), model.quanta_spec)
-meta = lm.load("tiny/neox", device="meta")
+    print("same logits", torch.allclose(model.bridge(ids), hf(ids).logits, atol=1e-5), model.spec)
+meta = lm.load("tiny/neox", device="meta").bridge
 print("devices", sorted({t.device.type for t in [*meta.parameters(), *meta.buffers()]}))
 """
 
@@ -122,6 +122,6 @@ def test_every_loader_puts_the_model_on_the_device_asked_for(tmp_path):
               "eval_every": 2, "checkpoint_every": 2}), np.arange(200) % 23, run_dir=run, progress=False)
     for model in (lm.load_hf(*_tiny_neox(), "tiny", device="meta"), lm.load(str(tmp_path / "neox"), device="meta"),
                   lm.load(str(run), device="meta")):
-        assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+        assert {t.device.type for t in [*model.bridge.parameters(), *model.bridge.buffers()]} == {"meta"}
     with pytest.raises(RuntimeError, match=r"tensors of the model stayed off meta"):
-        lm.on_device(lm.load(str(run)), "meta")
+        lm.on_device(lm.load(str(run)).bridge, "meta")

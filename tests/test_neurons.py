@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from quanta_interp import lm
 from quanta_interp.corpora import Document, Tokenizer, load_corpus, make_tokenizer
 from quanta_interp.io import atomic_write_json
 from quanta_interp.neurons import ClusterProfile, LayerInspector, TokenText, corpus_sample, write_layer
@@ -31,8 +32,7 @@ def setup(tmp_path_factory):
     mp.undo()
     cfg = TransformerBridgeConfig(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=64, d_vocab=corpus.vocab_size,
                                   act_fn="gelu", d_mlp=48, seed=0)
-    model = TransformerBridge.boot_native(cfg)
-    model.quanta_spec = "tiny"
+    model = lm.LoadedModel(TransformerBridge.boot_native(cfg), corpus.tokenizer, "tiny")
     sample = corpus_sample(corpus, n_windows=24, context=40, seed=1)
     layer = LayerInspector(1, top_k=5, before=6, after=2, n_intervals=4, per_interval=2).fit(model, sample)
     return root, corpus, model, sample, layer
@@ -49,7 +49,7 @@ def test_sample_is_seeded_and_inside_documents(setup):
 def test_layer_record_matches_run_with_cache_and_single_neuron_mode(setup):
     _, _, model, sample, layer = setup
     hook = "blocks.1.mlp.hook_post"
-    _, cache = model.run_with_cache(torch.as_tensor(sample.tokens), names_filter=lambda n: n == hook)
+    _, cache = model.bridge.run_with_cache(torch.as_tensor(sample.tokens), names_filter=lambda n: n == hook)
     ref = cache[hook][..., 7].reshape(-1).numpy()
     rec = layer.record(7)
     assert rec["maxValue"] == pytest.approx(ref.max(), abs=1e-4)
@@ -84,9 +84,9 @@ def test_interval_bins_quantile_and_equal_width(setup):
 def test_logit_effect_finds_a_planted_token(setup):
     _, corpus, model, sample, _ = setup
     target = corpus.tokenizer.encode("w")[0]
-    weight = model.unembed.weight
+    weight = model.bridge.unembed.weight
     saved = weight.detach().clone()
-    w_out = model.blocks[0].mlp.W_out.detach()[5]
+    w_out = model.bridge.blocks[0].mlp.W_out.detach()[5]
     try:
         with torch.no_grad():
             weight[target] = 50 * (w_out - w_out.mean())  # token `w` reads exactly this neuron's output direction
@@ -126,7 +126,7 @@ def test_cluster_profile_means_match_plain_forward(setup, tmp_path):
                    for m in cl["members"]]
         ref = []
         for length in sorted({len(w) for w in windows}):  # unpadded reference, one forward per window length
-            _, cache = model.run_with_cache(torch.as_tensor(np.stack([w for w in windows if len(w) == length])),
+            _, cache = model.bridge.run_with_cache(torch.as_tensor(np.stack([w for w in windows if len(w) == length])),
                                             names_filter=lambda n: n == hook)
             ref.append(cache[hook][:, -1].numpy())
         assert np.allclose(prof.means_[hook][c], np.concatenate(ref).mean(0), atol=1e-4)

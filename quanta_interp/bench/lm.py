@@ -69,7 +69,7 @@ def run(args) -> dict:
         "eval_tokens_per_s": docs[0].size / _best_of(lambda: token_losses(small, docs, context=128, progress=False), 2),
     }
 
-    model = load("smollm2")
+    model = load("smollm2").bridge
     hf = _smollm2_hf()[0].eval()
     context, batch = (64, 4) if quick else (128, 8)
     per_doc = context + 1 + (context // 2) * (6 if quick else 14)  # every window full: stackable for the baseline

@@ -20,7 +20,7 @@ def _setup(quick: bool, seed: int):
         corpus = load_corpus("shakespeare", "char")
         model = lm.build_model(lm.TrainConfig(d_vocab=corpus.vocab_size, n_layers=2, d_model=64, n_heads=4, n_ctx=128,
                                     seed=seed))
-        model.quanta_spec = "native-2L-d64 (random init)"
+        model = lm.LoadedModel(model, None, "native-2L-d64 (random init)")
         return model, corpus, 1, 32, 8
 
     model = lm.load("smollm2")
@@ -52,7 +52,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         pages = write_layer(records[:n_pages], out, title="bench")
     return {
-        "model": getattr(model, "quanta_spec", ""), "layer": layer, "neurons_in_layer": width,
+        "model": model.spec, "layer": layer, "neurons_in_layer": width,
         "sample_tokens": int(sample.tokens.size), "threads": torch.get_num_threads(),
         "layer_batch_s": round(t_layer, 3),
         "one_neuron_s": round(t_single, 3), "one_by_one_timed_neurons": n_single,

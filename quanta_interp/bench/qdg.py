@@ -228,8 +228,9 @@ def run(args: argparse.Namespace) -> dict:
     quick = bool(getattr(args, "quick", False))
     device = getattr(args, "device", "cpu")
     check_device(device)
-    model = lm.load("smollm2", device=device)
-    docs = load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)).documents()
+    loaded = lm.load("smollm2", device=device)
+    model = loaded.bridge
+    docs = load_corpus("shakespeare", tokenizer=loaded.tokenizer).documents()
     big = torch.device(device).type == "cuda"
     with torch.random.fork_rng(), tempfile.TemporaryDirectory() as tmp:
         grads = gradient_costs(model, docs, n=128 if big else 16, context=64, doc_len=256 if quick else 512,
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> dict:
         scan = scan_costs(model, docs, block=64, n_blocks=32 if quick else 96, batch_tokens=8192 if big else 1024,
                           seed=args.seed, folder=tmp, device=device)
         proj = projection_error(model, docs, n=12 if quick else 24, context=64, seed=args.seed)
-    del model
+    del model, loaded
     out = {
         "device": device, "note": "ratios are measured side by side in this one process; seconds depend on the load",
         "capture_over_forward_backward": grads["capture_over_forward_backward"],

@@ -1,7 +1,8 @@
 """`capture_gradients` split into shards run by `executors.map_runs` (local processes or a Ray cluster).
 
 Each shard loads its own model through a picklable `load_model()` (e.g. `functools.partial(lm.load,
-spec, device=...)`), so this module never decides how models are loaded.
+spec, device=...)`, which returns an `lm.LoadedModel`; a bare bridge works too), so this module never
+decides how models are loaded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def _capture_shard(config: dict, run_dir, *, load_model: Callable, docs: Sequenc
                    targets: np.ndarray) -> dict:
     """`map_runs` worker: capture one contiguous slice of the targets."""
     rows = np.asarray(config["rows"])
-    store = capture_gradients(load_model(), docs, targets[rows], Path(run_dir.path) / "gradients",
+    model = load_model()
+    store = capture_gradients(getattr(model, "bridge", model), docs, targets[rows], Path(run_dir.path) / "gradients",
                               params=config["params"], projection_dim=config["projection_dim"],
                               matrix_sketch_dim=config["matrix_sketch_dim"], batch_tokens=config["batch_tokens"],
                               seed=config["seed"], show_progress=False)

@@ -65,7 +65,7 @@ def _gamma(cfg, corpus, docs) -> dict:
 
         model = lm.load(cfg.model)
         n_ctx = cfg.n_ctx or model.cfg.n_ctx
-        out["lm"] = lm_entropy_report(model, corpus.stream("val"), n_ctx=n_ctx, seed=cfg.seed)
+        out["lm"] = lm_entropy_report(model.bridge, corpus.stream("val"), n_ctx=n_ctx, seed=cfg.seed)
         out["gamma"] = out["lm"]["gamma_offset"]
     else:
         ng = out["ngram"]

@@ -64,7 +64,7 @@ def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:
     lm_dir = run_dir.path / "lm"  # lm.train writes its own result.json; the sweep's marks the point done
     result = lm.train(model_cfg, train[: config["P"]], val_tokens=val, tokenizer=corpus.tokenizer,
                       run_dir=lm_dir, progress=False)
-    model = lm.load(str(lm_dir), device=model_cfg.device)
+    model = lm.load(str(lm_dir), device=model_cfg.device).bridge
     losses = position_losses(model, val, n_ctx=model_cfg.n_ctx, seed=config["seed"])
     return {"P": config["P"], "best_val_loss": float(result["best_val_loss"]), "position_losses": losses.tolist(),
             "final_val_loss": float(result["val_loss"]), "steps": model_cfg.steps}

@@ -4,6 +4,7 @@ runs), train fresh models, per-token losses, and size-ladder scaling analyses.""
 from .config import TrainConfig
 from .loading import (
            SMOLLM2_NAME,
+           LoadedModel,
            corpus_tokenizer,
            hf_tokenizer,
            load,
@@ -15,5 +16,5 @@ from .loading import (
 from .losses import token_losses
 from .training import build_model, train
 
-__all__ = ["load", "load_hf", "on_device", "corpus_tokenizer", "hf_tokenizer", "token_losses", "train", "build_model",
+__all__ = ["LoadedModel", "load", "load_hf", "on_device", "corpus_tokenizer", "hf_tokenizer", "token_losses", "train", "build_model",
            "TrainConfig", "non_embedding_params", "n_params", "SMOLLM2_NAME"]

@@ -94,13 +94,14 @@ def _load(args) -> int:
     from . import load, n_params, non_embedding_params
 
     model = load(args.model, device=args.device)
-    info = {"spec": model.quanta_spec, "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model,
-            "n_ctx": model.cfg.n_ctx, "d_vocab": model.cfg.d_vocab, "n_params": n_params(model),
-            "n_params_non_embedding": non_embedding_params(model), "note": model.quanta_note}
+    info = {"spec": model.spec, "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model,
+            "n_ctx": model.cfg.n_ctx, "d_vocab": model.cfg.d_vocab, "n_params": n_params(model.bridge),
+            "n_params_non_embedding": non_embedding_params(model.bridge), "note": model.note}
     if model.tokenizer is not None:
-        ids = model.tokenizer(args.prompt, return_tensors="pt").input_ids[:, -model.cfg.n_ctx:].to(args.device)
+        ids = model.tokenizer.encode(args.prompt)[-model.cfg.n_ctx:]
         with torch.inference_mode():
-            info["next_token"] = model.tokenizer.decode(model(ids)[0, -1].argmax())
+            logits = model.bridge(torch.tensor([ids], device=args.device))
+        info["next_token"] = model.tokenizer.decode([int(logits[0, -1].argmax())])
     _print(info)
     return 0
 
@@ -143,7 +144,7 @@ def _losses(args) -> int:
     from . import load, token_losses
 
     model = load(args.model, device=args.device)
-    losses = token_losses(model, _docs(model, args, args.split), context=args.context)
+    losses = token_losses(model.bridge, _docs(model, args, args.split), context=args.context)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_save_npy(Path(args.out) / "losses.npy", losses)
     summary = {"model": args.model, "split": args.split, "context": args.context,
@@ -160,7 +161,7 @@ def _scaling(args) -> int:
 
     models, info = load_family(args.family, device=args.device)
     thresholds = dict(high=args.high, low=args.low, slope=args.slope, r2=args.r2)
-    summary, losses, _ = analyse(models, [m["name"] for m in info], _docs(models[0], args),
+    summary, losses, _ = analyse([m.bridge for m in models], [m["name"] for m in info], _docs(models[0], args),
                                  context=args.context, thresholds=thresholds)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_save_npy(Path(args.out) / "losses.npy", losses)

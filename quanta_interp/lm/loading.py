@@ -1,8 +1,8 @@
-"""Load any language model as a TransformerLens `TransformerBridge` with its HF tokenizer attached.
+"""Load any language model as a `LoadedModel`: a TransformerLens `TransformerBridge` (with its HF tokenizer
+attached, as TransformerLens expects), our corpora `Tokenizer`, the spec it was loaded from and a note.
 
 Specs: `"smollm2"` (SmolLM2-135M-Instruct from the registry GGUF asset, dequantised from Q4_1 and
-cached as an HF folder), an HF hub name, a local HF model folder, or a run folder written by
-`lm.train`. Every model gets `.tokenizer` (HF), `.quanta_spec` and `.quanta_note`.
+cached as an HF folder), an HF hub name, a local HF model folder, or a run folder written by `lm.train`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..assets import cache_dir, fetch
 from ..corpora import Tokenizer
 from ..io import read_json
 
-__all__ = ["load", "load_hf", "load_run", "on_device", "corpus_tokenizer", "hf_tokenizer", "non_embedding_params",
+__all__ = ["LoadedModel", "load", "load_hf", "load_run", "on_device", "corpus_tokenizer", "hf_tokenizer", "non_embedding_params",
            "n_params", "SMOLLM2_NAME", "SMOLLM2_NOTE"]
 
 log = logging.getLogger(__name__)
@@ -28,48 +30,98 @@ SMOLLM2_NOTE = ("SmolLM2-135M-Instruct weights are dequantised from the Q4_1 GGU
                 "they are lossy, so losses differ slightly from the original bf16 model")
 
 
-def load(spec: str = "smollm2", *, device: str = "cpu"):
-    """Load `spec` (see module docstring) as a TransformerBridge on `device`, in float32."""
+@dataclass
+class LoadedModel:
+    """A model as `lm.load` returns it.
+
+    Attributes
+    ----------
+    bridge : TransformerBridge
+        The model (an `nn.Module`): float32, in eval mode, every tensor on the device asked for. Compute
+        functions (`token_losses`, `capture_gradients`, …) take it. `bridge.tokenizer` is its HF tokenizer.
+    tokenizer : corpora.Tokenizer
+        The same tokenizer for `load_corpus(source, tokenizer=…)` (None for a run trained without one).
+    spec : str
+        What was loaded: 'smollm2', an HF name, or a folder path.
+    note : str
+        What a user should know about the weights (SmolLM2: dequantised from Q4_1, so lossy), or ''.
+    """
+
+    bridge: Any
+    tokenizer: Tokenizer | None
+    spec: str
+    note: str = ""
+
+    @property
+    def cfg(self):
+        """The bridge's TransformerLens config (n_layers, d_model, n_ctx, d_vocab, …)."""
+        return self.bridge.cfg
+
+
+def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
+    """Load `spec` (see module docstring) on `device`, in float32.
+
+    Raises
+    ------
+    ValueError
+        An empty spec, a folder holding neither an HF model nor a run, or a hub name that cannot be loaded
+        (offline and not cached, unknown, or an unsupported architecture).
+    RuntimeError
+        Some tensor stayed off `device` (see `on_device`).
+    """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
         raise ValueError(f"model spec must be 'smollm2', an HF model name, an HF folder or a run folder, got {spec!r}")
     spec = str(spec)
     path = Path(spec).expanduser()
     if spec == "smollm2":
         hf_model, tok = _smollm2_hf()
-        model = load_hf(hf_model, tok, SMOLLM2_NAME, device=device)
         warnings.warn(SMOLLM2_NOTE, stacklevel=2)
-        model.quanta_note = SMOLLM2_NOTE
-    elif (path / "model_config.json").exists():
-        model = load_run(path, device=device)
-    elif (path / "config.json").exists() and any(path.glob("*.safetensors")) | any(path.glob("*.bin")):
+        return load_hf(hf_model, tok, SMOLLM2_NAME, device=device, spec=spec, note=SMOLLM2_NOTE)
+    if (path / "model_config.json").exists():
+        return load_run(path, device=device, spec=spec)
+    if (path / "config.json").exists() and any(path.glob("*.safetensors")) | any(path.glob("*.bin")):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = load_hf(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path),
-                        str(path), device=device)
-    elif path.exists():
+        return load_hf(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path), spec,
+                       device=device)
+    if path.exists():
         raise ValueError(f"model folder {spec!r} holds neither an HF model (config.json + weights) nor a run "
                          "written by `quanta lm train` (model_config.json)")
-    else:
-        model = _load_hub(spec, device)
-    model.quanta_spec = spec
-    return model
+    return _load_hub(spec, device)
 
 
-def _load_hub(name: str, device: str):
+def _load_hub(name: str, device: str) -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
 
     try:
-        model = TransformerBridge.boot_transformers(name, device=device)
+        bridge = TransformerBridge.boot_transformers(name, device=device)
     except Exception as e:  # offline, unknown name, unsupported architecture: all end here
         raise ValueError(
             f"model {name!r} could not be loaded from the Hugging Face hub ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:120] if str(e) else ''}); go online once so it is cached, or pass "
             "'smollm2', a local HF folder, or a run folder from `quanta lm train`") from e
-    return _tag(on_device(model.to(device), device), "")
+    return _loaded(bridge.to(device), device, name)
 
 
-def load_hf(hf_model, tokenizer, name: str, *, device: str = "cpu"):
-    """Wrap an HF causal LM already in memory (plus its tokenizer) as a TransformerBridge; no hub call."""
+def _loaded(bridge, device: str, spec: str, note: str = "", tokenizer: Tokenizer | None = None) -> LoadedModel:
+    bridge.eval()
+    on_device(bridge, device)
+    if tokenizer is None and getattr(bridge, "tokenizer", None) is not None:
+        tokenizer = Tokenizer.from_hf(bridge.tokenizer, spec)
+    return LoadedModel(bridge, tokenizer, spec, note)
+
+
+def load_hf(hf_model, tokenizer, name: str, *, device: str = "cpu", spec: str | None = None,
+            note: str = "") -> LoadedModel:
+    """Wrap an HF causal LM already in memory (plus its HF tokenizer) as a `LoadedModel`; no hub call.
+
+    The HF model is moved to `device` first: `boot_transformers(hf_model=…)` leaves it where it is.
+
+    Raises
+    ------
+    ValueError
+        No tokenizer (without it the bridge would call the hub).
+    """
     from transformer_lens.model_bridge import TransformerBridge
 
     if tokenizer is None:
@@ -78,10 +130,9 @@ def load_hf(hf_model, tokenizer, name: str, *, device: str = "cpu"):
 
     if any(p.dtype != torch.float32 for p in hf_model.parameters()):
         hf_model = hf_model.float()
-    hf_model.eval().to(device)  # boot_transformers(hf_model=…) leaves the model where it is
-    model = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer, device=device)
-    model.quanta_spec = name
-    return _tag(on_device(model, device), "")
+    hf_model.eval().to(device)
+    bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer, device=device)
+    return _loaded(bridge, device, spec or name, note)
 
 
 def on_device(model, device: str):
@@ -100,12 +151,6 @@ def on_device(model, device: str):
     if stray:
         raise RuntimeError(f"{len(stray)} tensors of the model stayed off {device} (e.g. {stray[0]}); "
                            "the loader did not move it")
-    return model
-
-
-def _tag(model, note: str):
-    model.quanta_note = note
-    model.eval()
     return model
 
 
@@ -145,8 +190,14 @@ def hf_tokenizer(tokenizer: Tokenizer):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend)
 
 
-def load_run(path: str | Path, *, device: str = "cpu"):
-    """Rebuild a model trained by `lm.train` from its run folder (model_config.json + weights.safetensors)."""
+def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None) -> LoadedModel:
+    """Rebuild a model trained by `lm.train` from its run folder (model_config.json + weights.safetensors).
+
+    Raises
+    ------
+    ValueError
+        The run has no weights yet.
+    """
     from safetensors.torch import load_file
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
@@ -156,23 +207,30 @@ def load_run(path: str | Path, *, device: str = "cpu"):
     if not weights.exists():
         raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` first")
     cfg = TransformerBridgeConfig(**read_json(path / "model_config.json"))
-    model = TransformerBridge.boot_native(cfg, device=device)
-    model.load_state_dict(load_file(weights))  # copied onto the model's device
+    bridge = TransformerBridge.boot_native(cfg, device=device)
+    bridge.load_state_dict(load_file(weights))  # copied onto the model's device
     tok_path = path / "tokenizer.json"
-    model.quanta_tokenizer = Tokenizer.load(tok_path) if tok_path.exists() else None
-    model.tokenizer = hf_tokenizer(model.quanta_tokenizer) if model.quanta_tokenizer else None
-    model.quanta_spec = str(path)
-    return _tag(on_device(model, device), "")
+    tokenizer = Tokenizer.load(tok_path) if tok_path.exists() else None
+    bridge.tokenizer = hf_tokenizer(tokenizer) if tokenizer else None  # where TransformerLens looks for it
+    return _loaded(bridge, device, spec or str(path), tokenizer=tokenizer)
 
 
 def corpus_tokenizer(model) -> Tokenizer:
-    """The model's tokenizer as a corpora `Tokenizer`, for `load_corpus(source, tokenizer=...)`."""
-    own = getattr(model, "quanta_tokenizer", None)
-    if own is not None:
-        return own
+    """The tokenizer of a `LoadedModel`, or of a bare bridge (from its HF `.tokenizer`), as a corpora
+    `Tokenizer` for `load_corpus(source, tokenizer=...)`.
+
+    Raises
+    ------
+    ValueError
+        The model has no tokenizer.
+    """
+    if isinstance(model, LoadedModel):
+        if model.tokenizer is None:
+            raise ValueError(f"model {model.spec} has no tokenizer; train it with `tokenizer=` or load it with one")
+        return model.tokenizer
     if getattr(model, "tokenizer", None) is None:
         raise ValueError("model has no tokenizer; train it with `tokenizer=` or load it with one")
-    return Tokenizer.from_hf(model.tokenizer, getattr(model, "quanta_spec", "model"))
+    return Tokenizer.from_hf(model.tokenizer, "model")
 
 
 def _unique_params(module) -> dict[int, int]:

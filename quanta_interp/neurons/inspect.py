@@ -214,6 +214,9 @@ class LayerInspector:
         self.n_logits, self.batch_size, self.seed = n_logits, batch_size, seed
 
     def fit(self, model, sample: CorpusSample, *, desc: str | None = None) -> LayerInspector:
+        """Record the layer's activations on `sample` in one pass per batch. `model` is a `lm.LoadedModel`
+        (its spec names the pages); raises ValueError for a bad layer, hook, neuron or setting."""
+        spec, model = model.spec, model.bridge
         if self.intervals not in INTERVALS:
             raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, got {self.intervals!r}")
         for name in ("top_k", "n_bins", "n_intervals", "batch_size"):
@@ -230,7 +233,7 @@ class LayerInspector:
         self.acts_ = acts.reshape(-1, acts.shape[-1])
         self.logits_ = (logit_effects(model, self.layer, self.neurons_, self.n_logits)
                         if self.hook_ == DEFAULT_HOOK.format(layer=self.layer) else None)
-        self.model_ = str(getattr(model, "quanta_spec", type(model).__name__))
+        self.model_ = spec
         self.sample_, self.text_ = sample, TokenText(sample.tokenizer)
         self.clusters_ = None
         return self

@@ -58,10 +58,13 @@ class ClusterProfile:
         self.layers, self.hook, self.batch_size = layers, hook, batch_size
 
     def fit(self, model, discover_dir: str | Path, corpus: TokenizedCorpus, *, desc: str | None = None) -> ClusterProfile:
+        """Mean activations per cluster; `model` is the `lm.LoadedModel` the discover run used (its spec is
+        checked against the run's). Raises ValueError for another model, corpus or an older layout."""
         import torch
 
         summary, clusters = read_discover(discover_dir)
-        check_model(summary, str(getattr(model, "quanta_spec", "")), discover_dir)
+        check_model(summary, model.spec, discover_dir)
+        model = model.bridge
         hooks = [resolve_hook(model, layer, self.hook) for layer in self.layers]
         windows, label = [], []
         for c, cl in enumerate(clusters):

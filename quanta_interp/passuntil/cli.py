@@ -58,14 +58,13 @@ def _run(args: argparse.Namespace) -> int:
                  builtin_instances(cfg.task, cfg.n_instances, digits=cfg.digits, seed=cfg.seed))
     sampler = PassUntil(r=cfg.r, k_max=cfg.k_max, batch_size=cfg.batch_size, temperature=cfg.temperature,
                         top_k=cfg.top_k, seed=cfg.seed)
-    model = lm.load(cfg.model, device=args.device).eval()
-    tokenizer = getattr(model, "quanta_tokenizer", None)
+    model = lm.load(cfg.model, device=args.device)
     run = RunDir(args.out, cfg.to_dict())
-    records = sampler.run(model, instances, tokenizer=tokenizer, run_dir=run)
+    records = sampler.run(model.bridge, instances, tokenizer=model.tokenizer, run_dir=run)
     passes, samples = [r["passes"] for r in records], [r["samples"] for r in records]
     method = "unbiased" if cfg.r >= 2 else "mle"
     rates = estimate_pass_rate(passes, samples, r=cfg.r, method=method)
-    result = {"model": cfg.model, "n_params": lm.n_params(model), "N": lm.non_embedding_params(model),
+    result = {"model": cfg.model, "n_params": lm.n_params(model.bridge), "N": lm.non_embedding_params(model.bridge),
               "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed),
               "instances": [{**rec, "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
                             for rec, e, lo, hi, lp in zip(records, rates.estimate, rates.lower, rates.upper,

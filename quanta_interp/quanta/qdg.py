@@ -328,7 +328,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
         n_have = 0 if store is None else len(store.targets)
         n_fail = n_have - len(passing)
         t0 = time.perf_counter()
-        scan = scan_low_loss(model, docs, scan_dir, n_needed=config.n_tokens + n_fail, block=block,
+        scan = scan_low_loss(model.bridge, docs, scan_dir, n_needed=config.n_tokens + n_fail, block=block,
                              min_context=config.min_context, loss_threshold=config.loss_threshold,
                              exclude_induction=not config.keep_induction, seed=config.seed,
                              batch_tokens=config.batch_tokens, max_tokens=config.scan_tokens)
@@ -340,7 +340,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
         records = read_json(out / "targets.json") if (out / "targets.json").exists() else []
         atomic_write_json(out / "targets.json", records + _records(corpus, rows[len(records):]))
         t0 = time.perf_counter()
-        store = capture_gradients(model, docs, rows, store_dir, params=config.params,
+        store = capture_gradients(model.bridge, docs, rows, store_dir, params=config.params,
                                   projection_dim=config.projection_dim, matrix_sketch_dim=config.matrix_sketch_dim,
                                   batch_tokens=config.batch_tokens, seed=config.seed)
         t_capture += time.perf_counter() - t0
@@ -358,7 +358,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
         info["notes"].append(f"only {len(passing)} of the {config.n_tokens} tokens asked for pass loss_threshold "
                              f"{config.loss_threshold} in the {scan.tokens_scored} tokens scanned; all are clustered")
     if model is not None:  # what only the loaded model knows, kept for reruns that do not load it
-        atomic_write_json(out / "model_info.json", {"model_note": getattr(model, "quanta_note", ""),
+        atomic_write_json(out / "model_info.json", {"model_note": model.note,
                                                     "n_layers": int(model.cfg.n_layers), "block_length": block,
                                                     "notes": list(info["notes"])})
     if (out / "model_info.json").exists():
