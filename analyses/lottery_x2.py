@@ -17,7 +17,7 @@ import numpy as np
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lottery.analysis import SHARMA_KAPLAN_EXPONENT, fit_scaling, scaling_table
 from quanta_interp.lottery.config import SweepConfig
-from quanta_interp.lottery.dissect import dissect, find_pairs, mirror_distances, neuron_curves
+from quanta_interp.lottery.tickets import dissect, find_pairs, mirror_distances, neuron_curves
 from quanta_interp.lottery.experiment import SeedEnsemble, seed_network
 from quanta_interp.lottery.plots import plot_neurons, plot_peaks, plot_scaling, plot_tickets
 from quanta_interp.lottery.runs import (

@@ -142,7 +142,7 @@ def test_cluster_profile_means_match_plain_forward(setup, tmp_path):
     atomic_write_json(tmp_path / "summary.json", {"model": "smollm2", "settings": {"context": 16}})
     with pytest.raises(ValueError, match="made with model 'smollm2', not 'tiny'"):
         ClusterProfile([0]).fit(model, tmp_path, corpus)
-    with pytest.raises(ValueError, match="--cluster 9 is not in the discover output"):
+    with pytest.raises(ValueError, match="^cluster 9 is not in the discover output"):
         prof.neurons_for(9)
 
 

@@ -2,6 +2,17 @@
 
 Correlation decay ‖C(n)‖ ∝ n^-β (`correlations`), conditional-entropy decay H_n − H_∞ ∝ n^-γ
 (`entropy`), the prediction α_D = γ/(2β) (`predict`), its check by training LMs on growing data
-(`measure`), and the Random Hierarchy Model with known β = ln m / ln s (`rhm`). Import from the
-submodules; this file stays empty so `quanta --help` does not load scipy.
+(`measure`, `pipeline`), and the Random Hierarchy Model with known β = ln m / ln s (`rhm`).
 """
+
+from .._exports import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    "config": ["StatsConfig", "MeasureConfig", "RHMConfig"],
+    "correlations": ["Correlation", "CorrelationDecay", "fit_beta", "pair_counts"],
+    "entropy": ["fit_gamma", "ngram_entropy"],
+    "predict": ["alpha_d", "horizon"],
+    "measure": ["position_losses", "fit_alpha_measured", "collapse"],
+    "pipeline": ["beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report", "default_lags"],
+    "rhm": ["RandomHierarchyModel"],
+})

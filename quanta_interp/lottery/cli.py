@@ -93,7 +93,7 @@ def _peaks(args: argparse.Namespace) -> int:
 
 def _dissect(args: argparse.Namespace) -> int:
     from ..io import atomic_write_json
-    from .dissect import dissect
+    from .tickets import dissect
     from .plots import plot_tickets
     from .runs import load_run, resolve_run
 
@@ -109,7 +109,7 @@ def _dissect(args: argparse.Namespace) -> int:
 
 def _neurons(args: argparse.Namespace) -> int:
     from ..io import atomic_write_json
-    from .dissect import neuron_curves
+    from .tickets import neuron_curves
     from .plots import plot_neurons
     from .runs import load_run, resolve_run
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ParameterError
 from ..executors import map_runs
 from ..io import RunDir, Sweep, read_json
 from .config import SweepConfig
@@ -75,7 +76,7 @@ def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[ML
     if seed_index is None:
         seed_index = int(np.argsort(losses)[losses.size // 2])
     if not 0 <= seed_index < losses.size:
-        raise ValueError(f"--seed-index must be in 0..{losses.size - 1}, got {seed_index}")
+        raise ParameterError("seed_index", f"must be in 0..{losses.size - 1}, got {seed_index}")
     return seed_network(weights, seed_index, config["activation"]), result, config, seed_index
 
 
@@ -94,7 +95,8 @@ def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation
             raise FileNotFoundError(f"the run width={width} activation={activation} in {path} has not finished; "
                                     "rerun `quanta lottery sweep` with the same options to resume it")
     have = sorted({(c["activation"], c["width"]) for c in sweep.configs})
-    raise ValueError(f"--width/--activation: no run with width={width} activation={activation} in {path}; have {have}")
+    raise ParameterError("width", f"and activation: no run with width={width} activation={activation} in {path}; "
+                                  f"have {have}")
 
 
 def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: int = 101) -> dict:

@@ -1,18 +1,10 @@
 """Inspect individual LM neurons (stats, examples, logit effects, links to quanta) and write static pages."""
 
-from .inspect import (
-                      DEFAULT_HOOK,
-                      CorpusSample,
-                      LayerInspector,
-                      TokenText,
-                      corpus_sample,
-                      logit_effects,
-                      record_activations,
-                      resolve_hook,
-)
-from .pages import NeuronRecord, index_page, neuron_filename, neuron_page, write_layer, write_neuron
-from .quanta_link import ClusterProfile, read_discover
+from .._exports import lazy_exports
 
-__all__ = ["DEFAULT_HOOK", "CorpusSample", "LayerInspector", "TokenText", "corpus_sample", "logit_effects",
-           "record_activations", "resolve_hook", "NeuronRecord", "index_page", "neuron_filename", "neuron_page",
-           "write_layer", "write_neuron", "ClusterProfile", "read_discover"]
+__all__, __getattr__ = lazy_exports(__name__, {
+    "config": ["NeuronConfig"],
+    "inspect": ["DEFAULT_HOOK", "CorpusSample", "LayerInspector", "TokenText", "corpus_sample", "logit_effects", "record_activations", "resolve_hook"],
+    "pages": ["NeuronRecord", "index_page", "neuron_filename", "neuron_page", "write_layer", "write_neuron"],
+    "quanta_link": ["ClusterProfile", "read_discover"],
+})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ParameterError
 from ..corpora import TokenizedCorpus
 from ..io import read_json
 from .inspect import record_activations, resolve_hook
@@ -23,10 +24,11 @@ def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
     """(summary, clusters) of a `quanta discover --out` folder; one-line errors for a wrong folder."""
     folder = Path(folder)
     if not (folder / "summary.json").exists() or not (folder / "clusters.json").exists():
-        raise ValueError(f"--discover {folder} is not a `quanta discover` output: it needs summary.json and clusters.json")
+        raise ParameterError("discover", f"{folder} is not a `quanta discover` output: it needs summary.json and "
+                                         "clusters.json")
     summary, clusters = read_json(folder / "summary.json"), read_json(folder / "clusters.json")
     if not clusters:
-        raise ValueError(f"--discover {folder}: clusters.json lists no clusters")
+        raise ParameterError("discover", f"{folder}: clusters.json lists no clusters")
     return summary, clusters
 
 
@@ -43,7 +45,7 @@ def same_model(a: str, b: str) -> bool:
 def check_model(summary: dict, spec: str, folder) -> None:
     """One-line error when a discover folder was made with another model than `spec`."""
     if not same_model(discover_model(summary), spec):
-        raise ValueError(f"--discover {folder} was made with model {discover_model(summary)!r}, not {spec!r}: "
+        raise ParameterError("discover", f"{folder} was made with model {discover_model(summary)!r}, not {spec!r}: "
                          "pass the same --model, or a discover folder of this model")
 
 
@@ -57,32 +59,32 @@ class ClusterProfile:
     def __init__(self, layers: Sequence[int], *, hook: str | None = None, batch_size: int = 16):
         self.layers, self.hook, self.batch_size = layers, hook, batch_size
 
-    def fit(self, model, discover_dir: str | Path, corpus: TokenizedCorpus, *, desc: str | None = None) -> ClusterProfile:
+    def fit(self, model, discover: str | Path, corpus: TokenizedCorpus, *, desc: str | None = None) -> ClusterProfile:
         """Mean activations per cluster; `model` is the `lm.LoadedModel` the discover run used (its spec is
         checked against the run's). Raises ValueError for another model, corpus or an older layout."""
         import torch
 
-        summary, clusters = read_discover(discover_dir)
-        check_model(summary, model.spec, discover_dir)
+        summary, clusters = read_discover(discover)
+        check_model(summary, model.spec, discover)
         model = model.bridge
         hooks = [resolve_hook(model, layer, self.hook) for layer in self.layers]
         windows, label = [], []
         for c, cl in enumerate(clusters):
             for mem in cl.get("members", []):
                 if "start" not in mem:
-                    raise ValueError(f"--discover {discover_dir} was written by an older `quanta discover` (members "
+                    raise ParameterError("discover", f"{discover} was written by an older `quanta discover` (members "
                                      "have no context start); rerun quanta discover on it")
                 doc, start, pos = int(mem["doc"]), int(mem["start"]), int(mem["pos"])
                 if not (0 <= start < pos <= len(corpus.doc(doc))):
-                    raise ValueError(f"--discover {discover_dir}: member doc {doc} pos {pos} is outside the corpus; "
+                    raise ParameterError("discover", f"{discover}: member doc {doc} pos {pos} is outside the corpus; "
                                      "the discover run used another corpus or tokenizer")
                 windows.append(np.asarray(corpus.doc(doc)[start: pos], dtype=np.int64))
                 label.append(c)
         if not windows:
-            raise ValueError(f"--discover {discover_dir}: the clusters have no members with a context")
+            raise ParameterError("discover", f"{discover}: the clusters have no members with a context")
         ctx = max(len(w) for w in windows)
         if ctx > int(model.cfg.n_ctx):
-            raise ValueError(f"--discover {discover_dir}: windows of {ctx} tokens exceed the model's n_ctx "
+            raise ParameterError("discover", f"{discover}: windows of {ctx} tokens exceed the model's n_ctx "
                              f"{model.cfg.n_ctx}; the discover run used another model")
         rows = np.stack([np.pad(w, (0, ctx - len(w))) for w in windows])  # right padding: causal, so harmless
         acts = record_activations(model, rows, hooks, batch_size=self.batch_size,
@@ -100,7 +102,7 @@ class ClusterProfile:
         self.sizes_ = [int(cl.get("size", len(cl.get("members", [])))) for cl in clusters]
         self.n_members_ = counts[:, 0].long().tolist()
         self.labels_ = [_cluster_label(cl) for cl in clusters]
-        self.source_, self.context_ = str(discover_dir), ctx
+        self.source_, self.context_ = str(discover), ctx
         return self
 
     def clusters_for(self, hook: str, neuron: int, k: int = 5) -> list[dict]:
@@ -108,12 +110,12 @@ class ClusterProfile:
         col = self.means_[hook][:, neuron]
         return [self._row(c, mean_activation=col[c], z=self.z_[hook][c, neuron]) for c in np.argsort(-col)[:k]]
 
-    def neurons_for(self, cluster_id, k: int = 20) -> list[dict]:
+    def neurons_for(self, cluster, k: int = 20) -> list[dict]:
         """The `k` neurons (over all fitted hooks) most selective for a cluster, ranked by z-scored mean."""
-        if cluster_id not in self.cluster_ids_:
-            raise ValueError(f"--cluster {cluster_id} is not in the discover output; clusters: "
+        if cluster not in self.cluster_ids_:
+            raise ParameterError("cluster", f"{cluster} is not in the discover output; clusters: "
                              f"{self.cluster_ids_[0]}..{self.cluster_ids_[-1]}")
-        c = self.cluster_ids_.index(cluster_id)
+        c = self.cluster_ids_.index(cluster)
         scored = [(float(z[c, i]), h, i) for h, z in self.z_.items() for i in np.argsort(-z[c])[:k]]
         return [{"hook": h, "layer": _layer(h), "neuron": int(i), "z": round(s, 4),
                  "mean_activation": round(float(self.means_[h][c, i]), 4)}

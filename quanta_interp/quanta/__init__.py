@@ -1,22 +1,17 @@
 """The Quantization Model of Neural Scaling (Michaud et al., NeurIPS 2023): quanta discovery from
 gradients (QDG) on language models and the rank-frequency of quanta.
 
-`discover(QDGConfig(...), out)` runs the whole pipeline; `QuantaClustering` clusters any gradients;
-`rank_frequency_fit` fits p_k ∝ k^−(α+1) to cluster sizes. (Multitask sparse parity lives here too for now.)
+`discover(QDGConfig(...), out)` runs the whole pipeline (`qdg`: scan → per-token gradients → `analysis`);
+`QuantaClustering` clusters any gradients; `rank_frequency_fit` fits p_k ∝ k^−(α+1) to cluster sizes.
+The toy model with known quanta is its own subpackage, `quanta_interp.sparse_parity`.
 """
 
-from __future__ import annotations
+from .._exports import lazy_exports
 
-__all__ = ["QDGConfig", "QDGResult", "discover", "QuantaClustering", "rank_frequency_fit", "envelope", "rank_sizes"]
-
-_EXPORTS = {"QDGConfig": "qdg", "QDGResult": "qdg", "discover": "qdg", "QuantaClustering": "clustering",
-            "rank_frequency_fit": "frequencies", "envelope": "frequencies", "rank_sizes": "frequencies"}
-
-
-def __getattr__(name: str):
-    """Lazy exports: `quanta --help` does not pay for numpy, scipy or torch."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, {
+    "qdg": ["QDGConfig", "discover", "capture_stage"],
+    "analysis": ["QDGResult", "analyse"],
+    "clustering": ["QuantaClustering", "umap_embedding"],
+    "frequencies": ["rank_frequency_fit", "envelope", "rank_sizes", "alpha_n_from"],
+    "scan": ["scan_low_loss", "block_length", "induction_mask"],
+})

@@ -8,21 +8,12 @@ quanta (subtasks) and their Zipf frequencies are known.
 - `ablation`: which hidden units each subtask needs; `figures`: plots from result dicts; `cli`.
 """
 
-from __future__ import annotations
+from .._exports import lazy_exports
 
-__all__ = ["MultitaskSparseParity", "SparseParityConfig", "train_sparse_parity", "train_sparse_parity_batched",
-           "build_mlp", "run_sweep", "fit_exponent", "predictions", "LEARNED_BITS"]
-
-_EXPORTS = {"MultitaskSparseParity": "task", "predictions": "task", "LEARNED_BITS": "task",
-            "SparseParityConfig": "config", "train_sparse_parity": "training",
-            "train_sparse_parity_batched": "training", "build_mlp": "training", "run_sweep": "sweep",
-            "fit_exponent": "sweep"}
-
-
-def __getattr__(name: str):
-    """Lazy exports: importing the package does not import torch."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, {
+    "task": ["MultitaskSparseParity", "predictions", "LEARNED_BITS"],
+    "config": ["SparseParityConfig"],
+    "training": ["train_sparse_parity", "train_sparse_parity_batched", "build_mlp"],
+    "sweep": ["run_sweep", "fit_exponent", "learning_order", "steps_to_learn_fit"],
+    "ablation": ["ablation_matrix", "carriers"],
+})
