@@ -72,7 +72,7 @@ def test_sparse_parity_gradients_carry_subtask_signal():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "analyses" / "qdg_sparse_parity.py"
+    path = Path(__file__).parents[2] / "analyses" / "qdg_sparse_parity.py"
     spec = importlib.util.spec_from_file_location("qdg_sparse_parity", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,11 +1,11 @@
 """LM layer on tiny models: training, round trips, per-token losses, resume after SIGKILL, bad input."""
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,11 +86,11 @@ def test_train_resumes_after_sigkill_with_identical_weights(tmp_path):
         import quanta_interp.lm.training as T
         slow = T._lr
         T._lr = lambda s, c: (time.sleep(0.05), slow(s, c))[1]
-        from tests.test_lm import _tokens, CFG
+        from tests.lm.test_lm import _tokens, CFG
         T.train(CFG.replace(steps=30), _tokens(4000), val_tokens=_tokens(1000, seed=1), run_dir={str(tmp_path / 'k')!r},
                 progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
     ckpt = tmp_path / "k" / "checkpoint.safetensors"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
