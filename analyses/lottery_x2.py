@@ -17,7 +17,6 @@ import numpy as np
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lottery.analysis import SHARMA_KAPLAN_EXPONENT, fit_scaling, scaling_table
 from quanta_interp.lottery.config import SweepConfig
-from quanta_interp.lottery.tickets import dissect, find_pairs, mirror_distances, neuron_curves
 from quanta_interp.lottery.experiment import SeedEnsemble, seed_network
 from quanta_interp.lottery.plots import plot_neurons, plot_peaks, plot_scaling, plot_tickets
 from quanta_interp.lottery.runs import (
@@ -28,6 +27,7 @@ from quanta_interp.lottery.runs import (
     run_sweep,
     sweep_configs,
 )
+from quanta_interp.lottery.tickets import dissect, find_pairs, mirror_distances, neuron_curves
 
 SCALES = {
     "cpu": {"max_width": 256, "n_widths": 9, "seed_budget": 2048, "min_seeds": 8, "max_seeds": 64, "peak_seeds": 256},

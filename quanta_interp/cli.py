@@ -35,7 +35,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, device: bool = False) -> None:
-    """The options every command shares: --out, --seed and, where models run, --device."""
+    """The options every command shares: --out, --seed and, where models run, --device.
+
+    Parameters
+    ----------
+    out : str or None
+        Default output folder; None makes --out required.
+    device : bool
+        Also add --device (default "cpu").
+    """
     parser.add_argument("--out", default=out, required=out is None, help="output folder" +
                         (f" (default: {out})" if out else ""))
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -54,12 +62,27 @@ def add_backend(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_kwargs(args: argparse.Namespace) -> dict:
-    """The `map_runs` keyword arguments chosen by `add_backend`'s options."""
+    """The `map_runs` keyword arguments chosen by `add_backend`'s options.
+
+    Returns
+    -------
+    dict
+        "backend", "workers", "address" and "resources" (1 CPU and --gpus-per-run GPUs per run).
+    """
     return {"backend": args.backend, "workers": args.workers, "address": args.address,
             "resources": {"num_cpus": 1, "num_gpus": args.gpus_per_run}}
 
 
 def positive_int(text: str) -> int:
+    """argparse `type=` for options that must be an integer ≥ 1.
+
+    Raises
+    ------
+    ValueError
+        `text` is not an integer.
+    argparse.ArgumentTypeError
+        The integer is ≤ 0.
+    """
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -67,6 +90,15 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `quanta` parser: one subparser per `GROUPS` entry, filled by its module's `register`.
+
+    A group whose own module is missing from this build still parses and answers with an error.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        A group module exists but imports a package that is not installed.
+    """
     parser = _Parser(prog="quanta", description="quanta_interp: mechanistic interpretability of neural scaling laws.")
     sub = parser.add_subparsers(dest="group", metavar="GROUP", parser_class=_Parser)
     for name, (module, help_text) in GROUPS.items():
@@ -98,6 +130,27 @@ def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `quanta` command and return its exit code, reporting bad input in one line on stderr.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments after the program name; None reads `sys.argv`.
+
+    Returns
+    -------
+    int
+        The command's code (0 by default, and for bare `quanta`); 2 for a bad option, a missing
+        subcommand, a group not in this build, or a ParameterError (shown with its CLI flag),
+        ValueError, FileNotFoundError or RuntimeError from the command; 130 on Ctrl-C.
+
+    Raises
+    ------
+    SystemExit
+        Code 0 after --help.
+    ValueError, FileNotFoundError, RuntimeError
+        Re-raised with its traceback instead of reported when `args.traceback` is true.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

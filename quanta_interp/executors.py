@@ -59,6 +59,48 @@ def map_runs(
     it, `run_dir` is None and nothing is written. "processes" and "ray" need a picklable, module-level
     `fn`. Ray: `address` is None (start a local instance), "auto" or "HOST:PORT"; `resources` per run,
     e.g. {"num_cpus": 1, "num_gpus": 1}; a failing run is retried `retries` times, then reported.
+
+    Parameters
+    ----------
+    fn : callable (config dict, RunDir or None) -> mapping
+        One run; its JSON-able result is written as the run's `result.json`.
+    configs : iterable of mapping
+        One run each; with `root`, JSON-able and all distinct.
+    backend : {"serial", "processes", "ray"}
+        In this process, in a local process pool, or as Ray tasks. "processes" with at most one run
+        to do runs it in this process.
+    root : str or PathLike or None
+        The sweep folder (see `io.Sweep`); None keeps results in memory only.
+    workers : int or None
+        "processes": pool size (default: one per core, at most one per run), each worker limited to
+        its share of the cores' threads; "ray": CPUs of a Ray instance started here.
+    name : str
+        The sweep's name in `manifest.json`; a folder is only reopened under the same name.
+    desc : str or None
+        Progress-bar label; default `name`.
+    address : str or None
+        Ray only: None or "local" starts a local instance, "auto" joins a running cluster,
+        "HOST:PORT" or "ray://HOST:PORT" a remote one.
+    resources : mapping or None
+        Ray only: per-run "num_cpus" (default 1) and "num_gpus" (default 0).
+    retries : int
+        Ray only: retries of a failing run.
+
+    Returns
+    -------
+    list of mapping
+        One result per config, in config order; runs finished by an earlier call come back as read
+        from their `result.json`.
+
+    Raises
+    ------
+    ValueError
+        `backend` is not in `BACKENDS`; `root` holds a different sweep or `configs` has duplicates;
+        Ray is not installed, `address` is unreachable, or no Ray node offers `resources`.
+    RuntimeError
+        Ray only: some runs still failed after `retries` retries (the others are saved).
+    Exception
+        "serial" and "processes": whatever `fn` raises, unchanged; runs already finished are saved.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

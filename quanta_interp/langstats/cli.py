@@ -144,6 +144,7 @@ def _cmd_rhm(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    """Add the `correlations`, `entropy`, `predict`, `measure` and `rhm` subcommands to `parser`."""
     from ..cli import add_backend
     from ..config import add_arguments
     from .config import MeasureConfig, RHMConfig, StatsConfig

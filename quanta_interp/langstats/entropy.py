@@ -36,6 +36,26 @@ def ngram_entropy(
 
     H_n = H(n+1-gram) − H(n-gram), each plug-in estimate corrected by (K−1)/(2N) for Miller–Madow
     (K distinct values, N windows). Returns arrays `n`, `H`, `H_plugin`, `unseen_mass`, `reliable`.
+
+    Parameters
+    ----------
+    tokens : int ndarray (T,) or list of int ndarray (T_d,)
+        A stream or documents of non-negative token ids; n-grams never straddle two documents.
+    correction : {"miller-madow", "none"}
+    max_unseen : float
+        Largest Good–Turing unseen mass (singleton (n+1)-grams / windows) of a reliable order.
+
+    Returns
+    -------
+    dict
+        `n` (int ndarray (n_max + 1,)), `H` and `H_plugin` (float64, nats), `unseen_mass`, `reliable`
+        (bool), `n_windows` (int), all of shape (n_max + 1,); `correction` and a `note`.
+
+    Raises
+    ------
+    ValueError
+        An unknown correction, n_max < 0, no document longer than n_max tokens, no tokens, or a
+        document that is not 1-D.
     """
     if correction not in ("miller-madow", "none"):
         raise ValueError(f"correction must be 'miller-madow' or 'none', got {correction!r}")
@@ -81,6 +101,30 @@ def fit_gamma(
 
     `offset=True` fits H_∞ too; a float subtracts that H_∞ and fits a pure power law; `offset=False`
     fits the raw log-log slope of H_n (the paper's practical fit, which underestimates γ when H_∞ dominates).
+    γ is the entropy exponent of Cagnetta et al. (2026), H_n − H_∞ ∝ n^-γ, that enters α_D = γ/(2β).
+
+    Parameters
+    ----------
+    n : float ndarray (K,)
+        Context lengths; entries ≤ 0 are dropped.
+    h : float ndarray (K,)
+        H_n at each n, in nats.
+    n_range : (float, float) or None
+        Inclusive bounds on n for the fit (None: every n > 0).
+    n_boot : int
+        Bootstrap resamples for the 95 % CI of γ.
+
+    Returns
+    -------
+    dict
+        `fit` (`PowerLawFit`), `gamma`, `gamma_ci` ([lo, hi]), `H_inf` (nats: fitted, given, or None
+        for the raw fit), `mode`, `sensitivity` (`fit_range_sensitivity` rows).
+
+    Raises
+    ------
+    ValueError
+        A float `offset` not below every H_n in the fit range, fewer than 3 distinct n in the range
+        (4 with `offset=True`), or a non-finite or non-positive value in what is fitted.
     """
     n, h = np.asarray(n, float), np.asarray(h, float)
     keep = n > 0

@@ -24,6 +24,24 @@ def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1
     Entry k is the loss of predicting a token from the k+1 tokens before it (L_n, n = k+1 ≤ n_ctx−1).
     The artifacts were made when `lm.train` left context n_ctx unsupervised; it now trains it, so windows of
     n_ctx + 1 tokens could also measure L_{n_ctx}.
+
+    Parameters
+    ----------
+    model
+        A bridge model (`lm.load(...).bridge`) with `cfg.n_ctx` ≥ n_ctx; set to eval mode here.
+    tokens : int ndarray (T,)
+        A validation stream; windows start at random offsets (drawn with replacement from `seed`).
+
+    Returns
+    -------
+    float32 ndarray (n_ctx − 1,)
+        L_n for n = 1 … n_ctx − 1, in nats; an upper bound on H_n.
+
+    Raises
+    ------
+    ValueError
+        tokens has at most n_ctx tokens, n_ctx exceeds the model's context, batch_size < 1, or a token id
+        lies outside the model's vocabulary.
     """
     from ..lm import token_losses
 
@@ -38,7 +56,14 @@ def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1
 
 def sweep_configs(config: MeasureConfig) -> list[dict]:
     """One JSON-able run config per data budget P; steps grow with P (≈ `epochs` passes, clipped) so every
-    run can overfit and the best validation loss marks the data-limited optimum."""
+    run can overfit and the best validation loss marks the data-limited optimum.
+
+    Returns
+    -------
+    list of dict
+        Per budget, in `config.budgets` order: `P` (training tokens), `source`, `tokenizer`, `seed`,
+        `n_val_tokens`, `model` (`lm.TrainConfig` settings including `steps`).
+    """
     model = config.train_settings()
     per_step = model["batch_size"] * model["n_ctx"]
     return [{"P": int(p), "source": config.corpus, "tokenizer": config.tokenizer, "seed": config.seed,
@@ -49,7 +74,26 @@ def sweep_configs(config: MeasureConfig) -> list[dict]:
 
 
 def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:
-    """Train on the first P training tokens; return the best validation loss and the per-position losses."""
+    """Train on the first P training tokens; return the best validation loss and the per-position losses.
+
+    Parameters
+    ----------
+    config : dict
+        One entry of `sweep_configs`.
+    run_dir : RunDir
+        Where the LM is trained (under `lm/`); given by `map_runs` with a root.
+
+    Returns
+    -------
+    dict
+        `P`, `best_val_loss` and `final_val_loss` (nats per token), `position_losses` (list of n_ctx − 1
+        floats, L_n in nats), `steps`.
+
+    Raises
+    ------
+    ValueError
+        run_dir is None, or P exceeds the corpus's training tokens.
+    """
     from .. import lm
     from ..corpora import load_corpus
 
@@ -73,7 +117,32 @@ def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:
 def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_inf: float | None = None,
                        n_boot: int = 1000, seed: int = 0) -> dict:
     """α_D from L(P) − H_∞ ∝ P^-α_D: with `h_inf` given (from the entropy fit) a pure power law of
-    L − H_∞; without, H_∞ is fitted as an offset. Carries the range-sensitivity table."""
+    L − H_∞; without, H_∞ is fitted as an offset. Carries the range-sensitivity table.
+
+    The measured counterpart of Cagnetta et al.'s (2026) predicted α_D = γ/(2β); the table shows how it
+    drifts with the points fitted.
+
+    Parameters
+    ----------
+    budgets : float ndarray (K,)
+        Training tokens P of each run.
+    losses : float ndarray (K,)
+        Best validation loss of each run, nats per token.
+    h_inf : float or None
+        H_∞ in nats (None: fitted).
+
+    Returns
+    -------
+    dict
+        `fit` (`PowerLawFit`), `alpha_D`, `alpha_D_ci` ([lo, hi]), `H_inf` (nats, given or fitted),
+        `sensitivity` (exponents with up to one point dropped from each end).
+
+    Raises
+    ------
+    ValueError
+        `h_inf` not below every loss, fewer than 3 distinct budgets (4 when H_∞ is fitted), or a
+        non-finite or non-positive budget or loss.
+    """
     p, loss = np.asarray(budgets, float), np.asarray(losses, float)
     if h_inf is not None and np.any(loss <= h_inf):
         raise ValueError(f"h_inf={h_inf:.4f} must lie below every loss (min {loss.min():.4f}); fit it instead")
@@ -87,7 +156,23 @@ def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_i
 
 def collapse(budgets: Sequence[float], position_loss: np.ndarray, *, beta: float, gamma: float,
              h_inf: float) -> tuple[np.ndarray, np.ndarray]:
-    """Collapse coordinates: x = P / n^(2β), y = n^γ (L_n(P) − H_∞), for a (n_budgets, n_ctx) loss array."""
+    """Collapse coordinates: x = P / n^(2β), y = n^γ (L_n(P) − H_∞), for a (n_budgets, K) loss array.
+
+    Cagnetta et al. (2026): with the right β and γ the per-position curves of every budget fall on one.
+
+    Parameters
+    ----------
+    budgets : float ndarray (n_budgets,)
+        Training tokens P of each run.
+    position_loss : float ndarray (n_budgets, K)
+        L_n in nats; column k is n = k + 1 (rows of `position_losses`, K = n_ctx − 1).
+    h_inf : float
+        H_∞ in nats.
+
+    Returns
+    -------
+    x, y : float64 ndarray (n_budgets, K)
+    """
     curves = np.asarray(position_loss, float)
     n = np.arange(1, curves.shape[1] + 1, dtype=float)
     x = np.asarray(budgets, float)[:, None] / n[None, :] ** (2 * beta)

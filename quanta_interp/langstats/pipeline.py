@@ -19,7 +19,13 @@ __all__ = ["default_lags", "beta_report", "gamma_report", "lm_entropy_report", "
 
 
 def default_lags(max_lag: int, n: int = 20) -> list[int]:
-    """About `n` log-spaced integer lags from 1 to `max_lag`."""
+    """About `n` log-spaced integer lags from 1 to `max_lag`, increasing and unique.
+
+    Raises
+    ------
+    ValueError
+        max_lag < 1.
+    """
     if max_lag < 1:
         raise ValueError(f"max_lag must be ≥ 1, got {max_lag}")
     return np.unique(np.round(np.logspace(0, np.log10(max_lag), n)).astype(int)).tolist()
@@ -27,7 +33,29 @@ def default_lags(max_lag: int, n: int = 20) -> list[int]:
 
 def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int], *, max_pairs: int | None = None,
                 floor_factor: float = 2.0, seed: int = 0, progress: bool = True) -> dict:
-    """‖C(n)‖ (operator and Frobenius) over lags, the noise floor, and β fits for both norms."""
+    """‖C(n)‖ (operator and Frobenius) over lags, the noise floor, and β fits for both norms.
+
+    Parameters
+    ----------
+    docs : sequence of int ndarray (T_d,)
+        Token ids in [0, vocab_size), one array per document.
+    lags, max_pairs, floor_factor, seed
+        As for `CorrelationDecay`.
+
+    Returns
+    -------
+    dict
+        `spectrum` (`CorrelationDecay.to_dict()`), `floor_factor`, `beta_op` and `beta_fro` (`fit_beta`
+        results, or {`error`: message} when too few lags clear the floor); when `beta_op` is fitted also
+        `floor_const` (c in the floor c/√P, from the operator norm) and `horizon_at_corpus` (n* at the
+        pairs counted at the smallest lag).
+
+    Raises
+    ------
+    ValueError
+        Bad lags or tokens (see `CorrelationDecay.fit`), fewer than 12 pairs at some lag, or a fitted
+        β ≤ 0 (from `horizon`).
+    """
     est = CorrelationDecay(lags, max_pairs=max_pairs, floor_factor=floor_factor, seed=seed)
     est.fit(docs, vocab_size, progress=progress)
     out = {"spectrum": est.to_dict(), "floor_factor": floor_factor}
@@ -47,7 +75,26 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
 
 def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0) -> dict:
     """γ from a per-position loss curve H_n (n = 1, 2, …), fitted both ways: with an H_∞ offset and as the
-    raw log-log slope (the paper's practical fit)."""
+    raw log-log slope (the paper's practical fit).
+
+    Parameters
+    ----------
+    losses : float ndarray (K,)
+        H_n (or its upper bound L_n) in nats for n = 1 … K.
+    n_min : int
+        Smallest n fitted.
+
+    Returns
+    -------
+    dict
+        `n` (int ndarray (K,)), `H` (the losses), `n_range` ([n_min, K]), `gamma_offset` and `gamma_raw`
+        (`fit_gamma` results).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 4 distinct n in [n_min, K], or a non-finite or non-positive loss there.
+    """
     losses = np.asarray(losses, dtype=float)
     n, rng = np.arange(1, losses.size + 1), (n_min, losses.size)
     return {"n": n, "H": losses, "n_range": list(rng),
@@ -57,7 +104,25 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0) -> dict:
 
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,
                       seed: int = 0) -> dict:
-    """H_n from a trained model's per-position validation loss (an upper bound), and γ fitted both ways."""
+    """H_n from a trained model's per-position validation loss (an upper bound), and γ fitted both ways.
+
+    Parameters
+    ----------
+    model
+        A bridge model, as for `position_losses`.
+    val_tokens : int ndarray (T,)
+        A validation token stream.
+
+    Returns
+    -------
+    dict
+        As `gamma_report`, with H_n for n = 1 … n_ctx − 1.
+
+    Raises
+    ------
+    ValueError
+        As `position_losses` and `gamma_report`.
+    """
     from .measure import position_losses
 
     losses = position_losses(model, val_tokens, n_ctx=n_ctx, n_windows=n_windows, seed=seed)
@@ -65,7 +130,20 @@ def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: i
 
 
 def prediction(beta: dict, gamma: dict) -> dict:
-    """α_D = γ/(2β) from a `beta_report()["beta_op"]` and a `fit_gamma` result."""
+    """α_D = γ/(2β) from a `beta_report()["beta_op"]` and a `fit_gamma` result.
+
+    Returns
+    -------
+    dict
+        As `alpha_d`: `alpha_D`, `alpha_D_ci`, `beta`, `gamma`.
+
+    Raises
+    ------
+    ValueError
+        β or γ is not positive.
+    KeyError
+        `beta` or `gamma` is an {`error`: ...} entry rather than a fit.
+    """
     return alpha_d(beta["beta"], beta["beta_ci"], gamma["gamma"], gamma["gamma_ci"])
 
 
@@ -73,12 +151,23 @@ def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = 
     """Run (or resume) the data-limited sweep under `root` and fit the measured α_D; `executor` goes to
     `map_runs` (backend, workers, address, resources).
 
+    Parameters
+    ----------
+    root : str
+        The resumable sweep folder.
+
     Returns
     -------
     dict
         `P`, `best_val_loss` (nats per token) and `position_losses` (L_n of each run), `steps`, and the fit of
         L(P) − H_∞ ∝ P^−α_D with H_∞ free (`fit_free_offset`) and, when `h_inf` is below every loss, fixed
         (`fit_entropy_offset`).
+
+    Raises
+    ------
+    ValueError
+        A budget over the corpus's training tokens, an unknown backend, or fewer than 4 distinct budgets
+        for the free-offset fit.
     """
     from ..executors import map_runs
     from .measure import data_limited_run, fit_alpha_measured, sweep_configs

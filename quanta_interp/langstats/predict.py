@@ -25,7 +25,27 @@ def _sigma(value: float, ci: Sequence[float]) -> float:
 def alpha_d(beta: float, beta_ci: Sequence[float], gamma: float, gamma_ci: Sequence[float], *,
             n_samples: int = 100_000, seed: int = 0) -> dict:
     """α_D = γ/(2β); the 95% CI propagates both CIs as independent normals by Monte Carlo
-    (the ratio's distribution is skewed when β is uncertain, which the delta method would hide)."""
+    (the ratio's distribution is skewed when β is uncertain, which the delta method would hide).
+
+    Cagnetta et al. (2026): β from ‖C(n)‖_op ∝ n^-β, γ from H_n − H_∞ ∝ n^-γ.
+
+    Parameters
+    ----------
+    beta_ci, gamma_ci : (float, float)
+        95 % CIs; σ = half-width / 1.96. A missing (None, NaN) or empty CI counts as exact.
+    n_samples : int
+        Monte Carlo draws; draws with β ≤ 0 are dropped.
+
+    Returns
+    -------
+    dict
+        `alpha_D`, `alpha_D_ci` ([lo, hi], 2.5 and 97.5 percentiles), `beta`, `gamma`.
+
+    Raises
+    ------
+    ValueError
+        beta or gamma is not a positive finite number.
+    """
     if not (np.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a positive number, got {beta}")
     if not (np.isfinite(gamma) and gamma > 0):
@@ -39,7 +59,29 @@ def alpha_d(beta: float, beta_ci: Sequence[float], gamma: float, gamma_ci: Seque
 
 
 def horizon(n_pairs: float | np.ndarray, beta: float, prefactor: float, floor_const: float) -> np.ndarray:
-    """n*(P): the largest lag whose correlation A·n^-β exceeds the noise floor c/√P."""
+    """n*(P): the largest lag whose correlation A·n^-β exceeds the noise floor c/√P.
+
+    n*(P) = (A√P/c)^(1/β) ∝ P^(1/(2β)) (Cagnetta et al. 2026).
+
+    Parameters
+    ----------
+    n_pairs : float or float ndarray
+        P, token pairs sampled.
+    prefactor : float
+        A in ‖C(n)‖ = A·n^-β.
+    floor_const : float
+        c in the floor c/√P, in the units of ‖C(n)‖.
+
+    Returns
+    -------
+    float64 ndarray, shape of `n_pairs`
+        n*, a real-valued lag.
+
+    Raises
+    ------
+    ValueError
+        Any P, β, A or c is not positive.
+    """
     p = np.asarray(n_pairs, dtype=float)
     if np.any(p <= 0) or beta <= 0 or prefactor <= 0 or floor_const <= 0:
         raise ValueError("n_pairs, beta, prefactor and floor_const must all be positive")

@@ -15,7 +15,32 @@ __all__ = ["RandomHierarchyModel"]
 
 
 class RandomHierarchyModel:
-    """`rules_[l]` has shape (v, m, s): the m right-hand sides of each symbol at level l (0 = just above leaves)."""
+    """A random hierarchical grammar whose leaf correlations decay with the known exponent β = ln m / ln s.
+
+    Parameters
+    ----------
+    v : int
+        Symbols per level (the leaf vocabulary).
+    m : int
+        Synonymous rules per symbol.
+    s : int
+        Branching: symbols each rule produces.
+    L : int
+        Depth; sequences have s^L leaves.
+    seed : int
+        Seeds the rules (and, by default, `sample` with seed + 1).
+
+    Attributes
+    ----------
+    rules_ : list of L int64 ndarray (v, m, s)
+        `rules_[l]`: the m right-hand sides of each symbol at level l (0 = just above the leaves); the
+        v·m right-hand sides of a level are distinct, so every rule can be parsed back.
+
+    Raises
+    ------
+    ValueError
+        v < 2, m < 1, s < 2 or L < 1 (or not integers), m > v^(s−1), or s^L > 2^24.
+    """
 
     def __init__(self, v: int = 8, m: int = 2, s: int = 2, L: int = 6, seed: int = 0):
         for name, value, low in (("v", v, 2), ("m", m, 1), ("s", s, 2), ("L", L, 1)):
@@ -38,10 +63,26 @@ class RandomHierarchyModel:
 
     @property
     def length(self) -> int:
+        """Leaves per sequence, s^L."""
         return self.s ** self.L
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """`n` sequences of s^L leaf tokens in [0, v), shape (n, s^L): root uniform, every rule uniform."""
+        """`n` sequences of s^L leaf tokens in [0, v), shape (n, s^L): root uniform, every rule uniform.
+
+        Parameters
+        ----------
+        seed : int or None
+            Seeds the draws (None: the model's seed + 1, so repeated calls return the same sequences).
+
+        Returns
+        -------
+        int64 ndarray (n, s^L)
+
+        Raises
+        ------
+        ValueError
+            n < 1.
+        """
         if n < 1:
             raise ValueError(f"n must be ≥ 1, got {n}")
         rng = np.random.default_rng(self.seed + 1 if seed is None else seed)

@@ -28,6 +28,7 @@ def _sizes(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    """Add the `load`, `train`, `family`, `losses` and `scaling` subcommands to `parser`."""
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("load", help="load a model and print its shape, parameter counts and a prediction")

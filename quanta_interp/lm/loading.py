@@ -61,6 +61,17 @@ class LoadedModel:
 def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
     """Load `spec` (see module docstring) on `device`, in float32.
 
+    Parameters
+    ----------
+    spec : str
+        "smollm2", an HF hub name, a local HF model folder (config.json + weights) or a run folder of
+        `lm.train` (model_config.json + weights.safetensors).
+
+    Warns
+    -----
+    UserWarning
+        For "smollm2": its weights are dequantised from Q4_1 (`SMOLLM2_NOTE`).
+
     Raises
     ------
     ValueError
@@ -117,10 +128,23 @@ def load_hf(hf_model, tokenizer, name: str, *, device: str = "cpu", spec: str | 
 
     The HF model is moved to `device` first: `boot_transformers(hf_model=…)` leaves it where it is.
 
+    Parameters
+    ----------
+    hf_model
+        A transformers causal LM; cast to float32 if any parameter is not.
+    tokenizer
+        Its HF tokenizer (required).
+    name : str
+        The model's hub name, which TransformerLens uses to pick the architecture adapter.
+    spec, note : str
+        Stored in the `LoadedModel`; `spec` defaults to `name`.
+
     Raises
     ------
     ValueError
         No tokenizer (without it the bridge would call the hub).
+    RuntimeError
+        Some tensor stayed off `device` (see `on_device`).
     """
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -193,10 +217,14 @@ def hf_tokenizer(tokenizer: Tokenizer):
 def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None) -> LoadedModel:
     """Rebuild a model trained by `lm.train` from its run folder (model_config.json + weights.safetensors).
 
+    The corpora tokenizer comes from the run's tokenizer.json when there is one (else None).
+
     Raises
     ------
     ValueError
         The run has no weights yet.
+    RuntimeError
+        Some tensor stayed off `device` (see `on_device`).
     """
     from safetensors.torch import load_file
     from transformer_lens.config import TransformerBridgeConfig
@@ -238,12 +266,17 @@ def _unique_params(module) -> dict[int, int]:
 
 
 def n_params(model) -> int:
-    """All distinct parameters (tied embeddings counted once)."""
+    """All distinct parameters of a model (`nn.Module`, e.g. a bridge), tied embeddings counted once."""
     return sum(_unique_params(model).values())
 
 
 def non_embedding_params(model) -> int:
-    """Parameters outside the token/position embeddings and the unembedding (Kaplan et al.'s N)."""
+    """Parameters outside the token/position embeddings and the unembedding (Kaplan et al.'s N).
+
+    This is the N of the scaling law L ∝ N^−α_N and of Pythia's non-embedding sizes. `model` is a bridge
+    (an `nn.Module` with `embed`, `pos_embed`, `unembed`; absent ones are skipped); parameters shared with
+    an embedding (tied weights) are excluded too.
+    """
     emb: dict[int, int] = {}
     for name in ("embed", "pos_embed", "unembed"):
         mod = getattr(model, name, None)

@@ -10,8 +10,22 @@ __all__ = ["token_losses", "next_token_losses", "as_documents", "windows"]
 
 
 def next_token_losses(logits, targets):
-    """float32 (B, T) cross-entropy, nats, of logits (B, T, V) against targets (B, T). Flattened first:
-    on the CPU, cross-entropy over a transposed (B, V, T) view is 4× slower at V = 49152."""
+    """Per-position next-token cross-entropy in nats, computed on flattened (B·T, V) logits.
+
+    Flattened because, on the CPU, cross-entropy over a transposed (B, V, T) view is 4× slower at V = 49152.
+
+    Parameters
+    ----------
+    logits : float tensor (B, T, V)
+        Cast to float32.
+    targets : int64 tensor (B, T)
+        Token ids in [0, V).
+
+    Returns
+    -------
+    float32 tensor (B, T)
+        Loss in nats at each position, on the logits' device.
+    """
     import torch
 
     flat = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
@@ -20,7 +34,18 @@ def next_token_losses(logits, targets):
 
 
 def as_documents(docs, d_vocab: int | None = None) -> list[np.ndarray]:
-    """Normalise `docs` (a list of 1-D token arrays, a 2-D array of rows, or one 1-D array) and validate ids."""
+    """Normalise `docs` (a list of 1-D token arrays, a 2-D array of rows, or one 1-D array) and validate ids.
+
+    Returns
+    -------
+    list of ndarray (doc_len,)
+        One flattened array per document, dtype unchanged.
+
+    Raises
+    ------
+    ValueError
+        No documents or no tokens, a negative id, or an id ≥ `d_vocab` (when given).
+    """
     if isinstance(docs, np.ndarray) and docs.ndim == 1:
         docs = [docs]
     out = [np.asarray(d).reshape(-1) for d in docs]
@@ -39,6 +64,19 @@ def windows(length: int, context: int, stride: int) -> list[tuple[int, int]]:
 
     Window k starts at k·stride and scores the targets start+1 … start+context not scored before,
     so target p is predicted from min(p, context) or at least context−stride+1 previous tokens.
+
+    Parameters
+    ----------
+    length : int
+        Tokens in the document.
+    stride : int
+        Must be in [1, context] (not checked here; `token_losses` checks it).
+
+    Returns
+    -------
+    list of (int, int)
+        (start, f) per window: its targets are tokens start+1 … and the new ones begin at target index
+        f, i.e. token start+1+f. Empty when length ≤ 1.
     """
     out, scored = [], 0  # targets < scored+1 are done
     start = 0
@@ -56,6 +94,28 @@ def token_losses(model, docs, *, context: int = 128, batch_size: int = 16, progr
 
     Entry [d, 0] and padding are NaN. Windows advance by `stride` (default context//2) and score only
     their new targets, so each position is scored once with at least context−stride+1 tokens of context.
+
+    Parameters
+    ----------
+    model
+        A bridge (TransformerBridge) in eval mode; the inputs go to the device of its first parameter.
+    docs
+        Token ids: a list of 1-D arrays, a 2-D array of rows or one 1-D array (see `as_documents`).
+    batch_size : int
+        Windows per forward pass.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    float32 ndarray (n_docs, max_len)
+        Loss in nats of each token given its context; NaN at position 0 and past a document's end.
+
+    Raises
+    ------
+    ValueError
+        `context` outside [1, n_ctx], `stride` outside [1, context], `batch_size` < 1, an empty corpus, or
+        token ids outside the model's vocabulary.
     """
     import torch
 

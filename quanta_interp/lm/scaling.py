@@ -24,7 +24,27 @@ LADDER: tuple[tuple[int, int], ...] = ((1, 16), (1, 32), (2, 32), (2, 48), (2, 6
 
 
 def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str = "char", **train_kw) -> list[dict]:
-    """One resolved training config per (n_layers, d_model), plus the corpus it trains on."""
+    """One resolved training config per (n_layers, d_model), plus the corpus it trains on.
+
+    Parameters
+    ----------
+    sizes : sequence of (int, int)
+        (n_layers, d_model) per member; n_heads = max(1, d_model // 16), d_mlp the `TrainConfig` default.
+    corpus, tokenizer : str
+        As for `load_corpus`; d_vocab is the tokenizer's vocab_size unless `train_kw` gives one.
+    **train_kw
+        Other `TrainConfig` fields, shared by every member.
+
+    Returns
+    -------
+    list of dict
+        `name` ("L{n_layers}-d{d_model}"), `corpus`, `tokenizer` and every `TrainConfig` field.
+
+    Raises
+    ------
+    ParameterError
+        A setting `TrainConfig` rejects (e.g. a d_model not divisible by its n_heads).
+    """
     d_vocab = train_kw.pop("d_vocab", None) or load_corpus(corpus, tokenizer).vocab_size
     out = []
     for n_layers, d_model in sizes:
@@ -36,7 +56,11 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
 
 
 def train_member(config: dict, run_dir=None) -> dict:
-    """Train one family member on its corpus's train split, evaluating on the held-out documents."""
+    """Train one family member on its corpus's train split, evaluating on the held-out documents.
+
+    `config` is one entry of `family_configs`; `run_dir` (a `RunDir` or None) is where `map_runs` keeps the
+    member, so a rerun resumes it. Returns `lm.train`'s result with the member's `name` added.
+    """
     from .training import train
 
     corpus = load_corpus(config["corpus"], config["tokenizer"])
@@ -48,12 +72,33 @@ def train_member(config: dict, run_dir=None) -> dict:
 
 def train_family(configs: list[dict], root: str | Path, **executor) -> list[dict]:
     """Train every config as a resumable sweep under `root` (finished members are not redone);
-    `executor` goes to `map_runs` (backend, workers, address, resources)."""
+    `executor` goes to `map_runs` (backend, workers, address, resources).
+
+    Returns
+    -------
+    list of dict
+        `train_member`'s result per config, in the order of `configs`.
+    """
     return map_runs(train_member, configs, root=root, name="lm-family", desc="family", **executor)
 
 
 def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[dict]]:
-    """Every finished member of a family sweep, loaded, in increasing model size, with its name and val loss."""
+    """Every finished member of a family sweep, loaded, in increasing model size, with its name and val loss.
+
+    Returns
+    -------
+    models : list of LoadedModel
+        Sorted by non-embedding parameters.
+    info : list of dict
+        `name` and `val_loss` (nats per token) per model, in the same order.
+
+    Raises
+    ------
+    FileNotFoundError
+        `root` is not a sweep folder.
+    ValueError
+        Fewer than 3 members finished.
+    """
     from ..io import Sweep, read_json
     from .loading import load
 
@@ -70,7 +115,38 @@ def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[di
 
 def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: int = 64,
             thresholds: dict | None = None, progress: bool = True) -> tuple[dict, np.ndarray, TokenClasses]:
-    """Mean loss vs N, α_N with CI and range sensitivity, and token classes for models sorted by size."""
+    """Mean loss vs N, α_N with CI and range sensitivity, and token classes for models sorted by size.
+
+    Parameters
+    ----------
+    models : list of TransformerBridge
+        In increasing non-embedding size (at least 3).
+    names : list of str
+        One per model, for the summary.
+    docs : list of int ndarray (doc_len,)
+        Evaluation documents, tokenized with the models' shared tokenizer.
+    context : int
+        Tokens of context per prediction (see `token_losses`).
+    thresholds : dict or None
+        `TokenClasses` arguments (high, low, slope, r2); default the paper's (`PAPER_CLASSES`).
+
+    Returns
+    -------
+    summary : dict
+        `alpha_N` with `alpha_N_ci` (95%), `fit` (PowerLawFit of mean loss vs N), `range_sensitivity`,
+        `models` (name, non_embedding_params, mean_loss in nats), `n_tokens_evaluated`, `context` and
+        `token_classes` (counts per class and the thresholds).
+    losses : float32 ndarray (n_tokens, n_models)
+        Per-token losses in nats (see `loss_matrix`).
+    classes : TokenClasses
+        Fitted on `losses`.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 models, models not in increasing size, bad thresholds, or documents the models cannot
+        score (see `token_losses`).
+    """
     from .loading import non_embedding_params
 
     losses = loss_matrix(models, docs, context=context, progress=progress)
@@ -89,7 +165,13 @@ def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: 
 
 
 def loss_matrix(models: list, docs: list[np.ndarray], *, context: int = 64, progress: bool = True) -> np.ndarray:
-    """Per-token losses (tokens × models) of every model on the same documents; positions 1.. of each doc."""
+    """Per-token losses (tokens × models) of every model on the same documents; positions 1.. of each doc.
+
+    Returns
+    -------
+    float32 ndarray (n_tokens, n_models)
+        Loss in nats; rows are the positions the first model scored (every position but each doc's first).
+    """
     from .losses import token_losses
 
     cols = [token_losses(m, docs, context=context, progress=progress) for m in models]
@@ -98,7 +180,24 @@ def loss_matrix(models: list, docs: list[np.ndarray], *, context: int = 64, prog
 
 
 def fit_alpha_n(n_params, mean_losses, **kw) -> tuple:
-    """α_N: mean loss ≈ a·N^(−α_N) over non-embedding parameters, with bootstrap CI and range sensitivity."""
+    """α_N: mean loss ≈ a·N^(−α_N) over non-embedding parameters, with bootstrap CI and range sensitivity.
+
+    The quantization model (Michaud et al. 2023) predicts quanta frequencies ∝ k^−(α_N+1) from this α_N;
+    the paper's Pythia value is 0.083. `kw` goes to both `fit_power_law` and `fit_range_sensitivity`
+    (offset, n_boot, seed).
+
+    Returns
+    -------
+    fit : PowerLawFit
+        `exponent` is α_N, with its 95% bootstrap `exponent_ci`.
+    sensitivity : list of dict
+        The exponent refitted with up to 2 sizes dropped from either end (`fit_range_sensitivity`).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 distinct sizes, mismatched lengths, or non-positive / non-finite values.
+    """
     fit = fit_power_law(np.asarray(n_params, float), np.asarray(mean_losses, float), **kw)
     return fit, fit_range_sensitivity(np.asarray(n_params, float), np.asarray(mean_losses, float), **kw)
 
@@ -108,7 +207,34 @@ class TokenClasses:
 
     monogenic: loss > `high` nats for every model below some size and < `low` at and above it (one
     sharp drop); polygenic: a steady decline, slope of loss vs ln N below `slope` with R² above `r2`.
-    The paper's thresholds (Pythia, 19M…2.7B) are the defaults; small models need smaller ones.
+    The paper's thresholds (Michaud et al. 2023; Pythia, 19M…2.7B) are the defaults; small models need
+    smaller ones. A token that qualifies as monogenic is never labelled polygenic.
+
+    Parameters
+    ----------
+    high, low : float
+        Loss thresholds in nats for monogenic tokens, low < high.
+    slope : float
+        Polygenic: slope of loss (nats) against ln N must be below this.
+    r2 : float
+        Polygenic: R² of that line must exceed this, in [0, 1].
+
+    Attributes
+    ----------
+    step_ : int64 ndarray (n_tokens,)
+        Index of the first model below `low` for a monogenic token (every smaller one is above `high`);
+        −1 when not monogenic.
+    slope_ : float64 ndarray (n_tokens,)
+        Least-squares slope of loss against ln N, nats per e-fold.
+    r2_ : float64 ndarray (n_tokens,)
+        R² of that line (0 for a constant loss).
+    labels_ : str ndarray (n_tokens,)
+        "monogenic", "polygenic" or "other".
+
+    Raises
+    ------
+    ValueError
+        `high` or `low` not finite or low ≥ high, or r2 outside [0, 1].
     """
 
     def __init__(self, high: float = 5.0, low: float = 0.3, slope: float = -0.3, r2: float = 0.98):
@@ -119,7 +245,20 @@ class TokenClasses:
         self.high, self.low, self.slope, self.r2 = high, low, slope, r2
 
     def fit(self, losses: np.ndarray, n_params) -> TokenClasses:
-        """`losses`: (tokens × models) with models in increasing `n_params` order."""
+        """Label each token from its loss curve over model sizes; returns self.
+
+        Parameters
+        ----------
+        losses : float array-like (n_tokens, n_models)
+            Per-token losses in nats, models in increasing `n_params` order (e.g. `loss_matrix`).
+        n_params : float array-like (n_models,)
+            Non-embedding parameter counts, strictly increasing.
+
+        Raises
+        ------
+        ValueError
+            `losses` not 2-D with one column per size, fewer than 3 models, or sizes not increasing.
+        """
         losses = np.asarray(losses, float)
         n = np.asarray(n_params, float)
         if losses.ndim != 2 or losses.shape[1] != n.size or n.size < 3 or np.any(np.diff(n) <= 0):
@@ -142,4 +281,5 @@ class TokenClasses:
         return self
 
     def counts(self) -> dict[str, int]:
+        """Tokens per label: {"monogenic": …, "polygenic": …, "other": …} (after `fit`)."""
         return {c: int((self.labels_ == c).sum()) for c in ("monogenic", "polygenic", "other")}

@@ -123,7 +123,18 @@ def train(config: TrainConfig, train_tokens, *, val_tokens=None, tokenizer: Toke
     """Train a fresh native model on `train_tokens` (1-D int array or list of documents); see module docstring.
 
     With `run_dir`, writes config.json, metrics.jsonl, checkpoints, weights.safetensors,
-    model_config.json, tokenizer.json and result.json, and resumes from the last checkpoint.
+    model_config.json, tokenizer.json and result.json, and resumes from the last checkpoint; a run
+    folder that already holds result.json returns that result without training.
+
+    Parameters
+    ----------
+    train_tokens, val_tokens
+        Token ids: one 1-D int array, or a list/tuple of documents concatenated into one stream (windows
+        may cross document boundaries). Each needs ≥ n_ctx + 1 tokens; without `val_tokens` no evaluation.
+    tokenizer : corpora.Tokenizer or None
+        Saved as tokenizer.json so `lm.load_run` can attach it; its vocab_size must be ≤ d_vocab.
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
@@ -134,8 +145,9 @@ def train(config: TrainConfig, train_tokens, *, val_tokens=None, tokenizer: Toke
     Raises
     ------
     ValueError
-        Empty tokens, ids outside d_vocab, a tokenizer larger than d_vocab, a run folder holding another
-        config, or a loss that becomes NaN (the last good checkpoint is kept).
+        Empty tokens, fewer than n_ctx + 1 tokens, ids outside d_vocab, a tokenizer larger than d_vocab, a
+        run folder holding another config, or a loss that becomes NaN or inf (the last good checkpoint is
+        kept).
     """
     import torch
 

@@ -14,7 +14,22 @@ SHARMA_KAPLAN_EXPONENT = 4.0  # 4/d with input dimension d = 1
 
 
 def scaling_table(results: Iterable[Mapping], quantiles: tuple[float, ...] = (0.1, 0.25, 0.75, 0.9)) -> dict:
-    """Per activation: widths (sorted), median and quantiles of per-seed test MSE, from sweep results."""
+    """Per activation: widths (sorted), median and quantiles of per-seed test MSE, from sweep results.
+
+    Parameters
+    ----------
+    results : iterable of mappings
+        Run results as written by `train_run`: keys `activation`, `width` and `test_mse`
+        (float ndarray (S,), MSE of each seed on the test grid).
+    quantiles : tuple of float
+        Quantiles in [0, 1] of the per-seed losses to tabulate; `plot_scaling` needs 0.25 and 0.75.
+
+    Returns
+    -------
+    dict
+        Activation → {`widths`, `median`, `n_seeds`, `qXX` per quantile (e.g. `q25`)}, each a list with
+        one entry per width, in increasing width.
+    """
     table: dict[str, dict] = {}
     for r in results:
         losses = np.asarray(r["test_mse"], dtype=float)
@@ -34,7 +49,28 @@ def scaling_table(results: Iterable[Mapping], quantiles: tuple[float, ...] = (0.
 
 def fit_scaling(table: Mapping[str, Mapping], *, min_width: int = 2, n_boot: int = 1000, seed: int = 0) -> dict:
     """Power-law fit of median MSE vs width per activation (widths ≥ `min_width`; N = 1 is one neuron
-    and cannot bend), with its bootstrap CI, range sensitivity and local slopes between widths."""
+    and cannot bend), with its bootstrap CI, range sensitivity and local slopes between widths.
+
+    The exponent is α in MSE ∝ N^-α, to compare with Sharma & Kaplan's 4/d = 4 and the N^-1 that
+    Liu & Tegmark (2023) measure with SiLU.
+
+    Parameters
+    ----------
+    table : mapping
+        The output of `scaling_table`.
+    min_width : int
+        Smallest width in the fit; widths with a zero median are left out too.
+    n_boot : int
+        Bootstrap resamples for the 95 % CI of the exponent.
+
+    Returns
+    -------
+    dict
+        Activation → {`widths`, `median`, `exponent`, `exponent_ci` ([lo, hi]), `fit` (a
+        `PowerLawFit.to_dict()`), `range_sensitivity`, `local_slopes` (per adjacent pair of widths:
+        `widths`, `exponent`)}. `exponent`, `exponent_ci` are None and `fit`, `range_sensitivity`
+        absent with fewer than 3 distinct usable widths.
+    """
     out = {}
     for act, row in table.items():
         w = np.asarray(row["widths"], dtype=float)
@@ -59,6 +95,31 @@ def loss_peaks(losses: np.ndarray, *, prominence: float = 0.05, grid: int = 512,
     A Gaussian KDE (bandwidth in decades) of log10 loss; peaks are local maxima with prominence above
     `prominence` × the highest density; each seed joins the peak of its basin (split at the minima
     between peaks). Per peak: loss at the peak, seeds in it, and the representative (closest) seed.
+    At N = 2, Liu & Tegmark (2023) find distinct peaks (distinct algorithms), the lowest being the
+    symmetric-pair solution.
+
+    Parameters
+    ----------
+    losses : float ndarray (S,)
+        Final MSE of each seed.
+    prominence : float
+        Minimum peak prominence, as a fraction of the highest density.
+    grid : int
+        Points of the log10-loss grid the KDE is evaluated on.
+    bandwidth : float
+        KDE bandwidth, in decades of loss.
+
+    Returns
+    -------
+    list of dict
+        One per peak, in increasing loss: `loss` (MSE at the peak), `log10_loss`, `count`, `fraction`
+        (of seeds), `seeds` (indices into `losses`), `representative` (the seed closest to the peak).
+        All losses equal: one peak holding every seed.
+
+    Raises
+    ------
+    ValueError
+        `losses` is not 1-D, has fewer than 2 values, or holds a non-finite or non-positive value.
     """
     from scipy.signal import find_peaks
     from scipy.stats import gaussian_kde

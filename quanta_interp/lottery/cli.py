@@ -14,6 +14,7 @@ __all__ = ["register"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    """Add the `sweep`, `fit`, `peaks`, `dissect` and `neurons` subcommands to `parser`."""
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sweep", help="train S seeds per (activation, width) into a resumable sweep folder")
@@ -93,9 +94,9 @@ def _peaks(args: argparse.Namespace) -> int:
 
 def _dissect(args: argparse.Namespace) -> int:
     from ..io import atomic_write_json
-    from .tickets import dissect
     from .plots import plot_tickets
     from .runs import load_run, resolve_run
+    from .tickets import dissect
 
     net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
     report = dissect(net, target=config["target"], interval=tuple(config["interval"]), tol=args.tol, seed=args.seed)
@@ -109,9 +110,9 @@ def _dissect(args: argparse.Namespace) -> int:
 
 def _neurons(args: argparse.Namespace) -> int:
     from ..io import atomic_write_json
-    from .tickets import neuron_curves
     from .plots import plot_neurons
     from .runs import load_run, resolve_run
+    from .tickets import neuron_curves
 
     net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
     curves = {"seed_index": index, **neuron_curves(net, interval=tuple(config["interval"]))}

@@ -30,7 +30,13 @@ TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def activation_fn(name: str):
-    """The torch function for an activation name (one of `ACTIVATIONS`)."""
+    """The torch function for an activation name (one of `ACTIVATIONS`; leaky_relu has slope 0.01).
+
+    Raises
+    ------
+    ValueError
+        `name` is not in `ACTIVATIONS`.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -42,7 +48,13 @@ def activation_fn(name: str):
 
 
 def target_fn(target: str | Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """A target given by name (one of `TARGETS`) or as a callable on numpy arrays."""
+    """A target given by name (one of `TARGETS`) or as a callable on numpy arrays.
+
+    Raises
+    ------
+    ValueError
+        `target` is neither callable nor a key of `TARGETS`.
+    """
     if callable(target):
         return target
     if target not in TARGETS:
@@ -51,6 +63,13 @@ def target_fn(target: str | Callable[[np.ndarray], np.ndarray]) -> Callable[[np.
 
 
 def check_interval(interval: tuple[float, float]) -> tuple[float, float]:
+    """The input interval as a pair of floats (low, high), validated.
+
+    Raises
+    ------
+    ValueError
+        `low` or `high` is not finite, or low ≥ high.
+    """
     lo, hi = (float(v) for v in interval)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"interval must be (low, high) with finite low < high, got {tuple(interval)}")
@@ -58,7 +77,26 @@ def check_interval(interval: tuple[float, float]) -> tuple[float, float]:
 
 
 def make_grid(target, interval: tuple[float, float], n: int, *, midpoints: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """`n` evenly spaced points on the interval (cell midpoints for a test grid) and the target there."""
+    """`n` evenly spaced points on the interval (cell midpoints for a test grid) and the target there.
+
+    Parameters
+    ----------
+    target : str or callable
+        As for `target_fn`.
+    midpoints : bool
+        Midpoints of `n` equal cells (excludes the ends: a test grid disjoint from the training grid)
+        instead of `n` points including both ends.
+
+    Returns
+    -------
+    x, y : float64 ndarray (n,)
+
+    Raises
+    ------
+    ValueError
+        A bad interval or target, n < 2, a target that changes the shape of x, or a target that is not
+        finite somewhere on the grid.
+    """
     lo, hi = check_interval(interval)
     if n < 2:
         raise ValueError(f"grid size must be ≥ 2, got {n}")
@@ -75,7 +113,22 @@ def make_grid(target, interval: tuple[float, float], n: int, *, midpoints: bool 
 
 @dataclass
 class MLP1D:
-    """One 1 → N → 1 network f(x) = Σ_i v_i σ(w_i x + b_i) + c, as numpy arrays."""
+    """One 1 → N → 1 network f(x) = Σ_i v_i σ(w_i x + b_i) + c, as numpy arrays.
+
+    Parameters
+    ----------
+    w, b, v : float64 ndarray (N,)
+        Input weights, biases and output weights of the hidden neurons (raveled on construction).
+    c : float
+        Output bias.
+    activation : str
+        One of `ACTIVATIONS`.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation, or w, b, v empty or of different lengths.
+    """
 
     w: np.ndarray
     b: np.ndarray
@@ -92,10 +145,20 @@ class MLP1D:
 
     @property
     def width(self) -> int:
+        """The number of hidden neurons N."""
         return int(self.w.size)
 
     def neuron_outputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per neuron over the points x: activation σ(w x + b) and contribution v σ(w x + b), both [N, P]."""
+        """Per neuron over the points x: activation σ(w x + b) and contribution v σ(w x + b).
+
+        Parameters
+        ----------
+        x : float64 ndarray (P,)
+
+        Returns
+        -------
+        activation, contribution : float64 ndarray (N, P)
+        """
         import torch
 
         z = torch.as_tensor(np.outer(self.w, x) + self.b[:, None], dtype=torch.float64)
@@ -103,17 +166,41 @@ class MLP1D:
         return act, self.v[:, None] * act
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """The network output f(x), float64 ndarray (P,), at the points x (P,)."""
         return self.neuron_outputs(np.asarray(x, dtype=float))[1].sum(0) + self.c
 
 
 def seed_network(params: dict, i: int, activation: str) -> MLP1D:
-    """Seed i of stacked torch weights (w, b, v, c with a leading seed axis) as a standalone float64 network."""
+    """Seed i of stacked torch weights (w, b, v, c with a leading seed axis) as a standalone float64 network.
+
+    Parameters
+    ----------
+    params : dict of torch tensors
+        w, b, v: (S, N); c: (S,) or (S, 1), any float dtype and device.
+    """
     p = {k: t[i].double().cpu().numpy() for k, t in params.items()}
     return MLP1D(p["w"], p["b"], p["v"], float(np.ravel(p["c"])[0]), activation)
 
 
 def forward(params: dict, x, activation: str):
-    """Outputs [S, P] of the stacked networks `params` (w, b, v: [S, N]; c: [S]) at the points x [P]."""
+    """Outputs of the S stacked networks `params` at the points x, in one batched evaluation.
+
+    Parameters
+    ----------
+    params : dict of torch tensors
+        w, b, v: (S, N); c: (S,), all of one float dtype and device.
+    x : torch tensor (P,)
+        Input points, of the same dtype and device as `params`.
+
+    Returns
+    -------
+    torch tensor (S, P)
+
+    Raises
+    ------
+    ValueError
+        `activation` is not in `ACTIVATIONS`.
+    """
     import torch
 
     h = activation_fn(activation)(torch.addcmul(params["b"][:, None, :], params["w"][:, None, :], x[None, :, None]))
@@ -125,6 +212,24 @@ def batched_lbfgs(loss_fn, x, *, iters: int, history: int = 10, max_backtracks: 
 
     Two-loop recursion with per-row curvature pairs (a pair with sᵀy ≤ 0 is masked out) and a
     per-row backtracking Armijo line search; rows that cannot decrease stay where they are.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        Maps a tensor (S, D) to per-row losses (S,); row s's loss must depend on row s only.
+    x : torch tensor (S, D)
+        Starting points (not modified).
+    iters : int
+        L-BFGS iterations (no other stopping rule).
+    history : int
+        Curvature pairs kept per row.
+    max_backtracks : int
+        Step halvings tried per iteration before a row gives up its step.
+
+    Returns
+    -------
+    torch tensor (S, D)
+        The final points, detached.
     """
     import torch
 
@@ -176,9 +281,35 @@ def batched_lbfgs(loss_fn, x, *, iters: int, history: int = 10, max_backtracks: 
 class SeedEnsemble:
     """`n_seeds` independent 1 → `width` → 1 MLPs trained together (scikit-learn style).
 
-    `fit(x, y)` trains on the points; learned state: `params_` (w, b, v: [S, N], c: [S], torch) and
-    `train_loss_` ([S] numpy). Init is PyTorch's `nn.Linear` default; Adam's learning rate decays
-    cosine-wise from `lr` to `lr·1e-2`; `optimizer="adam+lbfgs"` polishes Adam's result with L-BFGS.
+    `fit(x, y)` trains on the points by full-batch MSE. Init is PyTorch's `nn.Linear` default; Adam's
+    learning rate decays cosine-wise from `lr` to `lr·1e-2`; `optimizer="adam+lbfgs"` polishes Adam's
+    result with L-BFGS (Adam alone plateaus far above what float64 L-BFGS reaches; Michaud et al. 2022).
+
+    Parameters
+    ----------
+    width : int
+        Hidden neurons N per network.
+    n_seeds : int
+        Networks S, each from its own initialisation.
+    optimizer : {"adam", "lbfgs", "adam+lbfgs"}
+    adam_steps, lbfgs_steps : int
+        Iterations of each optimizer (0 skips it).
+    dtype : {"float32", "float64"}
+    seed : int
+        Seeds the initialisation of all S networks.
+
+    Attributes
+    ----------
+    params_ : dict of torch tensors
+        w, b, v: (S, N); c: (S,); in `dtype` on `device`.
+    train_loss_ : ndarray (S,)
+        Final training MSE of each seed, in `dtype`.
+
+    Raises
+    ------
+    ValueError
+        At `fit` / `init_params`: width or n_seeds not a positive integer, or an unknown activation,
+        optimizer or dtype.
     """
 
     def __init__(self, width: int, n_seeds: int = 1, *, activation: str = "silu", optimizer: str = "adam+lbfgs",
@@ -200,7 +331,18 @@ class SeedEnsemble:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
     def init_params(self) -> dict:
-        """PyTorch-default init of S networks: w, b ~ U(−1, 1) (fan-in 1), v, c ~ U(−1/√N, 1/√N)."""
+        """PyTorch-default init of S networks: w, b ~ U(−1, 1) (fan-in 1), v, c ~ U(−1/√N, 1/√N).
+
+        Returns
+        -------
+        dict of torch tensors
+            w, b, v: (S, N); c: (S,); in `dtype` on `device`, drawn in float64 from `seed`.
+
+        Raises
+        ------
+        ValueError
+            A bad setting (see the class).
+        """
         import torch
 
         self._validate()
@@ -214,6 +356,23 @@ class SeedEnsemble:
         return {"w": uniform((s, n), 1.0), "b": uniform((s, n), 1.0), "v": uniform((s, n), k), "c": uniform((s,), k)}
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> SeedEnsemble:
+        """Train every seed on the points (x, y) by MSE; sets `params_` and `train_loss_`.
+
+        Parameters
+        ----------
+        x, y : float ndarray (P,)
+            Training inputs and targets.
+
+        Returns
+        -------
+        SeedEnsemble
+            self.
+
+        Raises
+        ------
+        ValueError
+            A bad setting (see the class), x not 1-D, y of another shape, or y not finite.
+        """
         import torch
 
         self._validate()
@@ -250,7 +409,19 @@ class SeedEnsemble:
         return self
 
     def loss(self, x: np.ndarray, y: np.ndarray, *, chunk: int = 2**22) -> np.ndarray:
-        """Per-seed MSE [S] at the points x, evaluated in chunks of seeds to bound memory."""
+        """Per-seed MSE at the points (x, y), evaluated in chunks of seeds to bound memory.
+
+        Parameters
+        ----------
+        x, y : float ndarray (P,)
+        chunk : int
+            Approximate number of hidden activations (seeds × P × N) held at once.
+
+        Returns
+        -------
+        ndarray (S,)
+            MSE of each seed, in `dtype`.
+        """
         import torch
 
         p = self.params_

@@ -14,7 +14,25 @@ __all__ = ["plot_scaling", "plot_peaks", "plot_tickets", "plot_neurons"]
 
 
 def plot_scaling(table: Mapping[str, Mapping], fits: Mapping[str, Mapping], stem: str | os.PathLike) -> list:
-    """Median test MSE vs width per activation (band: 25–75 % of seeds), fitted lines and the 4/d line."""
+    """Median test MSE vs width per activation (band: 25–75 % of seeds), fitted lines and the 4/d line.
+
+    Reference lines: Sharma & Kaplan's N^-4 (4/d, d = 1) and Liu & Tegmark's (2023) N^-1, both
+    anchored at the first activation's smallest width ≥ 2.
+
+    Parameters
+    ----------
+    table : mapping
+        `scaling_table` output; needs the `q25` and `q75` quantiles.
+    fits : mapping
+        `fit_scaling` output.
+    stem : path
+        Output path without suffix.
+
+    Returns
+    -------
+    list of Path
+        The written `stem.png` and `stem.svg`.
+    """
     fig, axes = new_figure(1, 1, size=(6.0, 4.4))
     ax = axes[0, 0]
     for act, row in table.items():
@@ -43,7 +61,22 @@ def plot_scaling(table: Mapping[str, Mapping], fits: Mapping[str, Mapping], stem
 
 def plot_peaks(losses: Sequence[float], peaks: Sequence[Mapping], solutions: Sequence[Mapping],
                stem: str | os.PathLike, width: int = 2) -> list:
-    """Histogram of log10 final losses with the found peaks, and each peak's representative solution."""
+    """Histogram of log10 final losses with the found peaks, and each peak's representative solution.
+
+    Parameters
+    ----------
+    losses : sequence of float (S,)
+        Final train MSE of each seed (all > 0).
+    peaks, solutions : sequences of mappings
+        `peaks` and `solutions` of `peak_report`, one solution per peak (keys `x`, `target`, `prediction`).
+    width : int
+        Network width, for the title.
+
+    Returns
+    -------
+    list of Path
+        The written `stem.png` and `stem.svg`.
+    """
     fig, axes = new_figure(2, 1, size=(5.0, 3.8))
     lg = np.log10(np.asarray(losses, dtype=float))
     axes[0, 0].hist(lg, bins=60, color="#0072B2")
@@ -60,7 +93,21 @@ def plot_peaks(losses: Sequence[float], peaks: Sequence[Mapping], solutions: Seq
 
 
 def plot_tickets(report: Mapping, stem: str | os.PathLike) -> list:
-    """Ticket Taylor coefficients (x², x⁴), the ticket error correlation matrix and the variance-vs-k test."""
+    """Ticket Taylor coefficients (x², x⁴), the ticket error correlation matrix and the variance-vs-k test.
+
+    The last panel is the CLT test of Liu & Tegmark (2023): error variance of k averaged tickets against
+    the 1/k of independent errors.
+
+    Parameters
+    ----------
+    report : mapping
+        `TicketReport.to_dict(curves=True)` (plain `to_dict()` draws no correlation matrix).
+
+    Returns
+    -------
+    list of Path
+        The written `stem.png` and `stem.svg`.
+    """
     fig, axes = new_figure(3, 1, size=(4.2, 3.6))
     tay = np.asarray(report["taylor_x0_x2_x4"], dtype=float).reshape(-1, 3)
     axes[0, 0].scatter(tay[:, 1], tay[:, 2], s=10) if tay.size else None
@@ -85,7 +132,20 @@ def plot_tickets(report: Mapping, stem: str | os.PathLike) -> list:
 
 
 def plot_neurons(curves: Mapping, stem: str | os.PathLike, max_neurons: int = 36) -> list:
-    """Grid of per-neuron activation σ(wx+b) and contribution vσ(wx+b) over the input interval."""
+    """Grid of per-neuron activation σ(wx+b) and contribution vσ(wx+b) over the input interval.
+
+    Parameters
+    ----------
+    curves : mapping
+        `neuron_curves` output.
+    max_neurons : int
+        Panels drawn at most (the first neurons).
+
+    Returns
+    -------
+    list of Path
+        The written `stem.png` and `stem.svg`.
+    """
     x = np.asarray(curves["x"], float)
     act, contrib = np.asarray(curves["activation"], float), np.asarray(curves["contribution"], float)
     n = min(act.shape[0], max_neurons)

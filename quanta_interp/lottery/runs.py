@@ -19,7 +19,13 @@ __all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run",
 
 
 def log_widths(max_width: int, n: int) -> list[int]:
-    """About `n` log-spaced integer widths from 1 to `max_width` (duplicates removed)."""
+    """About `n` log-spaced integer widths from 1 to `max_width` (duplicates removed), increasing.
+
+    Raises
+    ------
+    ValueError
+        max_width < 1 or n < 1.
+    """
     if max_width < 1 or n < 1:
         raise ValueError(f"max width and number of widths must be ≥ 1, got {max_width} and {n}")
     return sorted({int(round(v)) for v in np.geomspace(1, max_width, n)})
@@ -27,7 +33,14 @@ def log_widths(max_width: int, n: int) -> list[int]:
 
 def sweep_configs(config: SweepConfig) -> list[dict]:
     """One JSON-able run config per (activation, width); seeds per width = clip(seed_budget / width,
-    min_seeds, max_seeds), so narrow nets, whose losses scatter most, get the most seeds."""
+    min_seeds, max_seeds), so narrow nets, whose losses scatter most, get the most seeds.
+
+    Returns
+    -------
+    list of dict
+        `activation`, `width`, `n_seeds` and every training setting of `config` (target, interval,
+        optimizer, steps, lr, dtype, n_train, n_test, seed), activation-major, widths increasing.
+    """
     widths = config.widths or log_widths(config.max_width, config.n_widths)
     shared = {k: v for k, v in config.to_dict().items()
               if k not in ("widths", "max_width", "n_widths", "activations", "seed_budget", "min_seeds", "max_seeds")}
@@ -44,7 +57,26 @@ def _ensemble(config: dict, device: str = "cpu") -> SeedEnsemble:
 
 
 def train_run(config: dict, run_dir: RunDir | None, device: str = "cpu") -> dict:
-    """Train one (activation, width) ensemble; save weights (w, b, v, c: [S, N]) and per-seed losses."""
+    """Train one (activation, width) ensemble; save weights (w, b, v: (S, N); c: (S,)) and per-seed losses.
+
+    Parameters
+    ----------
+    config : dict
+        One entry of `sweep_configs`.
+    run_dir : RunDir or None
+        Where the weights go (None: not saved).
+
+    Returns
+    -------
+    dict
+        `activation`, `width`, `n_seeds`, `train_mse` and `test_mse` (ndarray (S,), MSE on the
+        training grid and on `n_test` midpoints), `median_test_mse`, `seconds`.
+
+    Raises
+    ------
+    ValueError
+        A bad interval, target, grid size, width, activation, optimizer or dtype in `config`.
+    """
     x, y = make_grid(config["target"], config["interval"], config["n_train"])
     xt, yt = make_grid(config["target"], config["interval"], config["n_test"], midpoints=True)
     start = time.perf_counter()
@@ -59,13 +91,36 @@ def train_run(config: dict, run_dir: RunDir | None, device: str = "cpu") -> dict
 
 def run_sweep(configs: list[dict], out: str | os.PathLike, *, device: str = "cpu", **executor) -> list[dict]:
     """Train every config into the resumable sweep folder `out` (finished runs are skipped);
-    `executor` goes to `map_runs` (backend, workers, address, resources)."""
+    `executor` goes to `map_runs` (backend, workers, address, resources).
+
+    Returns
+    -------
+    list of dict
+        The `train_run` result of each config, in config order.
+    """
     return map_runs(partial(train_run, device=device), configs, root=out, name="lottery-sweep",
                     desc="lottery widths", **executor)
 
 
 def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, dict, dict, int]:
-    """One network of a finished run (default: the seed with the median test loss), its result and config."""
+    """One network of a finished run (default: the seed with the median test loss), its result and config.
+
+    Returns
+    -------
+    network : MLP1D
+        The chosen seed, in float64.
+    result, config : dict
+        The run's `result.json` and `config.json`.
+    seed_index : int
+        The seed returned.
+
+    Raises
+    ------
+    FileNotFoundError
+        `path` lacks result.json or weights.safetensors.
+    ParameterError
+        `seed_index` is outside 0 … S − 1.
+    """
     path = Path(path)
     if not (path / "result.json").exists() or not (path / "weights.safetensors").exists():
         raise FileNotFoundError(f"{path} is not a finished lottery run (needs result.json and weights.safetensors); "
@@ -81,7 +136,20 @@ def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[ML
 
 
 def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation: str | None = None) -> Path:
-    """A run folder: `path` itself, or in a sweep folder the finished run with this width and activation."""
+    """A run folder: `path` itself, or in a sweep folder the finished run with this width and activation.
+
+    Parameters
+    ----------
+    width, activation
+        Which run of a sweep folder (default: width 2, silu); ignored when `path` is a run.
+
+    Raises
+    ------
+    FileNotFoundError
+        `path` is neither a run nor a sweep folder, or the matching run has not finished.
+    ParameterError
+        The sweep has no run with this width and activation.
+    """
     path = Path(path)
     if (path / "result.json").exists():
         return path
@@ -100,7 +168,31 @@ def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation
 
 
 def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: int = 101) -> dict:
-    """Peaks of the final-train-loss histogram over a run's seeds, each with its representative network's curve."""
+    """Peaks of the final train-loss histogram over a run's seeds, with each peak's representative network.
+
+    Parameters
+    ----------
+    run : path
+        A finished run folder (see `resolve_run`).
+    prominence : float
+        As in `loss_peaks`.
+    n_points : int
+        Points of the grid on which each representative network is evaluated.
+
+    Returns
+    -------
+    dict
+        `activation`, `width`, `n_seeds`, `losses` (float64 ndarray (S,), final train MSE), `peaks`
+        (`loss_peaks` output) and `solutions` (per peak: `seed`, `x`, `target`, `prediction`, each
+        float64 ndarray (n_points,), and the network's `w`, `b`, `v` (N,) and `c`).
+
+    Raises
+    ------
+    FileNotFoundError
+        `run` is not a finished run.
+    ValueError
+        A non-finite train loss.
+    """
     from .analysis import loss_peaks
 
     _, result, config, _ = load_run(run, 0)

@@ -22,7 +22,20 @@ _MODULE_ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "LeakyReLU": "leaky_relu"
 
 
 def as_mlp1d(model, activation: str | None = None) -> MLP1D:
-    """An `MLP1D` from an `MLP1D`, a dict with w, b, v, c, or a torch module Linear(1, N) → act → Linear(N, 1)."""
+    """An `MLP1D` from an `MLP1D`, a dict of w, b, v, c, or a torch Linear(1, N) → act → Linear(N, 1) module.
+
+    Parameters
+    ----------
+    activation : str or None
+        One of `ACTIVATIONS`; needed for a dict without an `activation` key and for a module whose
+        activation is not exactly one SiLU, ReLU, LeakyReLU or Tanh submodule. Ignored for an `MLP1D`.
+
+    Raises
+    ------
+    ValueError
+        No activation can be determined, `model` is of another type, the module is not 1 → N → 1 with
+        an output bias, or the weights are empty or of unequal length.
+    """
     if isinstance(model, MLP1D):
         return model
     if isinstance(model, dict) and {"w", "b", "v", "c"} <= set(model):
@@ -50,7 +63,26 @@ def as_mlp1d(model, activation: str | None = None) -> MLP1D:
 
 def even_taylor(activation: str, w: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Taylor coefficients [K, 3] of x⁰, x², x⁴ of the pairs v(σ(b + wx) + σ(b − wx)):
-    2vσ(b), vσ''(b)w², vσ''''(b)w⁴/12 — derivatives by nested autograd (torch.func)."""
+    2vσ(b), vσ''(b)w², vσ''''(b)w⁴/12 — derivatives by nested autograd (torch.func).
+
+    The even part of a symmetric pair (w, b, v), (−w, b, v) (Liu & Tegmark 2023): each pair is an x²
+    approximator whose x⁴ (and higher) terms are its own error. For ReLU and LeakyReLU, autograd gives
+    σ'' = σ'''' = 0 away from the kink, so only the x⁰ term is non-zero.
+
+    Parameters
+    ----------
+    w, b, v : float ndarray (K,)
+        One entry per ticket.
+
+    Returns
+    -------
+    float64 ndarray (K, 3)
+
+    Raises
+    ------
+    ValueError
+        `activation` is not in `ACTIVATIONS`.
+    """
     import torch
     from torch.func import grad, vmap
 
@@ -64,7 +96,13 @@ def even_taylor(activation: str, w: np.ndarray, b: np.ndarray, v: np.ndarray) ->
 
 
 def mirror_distances(net: MLP1D) -> np.ndarray:
-    """[N, N] relative distance ‖θ_i − mirror(θ_j)‖ / mean(‖θ_i‖, ‖θ_j‖), mirror(w, b, v) = (−w, b, v)."""
+    """[N, N] relative distance ‖θ_i − mirror(θ_j)‖ / mean(‖θ_i‖, ‖θ_j‖), mirror(w, b, v) = (−w, b, v).
+
+    Returns
+    -------
+    float64 ndarray (N, N)
+        Symmetric; 0 for an exact symmetric pair. The diagonal is 2|w_i| / ‖θ_i‖, not 0.
+    """
     theta = np.stack([net.w, net.b, net.v], axis=1)
     dist = np.linalg.norm(theta[:, None, :] - (theta * np.array([-1.0, 1.0, 1.0]))[None, :, :], axis=-1)
     scale = np.linalg.norm(theta, axis=1)
@@ -73,7 +111,27 @@ def mirror_distances(net: MLP1D) -> np.ndarray:
 
 def neuron_curves(model, *, activation: str | None = None, interval: tuple[float, float] = (-1.0, 1.0),
                   n_points: int = 101) -> dict:
-    """Per neuron over the interval: parameters, activation σ(wx+b) and contribution vσ(wx+b) (JSON-able)."""
+    """Per neuron over the interval: parameters, activation σ(wx+b) and contribution vσ(wx+b) (JSON-able).
+
+    Parameters
+    ----------
+    model
+        Anything `as_mlp1d` accepts.
+    n_points : int
+        Evenly spaced points on the interval, ends included.
+
+    Returns
+    -------
+    dict
+        `activation_fn` (name), `width`, `c`, `x` (float64 ndarray (n_points,)), `activation` and
+        `contribution` (float64 ndarray (N, n_points)), `output` (n_points,), `neurons` (per neuron:
+        `w`, `b`, `v`).
+
+    Raises
+    ------
+    ValueError
+        `model` cannot be read as a 1 → N → 1 network, or the interval is bad.
+    """
     net = as_mlp1d(model, activation)
     lo, hi = check_interval(interval)
     x = np.linspace(lo, hi, n_points)
@@ -88,6 +146,20 @@ def find_pairs(net: MLP1D, tol: float = 0.05) -> tuple[list[tuple[int, int]], np
 
     Distance = ‖(w_i + w_j, b_i − b_j, v_i − v_j)‖ / mean(‖θ_i‖, ‖θ_j‖); pairs closer than `tol`
     are taken, closest first. Returns pairs, their distances and the unpaired neurons.
+
+    Returns
+    -------
+    pairs : list of (int, int)
+        Neuron indices (i < j), closest pair first.
+    distances : float64 ndarray (K,)
+        Relative distance of each pair.
+    unpaired : list of int
+        Neurons in no pair, increasing.
+
+    Raises
+    ------
+    ValueError
+        tol ≤ 0.
     """
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
@@ -109,7 +181,36 @@ def find_pairs(net: MLP1D, tol: float = 0.05) -> tuple[list[tuple[int, int]], np
 
 @dataclass
 class TicketReport:
-    """What `dissect` measured; arrays are per ticket (pair) in the order of `pairs`."""
+    """What `dissect` measured; arrays are per ticket (pair) in the order of `pairs`.
+
+    Attributes
+    ----------
+    pairs : list of (int, int)
+        The K symmetric pairs (tickets), as from `find_pairs`.
+    pair_distance : float64 ndarray (K,)
+        Relative mirror distance of each pair.
+    unpaired : list of int
+        Neurons in no pair.
+    taylor : float64 ndarray (K, 3)
+        Even Taylor coefficients of x⁰, x², x⁴ of each ticket (`even_taylor`).
+    ticket_mse : float64 ndarray (K,)
+        MSE of each ticket's standalone least-squares fit a·ticket(x) + c to the target.
+    ticket_scale : float64 ndarray (K,)
+        The scale a of that fit.
+    x : float64 ndarray (P,)
+        Points on which errors are measured.
+    errors : float64 ndarray (K, P)
+        e_i(x) = a_i·ticket_i(x) + c_i − target(x).
+    error_corr : float64 ndarray (K, K)
+        Correlation of the error curves (NaN from a constant curve set to 0).
+    network_mse : float
+        MSE of the whole network on `x`.
+    variance_k, variance : ndarray (M,)
+        Tickets averaged k (int) and the mean square of the averaged error (`ensemble_variance`);
+        empty with fewer than 3 tickets.
+    variance_fit : PowerLawFit or None
+        variance ∝ k^-exponent; exponent 1 is the CLT claim, 0 fully correlated errors.
+    """
 
     activation: str
     width: int
@@ -129,10 +230,12 @@ class TicketReport:
 
     @property
     def n_pairs(self) -> int:
+        """The number of tickets K."""
         return len(self.pairs)
 
     @property
     def paired_fraction(self) -> float:
+        """Fraction of the N neurons that belong to a ticket."""
         return 2 * self.n_pairs / self.width
 
     def mean_error_corr(self, absolute: bool = False) -> float | None:
@@ -144,6 +247,12 @@ class TicketReport:
         return float((c.sum() - np.trace(c)) / (k * (k - 1)))
 
     def to_dict(self, curves: bool = False) -> dict:
+        """The report as a JSON-able dict (numpy arrays and `PowerLawFit` left to the JSON writer).
+
+        Adds `n_pairs`, `paired_fraction`, `mean_error_corr`, `mean_abs_error_corr` and
+        `variance_exponent` (None without a fit); `x`, `errors` and `error_corr` only with `curves`.
+        The Taylor coefficients are under `taylor_x0_x2_x4`.
+        """
         d = {
             "activation": self.activation, "width": self.width, "n_pairs": self.n_pairs,
             "paired_fraction": self.paired_fraction, "unpaired": self.unpaired, "pairs": self.pairs,
@@ -161,7 +270,22 @@ class TicketReport:
 
 def ensemble_variance(errors: np.ndarray, n_subsets: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """For log-spaced k: the mean over random k-subsets of tickets of the mean square of their averaged
-    error curve. Independent errors give ∝ 1/k (the CLT claim); identical errors give a flat curve."""
+    error curve. Independent errors give ∝ 1/k (the CLT claim); identical errors give a flat curve.
+
+    Parameters
+    ----------
+    errors : float ndarray (K, P)
+        Error curve of each ticket.
+    n_subsets : int
+        Random k-subsets (without replacement) drawn per k.
+
+    Returns
+    -------
+    k : int ndarray (M,)
+        Up to 12 distinct log-spaced values in 1 … K.
+    variance : float64 ndarray (M,)
+        Mean square of the averaged error (units of the target squared).
+    """
     rng = np.random.default_rng(seed)
     errors = np.asarray(errors, dtype=float)
     n = errors.shape[0]
@@ -175,7 +299,39 @@ def ensemble_variance(errors: np.ndarray, n_subsets: int = 64, seed: int = 0) ->
 
 def dissect(model, *, activation: str | None = None, target="x^2", interval: tuple[float, float] = (-1.0, 1.0),
             tol: float = 0.05, n_points: int = 256, n_subsets: int = 64, seed: int = 0) -> TicketReport:
-    """Dissect a trained 1 → N → 1 network into symmetric-pair tickets and test the CLT claim on them."""
+    """Dissect a trained 1 → N → 1 network into symmetric-pair tickets and test the CLT claim on them.
+
+    Each pair (i, j) found by `find_pairs` becomes one ticket with the averaged parameters
+    ((w_i − w_j)/2, (b_i + b_j)/2, (v_i + v_j)/2), whose even function v(σ(b + wx) + σ(b − wx)) is fitted
+    alone to the target. Liu & Tegmark (2023) claim ticket errors are independent, so averaging k tickets
+    cuts the error variance ∝ 1/k; they later called this questionable, and follow-up work found the
+    errors correlated near ±1. The report measures the correlation instead of assuming it.
+
+    Parameters
+    ----------
+    model
+        Anything `as_mlp1d` accepts.
+    target : str or callable
+        As for `target_fn`.
+    tol : float
+        Largest relative mirror distance of a pair (`find_pairs`).
+    n_points : int
+        Evenly spaced points on the interval, ends included, where errors are measured.
+    n_subsets : int
+        Random subsets per k in `ensemble_variance`.
+    seed : int
+        Seeds the subsets and the bootstrap of the variance fit.
+
+    Returns
+    -------
+    TicketReport
+        With `variance_k`, `variance` from 3 tickets on, and `variance_fit` when every variance is > 0.
+
+    Raises
+    ------
+    ValueError
+        `model` cannot be read as a 1 → N → 1 network, a bad target or interval, n_points < 2, or tol ≤ 0.
+    """
     net = as_mlp1d(model, activation)
     x, y = make_grid(target, interval, n_points)
     pairs, dists, unpaired = find_pairs(net, tol)

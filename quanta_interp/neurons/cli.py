@@ -12,6 +12,7 @@ __all__ = ["register"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    """Add the `inspect`, `layer` and `cluster` subcommands to `parser`."""
     from ..config import add_arguments
     from .config import NeuronConfig
 
@@ -46,7 +47,15 @@ def _out(p: argparse.ArgumentParser) -> None:
 
 
 def parse_indices(text: str | None, name: str) -> list[int] | None:
-    """'0-9,12' → [0..9, 12] (`config.parse_int_list`); one-line error naming the flag otherwise."""
+    """'0-9,12' → [0..9, 12] (`config.parse_int_list`); one-line error naming the flag otherwise.
+
+    Returns None when `text` is None (all indices). `name` is the flag without dashes, for the message.
+
+    Raises
+    ------
+    ValueError
+        `text` is not a list of ranges/integers, is empty, or holds a negative index.
+    """
     from ..config import parse_int_list
 
     if text is None:
@@ -78,7 +87,16 @@ def _corpus(model, source: str, **kwargs):
 
 
 def discover_corpus(model, summary: dict):
-    """The corpus a discover run used, tokenized with `model`'s tokenizer (doc indices refer to it)."""
+    """The corpus a discover run used, tokenized with `model`'s tokenizer (doc indices refer to it).
+
+    `summary` is the run's summary.json: its `corpus` (a source string or a dict with source, seed, edition,
+    val_fraction, max_documents; default "shakespeare") and `settings.seed` rebuild the same split.
+
+    Raises
+    ------
+    ValueError
+        The model has no tokenizer (see `lm.corpus_tokenizer`).
+    """
     spec = summary.get("corpus") or "shakespeare"
     seed = (summary.get("settings") or {}).get("seed", 0)  # only the split depends on it; reusing it hits the cache
     if isinstance(spec, dict):

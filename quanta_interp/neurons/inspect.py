@@ -26,7 +26,21 @@ INTERVALS = ("quantile", "equal-width")
 
 @dataclass
 class CorpusSample:
-    """Windows of `context` tokens drawn from a corpus: `tokens[w]` = doc `docs[w]` from `starts[w]`."""
+    """Windows of `context` tokens drawn from a corpus: `tokens[w]` = doc `docs[w]` from `starts[w]`.
+
+    Attributes
+    ----------
+    tokens : int64 ndarray (n_windows, context)
+        Token ids of each window.
+    docs : int64 ndarray (n_windows,)
+        Corpus document index of each window (windows are sorted by document, then start).
+    starts : int64 ndarray (n_windows,)
+        Position in its document of each window's first token.
+    doc_names : list of str
+        Names of all the corpus's documents, indexed by `docs`.
+    tokenizer : corpora.Tokenizer
+        The corpus's tokenizer, to show the tokens.
+    """
 
     tokens: np.ndarray
     docs: np.ndarray
@@ -37,7 +51,22 @@ class CorpusSample:
 
 def corpus_sample(corpus: TokenizedCorpus, *, n_windows: int = 64, context: int = 64, split: str | None = None,
                   seed: int = 0) -> CorpusSample:
-    """Seeded windows, documents drawn in proportion to their length (shorter windows if every doc is short)."""
+    """Seeded windows, documents drawn in proportion to their length (shorter windows if every doc is short).
+
+    Windows are drawn with replacement: each picks a document with probability ∝ its number of possible
+    starts, then a uniform start. When no document has `context` tokens, the context shrinks to the
+    longest document's length; documents shorter than the context are skipped.
+
+    Parameters
+    ----------
+    split : str or None
+        Corpus split to draw from ("train", "val"); None for every document.
+
+    Raises
+    ------
+    ValueError
+        An unknown `split`, `n_windows` < 1, `context` < 2, or no document of ≥ 2 tokens in `split`.
+    """
     docs = np.array([d for d in corpus.doc_ids(split) if corpus.doc_lengths[d] >= 2], dtype=np.int64)
     if n_windows < 1 or context < 2 or docs.size == 0:
         raise ValueError(f"the corpus sample is empty (split={split!r}, n_windows={n_windows}, context={context}): "
@@ -56,7 +85,20 @@ def corpus_sample(corpus: TokenizedCorpus, *, n_windows: int = 64, context: int 
 
 
 def resolve_hook(model, layer: int, hook: str | None = None) -> str:
-    """The hook name for `layer` (default the MLP hidden activations); one-line errors name the valid choices."""
+    """The hook name for `layer` (default the MLP hidden activations); one-line errors name the valid choices.
+
+    Parameters
+    ----------
+    model
+        A bridge (TransformerBridge).
+    hook : str or None
+        A hook name or template with `{layer}`; default `DEFAULT_HOOK`, "blocks.{layer}.mlp.hook_post".
+
+    Raises
+    ------
+    ValueError
+        `layer` outside 0..n_layers−1, or a name that is not a hook of the model (close matches listed).
+    """
     n_layers = int(model.cfg.n_layers)
     if not 0 <= int(layer) < n_layers:
         raise ValueError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
@@ -82,8 +124,30 @@ def record_activations(model, tokens: np.ndarray, hooks: Sequence[str], *, batch
                        desc: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
     """Activations at `hooks` for rows of `tokens`: one forward per batch, stopped after the last hook fires.
 
-    Returns float32 (rows, pos, width) per hook, or (rows, width) at position `last[row]` when given;
-    `neurons` keeps only those columns.
+    Parameters
+    ----------
+    model
+        A bridge (TransformerBridge); inputs go to the device of its first parameter.
+    tokens : int ndarray (rows, pos)
+        Token ids, one window per row.
+    hooks : sequence of str
+        Hook names (see `resolve_hook`).
+    neurons : int ndarray (n_neurons,) or None
+        Keep only these columns of the hooks' last dimension.
+    last : int ndarray (rows,) or None
+        Keep only position `last[row]` of each row.
+    desc : str or None
+        Progress bar label; None shows no bar.
+
+    Returns
+    -------
+    dict of str to float32 CPU tensor
+        Per hook: (rows, pos, width), or (rows, width) with `last`; width = n_neurons with `neurons`.
+
+    Raises
+    ------
+    ValueError
+        No tokens, or a token id ≥ the model's d_vocab.
     """
     import torch
 
@@ -128,6 +192,24 @@ def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: in
 
     The final norm's weight γ (and LayerNorm's centring) is folded in; its per-token 1/RMS scale is not
     (positive, so the ranking is unchanged; divide values by it for logits per unit of activation).
+
+    Parameters
+    ----------
+    model
+        A bridge (TransformerBridge) whose blocks have an MLP with `W_out`.
+    neurons : int ndarray (n_neurons,)
+        MLP hidden units of block `layer`.
+    k : int
+        Tokens kept per side; at most d_vocab.
+    chunk : int
+        Neurons multiplied by W_U at a time (bounds memory to chunk × d_vocab).
+
+    Returns
+    -------
+    dict
+        `pos_idx`, `neg_idx`: int64 ndarray (n_neurons, k), token ids with the largest / smallest effect;
+        `pos_val`, `neg_val`: float32 ndarray (n_neurons, k), their effects (logits per unit activation
+        before the final norm's scale); `note`: what was folded in.
     """
     import torch
 
@@ -177,7 +259,10 @@ def _byte_decoder() -> dict[str, int]:
 
 class TokenText:
     """Readable text per token id, cached: byte-level pieces decoded, special tokens literal, and a piece
-    of a split UTF-8 character shown as its bytes (`\\xe2\\x80`) instead of U+FFFD."""
+    of a split UTF-8 character shown as its bytes (`\\xe2\\x80`) instead of U+FFFD.
+
+    Calling it on a sequence of ids returns their texts as a list.
+    """
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
@@ -187,6 +272,7 @@ class TokenText:
         return [self.one(int(i)) for i in ids]
 
     def one(self, i: int) -> str:
+        """The text of token id `i`."""
         if i not in self._cache:
             text = self.tokenizer.token_str(i)
             raw = self.tokenizer.backend.id_to_token(i) or ""
@@ -202,6 +288,49 @@ class LayerInspector:
 
     `intervals` is "quantile" (bins hold equal numbers of positive activations) or "equal-width"
     (bins split (0, max] evenly); `per_interval` examples are drawn at random from each bin.
+
+    Parameters
+    ----------
+    layer : int
+        Block index.
+    hook : str or None
+        Hook name or template with `{layer}`; default the MLP hidden activations, `DEFAULT_HOOK`. Direct
+        logit effects are computed only for the default hook.
+    neurons : sequence of int or None
+        Indices in the hook's last dimension to inspect; None for all.
+    top_k : int
+        Top-activation examples per record, at most one per window neighbourhood.
+    before, after : int
+        Tokens shown before and after the example's token.
+    n_bins : int
+        Bins of the activation histogram (equal-width, all sampled tokens).
+    n_intervals, per_interval : int
+        Activation intervals over the positive activations and random examples shown per interval.
+    n_logits : int
+        Tokens listed per side of the direct logit effect.
+    batch_size : int
+        Windows per forward pass.
+    seed : int
+        Seed of the interval examples (per neuron).
+
+    Attributes
+    ----------
+    hook_ : str
+        The resolved hook name.
+    neurons_ : int64 ndarray (n_neurons,)
+        The inspected neurons.
+    acts_ : float32 tensor (n_windows · context, n_neurons)
+        Activations at every sampled token, windows laid end to end.
+    logits_ : dict or None
+        `logit_effects` of the inspected neurons; None for a non-default hook.
+    model_ : str
+        The model's spec, shown on the pages.
+    sample_ : CorpusSample
+        The sample fitted on.
+    text_ : TokenText
+        Token texts of the sample's tokenizer.
+    clusters_ : ClusterProfile or None
+        Set by `link`.
     """
 
     def __init__(self, layer: int, *, hook: str | None = None, neurons: Sequence[int] | None = None,
@@ -215,7 +344,19 @@ class LayerInspector:
 
     def fit(self, model, sample: CorpusSample, *, desc: str | None = None) -> LayerInspector:
         """Record the layer's activations on `sample` in one pass per batch. `model` is a `lm.LoadedModel`
-        (its spec names the pages); raises ValueError for a bad layer, hook, neuron or setting."""
+        (its spec names the pages); returns self.
+
+        Parameters
+        ----------
+        desc : str or None
+            Progress bar label; None shows no bar.
+
+        Raises
+        ------
+        ValueError
+            An unknown `intervals`; `top_k`, `n_bins`, `n_intervals` or `batch_size` < 1; a layer or hook the
+            model lacks; a neuron outside the hook's width; or sample tokens outside the model's vocabulary.
+        """
         spec, model = model.spec, model.bridge
         if self.intervals not in INTERVALS:
             raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, got {self.intervals!r}")
@@ -239,7 +380,15 @@ class LayerInspector:
         return self
 
     def link(self, profile) -> LayerInspector:
-        """Attach a fitted `ClusterProfile` so records list the quanta clusters that activate each neuron most."""
+        """Attach a fitted `ClusterProfile` so records list the quanta clusters activating each neuron most.
+
+        Call after `fit`; returns self.
+
+        Raises
+        ------
+        ValueError
+            The profile was not fitted on this inspector's hook.
+        """
         if self.hook_ not in profile.means_:
             raise ValueError(f"the cluster profile has no activations for {self.hook_}; fit it with this layer")
         self.clusters_ = profile
@@ -252,14 +401,40 @@ class LayerInspector:
         return int(hit[0])
 
     def record(self, neuron: int) -> NeuronRecord:
-        """One neuron's record (Neuronpedia-like fields)."""
+        """One neuron's record (Neuronpedia-like fields).
+
+        Parameters
+        ----------
+        neuron : int
+            Index in the hook's last dimension; must be among the inspected `neurons_`.
+
+        Returns
+        -------
+        NeuronRecord
+            `maxValue`/`minValue`/`meanValue`, `frac_nonzero` (fraction of tokens > 0), histogram
+            (`freq_hist_data_bar_heights`, `hist_edges`), `activations` (top examples), `intervals`
+            (examples per activation bin), logit effects (`pos_str`/`pos_values`, `neg_str`/`neg_values`)
+            and `clusters` (when linked), plus model, hook, layer and sample sizes.
+
+        Raises
+        ------
+        ValueError
+            The neuron was not inspected.
+        """
         j = self._column(neuron)
         m = min(len(self.acts_), self.top_k * 8)
         cand = self.acts_[:, j].topk(m).indices.numpy()
         return self._record(j, cand)
 
     def records(self, chunk: int = 256) -> Iterator[NeuronRecord]:
-        """Every inspected neuron's record; top-k candidates are found for `chunk` neurons at a time."""
+        """Every inspected neuron's record, in `neurons_` order; top-k candidates are found for `chunk`
+        neurons at a time.
+
+        Yields
+        ------
+        NeuronRecord
+            As `record` returns.
+        """
         m = min(len(self.acts_), self.top_k * 8)
         for c in range(0, self.acts_.shape[1], chunk):
             cand = self.acts_[:, c: c + chunk].topk(m, dim=0).indices.numpy()

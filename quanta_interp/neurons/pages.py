@@ -108,11 +108,16 @@ render();
 
 
 def neuron_filename(index: int) -> str:
+    """The page's file name for neuron `index`: `neuron_XXXXX.html`, zero-padded to 5 digits."""
     return f"neuron_{int(index):05d}.html"
 
 
 class NeuronRecord(dict):
-    """One neuron's record (a plain dict of JSON fields) that renders itself in notebooks."""
+    """One neuron's record (a plain dict of JSON fields) that renders itself in notebooks.
+
+    The fields are those `LayerInspector.record` fills; in a notebook it shows `neuron_page` in a sandboxed
+    iframe.
+    """
 
     def _repr_html_(self) -> str:
         doc = neuron_page(self)
@@ -121,14 +126,21 @@ class NeuronRecord(dict):
 
 
 def neuron_page(record: dict, *, prev: str | None = None, next: str | None = None, index: str | None = None) -> str:
-    """A self-contained page for one neuron record; `prev`/`next`/`index` are relative file names."""
+    """A self-contained page for one neuron record; `prev`/`next`/`index` are relative file names.
+
+    Links that are not plain `NAME.html` file names are dropped by the page's script. Returns the HTML.
+    """
     title = f"neuron {record['index']} · {record['hook']} · {record['model']}"
     data = {"record": dict(record), "prev": prev, "next": next, "index": index}
     return page(title, data=data, script=NEURON_JS, style=STYLE, body='<main id="app"></main>')
 
 
 def index_page(rows: Sequence[dict], title: str) -> str:
-    """A sortable table of neurons linking to their pages."""
+    """A sortable table of neurons linking to their pages; returns the HTML.
+
+    Each row holds `index`, `href` (the page's file name), `maxValue`, `frac_nonzero`, `top_token`,
+    `promotes` (up to 3 token strings) and `cluster`, as `write_layer` builds them.
+    """
     return page(title, data={"title": title, "rows": list(rows)}, script=INDEX_JS, style=STYLE,
                 body='<main id="app"></main>')
 
@@ -153,7 +165,10 @@ def _index_row(rec: dict) -> dict:
 def write_layer(records: Sequence[dict], out: str | Path, *, title: str) -> dict:
     """Pages for every record with Prev/Next/index links, plus `index.json` and `index.html`.
 
-    Returns the index path, the page count and pages written per second.
+    Returns
+    -------
+    dict
+        `index` (Path of index.html), `pages` (records written), `seconds` (wall time) and `pages_per_s`.
     """
     start = time.perf_counter()
     names = [neuron_filename(r["index"]) for r in records]

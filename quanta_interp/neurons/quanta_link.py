@@ -21,7 +21,20 @@ __all__ = ["read_discover", "discover_model", "same_model", "check_model", "Clus
 
 
 def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
-    """(summary, clusters) of a `quanta discover --out` folder; one-line errors for a wrong folder."""
+    """(summary, clusters) of a `quanta discover --out` folder; one-line errors for a wrong folder.
+
+    Returns
+    -------
+    summary : dict
+        summary.json (model spec, corpus, settings).
+    clusters : list of dict
+        clusters.json, one dict per cluster (id or rank, size, members with doc/start/pos, top targets).
+
+    Raises
+    ------
+    ParameterError
+        The folder lacks summary.json or clusters.json, or clusters.json lists no cluster.
+    """
     folder = Path(folder)
     if not (folder / "summary.json").exists() or not (folder / "clusters.json").exists():
         raise ParameterError("discover", f"{folder} is not a `quanta discover` output: it needs summary.json and "
@@ -33,7 +46,7 @@ def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
 
 
 def discover_model(summary: dict) -> str:
-    """The model spec a discover run used."""
+    """The model spec a discover run used (`summary["model"]`; KeyError when absent)."""
     return str(summary["model"])
 
 
@@ -43,7 +56,15 @@ def same_model(a: str, b: str) -> bool:
 
 
 def check_model(summary: dict, spec: str, folder) -> None:
-    """One-line error when a discover folder was made with another model than `spec`."""
+    """One-line error when a discover folder was made with another model than `spec`.
+
+    `summary` is the folder's summary.json and `folder` its path, named in the message.
+
+    Raises
+    ------
+    ParameterError
+        The discover run's model is not `spec` (see `same_model`).
+    """
     if not same_model(discover_model(summary), spec):
         raise ParameterError("discover", f"{folder} was made with model {discover_model(summary)!r}, not {spec!r}: "
                          "pass the same --model, or a discover folder of this model")
@@ -54,6 +75,34 @@ class ClusterProfile:
 
     `means_[hook]` is (n_clusters, width); `z_[hook]` standardises each cluster mean by the neuron's mean
     and standard deviation over all members, so neurons with different scales can be ranked for a cluster.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Blocks to profile.
+    hook : str or None
+        Hook template with `{layer}`; default the MLP hidden activations (see `resolve_hook`).
+    batch_size : int
+        Member windows per forward pass.
+
+    Attributes
+    ----------
+    means_ : dict of str to float32 ndarray (n_clusters, width)
+        Per hook, each cluster's mean activation at the last context token before its members' targets.
+    z_ : dict of str to float32 ndarray (n_clusters, width)
+        (cluster mean − mean over all members) / sd over all members (sd floored at 1e-6).
+    cluster_ids_ : list
+        Each cluster's `id` (else its `rank`, else its position) in clusters.json order.
+    sizes_ : list of int
+        Cluster sizes as clusters.json gives them.
+    n_members_ : list of int
+        Members profiled per cluster (a cluster without members reports 1).
+    labels_ : list of list of str
+        Up to three most common target tokens per cluster.
+    source_ : str
+        The discover folder.
+    context_ : int
+        Width of the padded member windows (the longest window).
     """
 
     def __init__(self, layers: Sequence[int], *, hook: str | None = None, batch_size: int = 16):
@@ -61,7 +110,25 @@ class ClusterProfile:
 
     def fit(self, model, discover: str | Path, corpus: TokenizedCorpus, *, desc: str | None = None) -> ClusterProfile:
         """Mean activations per cluster; `model` is the `lm.LoadedModel` the discover run used (its spec is
-        checked against the run's). Raises ValueError for another model, corpus or an older layout."""
+        checked against the run's). Returns self.
+
+        Parameters
+        ----------
+        discover : str or Path
+            A `quanta discover --out` folder.
+        corpus : TokenizedCorpus
+            The corpus the discover run used, tokenized with the model's tokenizer (see `discover_corpus`).
+        desc : str or None
+            Progress bar label; None shows no bar.
+
+        Raises
+        ------
+        ParameterError
+            Not a discover folder, another model, members without a context start (an older layout),
+            members outside `corpus`, no member at all, or windows longer than the model's n_ctx.
+        ValueError
+            A layer or hook the model lacks (see `resolve_hook`), or token ids outside its vocabulary.
+        """
         import torch
 
         summary, clusters = read_discover(discover)
@@ -106,12 +173,49 @@ class ClusterProfile:
         return self
 
     def clusters_for(self, hook: str, neuron: int, k: int = 5) -> list[dict]:
-        """The `k` clusters whose members activate `neuron` most (by mean activation)."""
+        """The `k` clusters whose members activate `neuron` most (by mean activation).
+
+        Parameters
+        ----------
+        hook : str
+            A fitted hook name (a key of `means_`).
+        neuron : int
+            Index in the hook's last dimension.
+
+        Returns
+        -------
+        list of dict
+            `cluster` (id), `size`, `label`, `mean_activation` and `z`, highest mean first.
+
+        Raises
+        ------
+        KeyError
+            `hook` was not fitted.
+        IndexError
+            `neuron` is outside the hook's width.
+        """
         col = self.means_[hook][:, neuron]
         return [self._row(c, mean_activation=col[c], z=self.z_[hook][c, neuron]) for c in np.argsort(-col)[:k]]
 
     def neurons_for(self, cluster, k: int = 20) -> list[dict]:
-        """The `k` neurons (over all fitted hooks) most selective for a cluster, ranked by z-scored mean."""
+        """The `k` neurons (over all fitted hooks) most selective for a cluster, ranked by z-scored mean.
+
+        Parameters
+        ----------
+        cluster
+            A cluster id as in `cluster_ids_` (for current discover output its rank, 1 = largest).
+
+        Returns
+        -------
+        list of dict
+            `hook`, `layer` (None for a hook outside `blocks.N`), `neuron`, `z` and `mean_activation`,
+            highest z first.
+
+        Raises
+        ------
+        ParameterError
+            `cluster` is not among `cluster_ids_`.
+        """
         if cluster not in self.cluster_ids_:
             raise ParameterError("cluster", f"{cluster} is not in the discover output; clusters: "
                              f"{self.cluster_ids_[0]}..{self.cluster_ids_[-1]}")

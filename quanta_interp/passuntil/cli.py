@@ -20,6 +20,7 @@ __all__ = ["register"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    """Add the `run`, `fit`, `predict`, `emergence` and `pass-at-k` subcommands to `parser`."""
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="sample until r passes per instance; task PU with CI")
     add_arguments(p, PassUntilConfig)

@@ -22,7 +22,23 @@ CI_METHODS = ("exact", "profile")
 
 @dataclass(frozen=True)
 class PassRates:
-    """Per-instance estimates: `estimate`, CI `lower`/`upper`, `log_p` (see `estimate_pass_rate`)."""
+    """Per-instance PassUntil estimates with their confidence intervals, as `estimate_pass_rate` returns them.
+
+    Attributes
+    ----------
+    estimate : float64 ndarray (n_instances,)
+        Pass rate per instance under `method`, in [0, 1].
+    lower, upper : float64 ndarray (n_instances,)
+        Two-sided CI at `level`: exact (negative binomial / Clopper–Pearson) or profile likelihood.
+    log_p : float64 ndarray (n_instances,)
+        ψ(r) − ψ(K) = −Σ_{j=r}^{K−1} 1/j; log(passes/trials) when censored, −inf with no pass.
+    censored : bool ndarray (n_instances,)
+        The cap was hit before the r-th pass (passes < r).
+    method, ci : str
+        The estimator (one of `METHODS`) and interval (one of `CI_METHODS`) used.
+    level : float
+        CI coverage, in (0, 1).
+    """
 
     estimate: np.ndarray
     lower: np.ndarray
@@ -34,6 +50,7 @@ class PassRates:
     level: float
 
     def to_dict(self) -> dict:
+        """The fields as JSON-ready plain types (arrays as lists)."""
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
 
 
@@ -81,9 +98,38 @@ def estimate_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", ci: 
                        level: float = 0.95) -> PassRates:
     """Per-instance pass rates from PassUntil counts (`passes` ≤ r seen in `samples` draws).
 
-    method: "mle" r/K (passes/trials when censored); "unbiased" (r−1)/(K−1), needs r ≥ 2;
-    "logp" exp of the unbiased log-p estimator −Σ_{j=r}^{K−1} 1/j. `log_p` always holds that
-    estimator (log of passes/trials when censored, −inf with no pass).
+    PassUntil (Hu et al., ICLR 2024) samples each instance until its r-th pass: K is negative-binomial
+    and PU = r/K is its maximum-likelihood estimate. A run capped before the r-th pass is binomial and
+    counts as passes/trials (0 then means "below ~3/K_max").
+
+    Parameters
+    ----------
+    passes : int array-like (n_instances,)
+        Passes seen, 0 ≤ passes ≤ min(r, samples); fewer than `r` marks a censored (capped) run.
+    samples : int array-like (n_instances,)
+        K: draws up to and including the r-th pass, or all draws when censored; ≥ 1.
+    r : int
+        Passes each instance was sampled until (the paper uses 1 or 2).
+    method : {"mle", "unbiased", "logp"}
+        "mle" r/K; "unbiased" (r−1)/(K−1), needs r ≥ 2; "logp" exp of the unbiased log-p estimator
+        −Σ_{j=r}^{K−1} 1/j. Censored instances get passes/trials under every method.
+    ci : {"exact", "profile"}
+        "exact": negative-binomial interval where the r-th pass was seen, Clopper–Pearson where censored;
+        "profile": likelihood-ratio interval of the binomial likelihood p^c (1−p)^(K−c).
+    level : float
+        CI coverage, in (0, 1).
+
+    Returns
+    -------
+    PassRates
+        Estimates, CI bounds, `log_p` (always the log-p estimator) and the censored mask, per instance.
+
+    Raises
+    ------
+    ValueError
+        An unknown `method` or `ci`, `level` outside (0, 1), r not an integer ≥ 1, method="unbiased"
+        with r < 2, `passes`/`samples` not 1-D of equal length, or counts outside
+        0 ≤ passes ≤ min(r, samples), samples ≥ 1 (or not integers).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -113,6 +159,25 @@ def task_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", level: f
     """Task PU = mean of instance estimates, with a percentile bootstrap CI over instances.
 
     With no pass anywhere the estimate is 0 and the upper bound is the mean exact per-instance bound.
+    `passes`, `samples`, `r`, `method` and `level` are as for `estimate_pass_rate`.
+
+    Parameters
+    ----------
+    n_boot : int
+        Bootstrap resamples of the instances (≥ 1).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        `pu` (task PU), `ci` ([lower, upper] at `level`), `level`, `method`, `n_instances`,
+        `n_censored` (instances capped before the r-th pass), `total_samples` (sum of `samples`).
+
+    Raises
+    ------
+    ValueError
+        As `estimate_pass_rate`.
     """
     rates = estimate_pass_rate(passes, samples, r=r, method=method, level=level)
     est = rates.estimate
@@ -127,7 +192,21 @@ def task_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", level: f
 
 
 def pass_at_k(n, c, k):
-    """Unbiased pass@k of Chen et al. from c passes in n samples: 1 − Π_{i=n−c+1}^{n} (1 − k/i)."""
+    """Unbiased pass@k of Chen et al. (2021) from c passes in n samples: 1 − C(n−c, k)/C(n, k).
+
+    Computed stably as 1 − Π_{i=n−c+1}^{n} (1 − k/i). `n`, `c` and `k` are integers or integer
+    array-likes that broadcast together (cast to int64).
+
+    Returns
+    -------
+    float or float64 ndarray
+        pass@k in [0, 1]; a float for scalar inputs, else an array of the broadcast shape.
+
+    Raises
+    ------
+    ValueError
+        Some k < 1, n < k, c < 0 or c > n.
+    """
     n_arr, c_arr, k_arr = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in (n, c, k)))
     if np.any(k_arr < 1) or np.any(n_arr < k_arr) or np.any(c_arr < 0) or np.any(c_arr > n_arr):
         raise ValueError("pass_at_k needs 1 ≤ k ≤ n and 0 ≤ c ≤ n")
@@ -139,7 +218,18 @@ def pass_at_k(n, c, k):
 
 
 def pass_at_k_from_rate(p, k):
-    """pass@k = 1 − (1 − p)^k for a pass rate p, computed stably for tiny p and large k."""
+    """pass@k = 1 − (1 − p)^k for a pass rate p, computed stably for tiny p and large k.
+
+    Returns
+    -------
+    float or float64 ndarray
+        pass@k for `p` and `k` broadcast together; a float for scalar inputs.
+
+    Raises
+    ------
+    ValueError
+        Some p outside [0, 1] or k < 1.
+    """
     p_arr = np.asarray(p, dtype=float)
     if np.any((p_arr < 0) | (p_arr > 1)) or np.any(np.asarray(k) < 1):
         raise ValueError("pass_at_k_from_rate needs 0 ≤ p ≤ 1 and k ≥ 1")

@@ -27,7 +27,22 @@ SampleFn = Callable[["Instance", int, int], Sequence[str]]
 
 @dataclass(frozen=True)
 class Instance:
-    """A prompt and its reference answer; the checker decides whether a continuation passes."""
+    """A prompt and its reference answer; the checker decides whether a continuation passes.
+
+    Attributes
+    ----------
+    prompt : str
+        Text the model continues.
+    answer : str
+        Reference continuation (non-empty); the sampler draws as many tokens as it has.
+    id : str
+        Optional name; records and resumed runs are keyed by `key`.
+
+    Raises
+    ------
+    ValueError
+        An empty `answer`.
+    """
 
     prompt: str
     answer: str
@@ -39,6 +54,7 @@ class Instance:
 
     @property
     def key(self) -> str:
+        """Stable identifier: `id`, or the CRC-32 (8 hex digits) of prompt and answer when `id` is empty."""
         return self.id or f"{zlib.crc32((self.prompt + chr(0) + self.answer).encode()):08x}"
 
 
@@ -48,7 +64,15 @@ def exact_match(completion: str, answer: str) -> bool:
 
 
 def load_instances(path: str | Path) -> list[Instance]:
-    """Instances from a JSONL file of {"prompt": ..., "answer": ..., "id"?: ...}."""
+    """Instances from a JSONL file of {"prompt": ..., "answer": ..., "id"?: ...}; blank lines are skipped.
+
+    Raises
+    ------
+    ValueError
+        A line that is not a JSON object with 'prompt' and 'answer', an empty answer, or no instance at all.
+    OSError
+        The file cannot be read.
+    """
     out = []
     for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -88,6 +112,30 @@ def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: in
     Each step runs the model once per distinct prefix (all rows start from the same prompt), which
     is exact. With `stop_on_mismatch` (valid for exact-match checking only) a row stops as soon as a
     token differs from the answer's tokens; its prefix already fails, so only the cost changes.
+
+    Parameters
+    ----------
+    tokenizer
+        Anything with `encode`/`decode` (HF or corpora); default `model.tokenizer`.
+    temperature : float
+        Logits are divided by it before sampling; must be > 0 (not checked here; `PassUntil` checks it).
+    top_k : int or None
+        Keep only the `top_k` most likely tokens at each step (ties at the k-th logit are kept).
+    max_new_tokens : int or None
+        Tokens drawn per continuation; default the number of answer tokens.
+    device : str or None
+        Where the sampled tokens live; default the device of the model's first parameter.
+
+    Returns
+    -------
+    callable
+        `sample(instance, n, seed) -> list[str]`: n decoded continuations, reproducible for a given seed.
+        It raises ValueError when the prompt is empty or prompt + new tokens exceed the model's n_ctx.
+
+    Raises
+    ------
+    ValueError
+        No tokenizer given and the model has none.
     """
     import torch
 
@@ -133,7 +181,20 @@ def exact_probability(model, instances: Sequence[Instance], tokenizer=None, *, t
     """log P(answer tokens | prompt) under the sampling distribution, by one teacher-forced pass.
 
     Exact for the sampler's pass rate when the answer has a unique tokenisation (e.g. characters);
-    otherwise a lower bound (other token sequences may spell the same answer).
+    otherwise a lower bound (other token sequences may spell the same answer). Used to validate the
+    sampler and the PassUntil estimators on tiny models.
+
+    Parameters
+    ----------
+    temperature, top_k
+        The sampler's settings: the same logit filtering is applied before the softmax.
+    batch_size : int
+        Instances per forward pass.
+
+    Returns
+    -------
+    float64 ndarray (n_instances,)
+        Natural log of the probability, ≤ 0; −inf where `top_k` filters out an answer token.
     """
     import torch
 
@@ -159,7 +220,28 @@ class PassUntil:
 
     `run(model, instances)` returns one record per instance: passes, samples (K: draws up to the r-th
     pass, or all draws when censored), errors from the checker. Feed passes/samples to
-    `estimate_pass_rate` / `task_pass_rate`.
+    `estimate_pass_rate` / `task_pass_rate` (PassUntil, Hu et al. ICLR 2024: PU = r/K).
+
+    Parameters
+    ----------
+    r : int
+        Passes to wait for per instance (1 or 2 in the paper; r ≥ 2 allows the unbiased (r−1)/(K−1)).
+    k_max : int
+        Cap on samples per instance; a capped instance is censored, and PU = 0 then means "below ~3/k_max".
+    batch_size : int
+        Largest number of continuations requested from the model at once.
+    temperature, top_k, max_new_tokens
+        Sampling settings passed to `bridge_sampler` (unused when `run` gets a callable sampler).
+    checker : callable or None
+        `checker(completion, answer) -> bool`; default `exact_match`, which also lets the sampler stop
+        rows at their first wrong token. A checker that raises counts as a fail.
+    seed : int
+        Base seed; each batch's seed derives from (seed, instance key, batch number).
+
+    Raises
+    ------
+    ValueError
+        r not an integer ≥ 1, k_max < r, batch_size < 1, temperature ≤ 0, or top_k < 1.
     """
 
     def __init__(self, r: int = 1, k_max: int = 100_000, *, batch_size: int = 1024, temperature: float = 1.0,
@@ -190,7 +272,15 @@ class PassUntil:
                               max_new_tokens=self.max_new_tokens, stop_on_mismatch=self.checker is None)
 
     def run_instance(self, sample: SampleFn, instance: Instance) -> dict:
-        """Sample one instance until r passes or k_max; batch sizes double from 32 up to batch_size."""
+        """Sample one instance until r passes or k_max; batch sizes double from 32 up to batch_size.
+
+        Returns
+        -------
+        dict
+            `id` (the instance key), `passes` (≤ r), `samples` (K: draws up to the r-th pass, or all draws
+            when censored), `drawn` (all draws, including the rest of the last batch), `passes_drawn`
+            (passes among them), `errors` (checker exceptions) and `error` (the first, or None).
+        """
         check = self.checker or exact_match
         base = zlib.crc32(instance.key.encode())
         passes, drawn, k_at_r, errors, first_error, batch_no = 0, 0, None, 0, None, 0
@@ -213,7 +303,30 @@ class PassUntil:
 
     def run(self, model, instances: Sequence[Instance], *, tokenizer=None, run_dir: RunDir | None = None,
             show_progress: bool = True) -> list[dict]:
-        """Records in instance order; with `run_dir`, each finished instance is logged and skipped on rerun."""
+        """Records in instance order; with `run_dir`, each finished instance is logged and skipped on rerun.
+
+        Parameters
+        ----------
+        model
+            A TransformerBridge (sampled by `bridge_sampler`) or a callable `sample(instance, n, seed)`
+            returning n continuations.
+        tokenizer
+            For a bridge without `.tokenizer`; see `bridge_sampler`.
+        run_dir : RunDir or None
+            Per-instance records are appended to its metrics.jsonl and reused on rerun, keyed by
+            `Instance.key` (a folder made without a config does not check r, k_max or the model).
+
+        Returns
+        -------
+        list of dict
+            One `run_instance` record per instance, in the order of `instances`.
+
+        Raises
+        ------
+        ValueError
+            `model` is neither a torch module nor callable, two instances share a key, or a bridge has
+            no tokenizer.
+        """
         sample = self._sampler(model, tokenizer)
         done = {row["id"]: row for row in run_dir.metrics()} if run_dir is not None else {}
         keys = [i.key for i in instances]

@@ -19,7 +19,28 @@ __all__ = ["TaskScalingFit", "fit_task_scaling", "classify_emergence", "fit_emer
 
 
 def check_pu(N, pu, *, min_sizes: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Validate sizes and PU values: N > 0 increasing-sortable, PU in (0, 1] (instances may be 0)."""
+    """Validate sizes and PU values for log(−log PU): N distinct and > 0, PU in (0, 1] (instances may be 0).
+
+    Parameters
+    ----------
+    N : float array-like (n_sizes,)
+        Model sizes (parameters); any order.
+    pu : float array-like (n_sizes,) or (n_sizes, n_instances)
+        Task PU per size, or per-instance PU; instance values may be 0 as long as each size's mean is > 0.
+    min_sizes : int
+        Fewest sizes accepted.
+
+    Returns
+    -------
+    (float64 ndarray (n_sizes,), float64 ndarray)
+        N and pu as arrays, unchanged.
+
+    Raises
+    ------
+    ValueError
+        N not 1-D or shorter than `min_sizes`, non-finite, ≤ 0 or repeated; `pu` not 1-D/2-D with one row
+        per size; PU non-finite or outside [0, 1], or a task-level PU of 0.
+    """
     n = np.asarray(N, dtype=float)
     p = np.asarray(pu, dtype=float)
     if n.ndim != 1 or n.size < min_sizes:
@@ -78,7 +99,29 @@ def _predict(x: np.ndarray, p: np.ndarray, x_new: np.ndarray, per_instance: bool
 
 @dataclass(frozen=True)
 class TaskScalingFit:
-    """PU(N) = exp(−c·N^−α) fitted on the task mean; `prediction` at `predict_at` with a bootstrap CI."""
+    """PU(N) = exp(−c·N^−α) fitted on the task mean; `prediction` at `predict_at` with a bootstrap CI.
+
+    Attributes
+    ----------
+    alpha : float
+        α, minus the slope of log(−log PU) against log N on the task mean.
+    alpha_ci : (float, float)
+        Bootstrap CI of α at `level` (NaN when no resample could be fitted).
+    c : float
+        c = exp(intercept) of the task-mean line.
+    r2 : float
+        R² of that line in F = log(−log PU), over sizes with PU < 1.
+    N : tuple of float
+        Sizes fitted.
+    per_instance : bool
+        Whether `prediction` is the mean of per-instance curves rather than the task-mean law.
+    predict_at, prediction : tuple of float
+        Sizes asked for and the predicted task PU at each.
+    prediction_ci : tuple of (float, float)
+        Bootstrap CI of each prediction at `level`.
+    level : float
+        CI coverage.
+    """
 
     alpha: float
     alpha_ci: tuple[float, float]
@@ -92,9 +135,11 @@ class TaskScalingFit:
     level: float
 
     def predict(self, N) -> np.ndarray:
+        """PU at sizes `N` from the task-mean law exp(−c·N^−α) (never the per-instance mean); shape of N."""
         return np.exp(-self.c * np.asarray(N, dtype=float) ** (-self.alpha))
 
     def to_dict(self) -> dict:
+        """The fields as a dict (tuples kept), for JSON."""
         return asdict(self)
 
 
@@ -119,6 +164,30 @@ def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, n_bo
     `per_instance=True` (needs a sizes × instances `pu`) fits one line per instance and predicts the
     mean of the instance curves, as in the paper: it removes the bias of mixing instances of different
     difficulty, but noisy instance estimates (few passes each) bias it down; pass exp(log_p) there.
+
+    Parameters
+    ----------
+    N : float array-like (n_sizes,)
+        Model sizes (non-embedding parameters); distinct, > 0.
+    pu : float array-like (n_sizes,) or (n_sizes, n_instances)
+        Task PU per size, or per-instance PU (task PU = row mean).
+    predict_at : float array-like or None
+        Sizes to predict PU at (> 0).
+    n_boot : int
+        Bootstrap resamples: over instances (paired across sizes) for a 2-D `pu`, over residuals in
+        log(−log PU) for a 1-D one.
+    level : float
+        Coverage of the α and prediction CIs, in (0, 1).
+
+    Returns
+    -------
+    TaskScalingFit
+
+    Raises
+    ------
+    ValueError
+        Invalid N or pu (see `check_pu`; ≥ 3 sizes), `per_instance` with a 1-D `pu`, fewer than two sizes with
+        task PU < 1, or `level` outside [0, 1] (not checked up front: numpy's percentile raises it).
     """
     n, p = check_pu(N, pu)
     if per_instance and p.ndim != 2:
@@ -165,8 +234,30 @@ def _curvature(x: np.ndarray, f: np.ndarray) -> tuple[float, float]:
 def classify_emergence(N, pu, *, significance: float = 0.05, n_boot: int = 2000, seed: int = 0) -> dict:
     """"linear" (plain scaling), "convex" (sub-scaling) or "concave" (accelerated emergence).
 
-    Tests the quadratic term of F(log N) against 0 at `significance`: a t-test on task-level PU
-    (needs ≥ 4 sizes) or, for a sizes × instances matrix, a two-sided bootstrap over instances.
+    Tests the quadratic term of F = log(−log PU) in log N against 0 at `significance` (PassUntil, Hu et
+    al. ICLR 2024: F linear = plain scaling, convex = sub-scaling, concave = accelerated emergence): a t-test
+    on task-level PU (needs ≥ 4 sizes) or, for a sizes × instances matrix, a two-sided bootstrap over
+    instances (≥ 3 sizes).
+
+    Parameters
+    ----------
+    N : float array-like (n_sizes,)
+        Model sizes; distinct, > 0.
+    pu : float array-like (n_sizes,) or (n_sizes, n_instances)
+        Task PU per size, or per-instance PU.
+    n_boot, seed
+        Bootstrap resamples and seed (2-D `pu` only); resamples with a task PU of 0 or 1 are dropped.
+
+    Returns
+    -------
+    dict
+        `class` ("linear", "convex" or "concave"), `curvature` (quadratic coefficient on centred log N;
+        > 0 convex), `curvature_se` (OLS; NaN with 3 sizes), `p_value`, `significance`, `test`, `n_sizes`.
+
+    Raises
+    ------
+    ValueError
+        `significance` outside (0, 1), invalid N or pu (see `check_pu`), or a task PU of 1 at some size.
     """
     if not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")
@@ -206,7 +297,21 @@ def _two_line_model(kind: str):
 
 
 def emergence_curve(name: str, params, x: np.ndarray) -> np.ndarray:
-    """F = log(−log PU) at log-sizes `x` for a model fitted by `fit_emergence_models` (its name and params)."""
+    """F = log(−log PU) at log-sizes `x` for a model fitted by `fit_emergence_models` (its name and params).
+
+    Parameters
+    ----------
+    name : {"linear", "multi_step", "multi_circuit"}
+        The model; any name other than "linear" and "multi_step" is evaluated as "multi_circuit".
+    params : float array-like
+        Its `params`: (intercept, slope) for "linear", (a1, s1, a2, s2) for the two-component models.
+    x : float ndarray
+        log N.
+
+    Returns
+    -------
+    float64 ndarray, shape of `x`
+    """
     th = np.asarray(params, dtype=float)
     return th[0] + th[1] * x if name == "linear" else _two_line_model(name)(th, x)
 
@@ -216,7 +321,21 @@ def fit_emergence_models(N, pu) -> dict:
 
     The circuits' soft maximum is −log PU = (Σ_i (c_i N^−α_i)^−1)^−1, a soft minimum of their −log PU.
     Residuals are in F = log(−log PU); AIC = n·log(RSS/n) + 2k; the best model is chosen by the
-    small-sample AICc from 6 sizes on (plain AIC with 5). Needs ≥ 5 sizes.
+    small-sample AICc from 6 sizes on (plain AIC with 5). Needs ≥ 5 sizes. A 2-D `pu` is reduced to
+    its task mean first. Hypotheses of PassUntil (Hu et al., ICLR 2024): multi-step makes F convex,
+    multiple circuits make it concave.
+
+    Returns
+    -------
+    dict
+        `models`: {"linear", "multi_step", "multi_circuit"} → {`params` (for `emergence_curve`), `rss`,
+        `k` (parameters), `aic`, `aicc` (NaN when n ≤ k + 1)}; `best` (by `criterion`), `criterion`
+        ("aicc" or "aic"), `best_aic` (by plain AIC) and `n_sizes`.
+
+    Raises
+    ------
+    ValueError
+        Invalid N or pu (see `check_pu`; ≥ 5 sizes), or a task PU of 1 at some size.
     """
     n, p = check_pu(N, pu, min_sizes=5)
     x = np.log(n)

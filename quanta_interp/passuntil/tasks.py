@@ -22,7 +22,21 @@ def _is_test(codes: np.ndarray) -> np.ndarray:
 
 def addition_split(n_train: int, n_test: int, *, digits: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) pairs with up to `digits` digits: training pairs (never from the reserved tenth) and
-    `n_test` distinct held-out pairs; the test list for a smaller `n_test` is a prefix of a larger one."""
+    `n_test` distinct held-out pairs; the test list for a smaller `n_test` is a prefix of a larger one.
+
+    Training pairs are drawn with replacement (they may repeat); operands lie in [0, 10^digits).
+
+    Returns
+    -------
+    train : int64 ndarray (n_train, 2)
+    test : int64 ndarray (n_test, 2)
+
+    Raises
+    ------
+    ValueError
+        `digits` outside 1..6, `n_train` or `n_test` < 1, or `n_test` above 10^(2·digits)/20 (half the
+        reserved pairs).
+    """
     if digits < 1 or digits > 6 or n_test < 1 or n_train < 1:
         raise ValueError("digits must be in 1..6 and n_train, n_test ≥ 1")
     base = 10**digits
@@ -43,7 +57,10 @@ def addition_split(n_train: int, n_test: int, *, digits: int = 3, seed: int = 0)
 
 
 def addition_text(pairs: np.ndarray) -> str:
-    """Training text: one "a+b=c" line per pair, newline-separated (starts with a newline)."""
+    """Training text: one "a+b=c" line per pair, newline-separated (starts with a newline).
+
+    `pairs` is an int array (n, 2) of operands, e.g. the training half of `addition_split`.
+    """
     return "\n" + "".join(f"{a}+{b}={a + b}\n" for a, b in pairs.tolist())
 
 
@@ -55,7 +72,15 @@ def addition_tokenizer():
 
 
 def builtin_instances(task: str, n: int, *, digits: int = 3, seed: int = 0) -> list[Instance]:
-    """`n` held-out instances of a built-in task (the same split `addition_split(..., seed)` holds out)."""
+    """`n` held-out instances of a built-in task (the same split `addition_split(..., seed)` holds out).
+
+    Instances are prompt "\\na+b=", answer "c\\n", id "a+b".
+
+    Raises
+    ------
+    ValueError
+        An unknown `task`, or `n`/`digits` that `addition_split` rejects.
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     _, test = addition_split(1, n, digits=digits, seed=seed)

@@ -22,12 +22,45 @@ plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figur
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (5.0, 3.8)):
-    """A figure and its axes, sized per panel."""
+    """A figure and its axes, sized per panel.
+
+    Parameters
+    ----------
+    size : (float, float)
+        Width and height of one panel, in inches.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    axes : object ndarray (nrows, ncols) of Axes
+        Always 2-D, even for one panel: `axes[0, 0]`.
+    """
     return plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
 
 
 def save_figure(fig, stem: str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write `stem.png` and `stem.svg` atomically and close the figure."""
+    """Write `stem.png` and `stem.svg` atomically and close the figure.
+
+    PNG at 130 dpi; SVG keeps text as text and carries no date, so reruns give identical files.
+
+    Parameters
+    ----------
+    stem : str or PathLike
+        Output path without extension; each format's suffix replaces any suffix it has, so a dot in
+        the file name ("alpha0.4") loses what follows it.
+    formats : tuple of str
+        Matplotlib format names, one file each.
+
+    Returns
+    -------
+    list of Path
+        The files written, in `formats` order.
+
+    Raises
+    ------
+    ValueError
+        A format matplotlib cannot write.
+    """
     stem = Path(stem)
     paths = []
     fig.tight_layout()

@@ -69,7 +69,17 @@ const QI = {
 
 
 def json_for_script(data: Any) -> str:
-    """JSON that is safe inside a `<script>` element: no `</script>`, no HTML entities, no line separators."""
+    """JSON that is safe inside a `<script>` element: no `</script>`, no HTML entities, no line separators.
+
+    `data` goes through `to_jsonable` first; `<`, `>`, `&`, U+2028 and U+2029 become `\\uXXXX` escapes.
+
+    Raises
+    ------
+    ValueError
+        `data` holds a NaN or inf that `to_jsonable` leaves (a numpy float scalar).
+    TypeError
+        `data` holds something that is not JSON-able (a set, an arbitrary object).
+    """
     text = json.dumps(to_jsonable(data), ensure_ascii=False, allow_nan=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
@@ -78,7 +88,27 @@ def json_for_script(data: Any) -> str:
 
 def page(title: str, *, data: Any, script: str, style: str = "", body: str = "") -> str:
     """A complete HTML document: `body` is trusted static markup (no corpus text), `data` is anything
-    JSON-able and is read by `script` as `QI.data`."""
+    JSON-able and is read by `script` as `QI.data`.
+
+    Parameters
+    ----------
+    title : str
+        Escaped into `<title>`.
+    script : str
+        Trusted JavaScript run after `BASE_JS`, so the `QI` helpers are defined.
+    style : str
+        CSS appended to `BASE_CSS`.
+
+    Returns
+    -------
+    str
+        The page, with CSS, JS and data inline under the `CSP` policy: it opens offline from a file.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As `json_for_script`, for `data`.
+    """
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
@@ -90,4 +120,5 @@ def page(title: str, *, data: Any, script: str, style: str = "", body: str = "")
 
 
 def write_page(path: str | os.PathLike, document: str) -> Path:
+    """Write `document` (from `page`) to `path` atomically, creating its folder; returns `path`."""
     return atomic_write_text(path, document)
