@@ -43,6 +43,18 @@ def _loop(params: dict, x, y, steps: int, lr: float) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Training S seeds of a 1 → N → 1 SiLU MLP on y = x² as one `SeedEnsemble` vs a loop over S modules.
+
+    256 seeds at widths 2, 8, 32 and 100 Adam steps (64 seeds, widths 2 and 16, 50 steps with
+    `args.quick`), float64, 100 points on [−1, 1], lr 1e-2 with the same cosine schedule on both sides.
+
+    Returns
+    -------
+    dict
+        "seeds", "adam_steps", "n_train", "dtype", "threads" and "rows", one per width: "width",
+        "vectorised_s", "loop_s", "speedup" (loop / vectorised), "max_rel_loss_diff" (final per-seed
+        losses, which should agree to rounding) and "median_loss". No target is recorded.
+    """
     import torch
 
     seeds, widths, steps = (64, (2, 16), 50) if args.quick else (256, (2, 8, 32), 100)

@@ -28,6 +28,19 @@ def _setup(quick: bool, seed: int):
 
 
 def run(args) -> dict:
+    """`LayerInspector` on a whole MLP layer in one pass vs one neuron per pass, and HTML pages written/s.
+
+    SmolLM2 layer 6 on 16 Shakespeare windows of 64 tokens, 4 neurons timed alone; with `args.quick`, a
+    random 2-layer native model (char vocabulary) layer 1 on 32 windows, 8 neurons timed alone.
+
+    Returns
+    -------
+    dict
+        "model", "layer", "neurons_in_layer", "sample_tokens", "threads"; "layer_batch_s", "one_neuron_s",
+        "one_by_one_timed_neurons", "one_by_one_layer_s_estimated" (one_neuron_s × width),
+        "speedup_layer_batch_vs_one_by_one", "speedup_note"; "pages_written" (≤ 200), "pages_per_s".
+        No target is recorded.
+    """
     import torch
 
     from ..neurons.inspect import LayerInspector, corpus_sample

@@ -61,7 +61,37 @@ def _paper_grad(model, modules, tokens, target, at: int) -> np.ndarray:
 
 def gradient_costs(model, docs, *, n: int, context: int, doc_len: int, n_paper: int, seed: int,
                    device: str = "cpu") -> dict:
-    """Seconds per token: our capture, the floor, the paper's procedure at our context and on whole documents."""
+    """Seconds per token: our capture, the floor, the paper's procedure at our context and on whole documents.
+
+    Ours: `per_token_gradients` with the default TensorSketch (k = 8192, m = 512) over all linear layers,
+    B = n windows per backward. Floor: `forward_backward_floor` on the same batch. The paper's procedure
+    (Michaud et al. 2023): one forward + backward per token, every weight's `.grad` flattened, at our
+    context and with the target in the middle of a `doc_len`-token document.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        On `device`.
+    docs : sequence of int ndarray (T_d,)
+        Token ids; windows come from documents longer than 2·context + 2 tokens.
+    n : int
+        Windows in our batch.
+    context : int
+        Tokens per window.
+    doc_len : int
+        Length of the whole document the paper's procedure runs per token.
+    n_paper : int
+        Tokens timed for each paper variant (it is slow).
+
+    Returns
+    -------
+    dict
+        "capture_over_forward_backward" (target "target_capture_over_forward_backward" ≤ 1.3),
+        "capture_tokens_per_second", "floor_tokens_per_second", "speedup_vs_paper_same_context",
+        "speedup_vs_paper_full_document", "seconds_per_token" (capture, floor_forward_backward, forward,
+        paper_same_context, paper_full_document), "n_windows", "context", "paper_doc_len", "projection_dim",
+        "matrix_sketch_dim" and "gradient_dim_full" (weights only, the paper's vector length).
+    """
     import torch
 
     from ..capture import (
@@ -117,7 +147,27 @@ def gradient_costs(model, docs, *, n: int, context: int, doc_len: int, n_paper: 
 
 def scan_costs(model, docs, *, block: int, n_blocks: int, batch_tokens: int, seed: int, folder,
                device: str = "cpu") -> dict:
-    """Throughput of the block scan vs a plain inference forward over the same blocks."""
+    """Throughput of the block scan vs a plain inference forward over the same blocks.
+
+    Parameters
+    ----------
+    block : int
+        Tokens per scanned block.
+    n_blocks : int
+        Random blocks of `docs` timed.
+    batch_tokens : int
+        Tokens per forward batch, for both sides.
+    folder : str or PathLike
+        Scratch folder for the scan's output.
+
+    Returns
+    -------
+    dict
+        "scan_over_forward" (forward time / scan time; target "target_scan_over_forward" ≥ 0.8),
+        "scan_tokens_per_second", "forward_tokens_per_second", "scored_tokens_per_second", "tokens",
+        "block", "blocks", "batch_tokens" and "pass_rate" (share of scored tokens kept: below 0.1 nats and
+        not induction-predictable).
+    """
     import torch
 
     from ..quanta.scan import blocks, scan_low_loss
@@ -156,7 +206,20 @@ def scan_costs(model, docs, *, block: int, n_blocks: int, batch_tokens: int, see
 
 def projection_error(model, docs, *, n: int, context: int, seed: int) -> dict:
     """Mean |cos_sketched − cos_exact| over all pairs of n tokens at the default k and m. Exact inner products
-    are summed one transformer block at a time, so the full gradients never sit in memory together."""
+    are summed one transformer block at a time, so the full gradients never sit in memory together.
+
+    Returns
+    -------
+    dict
+        "cosine_mae" (target "target_cosine_mae" ≤ 0.02), "cosine_max_error", "n_pairs",
+        "mean_abs_exact_cosine" (the scale the error is read against), "projection_dim",
+        "matrix_sketch_dim", "context".
+
+    Raises
+    ------
+    RuntimeError
+        A weight matrix lies outside the transformer blocks (`blocks.N.`), so the block sum would miss it.
+    """
     from ..capture import (
         DEFAULT_MATRIX_DIM,
         DEFAULT_PROJECTION_DIM,
@@ -189,7 +252,17 @@ def projection_error(model, docs, *, n: int, context: int, seed: int) -> dict:
 
 
 def clustering_costs(n: int, *, n_clusters: int, dim: int, seed: int, dense: bool = True) -> dict:
-    """Time and peak traced memory of kNN (and dense) spectral clustering on clustered unit vectors."""
+    """Time and peak traced memory of kNN (and dense) spectral clustering on clustered unit vectors.
+
+    `QuantaClustering` with method "knn" and, when `dense`, "dense", on n points of `n_clusters` noisy
+    Gaussian centres in `dim` dimensions, normalised to unit length (float32).
+
+    Returns
+    -------
+    dict
+        "n", "n_clusters", "dim"; per method ("knn", "dense"): "seconds", "peak_gb" (tracemalloc peak) and
+        "ari_vs_truth"; with `dense`, "knn_speedup" (dense / knn seconds) and "ari_knn_vs_dense".
+    """
     from sklearn.metrics import adjusted_rand_score
 
     from ..quanta.clustering import QuantaClustering
@@ -217,6 +290,26 @@ def clustering_costs(n: int, *, n_clusters: int, dim: int, seed: int, dense: boo
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Every QDG measurement of this module on SmolLM2 and Shakespeare, on `args.device`.
+
+    128 windows per capture batch on CUDA, 16 on the CPU; `args.quick` shortens the paper's documents,
+    the scan, the projection check (12 tokens, not 24) and clusters 2000 points instead of 10k.
+
+    Returns
+    -------
+    dict
+        "device", "note"; the headline ratios "capture_over_forward_backward", "scan_over_forward",
+        "cosine_mae", "capture_tokens_per_second", "scan_tokens_per_second",
+        "speedup_vs_paper_same_context", "speedup_vs_paper_full_document"; the full dicts
+        "per_token_gradients" (`gradient_costs`), "scan" (`scan_costs`), "projection" (`projection_error`),
+        "clustering_10k" (`clustering_costs`); without `--quick` also "clustering_100k_knn" and "targets"
+        (knn_10k_speedup ≥ 5, knn_10k_ari_vs_dense ≥ 0.9, knn_100k_seconds ≤ 600).
+
+    Raises
+    ------
+    ParameterError
+        `args.device` is not a torch device usable here (e.g. CUDA not available).
+    """
     import tempfile
 
     import torch

@@ -17,12 +17,34 @@ __all__ = ["capture_activations"]
 def capture_activations(model, docs: Sequence[np.ndarray], targets: np.ndarray, hook_names: Sequence[str],
                         out: str | Path, *, batch_size: int = 32) -> dict[str, np.ndarray]:
     """Activations of `hook_names` at the last window position of each (doc, start, pos) target, written to
-    `out/<hook name>.npy` (float32, (n, *hook shape)) as they are produced; returns the memory maps.
+    `out/<hook name>.npy` as they are produced, so n × d never has to fit in memory.
+
+    The position read is the one that predicts the target token (`doc[pos - 1]`), the same forward that
+    `capture_gradients` differentiates; windows are batched `batch_size` at a time, without gradients.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        Anything with `run_with_cache(tokens, names_filter=...)` (TransformerLens), on any device.
+    docs : sequence of int ndarray (T_d,)
+        Token ids, one array per document.
+    targets : int ndarray (n, 3)
+        (doc, start, pos) rows: the window `docs[doc][start:pos]` predicts token `pos`.
+    hook_names : sequence of str
+        TransformerLens hook names, e.g. `blocks.3.mlp.hook_post`.
+    out : str or Path
+        Folder for the `.npy` files; created on first write.
+
+    Returns
+    -------
+    dict hook name → float32 memmap (n, *d)
+        d is the hook's shape without its batch and position axes (e.g. (d_mlp,)). Empty when there
+        are no targets.
 
     Raises
     ------
     ValueError
-        A name is not a hook of the model.
+        A name is not a hook of the model; a window is empty (start ≥ pos) or runs outside its document.
     """
     out = Path(out)
     targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)

@@ -22,15 +22,26 @@ class GradientCapture:
     """Per-example gradients w.r.t. the weights (and biases) of `modules`, as a context manager around
     one forward + backward; then `vectors()` is float32 (B, dim).
 
+    Each layer's per-example gradient is Σ_s g_s a_sᵀ over the example's positions s (output gradient g,
+    input a), read by hooks during the one backward pass of the batch: no per-example backward.
+
     Parameters
     ----------
     modules : dict name → nn.Linear
         The matrices, in the order of the exact vector's blocks (see `select_modules`).
     sketch : TensorSketch or None
         None stores exact gradients (Σ d_out·(d_in + bias) numbers per example); a sketch stores `sketch.dim`.
+
+    Attributes
+    ----------
     valid : bool tensor (B, S) or None
         Set before the forward when examples are right-padded: positions outside it are skipped (their
         output gradient is zero anyway, as padding comes after each example's supervised position).
+        Used by the sketch only, and only for inputs whose (B, S) matches its shape.
+    dims : dict name → int
+        Exact gradient size of each matrix, d_out·(d_in + 1 if bias else d_in).
+    dim : int
+        Length of each row of `vectors()`.
     """
 
     def __init__(self, modules: dict[str, torch.nn.Linear], sketch: TensorSketch | None = None):
@@ -44,7 +55,26 @@ class GradientCapture:
     @classmethod
     def for_model(cls, modules: dict[str, torch.nn.Linear], projection_dim: int | None, *, matrix_dim: int = 512,
                   seed: int = 0) -> GradientCapture:
-        """Exact when `projection_dim` is None or 0, else a `TensorSketch` on the modules' device."""
+        """Exact when `projection_dim` is None or 0, else a `TensorSketch` on the modules' device.
+
+        Parameters
+        ----------
+        projection_dim : int or None
+            k, the sketch length per example; None or 0 for exact gradients.
+        matrix_dim : int
+            m, the buckets of each matrix's own TensorSketch (see `TensorSketch`).
+        seed : int
+            Seeds the sketch's hashes.
+
+        Returns
+        -------
+        GradientCapture
+
+        Raises
+        ------
+        ParameterError
+            `projection_dim` is negative or not an integer, or `matrix_dim` is not a positive integer.
+        """
         if not projection_dim:
             return cls(modules)
         device = next(iter(modules.values())).weight.device
@@ -58,6 +88,7 @@ class GradientCapture:
 
     @property
     def dim(self) -> int:
+        """Length of each row of `vectors()`: `sketch.dim`, or the sum of `dims` when exact."""
         return self.sketch.dim if self.sketch else sum(self.dims.values())
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,6 +145,16 @@ class GradientCapture:
     def vectors(self) -> torch.Tensor:
         """float32 (B, dim): the exact gradients in module order, or their sketch.
 
+        Call after the backward pass, inside or after the `with` block.
+
+        Returns
+        -------
+        float32 tensor (B, dim), on the modules' device
+            Exact: one block per module, in `modules` order, each the row-major (d_out, d_in [+ 1]) gradient
+            of [W | b] (the bias is the last column), so not `cat(W.grad.flatten(), b.grad)`. Sketched: the
+            `TensorSketch.combine` of all matrices. Row b is example b's own gradient of the loss backwarded,
+            as long as examples do not interact in the forward (no batch statistics).
+
         Raises
         ------
         RuntimeError
@@ -129,7 +170,10 @@ class GradientCapture:
 
 @contextmanager
 def grads_only_for(model: torch.nn.Module, params: Sequence[torch.nn.Parameter] = ()):
-    """Within the block only `params` require gradients; every flag is restored afterwards."""
+    """Within the block only `params` require gradients; every flag is restored afterwards.
+
+    With no `params`, every parameter is frozen (see `activation_grads_only`).
+    """
     chosen = {id(p) for p in params}
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
@@ -143,7 +187,11 @@ def grads_only_for(model: torch.nn.Module, params: Sequence[torch.nn.Parameter] 
 
 @contextmanager
 def activation_grads_only(model: torch.nn.Module):
-    """Backward computes activation gradients only: weights are frozen, embedding outputs become leaves."""
+    """Backward computes activation gradients only: weights are frozen, embedding outputs become leaves.
+
+    The cheapest backward that still reaches every layer's output gradient g, which is all
+    `GradientCapture` needs; no parameter `.grad` is written. Flags and hooks are restored afterwards.
+    """
     handles = [m.register_forward_hook(lambda mod, i, out: out.detach().requires_grad_(True))
                for m in model.modules() if isinstance(m, torch.nn.Embedding)]
     try:

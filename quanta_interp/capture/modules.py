@@ -47,7 +47,24 @@ def _pattern(params: str) -> str:
 
 
 def compile_params(params: str) -> re.Pattern:
-    """`params` as a compiled regex; `ParameterError('params', …)` when it is neither preset nor regex."""
+    """`params` as a compiled regex; `ParameterError('params', …)` when it is neither preset nor regex.
+
+    Parameters
+    ----------
+    params : str
+        "all", "mlp" (names with an `mlp.` segment), "attn" (names containing `attn`), "layer N" or
+        "layers A-B" (blocks A to B inclusive), or any regular expression.
+
+    Returns
+    -------
+    re.Pattern
+        To be `search`ed (not matched) in the readable module names.
+
+    Raises
+    ------
+    ParameterError
+        `params` is not a preset and not a valid regular expression.
+    """
     try:
         return re.compile(_pattern(params))
     except re.error as e:
@@ -57,6 +74,17 @@ def compile_params(params: str) -> re.Pattern:
 
 def select_modules(model: torch.nn.Module, params: str = "all") -> dict[str, torch.nn.Linear]:
     """The weight matrices named by `params` (a preset, 'layers A-B' or a regex searched in each name).
+
+    Parameters
+    ----------
+    params : str
+        As in `compile_params`; the default "all" is every linear layer of `linear_modules`, the paper's
+        QDG parameters (no embedding, unembedding or layer norm).
+
+    Returns
+    -------
+    dict name → nn.Linear
+        Readable names (`blocks.3.mlp.up_proj`), in module order: the order of the exact gradient's blocks.
 
     Raises
     ------

@@ -39,10 +39,37 @@ def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], 
     store `out`, rows in the order of `targets`. Shards hold whole batches of the unsharded capture (the
     same `length_batches`), so the result equals `capture_gradients` byte for byte.
 
+    Shards run as a resumable sweep under `out/shards`: a rerun redoes only unfinished shards.
+
+    Parameters
+    ----------
+    load_model : callable () → LoadedModel or TransformerBridge
+        Picklable; called once in each shard's worker (a `LoadedModel`'s `.bridge` is used).
+    docs : sequence of int ndarray (T_d,)
+        Token ids, one array per document; sent to every worker.
+    targets : int ndarray (n, 3)
+        (doc, start, pos) rows: the window `docs[doc][start:pos]` predicts token `pos`.
+    shards : int
+        Tasks to split the batches into; fewer when there are fewer batches.
+    params, projection_dim, matrix_sketch_dim, batch_tokens, seed
+        As in `capture_gradients` (note the default `projection_dim` here is 16).
+    **executor
+        Passed to `executors.map_runs`: backend, workers, address, resources, retries.
+
+    Returns
+    -------
+    GradientStore
+        The store at `out`; its `capture.json` also records "shards".
+
     Raises
     ------
     ValueError
-        `shards` < 1.
+        `shards` < 1; `map_runs` rejects the backend or its Ray cluster; a window is empty or runs outside
+        its document.
+    ParameterError
+        As `capture_gradients`: `params` matches no matrix, or a bad `projection_dim`/`matrix_sketch_dim`.
+    RuntimeError
+        Ray only: some shards still failed after their retries.
     """
     from ..executors import map_runs
 

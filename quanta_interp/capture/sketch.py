@@ -44,6 +44,26 @@ class TensorSketch:
         m ≤ k, the buckets of each matrix's own TensorSketch (its FFT length); min(m, k) is used.
     seed : int
         Seeds every hash; the same seed and shapes give the same sketch on any device.
+    device : str or torch.device
+        Where the hashes live: the device of the gradients to sketch.
+
+    Attributes
+    ----------
+    dim : int
+        k.
+    m : int
+        min(matrix_dim, k), the FFT length.
+    names : list of str
+        The matrices, in `shapes` order.
+    inputs : dict d_in → (int64 (d_in + 1,), float32 (d_in + 1,))
+        Bucket in [0, m) and sign ±1 of each input coordinate (the last is the bias), shared by every
+        matrix of that input width.
+    outputs : dict name → (int64 (d_out,), float32 (d_out,))
+        Bucket and sign of each output coordinate of each matrix.
+    lift_pos : int64 tensor (n_matrices, m)
+        The m distinct coordinates in [0, k) where each matrix's sketch is added.
+    lift_sign : float32 tensor (n_matrices, m)
+        ±1 sign of each of those coordinates.
 
     Raises
     ------
@@ -78,7 +98,24 @@ class TensorSketch:
 
     def input_spectrum(self, a: torch.Tensor, bias: bool) -> torch.Tensor:
         """rfft of the count sketch of inputs a (…, d_in), with a constant 1 appended when `bias`:
-        complex (…, m//2 + 1). Shared by every matrix that reads the same input."""
+        complex (…, m//2 + 1). Shared by every matrix that reads the same input.
+
+        Parameters
+        ----------
+        a : float tensor (…, d_in)
+            Layer inputs, any float dtype (computed in float32).
+        bias : bool
+            Append the constant input 1 that carries the bias gradient.
+
+        Returns
+        -------
+        complex64 tensor (…, m//2 + 1)
+
+        Raises
+        ------
+        KeyError
+            No matrix in `shapes` has input width d_in.
+        """
         bucket, sign = self.inputs[a.shape[-1]]
         cs = self._count_sketch(a.float(), bucket, sign)
         if bias:
@@ -89,8 +126,30 @@ class TensorSketch:
                         example: torch.Tensor | None = None, n_examples: int | None = None) -> torch.Tensor:
         """Spectrum of the sketch of Σ_s g_s a_sᵀ per example: complex (B, m//2 + 1).
 
-        `g` is (B, S, d_out) with `a_spectrum` (B, S, F); or, packed, (n, d_out) and (n, F) rows with
-        `example` (n,) giving each row's example in [0, `n_examples`).
+        The product of the two count sketches' spectra is the spectrum of the TensorSketch of g_s a_sᵀ
+        (Pham & Pagh 2013), so the sum over positions s is taken in the frequency domain.
+
+        Parameters
+        ----------
+        name : str
+            The matrix, a key of `shapes`.
+        g : float tensor (B, S, d_out), or packed (n, d_out)
+            Output gradients of the matrix's layer.
+        a_spectrum : complex64 tensor (B, S, F), or packed (n, F)
+            `input_spectrum` of the same positions' inputs; F = m//2 + 1.
+        example : int64 tensor (n,) or None
+            Packed rows only: each row's example, in [0, `n_examples`).
+        n_examples : int or None
+            Packed rows only: B.
+
+        Returns
+        -------
+        complex64 tensor (B, F)
+
+        Raises
+        ------
+        KeyError
+            `name` is not a matrix of `shapes`.
         """
         spectrum = torch.fft.rfft(self._count_sketch(g.float(), *self.outputs[name])) * a_spectrum
         if example is None:
@@ -99,7 +158,20 @@ class TensorSketch:
         return torch.view_as_complex(out.index_add_(0, example, torch.view_as_real(spectrum)))
 
     def combine(self, spectra: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The k-vectors (B, dim), float32, from each matrix's spectrum (missing matrices count as zero)."""
+        """The k-vectors (B, dim), float32, from each matrix's spectrum (missing matrices count as zero).
+
+        Each spectrum is inverted to its m buckets, which are signed and added at the matrix's m coordinates.
+
+        Parameters
+        ----------
+        spectra : dict name → complex64 tensor (B, m//2 + 1)
+            `matrix_spectrum` of each matrix, summed over every application of its layer.
+
+        Returns
+        -------
+        float32 tensor (B, dim)
+            Inner products of two such vectors are unbiased estimates of the exact gradients' inner products.
+        """
         names = [n for n in self.names if n in spectra]
         rows = torch.tensor([self.names.index(n) for n in names], device=self.lift_pos.device)
         per_matrix = torch.fft.irfft(torch.stack([spectra[n] for n in names]), n=self.m)  # (L, B, m)
@@ -110,7 +182,19 @@ class TensorSketch:
 
     def bucket_of(self, name: str, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(coordinate in [0, dim), sign) of every entry (i, j) of matrix `name`'s gradient, shape (d_out, d_in + 1):
-        the sketch is Σ sign · X[i, j] added at that coordinate (the last column is the bias). For tests."""
+        the sketch is Σ sign · X[i, j] added at that coordinate (the last column is the bias). For tests.
+
+        Returns
+        -------
+        coordinate : int64 tensor (d_out, d_in + 1)
+        sign : float32 tensor (d_out, d_in + 1)
+            ±1.
+
+        Raises
+        ------
+        KeyError
+            `name` is not a matrix of `shapes`, or no matrix has input width `d_in`.
+        """
         h_out, s_out = self.outputs[name]
         h_in, s_in = self.inputs[d_in]
         row = self.names.index(name)
@@ -119,7 +203,15 @@ class TensorSketch:
 
 
 def validate_dims(projection_dim: int, matrix_dim: int) -> None:
-    """`projection_dim` 0 (exact) or ≥ 1, `matrix_dim` ≥ 1; `ParameterError` otherwise."""
+    """`projection_dim` 0 (exact) or ≥ 1, `matrix_dim` ≥ 1; `ParameterError` otherwise.
+
+    The boundary check for settings that build a `TensorSketch` later, so a bad value fails before any work.
+
+    Raises
+    ------
+    ParameterError
+        `projection_dim` is not an integer ≥ 0, or `matrix_dim` is not a positive integer.
+    """
     if isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim < 0:
         raise ParameterError("projection_dim", f"must be a positive integer, or 0 for exact gradients, "
                                                f"got {projection_dim!r}")

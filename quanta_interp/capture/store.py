@@ -27,9 +27,16 @@ _FILES = ("gradients", "status", "losses", "targets")
 class GradientStore:
     """A store folder opened for reading: arrays as attributes, `gradients` memory-mapped.
 
+    Parameters
+    ----------
+    path : str or Path
+        A folder written by `capture_gradients` or `capture_gradients_sharded`.
+
     Attributes
     ----------
-    gradients : float32 memmap (n, dim)
+    path : Path
+    gradients : float32 memmap (n, dim), read-only
+        One row per target (zeros where status ≠ 1): exact gradients or their `TensorSketch`.
     status : int8 (n,)
         0 pending, 1 captured, −1 non-finite (NaN/inf) gradient or loss.
     losses : float32 (n,)
@@ -37,7 +44,14 @@ class GradientStore:
     targets : int64 (n, 3)
         (doc, start, pos): the window `doc[start:pos]` predicts token `pos`.
     meta : dict
-        `capture.json`: params, projection_dim, matrix_sketch_dim, seed, dim, layers.
+        `capture.json`: params, projection_dim, matrix_sketch_dim, seed, dim, layers (name → exact size), n.
+    ok : bool ndarray (n,)
+        status == 1.
+
+    Raises
+    ------
+    FileNotFoundError
+        `path` has no `capture.json`.
     """
 
     def __init__(self, path: str | Path):
@@ -52,17 +66,39 @@ class GradientStore:
 
     @property
     def ok(self) -> np.ndarray:
+        """bool (n,): rows captured with a finite gradient and loss (status 1)."""
         return self.status == 1
 
     def valid(self) -> tuple[np.ndarray, np.ndarray]:
-        """(row indices with finite gradients, their vectors loaded into memory)."""
+        """(row indices with finite gradients, their vectors loaded into memory).
+
+        Returns
+        -------
+        rows : int64 ndarray (m,)
+            Indices of the `ok` rows, ascending.
+        vectors : float32 ndarray (m, dim)
+        """
         idx = np.flatnonzero(self.ok)
         return idx, np.asarray(self.gradients[idx])
 
 
 def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     """Indices into `lengths` grouped into batches of similar window length, each at most `batch_tokens`
-    padded tokens (one window per batch if a window alone is longer): little padding, bounded memory."""
+    padded tokens (one window per batch if a window alone is longer): little padding, bounded memory.
+
+    Parameters
+    ----------
+    lengths : int ndarray (n,)
+        Tokens in each window (pos − start).
+    batch_tokens : int
+        Bound on a batch's windows × its longest window.
+
+    Returns
+    -------
+    list of int64 ndarray
+        Longest windows first, each batch in descending length (stable); together a permutation of
+        range(n). Empty for n = 0.
+    """
     order = np.argsort(-np.asarray(lengths), kind="stable")
     batches, cur, width = [], [], 0
     for i in order:
@@ -109,18 +145,45 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     A rerun resumes: finished rows are kept. A rerun whose `targets` extend the stored ones (same rows
     first) captures only the new rows. Batches group windows of similar length, ≤ `batch_tokens` tokens.
 
+    Each row is the gradient of the target's loss (nats) w.r.t. the weights and biases chosen by `params`,
+    computed B windows per backward pass (`per_token_gradients`). Rows whose gradient or loss is not finite
+    are stored as zeros with status −1 and are not retried.
+
     Parameters
     ----------
     model : TransformerBridge (or any causal LM returning logits (B, T, V))
-    docs : token arrays, one per document
-    targets : int (n, 3)
+    docs : sequence of int ndarray (T_d,)
+        Token ids, one array per document.
+    targets : int ndarray (n, 3)
+        (doc, start, pos) rows: the window `docs[doc][start:pos]` predicts token `pos`.
+    out : str or Path
+        The store folder (see the module docstring for its layout).
+    params : str
+        Which matrices, as in `select_modules`.
     projection_dim : int or None
         k numbers per token (a `TensorSketch`); None or 0 stores exact gradients.
+    matrix_sketch_dim : int
+        m, the buckets of each matrix's own sketch (min(m, k) is used).
+    batch_tokens : int
+        Bound on windows × longest window per batch (see `length_batches`).
+    seed : int
+        Seeds the sketch's hashes: vectors are comparable only between stores with the same seed.
+
+    Returns
+    -------
+    GradientStore
+        The store at `out`, reopened.
 
     Raises
     ------
     ValueError
-        `out` holds gradients captured with other settings or other targets; exact gradients too large.
+        `out` holds gradients captured with other settings or other targets; exact gradients would exceed
+        64 GB; a window is empty (start ≥ pos) or runs outside its document.
+    ParameterError
+        `params` is not a preset or regex, or matches no matrix; `projection_dim` is negative or not an
+        integer; `matrix_sketch_dim` is not a positive integer.
+    RuntimeError
+        A chosen matrix received no gradient (the model does not use it).
     """
     out = Path(out)
     targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)

@@ -24,6 +24,13 @@ __all__ = ["window_batch", "per_token_gradients", "per_sample_gradients", "forwa
 def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded windows for targets given as (doc, start, pos) rows.
 
+    Parameters
+    ----------
+    docs : sequence of int ndarray (T_d,)
+        Token ids, one array per document.
+    rows : int ndarray (B, 3)
+        (doc, start, pos): the window `docs[doc][start:pos]` predicts token `pos`.
+
     Returns
     -------
     windows : int64 (B, T)
@@ -36,7 +43,7 @@ def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Te
     Raises
     ------
     ValueError
-        A window is empty (start ≥ pos) or runs outside its document.
+        No rows, a window is empty (start ≥ pos), or it runs outside its document.
     """
     rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
     lengths = rows[:, 2] - rows[:, 1]
@@ -81,8 +88,16 @@ def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, 
                         targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of each window's last-position loss w.r.t. the captured weights, from one backward.
 
+    Only the last real position of each window is supervised, so each window's gradient is its target's
+    gradient; weights are frozen during the pass (`activation_grads_only`), the hooks of `capture` read
+    Σ_s g_s a_sᵀ per window, and no parameter `.grad` is written.
+
     Parameters
     ----------
+    model : TransformerBridge (or any causal LM returning logits (B, T, V))
+        Its unembedding, when an `nn.Linear`, sees only the supervised positions.
+    capture : GradientCapture
+        Over modules of `model`; its `valid` is set for the pass and reset to None.
     windows, lengths, targets
         As returned by `window_batch`: int64 (B, T), (B,), (B,).
 
@@ -90,6 +105,11 @@ def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, 
     -------
     gradients : float32 (B, capture.dim), on the CPU
     losses : float32 (B,), nats, on the CPU
+
+    Raises
+    ------
+    RuntimeError
+        A captured matrix received no gradient (the forward does not use it).
     """
     device = next(model.parameters()).device
     capture.valid = (torch.arange(windows.shape[1]) < lengths[:, None]).to(device) \
@@ -104,7 +124,13 @@ def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, 
 
 def forward_backward_floor(model, windows: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The same forward + backward as `per_token_gradients` with nothing captured (activation gradients
-    only): the floor any per-token gradient engine is measured against. Returns the losses."""
+    only): the floor any per-token gradient engine is measured against. Returns the losses.
+
+    Returns
+    -------
+    float32 tensor (B,)
+        Each window's last-position loss in nats, on the CPU.
+    """
     with activation_grads_only(model), torch.enable_grad():
         losses = _loss_at_last_position(model, windows, lengths, targets)
         losses.sum().backward()
@@ -114,7 +140,39 @@ def forward_backward_floor(model, windows: torch.Tensor, lengths: torch.Tensor, 
 def per_sample_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, params: str = ".",
                          projection_dim: int | None = None, matrix_dim: int = 512, seed: int = 0) -> torch.Tensor:
     """Per-sample gradients of the cross-entropy of any classifier made of `nn.Linear` layers (e.g. the
-    sparse-parity MLP), one backward for the batch: float32 (B, dim); `params` as in `select_modules`."""
+    sparse-parity MLP), one backward for the batch: float32 (B, dim); `params` as in `select_modules`.
+
+    The model's parameter gradients are set to None afterwards (any `.grad` held before is lost).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps `x` to logits (B, C), each sample independently.
+    x : float tensor (B, n_inputs)
+        Inputs, on the model's device.
+    y : int64 tensor (B,)
+        Class ids in [0, C).
+    params : str
+        Which linear layers, as in `select_modules`; "." is every layer of `linear_modules`.
+    projection_dim : int or None
+        k for a `TensorSketch`; None or 0 for exact gradients.
+    matrix_dim : int
+        m, the buckets of each matrix's own sketch.
+    seed : int
+        Seeds the sketch's hashes.
+
+    Returns
+    -------
+    float32 tensor (B, dim), on the model's device
+        Gradient of each sample's loss (nats), in the layout of `GradientCapture.vectors`.
+
+    Raises
+    ------
+    ParameterError
+        `params` matches no linear layer, or a bad `projection_dim` or `matrix_dim`.
+    RuntimeError
+        A chosen layer received no gradient.
+    """
     cap = GradientCapture.for_model(select_modules(model, params), projection_dim, matrix_dim=matrix_dim, seed=seed)
     with cap, torch.enable_grad():
         torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()

@@ -17,7 +17,26 @@ __all__ = ["ablation_matrix", "carriers"]
 
 def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples: int = 500,
                     generator: torch.Generator | None = None) -> dict:
-    """Loss increase (bits) on each subtask when each last-layer hidden unit is zeroed: [width, n_tasks]."""
+    """Loss increase (bits) on each subtask when each last-layer hidden unit is zeroed: [width, n_tasks].
+
+    Parameters
+    ----------
+    model : nn.Sequential
+        A `build_mlp` network; its last module is the `nn.Linear(width, 2)` readout.
+    n_samples : int
+        Fresh samples of each subtask, drawn with `generator` (made for the task's device).
+
+    Returns
+    -------
+    dict
+        "loss_unit": "bits"; "base_loss": (n_tasks,) mean loss of the intact model per subtask;
+        "increase": nested list (width, n_tasks), ablated minus base loss (negative when a unit hurt).
+
+    Raises
+    ------
+    ParameterError
+        `n_samples` < 1.
+    """
     if n_samples < 1:
         raise ParameterError("n_samples", f"must be a positive integer, got {n_samples}")
     out = model[-1]
@@ -39,7 +58,18 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
 
 
 def carriers(increase: list[list[float]], threshold: float = 0.1) -> list[list[int]]:
-    """Per subtask, the units whose ablation raises its loss by more than `threshold` bits, largest first."""
+    """Per subtask, the units whose ablation raises its loss by more than `threshold` bits, largest first.
+
+    Parameters
+    ----------
+    increase : nested list (width, n_tasks)
+        `ablation_matrix(...)["increase"]`, in bits.
+
+    Returns
+    -------
+    list of n_tasks lists of int
+        Unit indices per subtask, by decreasing loss increase; empty for a subtask no unit carries.
+    """
     m = torch.tensor(increase)
     return [[int(j) for j in torch.argsort(m[:, i], descending=True) if m[j, i] > threshold]
             for i in range(m.shape[1])]

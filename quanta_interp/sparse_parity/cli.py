@@ -8,6 +8,10 @@ from pathlib import Path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    """Add the `train`, `sweep`, `fit`, `qdg` and `neurons` subcommands to the `quanta sparse-parity` parser.
+
+    Each sets `func`, which takes the parsed namespace and returns the exit code.
+    """
     from ..cli import add_backend, add_common, positive_int
     from ..config import add_arguments, parse_int_list
     from .config import SparseParityConfig
@@ -36,6 +40,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("sweeps", nargs="+", help="sweep folders written by `sweep`")
     add_common(p, out="runs/sparse_parity/fit")
     p.set_defaults(func=_fit)
+
+    p = sub.add_parser("qdg", help="QDG checked against the truth: cluster a trained run's per-sample gradients "
+                                   "and score the quanta found against its subtasks")
+    p.add_argument("run", help="a run folder written by `train`")
+    from ..quanta.ground_truth import GroundTruthConfig
+
+    add_arguments(p, GroundTruthConfig)
+    p.add_argument("--out", default="", help="folder for qdg.json (default: the run folder)")
+    p.set_defaults(func=_qdg)
 
     p = sub.add_parser("neurons", help="per-neuron ablation matrix of a trained run (JSON + heatmap)")
     p.add_argument("run", help="a run folder written by `train`")
@@ -104,27 +117,56 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained(folder: str):
+    """(model, config, result) of a finished `sparse-parity train` run folder."""
+    from ..io import RunDir
+    from .config import SparseParityConfig
+    from .training import build_mlp
+
+    run = RunDir(folder)
+    if not (run.path / "weights.safetensors").exists() or not run.done:
+        raise FileNotFoundError(f"{folder} holds no finished run (weights.safetensors, result.json); train one with "
+                                "`quanta sparse-parity train`")
+    cfg = SparseParityConfig.from_dict(run.config)
+    model = build_mlp(cfg.task().n_inputs, cfg.width, cfg.depth, cfg.activation)
+    model.load_state_dict(run.load_weights())
+    return model, cfg, run.result()
+
+
+def _qdg(args: argparse.Namespace) -> int:
+    from ..config import from_args
+    from ..io import atomic_write_json
+    from ..quanta.ground_truth import GroundTruthConfig, ground_truth
+
+    model, cfg, result = _trained(args.run)
+    report = ground_truth(model, cfg.task(), result["learned"], from_args(GroundTruthConfig, args),
+                          show_progress=True)
+    path = atomic_write_json(Path(args.out or args.run) / "qdg.json", report)
+    g = report["geometry"]
+    print(f"{report['n_samples']} samples of {len(report['subtasks'])} subtasks; mean |cos| same pattern "
+          f"{g['same_subtask_same_pattern']:.3f}, other pattern {g['same_subtask_other_pattern']:.3f}, other subtask "
+          f"{g['other_subtask']:.3f}")
+    for name, m in report["methods"].items():
+        print(f"  {name:36s} ARI {m['ari']:.3f}  homogeneity {m['homogeneity']:.3f}  at 2^k×K {m['fine_homogeneity']:.3f}"
+              f"  slope {m['fit_at_K']['slope']}")
+    print(f"wrote {path}")
+    return 0
+
+
 def _neurons(args: argparse.Namespace) -> int:
     import torch
 
-    from ..io import RunDir, atomic_write_json
+    from ..io import atomic_write_json
     from .ablation import ablation_matrix, carriers
-    from .config import SparseParityConfig
     from .figures import plot_heatmap
     from .task import LEARNED_BITS
-    from .training import build_mlp
 
-    run = RunDir(args.run)
-    if not (run.path / "weights.safetensors").exists():
-        raise FileNotFoundError(f"{args.run} holds no weights.safetensors; train one with `sparse-parity train`")
-    cfg = SparseParityConfig.from_dict(run.config)
+    model, cfg, _ = _trained(args.run)
     task = cfg.task()
-    model = build_mlp(task.n_inputs, cfg.width, cfg.depth, cfg.activation)
-    model.load_state_dict(run.load_weights())
     m = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))
     m["carriers"] = carriers(m["increase"], args.threshold)
     m["threshold_bits"] = args.threshold
-    out = Path(args.out or run.path)
+    out = Path(args.out or args.run)
     atomic_write_json(out / "neurons.json", m)
     plot_heatmap([list(r) for r in zip(*m["increase"], strict=True)], out / "neurons",
                  xlabels=list(range(cfg.width)), xlabel="hidden unit", cbar="loss increase (bits)",

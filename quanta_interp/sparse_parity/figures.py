@@ -13,7 +13,18 @@ __all__ = ["plot_scaling", "plot_heatmap", "plot_learning_order"]
 
 
 def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str, title: str = "") -> None:
-    """Loss vs x with the fitted power law, one line per label, and learned-subtask counts beside it."""
+    """Loss vs x with the fitted power law, one line per label, and learned-subtask counts beside it.
+
+    Parameters
+    ----------
+    fits : dict label → dict
+        `fit_exponent` outputs: "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn over its
+        x_range without offset) and "n_learned" (None for an S sweep: no right-panel line).
+    stem : str or PathLike
+        Output path without extension; `stem.png` and `stem.svg` are written.
+    xlabel : str
+        The x axis: parameters, training samples D or steps.
+    """
     fig, axes = new_figure(2, 1)
     for label, f in fits.items():
         x, y = np.array(f["x"]), np.array(f["loss"])
@@ -34,7 +45,19 @@ def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str,
 def plot_heatmap(matrix: Sequence[Sequence[float]], stem: str | os.PathLike, *, xlabels: Sequence, xlabel: str,
                  ylabel: str = "subtask (by frequency rank)", title: str = "", cbar: str = "loss (bits)",
                  vmax: float | None = 1.0) -> None:
-    """A subtask × x heatmap (emergence vs width or steps; ablation increase per neuron)."""
+    """A subtask × x heatmap (emergence vs width or steps; ablation increase per neuron).
+
+    Parameters
+    ----------
+    matrix : nested sequence (n_rows, n_cols) of float
+        Row i is subtask i (frequency rank, drawn bottom up), column j is `xlabels[j]`.
+    stem : str or PathLike
+        Output path without extension; `stem.png` and `stem.svg` are written.
+    xlabels : sequence, length n_cols
+        Tick labels; at most 8 are shown.
+    vmax : float or None
+        Top of the colour scale (the bottom is 0); None scales to the data.
+    """
     m = np.asarray(matrix, dtype=float)
     fig, axes = new_figure(1, 1, size=(6.0, 4.2))
     ax = axes[0, 0]
@@ -49,7 +72,19 @@ def plot_heatmap(matrix: Sequence[Sequence[float]], stem: str | os.PathLike, *, 
 
 def plot_learning_order(probs: Sequence[float], steps: Sequence[int | None], stem: str | os.PathLike, *,
                         fit: dict | None = None, title: str = "") -> None:
-    """Steps-to-learn vs subtask frequency (theory: slope −1 on log-log axes)."""
+    """Steps-to-learn vs subtask frequency (theory: slope −1 on log-log axes).
+
+    Parameters
+    ----------
+    probs : sequence of float, length n_tasks
+        Subtask frequencies p_i.
+    steps : sequence of int or None, length n_tasks
+        First evaluation step below 0.1 bits (`steps_to_learn`); None and 0 are not drawn.
+    stem : str or PathLike
+        Output path without extension; `stem.png` and `stem.svg` are written.
+    fit : dict or None
+        `steps_to_learn_fit` output; its "loglog_slope" goes in the title. `title` is only shown with it.
+    """
     p = np.asarray(probs, dtype=float)
     ok = np.array([s is not None and s > 0 for s in steps])
     fig, axes = new_figure(1, 1)

@@ -17,7 +17,34 @@ __all__ = ["BlockMLP"]
 
 
 class BlockMLP(nn.Module):
-    """Members m with hidden `widths[m]`, fed by data stream `streams[m]`; x = one-hot task ‖ bits."""
+    """Members m with hidden `widths[m]`, fed by data stream `streams[m]`; x = one-hot task ‖ bits.
+
+    Weights start at zero; fill each member with `load_member`. Members of one stream are concatenated
+    along the hidden axis, streams are stacked on a leading axis of size S = max(streams) + 1.
+
+    Parameters
+    ----------
+    n_inputs : int
+        n_tasks + n_bits.
+    widths : sequence of int, length M
+        Hidden units per layer of each member.
+    streams : sequence of int, length M
+        Data stream of each member, numbered from 0; members sharing a stream see the same batches.
+    depth : int
+        Hidden layers (≥ 1), shared by all members.
+    activation : nn.Module
+        The hidden activation, shared.
+
+    Attributes
+    ----------
+    weights : ParameterList of float32 (S, d_out, d_in)
+        One stacked matrix per layer; cross-member blocks are masked to zero.
+    biases : ParameterList of float32 (S, d_out)
+    mask0, mask1, … : float32 buffers, shaped like `weights`
+        1 on each member's own blocks.
+    stream_idx, slot_idx : int64 buffers (M,)
+        Each member's stream and its output slot (pair of logits) within the stream.
+    """
 
     def __init__(self, n_inputs: int, widths: Sequence[int], streams: Sequence[int], depth: int,
                  activation: nn.Module):
@@ -52,7 +79,15 @@ class BlockMLP(nn.Module):
         return self.streams[m], rows, cols
 
     def load_member(self, m: int, state: dict) -> None:
-        """Copy an `nn.Sequential` state dict (from `build_mlp`) into member m's blocks."""
+        """Copy an `nn.Sequential` state dict (from `build_mlp`) into member m's blocks.
+
+        Raises
+        ------
+        KeyError
+            `state` lacks a layer ("0.weight", "2.weight", …) of a depth-`depth` MLP.
+        RuntimeError
+            A tensor's shape differs from member m's width.
+        """
         with torch.no_grad():
             for j, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
                 s, rows, cols = self._block(m, j)
@@ -60,7 +95,14 @@ class BlockMLP(nn.Module):
                 b[s, rows] = state[f"{2 * j}.bias"]
 
     def member_state(self, m: int) -> dict:
-        """Member m's weights as an `nn.Sequential` state dict."""
+        """Member m's weights as an `nn.Sequential` state dict.
+
+        Returns
+        -------
+        dict str → float32 tensor
+            "2j.weight" (d_out, d_in) and "2j.bias" (d_out,) for layer j, detached copies, loadable into
+            `build_mlp(n_inputs, widths[m], depth)`.
+        """
         state = {}
         for j, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             s, rows, cols = self._block(m, j)
@@ -72,6 +114,18 @@ class BlockMLP(nn.Module):
         """Task ids t [S, B] and bits [S, B, n_bits] per stream → logits [M, B, 2] per member.
 
         The one-hot block of the first layer is a column lookup, so cost does not grow with n_tasks.
+
+        Parameters
+        ----------
+        t : int64 tensor (S, B)
+            Task ids in [0, n_tasks), one batch per stream.
+        bits : int or float tensor (S, B, n_bits)
+            Task bits in {0, 1}.
+
+        Returns
+        -------
+        float32 tensor (M, B, 2)
+            Member m's logits on its stream's batch, equal to its `build_mlp` model on the encoded input.
         """
         w0 = self.weights[0] * self.mask0
         n_tasks = w0.shape[2] - bits.shape[2]

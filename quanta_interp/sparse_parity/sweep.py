@@ -28,7 +28,25 @@ KINDS = ("N", "D", "S")
 
 
 def run_group(config: dict, run_dir=None, device: str = "cpu") -> dict:
-    """`map_runs` worker: train `config["members"]` (dicts of width/seed/n_train) batched on the shared rest."""
+    """`map_runs` worker: train `config["members"]` (dicts of width/seed/n_train) batched on the shared rest.
+
+    Parameters
+    ----------
+    config : dict
+        One group of `sweep_configs`: `SparseParityConfig` fields shared by all members, plus "members".
+    run_dir : io.RunDir or None
+        Receives each member's metrics rows.
+
+    Returns
+    -------
+    dict
+        {"members": one `train_sparse_parity_batched` result dict per member, in order}.
+
+    Raises
+    ------
+    ParameterError
+        A member's settings are not a valid `SparseParityConfig`.
+    """
     base = {k: v for k, v in config.items() if k != "members"}
     configs = [SparseParityConfig.from_dict({**base, **m}) for m in config["members"]]
     _, results = train_sparse_parity_batched(configs, run_dir, device=device)
@@ -43,7 +61,8 @@ def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], se
     Raises
     ------
     ParameterError
-        An unknown kind, no values (N, D) or no seeds.
+        An unknown kind, no values (N, D), no seeds, or a value that is not a positive integer (checked
+        for S too).
     """
     if kind not in KINDS:
         raise ParameterError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -67,7 +86,31 @@ def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], se
 def run_sweep(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int],
               root: str | os.PathLike, *, device: str = "cpu", **executor) -> list[dict]:
     """Run (or resume) a sweep under `root` and return the member results of every group, flattened;
-    `executor` goes to `map_runs` (backend, workers, address, resources)."""
+    `executor` goes to `map_runs` (backend, workers, address, resources).
+
+    Parameters
+    ----------
+    kind, base, values, seeds
+        As in `sweep_configs`.
+    root : str or PathLike
+        The sweep folder, named "sparse-parity-<kind>" in its manifest; finished groups are not redone.
+    device : str
+        Torch device of each group's training, e.g. "cuda".
+
+    Returns
+    -------
+    list of dict
+        `train_sparse_parity_batched` result dicts, seed by seed, members in `values` order.
+
+    Raises
+    ------
+    ParameterError
+        As `sweep_configs`.
+    ValueError
+        `root` holds a different sweep; an unknown backend or an unusable Ray cluster.
+    RuntimeError
+        Ray only: some groups still failed after their retries.
+    """
     groups = sweep_configs(kind, base, values, seeds)
     results = map_runs(partial(run_group, device=device), groups, root=root, name=f"sparse-parity-{kind}",
                        desc=f"sparse-parity {kind} sweep", **executor)
@@ -75,6 +118,7 @@ def run_sweep(kind: str, base: SparseParityConfig, values: Sequence[int], seeds:
 
 
 def members(group_results: Sequence[dict]) -> list[dict]:
+    """The member results of `run_group` outputs ({"members": [...]}), flattened in order."""
     return [m for g in group_results for m in g["members"]]
 
 
@@ -91,6 +135,31 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     """α_N (x = parameters), α_D (x = n_train) or α_S (x = step) of the Zipf-weighted test loss.
 
     For S the logged curve of each result is used. Returns the fit, its range sensitivity and the points.
+    Theory (Michaud et al. 2023): α_N = α and α_D = α_S = α/(α + 1), see `task.predictions`.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        Member results of one sweep (`train_sparse_parity_batched`); losses are averaged over seeds at
+        each x. For S, every curve must share the same evaluation steps; step 0 is dropped.
+    kind : {"N", "D", "S"}
+        N fits against `n_params`, S against the step; any other value fits against `config["n_train"]`.
+    x_range : (float, float) or None
+        Inclusive bounds on x for the fit; None fits every point.
+    n_boot : int
+        Bootstrap resamples for the CI on α.
+
+    Returns
+    -------
+    dict
+        "fit" (`PowerLawFit.to_dict()`, loss ≈ a·x^-α), "range_sensitivity" (`fit_range_sensitivity` rows,
+        up to 2 points dropped at either end of the fitted range), "x", "loss" (mean test loss in bits)
+        and "n_learned" (mean learned subtasks per x; None for S).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 distinct x values in `x_range`, or a loss that is not positive and finite.
     """
     if kind == "S":
         steps = np.array(results[0]["curve"]["step"][1:], dtype=float)
@@ -107,7 +176,21 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
 
 
 def learning_order(result: dict) -> dict:
-    """Are subtasks learned in frequency order? Spearman ρ between task rank and steps-to-learn."""
+    """Are subtasks learned in frequency order? Spearman ρ between task rank and steps-to-learn.
+
+    The quantization model predicts quanta are learned in order of frequency, so ρ > 0 (rank 0 first).
+
+    Parameters
+    ----------
+    result : dict
+        One `train_sparse_parity_batched` result (its "steps_to_learn").
+
+    Returns
+    -------
+    dict
+        "learned_ids" (subtasks that ever reached 0.1 bits), their "steps_to_learn",
+        "spearman_rank_vs_steps" (NaN with fewer than 3) and "threshold_bits" (0.1).
+    """
     s = result["steps_to_learn"]
     ids = [i for i, v in enumerate(s) if v is not None]
     rho = float(spearmanr(ids, [s[i] for i in ids]).statistic) if len(ids) >= 3 else float("nan")
@@ -116,7 +199,21 @@ def learning_order(result: dict) -> dict:
 
 
 def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
-    """Fit steps-to-learn ∝ p_i^-slope over learned subtasks (theory: slope ≈ 1, i.e. log-log slope −1)."""
+    """Fit steps-to-learn ∝ p_i^-slope over learned subtasks (theory: slope ≈ 1, i.e. log-log slope −1).
+
+    Parameters
+    ----------
+    result : dict
+        One `train_sparse_parity_batched` result; subtasks learned at step 0 are left out (log axis).
+    probs : float ndarray (n_tasks,)
+        Subtask frequencies p_i (`MultitaskSparseParity.probs`).
+
+    Returns
+    -------
+    dict or None
+        "loglog_slope" (of steps vs p_i), "slope_ci" (95% bootstrap), "r2" and "n_points"; None when fewer
+        than 3 distinct step counts remain.
+    """
     s = result["steps_to_learn"]
     ids = [i for i, v in enumerate(s) if v]  # step 0 cannot be on a log axis
     if len({s[i] for i in ids}) < 3:

@@ -22,13 +22,19 @@ LEARNED_BITS = 0.1  # a subtask counts as learned when its loss is below 0.1 bit
 
 
 def to_bits(nats: torch.Tensor) -> torch.Tensor:
-    """Losses in nats → bits."""
+    """Losses in nats → bits (÷ ln 2), the unit of the 0.1-bit learned threshold; same shape."""
     return nats / math.log(2)
 
 
 def predictions(zipf_exponent: float) -> dict:
     """The quantization model's exponents for p_i ∝ i^-zipf_exponent (α = zipf_exponent − 1):
-    α_N = α, α_D = α_S = α/(α + 1) (Michaud et al. 2023, §3)."""
+    α_N = α, α_D = α_S = α/(α + 1) (Michaud et al. 2023, §3).
+
+    Returns
+    -------
+    dict
+        "alpha", "alpha_N", "alpha_D", "alpha_S" (floats), the exponents of L ∝ N^-α_N, D^-α_D, S^-α_S.
+    """
     a = zipf_exponent - 1.0
     return {"alpha": a, "alpha_N": a, "alpha_D": a / (a + 1), "alpha_S": a / (a + 1)}
 
@@ -36,12 +42,32 @@ def predictions(zipf_exponent: float) -> dict:
 class MultitaskSparseParity:
     """The task: fixed distinct k-subsets, Zipf task frequencies, vectorised sampling in torch.
 
+    Multitask sparse parity of Michaud et al. 2023 ("The Quantization Model of Neural Scaling"): each
+    subtask is one quantum, so which quanta a network has learned is known exactly.
+
+    Parameters
+    ----------
+    n_tasks : int
+        Subtasks, i.e. one-hot control bits.
+    n_bits : int
+        Random task bits after the control bits.
+    k : int
+        Bits per subtask whose parity is the label.
+    zipf_exponent : float
+        α + 1: subtask i (1-based rank) is drawn with p_i ∝ i^-zipf_exponent.
+    seed : int
+        Seeds the subsets (sampling takes its own generators).
+
     Attributes
     ----------
     subsets : int64 ndarray (n_tasks, k)
         The bits S_i whose parity is subtask i's label, sorted within each row.
     probs : float64 ndarray (n_tasks,)
         Task frequencies p_i ∝ i^−zipf_exponent (i = 1 … n_tasks), summing to 1.
+    alpha : float
+        α = zipf_exponent − 1.
+    n_inputs : int
+        n_tasks + n_bits, the MLP's input width.
 
     Raises
     ------
@@ -65,7 +91,7 @@ class MultitaskSparseParity:
         self._probs_t = torch.from_numpy(self.probs)
 
     def to(self, device: str | torch.device) -> MultitaskSparseParity:
-        """Sample on `device` (pass generators made for that device)."""
+        """Sample on `device` (pass generators made for that device); returns self, moved in place."""
         self._subsets_t, self._probs_t = self._subsets_t.to(device), self._probs_t.to(device)
         return self
 
@@ -76,11 +102,31 @@ class MultitaskSparseParity:
 
     @property
     def n_inputs(self) -> int:
+        """n_tasks + n_bits: the width of an encoded input."""
         return self.n_tasks + self.n_bits
 
     def draw(self, n: int, generator: torch.Generator | None = None, task: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw samples: task ids t [n] (Zipf, or all `task`) and bits [n, n_bits] int64."""
+        """Raw samples: task ids t [n] (Zipf, or all `task`) and bits [n, n_bits] int64.
+
+        Parameters
+        ----------
+        generator : torch.Generator or None
+            On the task's device (see `to`); None uses torch's global generator.
+        task : int or None
+            Draw only this subtask; None draws task ids from p_i.
+
+        Returns
+        -------
+        t : int64 tensor (n,)
+        bits : int64 tensor (n, n_bits)
+            Uniform in {0, 1}.
+
+        Raises
+        ------
+        ParameterError
+            `task` is not in [0, n_tasks).
+        """
         dev = self._probs_t.device
         if task is None:
             t = torch.multinomial(self._probs_t, n, replacement=True, generator=generator)
@@ -91,21 +137,56 @@ class MultitaskSparseParity:
         return t, torch.randint(0, 2, (n, self.n_bits), generator=generator, device=dev)
 
     def labels(self, t: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-        """Parity of each row's bits on its task's subset (int64 in {0, 1})."""
+        """Parity of each row's bits on its task's subset (int64 in {0, 1}).
+
+        Parameters
+        ----------
+        t : int64 tensor (n,)
+        bits : int64 tensor (n, n_bits)
+
+        Returns
+        -------
+        int64 tensor (n,)
+        """
         return bits.gather(1, self._subsets_t[t]).sum(1) % 2
 
     def encode(self, t: torch.Tensor, bits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (control one-hot ‖ bits, float32) and parity labels."""
+        """Inputs (control one-hot ‖ bits, float32) and parity labels.
+
+        Returns
+        -------
+        x : float32 tensor (n, n_tasks + n_bits)
+        y : int64 tensor (n,)
+            In {0, 1}.
+        """
         x = torch.cat([nn.functional.one_hot(t, self.n_tasks), bits], dim=1).float()
         return x, self.labels(t, bits)
 
     def sample(self, n: int, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`n` samples: x [n, n_tasks + n_bits] float32, y int64 in {0, 1}, task ids t ~ Zipf."""
+        """`n` samples: x [n, n_tasks + n_bits] float32, y int64 in {0, 1}, task ids t ~ Zipf.
+
+        Returns
+        -------
+        x : float32 tensor (n, n_tasks + n_bits)
+        y : int64 tensor (n,)
+        t : int64 tensor (n,)
+        """
         t, bits = self.draw(n, generator)
         return (*self.encode(t, bits), t)
 
     def sample_task(self, i: int, n: int, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`n` samples of subtask `i` only (for per-subtask evaluation)."""
+        """`n` samples of subtask `i` only (for per-subtask evaluation).
+
+        Returns
+        -------
+        x : float32 tensor (n, n_tasks + n_bits)
+        y : int64 tensor (n,)
+
+        Raises
+        ------
+        ParameterError
+            `i` is not in [0, n_tasks).
+        """
         return self.encode(*self.draw(n, generator, task=i))

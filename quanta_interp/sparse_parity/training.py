@@ -18,7 +18,18 @@ __all__ = ["build_mlp", "train_sparse_parity", "train_sparse_parity_batched"]
 
 
 def build_mlp(n_inputs: int, width: int, depth: int = 1, activation: str = "relu") -> nn.Sequential:
-    """The paper's MLP: `depth` hidden layers of `width` units, 2 logits out; float32 (B, n_inputs) → (B, 2)."""
+    """The paper's MLP: `depth` hidden layers of `width` units, 2 logits out; float32 (B, n_inputs) → (B, 2).
+
+    Returns
+    -------
+    nn.Sequential
+        [Linear, activation] × depth, then Linear(width, 2): the linear layers are modules 0, 2, …, 2·depth.
+
+    Raises
+    ------
+    KeyError
+        `activation` is not one of relu, gelu, tanh, silu.
+    """
     dims = [n_inputs] + [width] * depth
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-1], dims[1:], strict=True):
@@ -52,6 +63,7 @@ class _DataStream:
         return (*tb, self.task.labels(*tb))
 
     def next(self) -> tuple[torch.Tensor, ...]:
+        """The next batch: (t, bits, y), each with `batch_size` rows."""
         if self.fixed is None:
             return self._with_labels(self.task.draw(self.batch_size, self.g))
         n, need, parts = self.fixed[0].shape[0], self.batch_size, []
@@ -74,14 +86,25 @@ def train_sparse_parity_batched(configs: Sequence[SparseParityConfig], run_dir=N
     models are on the CPU; `device` (e.g. "cuda") only changes where training runs. On the CPU it runs
     single-threaded (these matrices are too small for intra-op threads; parallelise with processes).
 
+    Parameters
+    ----------
+    configs : sequence of SparseParityConfig
+        One per member.
+    run_dir : io.RunDir or None
+        Receives metrics rows: step, member, train_loss, test_loss, per_task_loss, per_task_acc.
+    device : str or torch.device
+        Where training runs.
+
     Returns
     -------
     models : list of nn.Sequential
         Plain MLPs (`build_mlp`), float32 encoded inputs (B, n_tasks + n_bits) → logits (B, 2).
     results : list of dict
-        Per member: `config` (its `to_dict()`), `per_task_loss` (bits) and `per_task_acc` on fresh samples
-        of each subtask, `learned` (ids below 0.1 bits), `test_loss` (Zipf-weighted, bits), `train_loss`,
-        `n_params`, `steps_to_learn` (first evaluation step below 0.1 bits, or None) and the logged `curve`.
+        Per member: `config` (its `to_dict()`), `loss_unit` ("bits"), `per_task_loss` (bits) and
+        `per_task_acc` (fraction) on `eval_samples` fresh samples of each subtask at the last step,
+        `learned` (ids below 0.1 bits) and `n_learned`, `test_loss` (Σ_i p_i · loss_i, bits), `train_loss`
+        (last batch, bits), `n_params`, `steps_to_learn` (per subtask, the first evaluation step below
+        0.1 bits, or None) and `curve` (lists "step", "test_loss", "train_loss" at each evaluation).
 
     Raises
     ------
@@ -190,6 +213,13 @@ def train_sparse_parity(config: SparseParityConfig, run_dir=None, *, device: str
 
     Losses are in bits; `learned` lists subtasks below 0.1 bits. With `run_dir`, per-subtask loss and
     accuracy go to `metrics.jsonl` every `log_every` steps and the weights to safetensors.
+
+    Returns
+    -------
+    model : nn.Sequential
+        The `build_mlp` network, on the CPU.
+    result : dict
+        As one member of `train_sparse_parity_batched`.
     """
     models, results = train_sparse_parity_batched([config], run_dir, device=device)
     if run_dir is not None:
