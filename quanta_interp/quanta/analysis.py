@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io import atomic_write_json, progress, read_json
 
-__all__ = ["analyse", "QDGResult", "passing_rows"]
+__all__ = ["analyse", "cluster_quanta", "QuantaFit", "QDGResult", "passing_rows"]
 
 
 @dataclass
@@ -57,6 +57,55 @@ def passing_rows(store, threshold: float) -> np.ndarray:
     return np.flatnonzero(store.ok & (store.losses < threshold))
 
 
+@dataclass
+class QuantaFit:
+    """Quanta of a set of gradients: the clustering, sizes at every cluster count, and the envelope's fit.
+
+    Attributes
+    ----------
+    labels : int ndarray (n,)
+        Quantum of each row at n_clusters.
+    sizes_by_k : dict int → int ndarray
+        Cluster sizes, largest first, at each cluster count of the envelope.
+    fit : dict
+        `frequencies.rank_frequency_fit` of the envelope.
+    clustering : QuantaClustering
+        The fitted estimator (embedding, merge tree, …).
+    """
+
+    labels: np.ndarray
+    sizes_by_k: dict
+    fit: dict
+    clustering: object
+
+
+def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinity: str = "unsigned",
+                   method: str = "dense", assign_labels: str = "kmeans", n_init: int = 10, over_cluster: int = 1,
+                   alpha_n: float | None = None, alpha_n_source: str | None = None, seed: int = 0,
+                   show_progress: bool = True) -> QuantaFit:
+    """QDG's analysis of gradient rows G (n × dim): quanta at `n_clusters`, the rank-frequency envelope over
+    `counts` and its fit over `fit_ranks` (Michaud et al. 2023, §5). The one code path of `quanta discover`
+    and of the sparse-parity ground truth (`ground_truth`).
+
+    Raises
+    ------
+    ParameterError
+        A cluster count outside what the clustering can give (see `QuantaClustering`).
+    """
+    from .clustering import QuantaClustering
+    from .frequencies import envelope, rank_frequency_fit, rank_sizes
+
+    qc = QuantaClustering(n_clusters, affinity=affinity, method=method,
+                          n_components=max(counts) if over_cluster == 1 else None, assign_labels=assign_labels,
+                          n_init=n_init, over_cluster=over_cluster, random_state=seed)
+    qc.fit(G)
+    sizes_by_k = {k: rank_sizes(qc.labels_ if k == n_clusters else qc.labels_for(k))
+                  for k in progress(counts, desc="clusterings for the envelope", leave=False, disable=not show_progress)}
+    fit = rank_frequency_fit(envelope(list(sizes_by_k.values())), total=len(G), fit_ranks=fit_ranks,
+                             alpha_n=alpha_n, alpha_n_source=alpha_n_source, seed=seed)
+    return QuantaFit(qc.labels_, sizes_by_k, fit, qc)
+
+
 def analyse(out: str | Path, config, *, extra: dict | None = None):
     """Cluster the gradients stored in `out` with `config`'s analysis settings and write every output.
 
@@ -70,30 +119,20 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     """
     from ..capture import GradientStore
     from .browser import write_browser
-    from .clustering import QuantaClustering, umap_embedding
-    from .frequencies import (
-        alpha_n_from,
-        envelope,
-        plot_rank_frequency,
-        plot_umap,
-        rank_frequency_fit,
-        rank_sizes,
-        write_rank_frequency,
-    )
+    from .clustering import umap_embedding
+    from .frequencies import alpha_n_from, plot_rank_frequency, plot_umap, write_rank_frequency
+
     out, t0 = Path(out), time.perf_counter()
     store, targets = GradientStore(out / "gradients"), read_json(out / "targets.json")
     rows = passing_rows(store, config.loss_threshold)[: config.n_tokens]
     G = np.asarray(store.gradients[rows])
     counts = config.counts()
-    qc = QuantaClustering(config.n_clusters, affinity=config.affinity, method=config.method,
-                          n_components=max(counts), assign_labels=config.assign_labels, n_init=config.n_init,
-                          random_state=config.seed)
-    qc.fit(G)
-    sizes_by_k = {k: rank_sizes(qc.labels_ if k == config.n_clusters else qc.labels_for(k))
-                  for k in progress(counts, desc="clusterings for the envelope", leave=False)}
     alpha, source = alpha_n_from(config.alpha_n)
-    fit = rank_frequency_fit(envelope(list(sizes_by_k.values())), total=len(rows), fit_ranks=config.ranks(),
-                             alpha_n=alpha, alpha_n_source=source, seed=config.seed)
+    quanta = cluster_quanta(G, n_clusters=config.n_clusters, counts=counts, fit_ranks=config.ranks(),
+                            affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
+                            n_init=config.n_init, over_cluster=config.over_cluster, alpha_n=alpha,
+                            alpha_n_source=source, seed=config.seed)
+    qc, sizes_by_k, fit = quanta.clustering, quanta.sizes_by_k, quanta.fit
     write_rank_frequency(out, sizes_by_k, fit)
     plot_rank_frequency(out / "rank_frequency", sizes_by_k, fit, title=f"QDG quanta: {config.model}")
     notes = list((extra or {}).pop("notes", []))

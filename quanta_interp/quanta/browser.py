@@ -40,13 +40,13 @@ function show(i) {
   [...list.children].forEach((b, j) => b.classList.toggle('on', j === cur));
   document.getElementById('where').textContent = `cluster ${cur + 1} of ${D.clusters.length}`;
   const box = document.getElementById('cluster'); box.replaceChildren();
-  box.appendChild(QI.el('h2', `Cluster #${cur + 1}: ${c.size} tokens (${(100 * c.size / D.n_tokens).toFixed(1)}%)`));
+  box.appendChild(QI.el('h2', `Cluster #${cur + 1}: ${c.size} tokens (${QI.num(100 * c.size / D.n_tokens, 1)}%)`));
   const top = QI.el('div', 'top targets: ', 'muted');
   c.top_targets.forEach(([t, n]) => top.appendChild(QI.el('span', `${QI.visible(t)} ×${n}`, 'toptok')));
   box.appendChild(top);
   c.examples.forEach(e => { const card = QI.el('div', undefined, 'card');
     card.appendChild(QI.tokens(e.tokens, null, 0, e.tokens.length - 1));
-    card.appendChild(QI.el('div', `${e.doc_name} · token ${e.pos} · loss ${e.loss.toFixed(3)} nats`, 'meta'));
+    card.appendChild(QI.el('div', `${e.doc_name} · token ${e.pos} · loss ${QI.num(e.loss, 3)} nats`, 'meta'));
     box.appendChild(card); });
 }
 document.getElementById('prev').onclick = () => show(cur - 1);

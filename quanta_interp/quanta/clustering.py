@@ -14,9 +14,10 @@ from scipy import sparse
 
 from ..config import ParameterError
 
-__all__ = ["QuantaClustering", "umap_embedding", "unit_rows", "AFFINITIES", "METHODS", "ASSIGN_LABELS"]
+__all__ = ["QuantaClustering", "merge_tree", "cut_tree", "umap_embedding", "unit_rows", "AFFINITIES", "METHODS",
+           "ASSIGN_LABELS"]
 
-AFFINITIES = ("angular", "cosine", "unsigned")
+AFFINITIES = ("angular", "cosine", "unsigned", "abs")
 METHODS = ("dense", "knn")
 ASSIGN_LABELS = ("kmeans", "cluster_qr")
 
@@ -55,6 +56,12 @@ class QuantaClustering:
     assign_labels : {"kmeans", "cluster_qr"}
         How the embedding becomes labels: k-means with `n_init` restarts (the paper), or scikit-learn's
         deterministic, much faster `cluster_qr`.
+    over_cluster : int
+        1: the spectral clusters are the quanta (the paper). m > 1: spectral clustering into m·k fine
+        clusters, then fine clusters are merged by size-weighted average linkage on the mean |cos| between
+        their members until k remain. A quantum whose gradients split into groups (a sparse-parity subtask
+        splits by the pattern of its bits, 2^k groups) is first cut along those groups and then rejoined;
+        see `artifacts/qdg_sparse_parity/`. Cuts of the one merge tree give every cluster count ≤ m·k.
 
     Attributes
     ----------
@@ -63,6 +70,10 @@ class QuantaClustering:
         The spectral embedding (eigenvectors of the normalised Laplacian, smallest first).
     labels_ : int ndarray (n,)
         Quantum of each token, in [0, n_clusters).
+    fine_labels_ : int ndarray (n,)
+        With over_cluster > 1: the fine cluster of each token, in [0, over_cluster · n_clusters).
+    merges_ : int ndarray (n_fine − 1, 2)
+        With over_cluster > 1: the merge tree, one (kept, absorbed) pair of fine-cluster ids per step.
 
     Raises
     ------
@@ -72,9 +83,11 @@ class QuantaClustering:
 
     def __init__(self, n_clusters: int = 400, *, affinity: str = "angular", method: str = "dense",
                  n_neighbors: int = 30, n_components: int | None = None, assign_labels: str = "kmeans",
-                 n_init: int = 10, center: bool = False, block_size: int = 4096, random_state: int | None = 0):
+                 n_init: int = 10, over_cluster: int = 1, center: bool = False, block_size: int = 4096,
+                 random_state: int | None = 0):
         self.n_clusters, self.affinity, self.method, self.n_neighbors = n_clusters, affinity, method, n_neighbors
         self.n_components, self.assign_labels, self.n_init = n_components, assign_labels, n_init
+        self.over_cluster = over_cluster
         self.center, self.block_size, self.random_state = center, block_size, random_state
 
     def _validate(self, n: int) -> None:
@@ -87,14 +100,18 @@ class QuantaClustering:
         if self.n_components is not None and not self.n_clusters <= self.n_components <= n:
             raise ParameterError("n_components", f"must be between n_clusters ({self.n_clusters}) and the number of "
                                                  f"tokens ({n}), got {self.n_components}")
-        if self.method == "knn" and self.affinity == "unsigned":
-            raise ParameterError("affinity", "'unsigned' needs method='dense' (kNN search is by signed distance)")
+        if self.method == "knn" and self.affinity in ("unsigned", "abs"):
+            raise ParameterError("affinity", f"{self.affinity!r} needs method='dense' (kNN search is by signed distance)")
         if self.method == "knn" and not 1 <= self.n_neighbors < n:
             raise ParameterError("n_neighbors", f"must be between 1 and {n - 1}, got {self.n_neighbors}")
         if self.n_init < 1:
             raise ParameterError("n_init", f"must be ≥ 1, got {self.n_init}")
+        if isinstance(self.over_cluster, bool) or not isinstance(self.over_cluster, int) or self.over_cluster < 1:
+            raise ParameterError("over_cluster", f"must be a positive integer, got {self.over_cluster!r}")
 
     def _values(self, cos: np.ndarray) -> np.ndarray:
+        if self.affinity == "abs":
+            return np.abs(cos)
         cos = np.clip(np.abs(cos) if self.affinity == "unsigned" else cos, -1.0, 1.0)
         return 1.0 - np.arccos(cos) / np.pi if self.affinity == "angular" else (cos + 1.0) / 2.0
 
@@ -123,20 +140,34 @@ class QuantaClustering:
         X = unit_rows(G, self.center)
         self.affinity_ = self._dense(X) if self.method == "dense" else self._knn(X)
         solver = "lobpcg" if self.method == "knn" and len(X) > 20000 else "arpack"
-        self.embedding_ = spectral_embedding(self.affinity_, n_components=self.n_components or self.n_clusters,
-                                             eigen_solver=solver, random_state=self.random_state, drop_first=False)
+        n_fine = self._n_fine(len(X))
+        n_components = max(self.n_components or self.n_clusters, n_fine if self.over_cluster > 1 else 0)
+        self.embedding_ = spectral_embedding(self.affinity_, n_components=n_components, eigen_solver=solver,
+                                             random_state=self.random_state, drop_first=False)
+        if self.over_cluster > 1:
+            self.fine_labels_ = self._assign(n_fine)
+            self.merges_ = merge_tree(X, self.fine_labels_, block_size=self.block_size)
         self.labels_ = self.labels_for(self.n_clusters)
         return self
+
+    def _n_fine(self, n: int) -> int:
+        return min(self.over_cluster * self.n_clusters, n - 1) if self.over_cluster > 1 else self.n_clusters
 
     def fit_predict(self, G: np.ndarray, y=None) -> np.ndarray:
         return self.fit(G).labels_
 
     def labels_for(self, k: int) -> np.ndarray:
-        """int (n,) labels for k clusters from the first k spectral components: what
-        `SpectralClustering(n_clusters=k)` computes on the same affinity."""
-        if not 2 <= k <= self.embedding_.shape[1]:
-            raise ParameterError("cluster_counts", f"must each be between 2 and n_components="
-                                                   f"{self.embedding_.shape[1]}, got {k}")
+        """int (n,) labels for k clusters: with over_cluster = 1, k-means on the first k spectral components
+        (what `SpectralClustering(n_clusters=k)` computes on the same affinity); with over_cluster > 1, the
+        merge tree cut at k clusters (k ≤ the number of fine clusters)."""
+        top = len(self.merges_) + 1 if self.over_cluster > 1 else self.embedding_.shape[1]
+        if not 2 <= k <= top:
+            raise ParameterError("cluster_counts", f"must each be between 2 and {top}, got {k}")
+        if self.over_cluster > 1:
+            return cut_tree(self.merges_, k)[self.fine_labels_]
+        return self._assign(k)
+
+    def _assign(self, k: int) -> np.ndarray:
         if self.assign_labels == "cluster_qr":
             from sklearn.cluster._spectral import cluster_qr
 
@@ -144,6 +175,80 @@ class QuantaClustering:
         from sklearn.cluster import KMeans
 
         return KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit_predict(self.embedding_[:, :k])
+
+
+def merge_tree(X: np.ndarray, fine: np.ndarray, *, block_size: int = 4096) -> np.ndarray:
+    """Size-weighted average-linkage merges of the fine clusters of unit rows X, on mean |cos|.
+
+    The similarity of two clusters is the mean |cos| over all pairs of their members; the most similar
+    pair merges first (UPGMA with every token weighing 1, started from the fine partition). A cache of
+    each cluster's most similar partner keeps it near O(m²) for m fine clusters.
+
+    Parameters
+    ----------
+    X : float32 ndarray (n, dim)
+        Unit rows.
+    fine : int ndarray (n,)
+        Fine cluster of each row, ids 0 … m−1 (each used).
+
+    Returns
+    -------
+    int64 ndarray (m − 1, 2)
+        (kept, absorbed) fine-cluster ids, in merge order.
+    """
+    m = int(fine.max()) + 1
+    Z = np.zeros((len(X), m), dtype=np.float32)
+    Z[np.arange(len(X)), fine] = 1
+    S = np.zeros((m, m))
+    for i in range(0, len(X), block_size):  # S = Zᵀ |X Xᵀ| Z without the n × n matrix
+        S += Z[i: i + block_size].T.astype(np.float64) @ (np.abs(X[i: i + block_size] @ X.T) @ Z)
+    size = Z.sum(0).astype(np.float64)
+    active = np.ones(m, dtype=bool)
+
+    def best(a: int) -> tuple[float, int]:
+        sim = S[a] / (size[a] * size)
+        sim[~active] = -np.inf
+        sim[a] = -np.inf
+        b = int(np.argmax(sim))
+        return float(sim[b]), b
+
+    cache = [best(a) for a in range(m)]
+    merges = []
+    for _ in range(m - 1):
+        a = max((i for i in range(m) if active[i]), key=lambda i: cache[i][0])
+        b = cache[a][1]
+        merges.append((a, b))
+        S[a] += S[b]
+        S[:, a] += S[:, b]
+        size[a] += size[b]
+        active[b] = False
+        for i in np.flatnonzero(active):
+            if i == a or cache[i][1] in (a, b):
+                cache[i] = best(i)
+            else:
+                sim = S[i, a] / (size[i] * size[a])
+                if sim > cache[i][0]:
+                    cache[i] = (float(sim), a)
+    return np.array(merges, dtype=np.int64).reshape(-1, 2)
+
+
+def cut_tree(merges: np.ndarray, k: int) -> np.ndarray:
+    """int (m,) cluster of each fine cluster after the first m − k merges of `merge_tree`, numbered 0 … k−1
+    in the order of the fine id that absorbed the rest."""
+    m = len(merges) + 1
+    parent = np.arange(m)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in merges[: m - k]:
+        parent[root(b)] = root(a)
+    roots = np.array([root(i) for i in range(m)])
+    _, labels = np.unique(roots, return_inverse=True)
+    return labels
 
 
 def umap_embedding(G: np.ndarray, *, n_neighbors: int = 15, random_state: int = 0) -> np.ndarray:

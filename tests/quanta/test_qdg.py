@@ -63,25 +63,6 @@ def test_rank_frequency_fit_recovers_a_zipf_slope():
     assert envelope([np.array([5, 1]), np.array([4, 3, 2])]).tolist() == [5, 3, 2]
 
 
-def test_sparse_parity_gradients_carry_subtask_signal():
-    """Ground truth on a trained multitask-sparse-parity MLP. The issue's target (ARI ≥ 0.9 with
-    n_clusters = learned subtasks) is NOT met (CPU scale: ARI 0.2–0.5, see artifacts/qdg_sparse_parity):
-    a subtask's samples split further by their bit pattern and subtasks share hidden neurons. What holds,
-    and is asserted: gradients of one subtask are markedly more aligned (|cos|) than gradients of
-    different subtasks, and most aligned when the subtask's own bits match."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[2] / "analyses" / "qdg_sparse_parity.py"
-    spec = importlib.util.spec_from_file_location("qdg_sparse_parity", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.ground_truth_ari(quick=True)
-    assert out["n_learned"] >= 2 and out["gradient_dim"] == 48 * 17 + 2 * 49
-    assert out["mean_abs_cos_same_task"] > 1.4 * out["mean_abs_cos_other_task"]
-    assert out["mean_abs_cos_same_task_same_pattern"] > 1.2 * out["mean_abs_cos_same_task_other_pattern"]
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A 1-layer char model trained briefly on a text with hostile markup, as a `quanta lm train` run."""
@@ -170,7 +151,7 @@ def test_whole_document_context_is_capped_at_the_models_n_ctx_and_said_once(tiny
     from quanta_interp.cli import main
 
     out = tiny_run / "doc"
-    argv = _args(tiny_run, out, "--n-tokens", "12", "--clusters", "2")
+    argv = _args(tiny_run, out, "--n-tokens", "20", "--clusters", "2")
     assert main(argv[: argv.index("--context")] + argv[argv.index("--context") + 2:] + ["--context", "doc"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["block_length"] == 32 and summary["context_tokens"]["max"] <= 32  # the model's n_ctx
@@ -182,9 +163,9 @@ def test_discover_refuses_another_capture_in_the_same_folder(tiny_run, capsys):
     from quanta_interp.cli import main
 
     out = tiny_run / "refuse"
-    assert main(_args(tiny_run, out, "--n-tokens", "10", "--clusters", "2")) == 0
+    assert main(_args(tiny_run, out, "--n-tokens", "20", "--clusters", "2")) == 0
     capsys.readouterr()
-    assert main(_args(tiny_run, out, "--n-tokens", "10", "--clusters", "2", "--context", "12")) == 2
+    assert main(_args(tiny_run, out, "--n-tokens", "20", "--clusters", "2", "--context", "12")) == 2
     err = _last_error(capsys)
     assert err.startswith("quanta discover: error: --context differs from the gradients stored in")
 

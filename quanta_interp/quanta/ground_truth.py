@@ -1,0 +1,181 @@
+"""QDG checked where the answer is known: the quanta of multitask sparse parity are its subtasks.
+
+A trained sparse-parity MLP sees samples drawn from the task distribution (subtask i with p_i ∝ i^−(α+1),
+as an LM sees tokens of a text); the samples it predicts with loss below the threshold are kept (the
+recheck of `quanta discover`); their per-sample gradients go through the same analysis as tokens'
+(`analysis.cluster_quanta`: clustering, rank-frequency envelope, fit). Against the true subtask of each
+sample: ARI, homogeneity and completeness at K = learned subtasks; homogeneity at K = 2^k × learned
+(subtask × bit pattern, the finest true structure); the rank-frequency slope against −(α + 1); and the
+gradient geometry behind them (mean |cos| within a subtask and pattern, within a subtask across patterns,
+across subtasks). The paper had no such check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import Config, ParameterError, check_finite, check_positive_int
+
+__all__ = ["GroundTruthConfig", "METHODS", "draw_samples", "gradient_geometry", "ground_truth"]
+
+# (name, affinity, over_cluster): the paper's clustering first, the default of `quanta discover` last.
+METHODS = (("paper: spectral, angular", "angular", 1), ("spectral, unsigned", "unsigned", 1),
+           ("spectral, |cos|", "abs", 1), ("angular, ×8 then merge", "angular", 8),
+           ("|cos|, ×8 then merge", "abs", 8), ("unsigned, ×8 then merge (default)", "unsigned", 8))
+
+
+@dataclass(frozen=True)
+class GroundTruthConfig(Config):
+    """How the quanta of a trained sparse-parity MLP are sampled, clustered and scored."""
+
+    n_samples: int = 3000
+    """Samples clustered: drawn from the task's Zipf distribution, kept if their loss is below the threshold."""
+    loss_threshold: float = 0.1
+    """Keep samples whose loss is below this, in nats (QDG's threshold for tokens)."""
+    projection_dim: int = 0
+    """0: exact per-sample gradients (small MLPs); k: the TensorSketch of `quanta discover`."""
+    methods: tuple[str, ...] = field(default=tuple(m[0] for m in METHODS), metadata={"cli": False})
+    """Which rows of `METHODS` to score."""
+    seed: int = 1
+    """Seeds the samples, the sketch and the clustering."""
+
+    def _checks(self):
+        def methods(name, v):
+            known = [m[0] for m in METHODS]
+            bad = [m for m in v if m not in known]
+            if not v or bad:
+                raise ParameterError(name, f"must name rows of METHODS ({'; '.join(known)}), got {bad or v}")
+
+        return [("n_samples", lambda n, v: check_positive_int(n, v)),
+                ("loss_threshold", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
+                ("projection_dim", lambda n, v: check_finite(n, v, low=0)), ("methods", methods)]
+
+
+def draw_samples(model, task, n: int, *, loss_threshold: float, seed: int):
+    """Up to `n` samples of the task distribution that `model` predicts with loss < `loss_threshold` nats.
+
+    Returns
+    -------
+    x : float32 tensor (m, n_tasks + n_bits)
+    y : int64 tensor (m,)
+    subtask : int64 ndarray (m,)
+    pattern : int64 ndarray (m,)
+        The subtask's k bits read as a binary number, 0 … 2^k − 1.
+    n_drawn : int
+        Samples drawn to find them (at most 20 n).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    xs, ys, ts, drawn = [], [], [], 0
+    while sum(len(t) for t in ts) < n and drawn < 20 * n:
+        x, y, t = task.sample(n, gen)
+        drawn += n
+        with torch.no_grad():
+            keep = torch.nn.functional.cross_entropy(model(x), y, reduction="none") < loss_threshold
+        xs.append(x[keep])
+        ys.append(y[keep])
+        ts.append(t[keep])
+    x, y, t = torch.cat(xs)[:n], torch.cat(ys)[:n], torch.cat(ts)[:n].numpy()
+    bits = x[:, task.n_tasks:].long().numpy()
+    powers = 2 ** np.arange(task.k - 1, -1, -1)
+    pattern = (bits[np.arange(len(t))[:, None], task.subsets[t]] * powers).sum(1) if len(t) else np.zeros(0, int)
+    return x, y, t, pattern, drawn
+
+
+def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -> dict:
+    """Mean |cos| between unit rows X (n, dim): same subtask and pattern, same subtask other pattern, other
+    subtask. Quanta are recoverable from gradients when the first two are well above the third."""
+    A = np.abs(X @ X.T)
+    same = subtask[:, None] == subtask[None]
+    same_pattern = same & (pattern[:, None] == pattern[None]) & ~np.eye(len(X), dtype=bool)
+    other_pattern = same & (pattern[:, None] != pattern[None])
+    return {"same_subtask_same_pattern": float(A[same_pattern].mean()) if same_pattern.any() else None,
+            "same_subtask_other_pattern": float(A[other_pattern].mean()) if other_pattern.any() else None,
+            "other_subtask": float(A[~same].mean()) if (~same).any() else None}
+
+
+def _short(fit: dict) -> dict:
+    return {k: fit.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
+
+
+def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progress: bool = False) -> dict:
+    """Score QDG's quanta of a trained sparse-parity MLP against its subtasks (see module docstring).
+
+    Parameters
+    ----------
+    model : nn.Sequential
+        The MLP (`sparse_parity.build_mlp`), float32 encoded inputs → 2 logits.
+    task : MultitaskSparseParity
+    learned : list of int
+        Subtasks below 0.1 bits (`train_sparse_parity`'s result).
+
+    Returns
+    -------
+    dict
+        `n_samples`, `n_drawn`, `subtasks` (samples per present subtask), `geometry` (`gradient_geometry`),
+        `truth_fit` (rank-frequency fit of the true subtask sizes: the best any clustering can do),
+        `predicted_slope` −(α + 1), `fit_ranks` (1 … learned subtasks present: beyond them sizes are lucky
+        guesses, not the task's frequencies), and `methods`: per row of METHODS its ARI, homogeneity and
+        completeness at K = learned subtasks present, `fine_homogeneity` at K = 2^k × learned, and rank-frequency
+        fits of its clusters at K (`fit_at_K`) and of the paper's envelope over counts 2 … 2^k × learned.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 learned subtasks, a threshold that keeps no sample, or fewer samples than clusters.
+    """
+    from sklearn.metrics import adjusted_rand_score, completeness_score, homogeneity_score
+
+    from ..capture import per_sample_gradients
+    from .analysis import cluster_quanta
+    from .clustering import unit_rows
+    from .frequencies import rank_frequency_fit, rank_sizes
+
+    if len(learned) < 2:
+        raise ValueError(f"only {len(learned)} subtask(s) learned: quanta need at least 2; train longer "
+                         "(more steps) or on fewer subtasks")
+    x, y, subtask, pattern, drawn = draw_samples(model, task, config.n_samples, loss_threshold=config.loss_threshold,
+                                                 seed=config.seed)
+    if len(subtask) == 0:
+        raise ValueError(f"loss_threshold {config.loss_threshold} keeps no sample of {drawn} drawn; raise it")
+    G = per_sample_gradients(model, x, y, projection_dim=config.projection_dim or None, seed=config.seed).numpy()
+    ok = np.linalg.norm(G, axis=1) > 0  # p_y = 1.0 in float32 leaves no gradient
+    G, subtask, pattern = G[ok], subtask[ok], pattern[ok]
+    present = np.unique(subtask)
+    K = int(np.isin(present, learned).sum())  # samples of unlearned subtasks are lucky guesses (≈ 1 %)
+    fine = K * 2 ** task.k
+    if K < 2:
+        raise ValueError(f"the kept samples hold {K} learned subtask(s); quanta need at least 2: raise n_samples")
+    if fine >= len(G):
+        raise ValueError(f"{len(G)} samples cannot fill 2^k × {K} = {fine} clusters; raise n_samples")
+    alpha = task.zipf_exponent - 1.0
+    counts = sorted({int(c) for c in np.unique(np.geomspace(2, fine, 12).round())} | {K})
+    ranks = (1, max(K, 3))  # frequencies are the task's only where subtasks are learned
+    zipf = {"alpha_n": alpha, "alpha_n_source": "the task's Zipf exponent", "seed": config.seed}
+    out = {"n_samples": int(len(G)), "n_drawn": int(drawn), "n_zero_gradients": int((~ok).sum()),
+           "learned": [int(i) for i in learned], "subtasks": {int(t): int((subtask == t).sum()) for t in present},
+           "share_from_learned": float(np.isin(subtask, learned).mean()),
+           "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
+           "truth_fit": rank_frequency_fit(rank_sizes(np.unique(subtask, return_inverse=True)[1]), total=len(G),
+                                           fit_ranks=ranks, **zipf),
+           "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
+    for name, affinity, over in METHODS:
+        if name not in config.methods:
+            continue
+        quanta = cluster_quanta(G, n_clusters=K, counts=counts, fit_ranks=ranks, affinity=affinity,
+                                over_cluster=over, show_progress=show_progress, **zipf)
+        qc, fit = quanta.clustering, quanta.fit
+        fine_labels = qc.fine_labels_ if over > 1 else qc.labels_for(fine)
+        out["methods"][name] = {
+            "affinity": affinity, "over_cluster": over,
+            "ari": float(adjusted_rand_score(subtask, quanta.labels)),
+            "homogeneity": float(homogeneity_score(subtask, quanta.labels)),
+            "completeness": float(completeness_score(subtask, quanta.labels)),
+            "fine_homogeneity": float(homogeneity_score(subtask, fine_labels)),
+            "envelope_fit": _short(fit), "fit_at_K": _short(rank_frequency_fit(rank_sizes(quanta.labels), total=len(G),
+                                                                               fit_ranks=ranks, **zipf)),
+        }
+    return out
