@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import numbers
 import re
 import textwrap
 import typing
@@ -33,6 +34,18 @@ class ParameterError(ValueError):
     ("must be a positive integer, got 0").
 
     `str(error)` reads "param detail"; the CLI prints the flag in place of the Python name.
+
+    Parameters
+    ----------
+    param : str
+        The Python parameter (or config field) name.
+    detail : str
+        What is wrong and what is accepted.
+
+    Attributes
+    ----------
+    param, detail : str
+        As given.
     """
 
     def __init__(self, param: str, detail: str):
@@ -42,7 +55,11 @@ class ParameterError(ValueError):
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """{field: attribute docstring} of a dataclass and its bases (the string literal under each field)."""
+    """{field: attribute docstring} of a dataclass and its bases (the string literal under each field).
+
+    Read from the source with `ast` (cached per class); whitespace runs become one space. Fields without a
+    docstring, and classes whose source is unavailable, are left out.
+    """
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if klass is object or not dataclasses.is_dataclass(klass):
@@ -61,13 +78,28 @@ def field_docs(cls: type) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Base of every pipeline config: validated on construction; `replace`, `to_dict`, `from_dict`."""
+    """Base of every pipeline config: validated on construction; `replace`, `to_dict`, `from_dict`.
+
+    Subclasses are frozen dataclasses with an attribute docstring under each field and override
+    `_checks()`, which returns (field name, check(name, value)) pairs; a check raises `ParameterError`.
+
+    Raises
+    ------
+    ParameterError
+        On construction, a field fails its check.
+    """
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self: C) -> C:
-        """Check every field; return self or raise `ParameterError`. Subclasses extend `_checks`."""
+        """Check every field; return self or raise `ParameterError`. Subclasses extend `_checks`.
+
+        Raises
+        ------
+        ParameterError
+            The first field, in `_checks` order, whose value is not accepted.
+        """
         for name, check in self._checks():
             check(name, getattr(self, name))
         return self
@@ -76,15 +108,32 @@ class Config:
         return ()
 
     def replace(self: C, **changes) -> C:
-        """A copy with `changes` applied and validated."""
+        """A copy with `changes` applied and validated.
+
+        Raises
+        ------
+        ParameterError
+            A changed value fails its field's check.
+        TypeError
+            A name in `changes` is not a field.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """{field: value}, tuples as lists: JSON-able for plain field types, and the input of `from_dict`."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls: type[C], data: dict) -> C:
-        """The config from `to_dict()` output; unknown keys are one `ParameterError`."""
+        """The config from `to_dict()` output; unknown keys are one `ParameterError`.
+
+        Missing keys take their defaults; lists go back to tuples where the field's annotation is a tuple.
+
+        Raises
+        ------
+        ParameterError
+            `data` has keys that are not fields, or a value fails its field's check.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -107,13 +156,33 @@ def _tupled(value, hint):
 # ---------------------------------------------------------------- checks shared by configs
 
 def check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Raise `ParameterError(name, …)` unless `value` is an integer ≥ 1 (numpy integers count, bools do not).
+
+    Raises
+    ------
+    ParameterError
+        `value` is not an integer, is a bool, or is < 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ParameterError(name, f"must be a positive integer, got {value!r}")
 
 
 def check_finite(name: str, value, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False) -> None:
-    """A finite number within [low, high] (or (low, high] when `low_open`)."""
+    """A finite number within [low, high] (or (low, high] when `low_open`).
+
+    Parameters
+    ----------
+    name : str
+        The parameter, named in the error.
+    low, high : float or None
+        Inclusive bounds (`low` exclusive when `low_open`); None for no bound.
+
+    Raises
+    ------
+    ParameterError
+        `value` is not an int or float (bools are refused), is NaN or infinite, or lies outside the bounds.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ParameterError(name, f"must be a finite number, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
@@ -126,17 +195,37 @@ def check_finite(name: str, value, *, low: float | None = None, high: float | No
 
 def parse_int_list(text: str) -> tuple[int, ...]:
     """'10,20,40' → (10, 20, 40); '0-3,7' → (0, 1, 2, 3, 7); 'geom:10:1500:30' → 30 integers spaced
-    geometrically from 10 to 1500 (duplicates dropped)."""
+    geometrically from 10 to 1500 (duplicates dropped).
+
+    An argparse `type`: ranges are inclusive; 'geom:' values are rounded and come back sorted.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is none of these forms, or it gives no value.
+    """
     return _parse_list(text, int)
 
 
 def parse_float_list(text: str) -> tuple[float, ...]:
-    """'0,0.1,0.3' → (0.0, 0.1, 0.3)."""
+    """'0,0.1,0.3' → (0.0, 0.1, 0.3).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        An item is not a float, or `text` gives no value.
+    """
     return _parse_list(text, float)
 
 
 def parse_str_list(text: str) -> tuple[str, ...]:
-    """'a,b' → ('a', 'b'), blanks dropped."""
+    """'a,b' → ('a', 'b'), blanks dropped.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` holds no non-blank item.
+    """
     items = tuple(t.strip() for t in text.split(",") if t.strip())
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
@@ -172,12 +261,29 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[
     """One option per field of `cls`: flag from the name (or `metadata['flag']`), type from the annotation
     (or `metadata['parse']`), help from its attribute docstring with the field's default shown. Options
     left out stay out of the namespace (`argparse.SUPPRESS`), so `from_args` lets the dataclass (or a
-    preset) supply them: defaults live in one place."""
+    preset) supply them: defaults live in one place.
+
+    A bool field becomes a `store_true` flag. Fields with `metadata['cli'] = False` get no option.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+    cls : type
+        A `Config` dataclass.
+    skip : sequence of str
+        Fields to leave out (e.g. one the command sets itself).
+
+    Raises
+    ------
+    TypeError
+        A field's annotation is not int, float or str (or an optional of one), and it has no
+        `metadata['parse']`.
+    """
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or f.metadata.get("cli") is False:
             continue
-        default = f.default
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         text = docs.get(f.name, "").replace("%", "%%")
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         if hints[f.name] is bool:
@@ -205,10 +311,16 @@ def _scalar_parser(hint, name: str):
 
 
 def given_args(cls: type, args: argparse.Namespace) -> dict:
-    """{field: value} of the options the user gave (see `add_arguments`)."""
+    """{field: value} of the options the user gave (see `add_arguments`); absent fields are left out."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 
 def from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
-    """The validated config: the dataclass defaults, then the options the user gave, then `overrides`."""
+    """The validated config: the dataclass defaults, then the options the user gave, then `overrides`.
+
+    Raises
+    ------
+    ParameterError
+        A resulting value fails its field's check.
+    """
     return cls(**{**given_args(cls, args), **overrides})

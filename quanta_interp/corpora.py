@@ -139,13 +139,31 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, without special tokens (BOS/EOS).
 
-        With the "char" tokenizer, characters absent from its training documents are dropped silently.
+        Raises
+        ------
+        ValueError
+            A "char" tokenizer meets characters absent from the documents it was built on (its backend
+            would drop them silently, so "1?2" would read as "12").
         """
+        self._check_known([text])
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """`encode` of each text, run in parallel by the Rust backend."""
+        """`encode` of each text, run in parallel by the Rust backend; ValueError as for `encode`."""
+        self._check_known(texts)
         return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def _check_known(self, texts) -> None:
+        if self.spec != "char":
+            return
+        known = getattr(self, "_chars", None)
+        if known is None:
+            known = self._chars = set(self.backend.get_vocab())
+        unknown = set().union(*(set(t) for t in texts)) - known
+        if unknown:
+            shown = "".join(sorted(unknown))[:20]
+            raise ValueError(f"characters {shown!r} ({len(unknown)} in all) are not in this char tokenizer's "
+                             f"vocabulary of {len(known)}: build it on text that holds them, or use bpe-N")
 
     def decode(self, ids) -> str:
         """Text of a sequence of token ids (ints, e.g. a uint16 array); special tokens kept."""

@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "read_json", "to_jsonable",
-    "config_key", "RunDir", "Sweep", "progress",
+    "config_key", "RunDir", "Sweep", "progress", "jsonl_lines",
 ]
 
 
@@ -114,7 +114,7 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return to_jsonable(obj.item())  # a numpy NaN becomes a float NaN, then None below
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, float) and not np.isfinite(obj):
@@ -144,6 +144,16 @@ def read_json(path: str | os.PathLike) -> Any:
         The file is not valid JSON (e.g. not written through `atomic_write_json`).
     """
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def jsonl_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """(1-based line number, line) of a JSON-lines file, split on "\n" (and "\r\n") only.
+
+    `str.splitlines` also splits on U+2028, U+2029, U+0085 and form feeds, which JSON strings may hold
+    unescaped (`json.dumps(..., ensure_ascii=False)`): such a line would be cut in two.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    return [(i, line.removesuffix("\r")) for i, line in enumerate(text.split("\n"), 1)]
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -220,7 +230,7 @@ class RunDir:
         if not p.exists():
             return []
         rows = []
-        for line in p.read_text(encoding="utf-8").splitlines():
+        for _, line in jsonl_lines(p):
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:

@@ -164,7 +164,12 @@ class Correlation:
                               rmatvec=lambda x: j.T @ x.ravel() - pr * (pl @ x.ravel()))
 
     def op_norm(self, seed: int = 0) -> float:
-        """Top singular value ‖C‖_op, by ARPACK on the implicit operator; `seed` fixes the start vector."""
+        """Top singular value ‖C‖_op, by ARPACK on the implicit operator; `seed` fixes the start vector.
+
+        ARPACK cannot take a 1 × 1 matrix (k must be < min(V, V)) nor a zero operator (error −9, its start
+        vector is in the null space): a vocabulary of one token, or C(n) = 0, has ‖C‖_op = ‖C‖_F, exactly."""
+        if min(self.joint.shape) < 2 or self.fro_norm() == 0.0:
+            return self.fro_norm()
         v0 = np.random.default_rng(seed).standard_normal(self.joint.shape[1])
         return float(svds(self.operator(), k=1, v0=v0, return_singular_vectors=False)[0])
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..corpora import TokenizedCorpus, Tokenizer
 from ..io import progress
+from ..lm.hooks import check_hooks_fired
 from .pages import NeuronRecord
 
 __all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "record_activations",
@@ -182,6 +183,7 @@ def record_activations(model, tokens: np.ndarray, hooks: Sequence[str], *, batch
                 model(torch.as_tensor(tokens[i: i + batch_size], device=device))
             except _Stop:
                 pass
+            check_hooks_fired(model, hooks, batch)
             for h in hooks:
                 out[h].append(batch[h])
     return {h: torch.cat(v) for h, v in out.items()}

@@ -38,7 +38,7 @@ function table(head, rows) { const t = QI.el('table'), tr = QI.el('tr');
   return t; }
 function toks(list) { const box = QI.el('span', undefined, 'ctx toks');
   list.forEach(t => box.appendChild(QI.el('span', QI.visible(t), 'tok'))); return box; }
-const fmt = v => (v === null || v === undefined) ? '' : Number(v).toFixed(3);
+const fmt = v => QI.num(v, 3);
 """
 
 NEURON_JS = _COMMON_JS + r"""
@@ -52,7 +52,7 @@ app.appendChild(nav);
 app.appendChild(QI.el('h1', `Neuron ${r.index} \u00b7 ${r.hook}`));
 app.appendChild(QI.el('p', `${r.model} \u00b7 ${r.n_tokens} tokens sampled in ${r.n_windows} windows of ${r.context}`, 'muted'));
 app.appendChild(table(['max', 'min', 'mean', 'density (fraction > 0)'],
-  [[fmt(r.maxValue), fmt(r.minValue), fmt(r.meanValue), Number(r.frac_nonzero).toFixed(4)]]));
+  [[fmt(r.maxValue), fmt(r.minValue), fmt(r.meanValue), QI.num(r.frac_nonzero, 4)]]));
 app.appendChild(QI.el('h2', 'Activation histogram'));
 const hist = QI.el('div', undefined, 'hist'), hmax = Math.max(1, ...r.freq_hist_data_bar_heights);
 r.freq_hist_data_bar_heights.forEach((h, i) => { const s = QI.el('span', undefined, r.freq_hist_data_bar_values[i] < 0 ? 'neg' : '');
@@ -96,7 +96,7 @@ let rows = d.rows.slice(), key = 'index', dir = 1;
 const holder = QI.el('div'); app.appendChild(holder);
 function render() {
   const t = table([], rows.map(r => { const href = safe(r.href);
-    return [href ? link(String(r.index), href) : String(r.index), fmt(r.maxValue), Number(r.frac_nonzero).toFixed(4),
+    return [href ? link(String(r.index), href) : String(r.index), fmt(r.maxValue), QI.num(r.frac_nonzero, 4),
             toks([r.top_token]), toks(r.promotes), r.cluster]; }));
   const tr = QI.el('tr');
   cols.forEach(([name, k]) => { const th = QI.el('th', name + (k === key ? (dir > 0 ? ' \u25b2' : ' \u25bc') : ''), 'sort');

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import RunDir, progress
+from ..io import RunDir, jsonl_lines, progress
 
 __all__ = ["Instance", "exact_match", "PassUntil", "bridge_sampler", "exact_probability", "load_instances"]
 
@@ -74,7 +74,7 @@ def load_instances(path: str | Path) -> list[Instance]:
         The file cannot be read.
     """
     out = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in jsonl_lines(path):
         if not line.strip():
             continue
         try:
@@ -110,8 +110,12 @@ def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: in
     """A `sample(instance, n, seed)` for a TransformerBridge: n continuations of the answer's length.
 
     Each step runs the model once per distinct prefix (all rows start from the same prompt), which
-    is exact. With `stop_on_mismatch` (valid for exact-match checking only) a row stops as soon as a
-    token differs from the answer's tokens; its prefix already fails, so only the cost changes.
+    is exact. With `stop_on_mismatch` (for exact-match checking) a continuation is judged on its text over
+    the answer's length: a row stops when its first len(answer) characters equal the answer (it passes,
+    and is returned cut there) or can no longer become it (it fails), within a budget of the answer's
+    length in UTF-8 bytes, which no tokenization of the answer exceeds. The decision is on text, so a
+    continuation that spells the answer with other tokens than the answer's own tokenization passes; a
+    row that is not stopped would reach the same verdict, so stopping only saves model calls.
 
     Parameters
     ----------
@@ -122,7 +126,7 @@ def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: in
     top_k : int or None
         Keep only the `top_k` most likely tokens at each step (ties at the k-th logit are kept).
     max_new_tokens : int or None
-        Tokens drawn per continuation; default the number of answer tokens.
+        Tokens drawn per continuation; default the number of answer tokens (without `stop_on_mismatch`).
     device : str or None
         Where the sampled tokens live; default the device of the model's first parameter.
 
@@ -148,7 +152,8 @@ def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: in
     @torch.inference_mode()
     def sample(instance: Instance, n: int, seed: int) -> list[str]:
         prompt, answer = _encode(tok, instance.prompt), _encode(tok, instance.answer)
-        steps = max_new_tokens or len(answer)
+        target = instance.answer
+        steps = max_new_tokens or (len(target.encode("utf-8")) if stop_on_mismatch else len(answer))
         if not prompt or len(prompt) + steps > n_ctx:
             raise ValueError(f"instance {instance.key}: prompt + {steps} new tokens must fit n_ctx={n_ctx} "
                              "and the prompt must not be empty")
@@ -157,6 +162,8 @@ def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: in
         seqs = torch.cat([seqs, torch.zeros(n, steps, dtype=seqs.dtype, device=dev)], dim=1)
         alive = torch.arange(n, device=dev)
         length = torch.full((n,), steps, device=dev)
+        decoded: dict[tuple, str] = {}
+        passed: dict[int, str] = {}
         for t in range(steps):
             pos = len(prompt) + t
             # rows with the same prefix share one next-token distribution: run each prefix once
@@ -164,14 +171,21 @@ def bridge_sampler(model, tokenizer=None, *, temperature: float = 1.0, top_k: in
             logits = _filter_logits(model(prefixes)[:, -1, :], temperature, top_k)
             nxt = torch.multinomial(torch.softmax(logits, -1)[inverse], 1, generator=gen).squeeze(1)
             seqs[alive, pos] = nxt
-            if stop_on_mismatch and t < len(answer):
-                bad = nxt != answer[t]
-                length[alive[bad]] = t + 1
-                alive = alive[~bad]
+            if stop_on_mismatch:
+                rows = [tuple(r) for r in seqs[alive, len(prompt): pos + 1].tolist()]
+                texts = [decoded.setdefault(r, tok.decode(list(r)))[: len(target)] for r in rows]
+                # a trailing U+FFFD may be half a character that the next byte token completes: undecided
+                done = [x == target for x in texts]
+                stop = torch.tensor([ok or not (target.startswith(x) or x.endswith("\ufffd"))
+                                     for x, ok in zip(texts, done, strict=True)], dtype=torch.bool, device=dev)
+                passed.update({int(i): target for i, ok in zip(alive.tolist(), done, strict=True) if ok})
+                length[alive[stop]] = t + 1
+                alive = alive[~stop]
                 if alive.numel() == 0:
                     break
         rows = seqs[:, len(prompt):].tolist()
-        return [tok.decode(row[: int(k)]) for row, k in zip(rows, length.tolist(), strict=True)]
+        return [passed.get(i) or tok.decode(row[: int(k)]) for i, (row, k) in enumerate(zip(rows, length.tolist(),
+                                                                                           strict=True))]
 
     return sample
 

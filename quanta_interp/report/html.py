@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text, to_jsonable
+from ..io import atomic_write_bytes, to_jsonable
 
 __all__ = ["json_for_script", "page", "write_page", "BASE_CSS", "BASE_JS"]
 
@@ -46,6 +46,8 @@ table { border-collapse:collapse; } td, th { padding:.15rem .5rem; border-bottom
 BASE_JS = r"""
 const QI = {
   data: JSON.parse(document.getElementById('qi-data').textContent),
+  // A number with d decimals; a missing value (JSON null: NaN and ±inf are written as null) shows "n/a".
+  num(v, d) { return (v === null || v === undefined || !isFinite(Number(v))) ? 'n/a' : Number(v).toFixed(d); },
   el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = String(text);
     if (cls) e.className = cls; return e; },
   // Make whitespace visible without losing it: space → ·, newline → ⏎ + a real line break, tab → →.
@@ -58,7 +60,7 @@ const QI = {
   // A row of tokens; values colour them; `target` (an index) gets an outline.
   tokens(toks, values, max, target) { const box = QI.el('div', undefined, 'ctx');
     toks.forEach((t, i) => { const s = QI.el('span', QI.visible(t), 'tok' + (i === target ? ' target' : ''));
-      if (values) { s.style.background = QI.colour(values[i], max); s.title = Number(values[i]).toFixed(3); }
+      if (values) { s.style.background = QI.colour(values[i], max); s.title = QI.num(values[i], 3); }
       box.appendChild(s); });
     return box; },
   // ←/→ keys follow the page's Prev/Next links.
@@ -120,5 +122,10 @@ def page(title: str, *, data: Any, script: str, style: str = "", body: str = "")
 
 
 def write_page(path: str | os.PathLike, document: str) -> Path:
-    """Write `document` (from `page`) to `path` atomically, creating its folder; returns `path`."""
-    return atomic_write_text(path, document)
+    """Write `document` (from `page`) to `path` atomically, creating its folder; returns `path`.
+
+    Characters UTF-8 cannot encode (lone surrogates, which byte-level tokenizers produce for a token that
+    is half of an emoji) are written as `\\udXXX` escapes: inside the page's JSON that is the same character
+    again, elsewhere it is visible text, and the page is written either way.
+    """
+    return atomic_write_bytes(path, document.encode("utf-8", errors="backslashreplace"))
