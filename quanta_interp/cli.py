@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from .config import ParameterError
+from .config import ParameterError, check_device
 
 __all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
@@ -119,14 +121,33 @@ def _missing(name: str) -> int:
 
 def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
     """{Python parameter: flag} of the command that ran: how a library error's parameter reads on the CLI."""
-    flags: dict[str, str] = {}
+    return {a.dest: a.option_strings[0] for a in _command_parser(parser, args)._actions if a.option_strings}
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that ran."""
     for name in (args.group, getattr(args, "cmd", None)):
         sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
         if sub is None or name not in sub.choices:
             break
         parser = sub.choices[name]
-        flags.update({a.dest: a.option_strings[0] for a in parser._actions if a.option_strings})
-    return flags
+    return parser
+
+
+def _check_out(out, parser: argparse.ArgumentParser) -> None:
+    """One-line ParameterError for an --out that cannot be an output folder, before any work: an existing
+    file, or "" where the command has no default meaning for it (its own default is then not "")."""
+    if out is None:
+        return
+    default = next((a.default for a in parser._actions if a.dest == "out"), None)
+    if str(out) == "" and default != "":
+        raise ParameterError("out", "must name a folder (\"\" would write into the working directory)")
+    path = Path(out)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ParameterError("out", f"{out} cannot be a folder: {p} is a file")
+            break
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,8 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ------
     SystemExit
         Code 0 after --help.
-    ValueError, FileNotFoundError, RuntimeError
-        Re-raised with its traceback instead of reported when `args.traceback` is true.
+    ValueError, FileNotFoundError, RuntimeError, OSError
+        Re-raised with its traceback instead of reported when the environment sets QUANTA_TRACEBACK=1.
     """
     parser = build_parser()
     try:
@@ -161,17 +182,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         (parser if args.group is None else parser._subparsers._group_actions[0].choices[args.group]).print_help()
         return 0 if args.group is None else 2
+    debug = os.environ.get("QUANTA_TRACEBACK") == "1"
     try:
+        _check_out(getattr(args, "out", None), _command_parser(parser, args))
+        if getattr(args, "device", None):
+            check_device(args.device)  # an unavailable device is one line, never a silent CPU run
         return int(args.func(args) or 0)
     except ParameterError as e:
-        if getattr(args, "traceback", False):
+        if debug:
             raise
         print(f"quanta {args.group}: error: {_flags(parser, args).get(e.param, e.param)} {e.detail}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        if getattr(args, "traceback", False):
+        if debug:
             raise
         print(f"quanta {args.group}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be written, a disk that is full, …
+        if debug:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"quanta {args.group}: error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("quanta: interrupted; finished work is on disk and a rerun resumes it", file=sys.stderr)

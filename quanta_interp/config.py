@@ -24,7 +24,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 __all__ = ["Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
-           "parse_float_list", "parse_str_list", "check_positive_int", "check_finite"]
+           "parse_float_list", "parse_str_list", "check_positive_int", "check_finite", "check_device"]
 
 C = TypeVar("C", bound="Config")
 
@@ -189,6 +189,29 @@ def check_finite(name: str, value, *, low: float | None = None, high: float | No
         raise ParameterError(name, f"must be {'>' if low_open else '≥'} {low}, got {value!r}")
     if high is not None and value > high:
         raise ParameterError(name, f"must be ≤ {high}, got {value!r}")
+
+
+def check_device(device: str) -> None:
+    """`ParameterError('device', …)` unless torch can use `device` here (CUDA present, index in range)."""
+    if device == "cpu":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", f"{device!r} is not a torch device: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError("device", f"{device!r} asked for, but CUDA is not available here "
+                                           "(torch.cuda.is_available() is False); use 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ParameterError("device", f"{device!r} is not here: this machine has {torch.cuda.device_count()} "
+                                           "CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError("device", f"{device!r} asked for, but MPS is not available here; use 'cpu'")
+    elif dev.type not in ("cuda", "mps", "cpu"):
+        raise ParameterError("device", f"{device!r} is not supported: use cpu, cuda or mps")
 
 
 # ---------------------------------------------------------------- the CLI side

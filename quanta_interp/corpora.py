@@ -20,7 +20,7 @@ import numpy as np
 from .assets import cache_dir, fetch
 from .io import atomic_save_npy, atomic_write_json, atomic_write_text, read_json
 
-__all__ = ["Document", "load_documents", "Tokenizer", "make_tokenizer", "TokenizedCorpus", "load_corpus"]
+__all__ = ["Document", "load_documents", "check_corpus_source", "Tokenizer", "make_tokenizer", "TokenizedCorpus", "load_corpus"]
 
 _GUTENBERG_BLOCK = re.compile(r"\*\*\* ?START OF.*?\*\*\*|\*\*\* ?END OF.*\Z|<<.*?>>", re.S | re.I)
 
@@ -85,12 +85,32 @@ def load_documents(source: str, *, edition: str = "gut", max_documents: int | No
             files = [path]
         else:
             raise ValueError(f"corpus {source!r} is neither 'shakespeare', 'hf:NAME', a text file nor a folder")
-        docs = [Document(str(p.relative_to(path) if path.is_dir() else p.name), p.read_text(encoding="utf-8",
-                         errors="replace")) for p in files]
+        docs = [Document(str(p.relative_to(path) if path.is_dir() else p.name), _read_text(p)) for p in files]
+    if max_documents is not None and max_documents < 1:
+        raise ValueError(f"max_documents must be a positive integer or None, got {max_documents}")
     docs = [d for d in docs if d.text.strip()][:max_documents]
     if not docs:
         raise ValueError(f"corpus {source!r} has no non-empty documents")
     return docs
+
+
+def _read_text(path: Path) -> str:
+    """A text file's contents; ValueError for a binary file (NUL bytes, or mostly undecodable bytes), which
+    read as text would become a corpus of replacement characters."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    if b"\x00" in raw[:65536] or text.count("\ufffd") > 0.1 * max(len(text), 1):
+        raise ValueError(f"corpus file {path} is not UTF-8 text (NUL bytes or undecodable bytes); pass text files")
+    return text
+
+
+def check_corpus_source(source: str) -> None:
+    """`ParameterError('corpus', …)` unless `source` is 'shakespeare', 'hf:NAME' or an existing file or folder:
+    the cheap check a pipeline runs before loading any model."""
+    from .config import ParameterError
+
+    if source != "shakespeare" and not str(source).startswith("hf:") and not Path(source).expanduser().exists():
+        raise ParameterError("corpus", f"{source!r} is neither 'shakespeare', 'hf:NAME', a text file nor a folder")
 
 
 def _hf_documents(name: str, max_documents: int | None) -> list[Document]:

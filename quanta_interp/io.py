@@ -176,7 +176,7 @@ class RunDir:
     Parameters
     ----------
     path : str or PathLike
-        The folder; created if missing.
+        The folder; created with `config` (or by the first write), never by merely opening it.
     config : mapping or None
         JSON-able settings of the run, written as `config.json` on first use and checked against it
         afterwards; None opens the folder without checking.
@@ -193,12 +193,12 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, config: Mapping[str, Any] | None = None):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         if config is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
             cfg_path = self.path / "config.json"
             if cfg_path.exists() and read_json(cfg_path) != to_jsonable(config):
                 raise ValueError(f"{self.path} already holds a run with a different config; "
-                                 "choose another --out or delete the folder")
+                                 "choose another output folder or delete it")
             if not cfg_path.exists():
                 atomic_write_json(cfg_path, config)
 
@@ -220,6 +220,7 @@ class RunDir:
 
     def log_metrics(self, row: Mapping[str, Any]) -> None:
         """Append one JSON line; a line cut by a kill is ignored by `metrics()`."""
+        self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(to_jsonable(row)) + "\n")
             f.flush()

@@ -315,8 +315,8 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from .. import lm
+    from ..config import check_device
     from ..corpora import load_corpus
-    from ..quanta.qdg import check_device
 
     quick = bool(getattr(args, "quick", False))
     device = getattr(args, "device", "cpu")

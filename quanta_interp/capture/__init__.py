@@ -16,7 +16,8 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "hooks": ["GradientCapture", "activation_grads_only", "grads_only_for"],
     "modules": ["PRESETS", "compile_params", "linear_modules", "select_modules"],
     "sharding": ["capture_gradients_sharded"],
-    "sketch": ["DEFAULT_MATRIX_DIM", "DEFAULT_PROJECTION_DIM", "TensorSketch"],
+    "dims": ["DEFAULT_MATRIX_DIM", "DEFAULT_PROJECTION_DIM", "validate_dims"],
+    "sketch": ["TensorSketch"],
     "store": ["GradientStore", "capture_gradients", "length_batches"],
     "windows": ["forward_backward_floor", "per_sample_gradients", "per_token_gradients", "window_batch"],
 })

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..io import progress
+from ..lm.hooks import check_hooks_fired
 from .windows import window_batch
 
 __all__ = ["capture_activations"]
@@ -54,9 +55,8 @@ def capture_activations(model, docs: Sequence[np.ndarray], targets: np.ndarray, 
         windows, lengths, _ = window_batch(docs, targets[start: start + batch_size])
         with torch.no_grad():
             _, cache = model.run_with_cache(windows.to(device), names_filter=lambda n: n in hook_names)
+        check_hooks_fired(model, hook_names, cache.keys())
         for name in hook_names:
-            if name not in cache:
-                raise ValueError(f"hook {name!r} is not a hook of this model (e.g. blocks.0.hook_resid_post)")
             act = cache[name][torch.arange(len(lengths)), lengths.to(device) - 1].float().cpu().numpy()
             if name not in arrays:
                 out.mkdir(parents=True, exist_ok=True)

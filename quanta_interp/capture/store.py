@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..io import atomic_save_npy, atomic_write_json, progress, read_json
+from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
 from .hooks import GradientCapture
 from .modules import select_modules
-from .sketch import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
 from .windows import per_token_gradients, window_batch
 
 __all__ = ["GradientStore", "capture_gradients", "length_batches"]
@@ -194,7 +194,7 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
             "layers": cap.dims}
     old = GradientStore(out) if (out / "capture.json").exists() else None
     if old is not None:
-        same = {k: v for k, v in old.meta.items() if k != "n"} == meta
+        same = {k: v for k, v in old.meta.items() if k not in ("n", "shards")} == meta
         k = len(old.targets)
         if not same or k > len(targets) or not np.array_equal(old.targets, targets[:k]):
             raise ValueError(f"{out} holds gradients captured with other settings or tokens; use another folder")

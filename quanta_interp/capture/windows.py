@@ -52,6 +52,9 @@ def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Te
     out = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
     ys = np.empty(len(rows), dtype=np.int64)
     for i, (d, s, p) in enumerate(rows):
+        if not 0 <= d < len(docs):
+            raise ValueError(f"windows: target document {d} does not exist ({len(docs)} documents); the corpus "
+                             "differs from the one the targets came from")
         doc = docs[int(d)]
         if s < 0 or p >= len(doc):
             raise ValueError(f"windows: target (doc {d}, start {s}, pos {p}) lies outside the document "
@@ -114,11 +117,13 @@ def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, 
     device = next(model.parameters()).device
     capture.valid = (torch.arange(windows.shape[1]) < lengths[:, None]).to(device) \
         if int(lengths.min()) < windows.shape[1] else None
-    with activation_grads_only(model), capture, torch.enable_grad():
-        losses = _loss_at_last_position(model, windows, lengths, targets)
-        losses.sum().backward()
-        vectors = capture.vectors()
-    capture.valid = None
+    try:
+        with activation_grads_only(model), capture, torch.enable_grad():
+            losses = _loss_at_last_position(model, windows, lengths, targets)
+            losses.sum().backward()
+            vectors = capture.vectors()
+    finally:
+        capture.valid = None
     return vectors.float().cpu(), losses.detach().float().cpu()
 
 

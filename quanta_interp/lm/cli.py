@@ -131,19 +131,27 @@ def _family(args) -> int:
 
 
 def _docs(model, args, split: str = "val"):
+    from ..config import ParameterError
     from ..corpora import load_corpus
     from . import corpus_tokenizer
 
     corpus = load_corpus(args.corpus, corpus_tokenizer(model))
-    return [d[: args.max_tokens] for d in corpus.documents(None if split == "all" else split)]
+    docs = [d[: args.max_tokens] for d in corpus.documents(None if split == "all" else split)]
+    if sum(max(len(d) - 1, 0) for d in docs) == 0:  # token p is scored from the tokens before it
+        where = "holds no document" if not docs else "has no token after a first one to score"
+        raise ParameterError("split", f"{split!r} of corpus {args.corpus!r} {where} ({len(corpus.doc_ids())} documents, "
+                                      f"{corpus.tokens.size} tokens in all); pass --split all or a larger corpus")
+    return docs
 
 
 def _losses(args) -> int:
     import numpy as np
 
+    from ..corpora import check_corpus_source
     from ..io import atomic_save_npy, atomic_write_json
     from . import load, token_losses
 
+    check_corpus_source(args.corpus)  # before the model loads
     model = load(args.model, device=args.device)
     losses = token_losses(model.bridge, _docs(model, args, args.split), context=args.context)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..assets import cache_dir, fetch
+from ..config import check_device
 from ..corpora import Tokenizer
 from ..io import read_json
 
@@ -82,6 +83,8 @@ def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
         raise ValueError(f"model spec must be 'smollm2', an HF model name, an HF folder or a run folder, got {spec!r}")
+    if device != "meta":  # meta (no data) is how tests check that every loader moves the model
+        check_device(device)
     spec = str(spec)
     path = Path(spec).expanduser()
     if spec == "smollm2":

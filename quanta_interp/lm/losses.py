@@ -122,7 +122,7 @@ def token_losses(model, docs, *, context: int = 128, batch_size: int = 16, progr
     n_ctx = int(model.cfg.n_ctx)
     if not 1 <= context <= n_ctx:
         raise ValueError(f"context must be in [1, {n_ctx}] (the model's n_ctx), got {context}")
-    stride = stride or max(context // 2, 1)
+    stride = max(context // 2, 1) if stride is None else stride
     if not 1 <= stride <= context:
         raise ValueError(f"stride must be in [1, context={context}], got {stride}")
     if batch_size < 1:

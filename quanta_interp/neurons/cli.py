@@ -110,13 +110,15 @@ def _fit(args, neurons):
     import torch
 
     from ..config import from_args
+    from ..corpora import check_corpus_source
     from .config import NeuronConfig
     from .inspect import LayerInspector, corpus_sample
     from .quanta_link import ClusterProfile, check_model, read_discover
 
     cfg = from_args(NeuronConfig, args)
     torch.manual_seed(cfg.seed)
-    if cfg.discover:  # fail before loading a model
+    check_corpus_source(cfg.corpus)  # the cheap checks, before a model loads
+    if cfg.discover:
         check_model(read_discover(cfg.discover)[0], cfg.model, cfg.discover)
     model = _model(cfg.model, args.device)
     corpus = _corpus(model, cfg.corpus)
@@ -154,12 +156,17 @@ def _layer(args) -> int:
 
 
 def _cluster(args) -> int:
+    from ..config import ParameterError
     from ..io import atomic_write_json
     from .quanta_link import ClusterProfile, check_model, discover_model, read_discover
 
-    summary, _ = read_discover(args.discover)
+    summary, clusters = read_discover(args.discover)
     spec = args.model or discover_model(summary)
     check_model(summary, spec, args.discover)  # before loading the model
+    ids = [str(cl.get("id", cl.get("rank", c))) for c, cl in enumerate(clusters)]
+    if str(args.cluster) not in ids:
+        raise ParameterError("cluster", f"{args.cluster} is not in {args.discover}: clusters are ranked "
+                                        f"{ids[0]}..{ids[-1]} (1 = largest)")
     model = _model(spec, args.device)
     layers = parse_indices(args.layers, "layers") or list(range(int(model.cfg.n_layers)))
     profile = ClusterProfile(layers, hook=args.hook, batch_size=args.batch_size).fit(

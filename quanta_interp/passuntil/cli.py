@@ -41,7 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         p.set_defaults(func=_analyse)
     p = sub.add_parser("pass-at-k", help="unbiased pass@k from c passes in n samples, or from a rate p")
     add_common(p, out="runs/passuntil_fit")
-    p.add_argument("--k", type=int, nargs="+", required=True)
+    p.add_argument("--k", type=int, nargs="+", required=True, help="the k of pass@k, one or more (e.g. 1 10 100)")
     p.add_argument("--n", type=int, help="samples drawn")
     p.add_argument("--c", type=int, help="passes among them")
     p.add_argument("--p", type=float, help="a pass rate instead of --n/--c")
@@ -82,6 +82,11 @@ def _points(args: argparse.Namespace):
     import numpy as np
 
     if args.runs:
+        from ..config import ParameterError
+
+        missing = [r for r in args.runs if not (Path(r) / "result.json").exists()]
+        if missing:
+            raise ParameterError("runs", f"{missing[0]} is not a finished `quanta passuntil run` folder (no result.json)")
         results = [read_json(Path(r) / "result.json") for r in args.runs]
         # per-instance fits use exp of the unbiased log-p (stored as null when no pass was seen)
         table = [[(np.exp(i["log_p"]) if i["log_p"] is not None else 0.0) if args.per_instance else i["pu"]

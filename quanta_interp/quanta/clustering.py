@@ -10,7 +10,6 @@ computes). `method="knn"` keeps each token's nearest neighbours only (sparse), f
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
 
 from ..config import ParameterError
 
@@ -121,7 +120,8 @@ class QuantaClustering:
             A[i: i + self.block_size] = self._values(X[i: i + self.block_size] @ X.T)
         return A
 
-    def _knn(self, X: np.ndarray) -> sparse.csr_matrix:
+    def _knn(self, X: np.ndarray):
+        from scipy import sparse
         from sklearn.neighbors import NearestNeighbors
 
         nn = NearestNeighbors(n_neighbors=self.n_neighbors + 1, algorithm="brute", metric="euclidean").fit(X)

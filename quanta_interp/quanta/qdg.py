@@ -19,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capture.sketch import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM, validate_dims
+from ..capture.dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM, validate_dims
 from ..config import (
     Config,
     ParameterError,
+    check_device,
     check_finite,
     check_positive_int,
     parse_int_list,
 )
 from ..io import atomic_write_json, read_json
-from .analysis import QDGResult, analyse, passing_rows
 from .clustering import AFFINITIES, ASSIGN_LABELS, METHODS
 
-__all__ = ["QDGConfig", "QDGResult", "discover", "capture_stage", "PRESETS", "IDENTITY"]
+__all__ = ["QDGConfig", "discover", "capture_stage", "PRESETS", "IDENTITY"]
 
 # Settings that define the captured gradients; every other field only changes the analysis or the speed.
 IDENTITY = ("model", "corpus", "context", "min_context", "loss_threshold", "keep_induction", "params",
@@ -138,6 +138,11 @@ class QDGConfig(Config):
         def positive(name, v):
             check_positive_int(name, v)
 
+        def corpus(name, v):
+            from ..corpora import check_corpus_source
+
+            check_corpus_source(v)
+
         def threshold(name, v):
             check_finite(name, v, low=0.0, low_open=True)
 
@@ -213,7 +218,7 @@ class QDGConfig(Config):
         def device(name, v):
             check_device(v)
 
-        return [("n_tokens", positive), ("loss_threshold", threshold), ("context", context),
+        return [("corpus", corpus), ("n_tokens", positive), ("loss_threshold", threshold), ("context", context),
                 ("min_context", min_context), ("scan_tokens", scan_tokens), ("params", params),
                 ("projection_dim", dims), ("seed", lambda n, v: None), ("n_clusters", n_clusters),
                 ("method", choice(METHODS)), ("affinity", choice(AFFINITIES)),
@@ -263,29 +268,6 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def check_device(device: str) -> None:
-    """`ParameterError('device', …)` unless torch can use `device` here (CUDA present, index in range)."""
-    if device == "cpu":
-        return
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ParameterError("device", f"{device!r} is not a torch device ({e})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ParameterError("device", f"{device!r} asked for, but CUDA is not available here "
-                                           "(torch.cuda.is_available() is False); use device='cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ParameterError("device", f"{device!r} is not here: this machine has {torch.cuda.device_count()} "
-                                           "CUDA device(s)")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ParameterError("device", f"{device!r} asked for, but MPS is not available here; use device='cpu'")
-    elif dev.type not in ("cuda", "mps", "cpu"):
-        raise ParameterError("device", f"{device!r} is not supported: use cpu, cuda or mps")
-
-
 def _check_identity(out: Path, config: QDGConfig) -> None:
     """Refuse an `out` that holds gradients of another capture identity; record this one."""
     path = out / "identity.json"
@@ -325,6 +307,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
         `scan_tokens`): the message says what to change.
     """
     from ..capture import GradientStore, capture_gradients
+    from .analysis import passing_rows
     from .scan import Scan, block_length, scan_low_loss
 
     info: dict = {"notes": []}
@@ -404,7 +387,7 @@ def _load(config: QDGConfig, info: dict):
     return model, corpus, corpus.documents()
 
 
-def discover(config: QDGConfig, out: str | Path) -> QDGResult:
+def discover(config: QDGConfig, out: str | Path):
     """Run (or resume, extend or re-analyse) QDG in `out` and return what it found.
 
     Parameters
@@ -421,6 +404,8 @@ def discover(config: QDGConfig, out: str | Path) -> QDGResult:
     ValueError
         Too few tokens pass the loss threshold in the corpus.
     """
+    from .analysis import analyse
+
     out = Path(out)
     config.validate()
     _check_identity(out, config)

@@ -68,6 +68,6 @@ def save_figure(fig, stem: str | os.PathLike, *, formats: tuple[str, ...] = ("pn
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=130 if fmt == "png" else None,
                     metadata={"Date": None} if fmt == "svg" else None)
-        paths.append(atomic_write_bytes(stem.with_suffix(f".{fmt}"), buf.getvalue()))
+        paths.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buf.getvalue()))
     plt.close(fig)
     return paths

@@ -14,8 +14,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     """
     from ..cli import add_backend, add_common, positive_int
     from ..config import add_arguments, parse_int_list
-    from .config import SparseParityConfig
-    from .sweep import KINDS
+    from .config import KINDS, SparseParityConfig
 
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -138,9 +137,9 @@ def _qdg(args: argparse.Namespace) -> int:
     from ..io import atomic_write_json
     from ..quanta.ground_truth import GroundTruthConfig, ground_truth
 
+    config = from_args(GroundTruthConfig, args)  # settings first: checking them is cheap
     model, cfg, result = _trained(args.run)
-    report = ground_truth(model, cfg.task(), result["learned"], from_args(GroundTruthConfig, args),
-                          show_progress=True)
+    report = ground_truth(model, cfg.task(), result["learned"], config, show_progress=True)
     path = atomic_write_json(Path(args.out or args.run) / "qdg.json", report)
     g = report["geometry"]
     print(f"{report['n_samples']} samples of {len(report['subtasks'])} subtasks; mean |cos| same pattern "

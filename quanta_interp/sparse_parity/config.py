@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 from ..config import Config, ParameterError, check_finite, check_positive_int
 
-__all__ = ["SparseParityConfig", "ACTIVATIONS", "MEMBER_KEYS", "check_task"]
+__all__ = ["SparseParityConfig", "ACTIVATIONS", "MEMBER_KEYS", "KINDS", "check_task"]
 
 ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "tanh": "Tanh", "silu": "SiLU"}  # torch.nn class names
 # Members of one batched training may differ only in these; all else is shared.
 MEMBER_KEYS = ("width", "seed", "n_train")
+KINDS = ("N", "D", "S")  # sweeps over width, dataset size, steps
 
 
 def check_task(n_tasks: int, n_bits: int, k: int, zipf_exponent: float) -> None:

@@ -17,14 +17,13 @@ from scipy.stats import spearmanr
 from ..config import ParameterError
 from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
-from .config import MEMBER_KEYS, SparseParityConfig
+from .config import KINDS, MEMBER_KEYS, SparseParityConfig
 from .task import LEARNED_BITS
 from .training import train_sparse_parity_batched
 
 __all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "fit_exponent", "learning_order",
            "steps_to_learn_fit"]
 
-KINDS = ("N", "D", "S")
 
 
 def run_group(config: dict, run_dir=None, device: str = "cpu") -> dict:

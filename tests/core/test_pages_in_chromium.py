@@ -187,3 +187,28 @@ def test_hostile_tokens_render_literally_and_run_nothing(browser, tmp_path):
     assert browser.eval("document.querySelector('h1').textContent") == "</title><script>alert(1)</script>"
     assert browser.eval("document.querySelectorAll('img, b, iframe').length") == 0
     assert browser.eval("[...document.querySelectorAll('td .toks')[1].children].map(s => s.textContent)") == visible[:3]
+
+
+def test_pages_with_missing_numbers_and_half_characters_render_without_errors(browser, tmp_path):
+    """A NaN loss (JSON null) shows as n/a instead of throwing in the page script; a token that is half of an
+    emoji (a lone surrogate) does not stop the page from being written or shown."""
+    from quanta_interp.quanta.browser import write_browser
+
+    half = "\ud83d"
+    page = write_browser(tmp_path / "browser.html", [
+        {"size": 2, "top_targets": [(half, 1), ("x", 1)], "examples": [
+            {"tokens": ["a", half], "doc_name": "d", "pos": 1, "loss": float("nan")},
+            {"tokens": ["b", "x"], "doc_name": "d", "pos": 2, "loss": 0.012}]}],
+        title="nan and halves", subtitle="s", n_tokens=2)
+    browser.open(page)
+    assert browser.problems(page.as_uri()) == []
+    metas = browser.eval("[...document.querySelectorAll('.meta')].map(e => e.textContent)")
+    assert metas == ["d · token 1 · loss n/a nats", "d · token 2 · loss 0.012 nats"]
+    assert browser.eval("QI.data.clusters[0].examples[0].tokens[1].charCodeAt(0)") == 0xD83D
+    rec = _record(0)
+    rec["meanValue"] = float("nan")
+    write_layer([rec], tmp_path / "n", title="nan")
+    neuron = tmp_path / "n" / "neuron_00000.html"
+    browser.open(neuron)
+    assert browser.problems(neuron.as_uri()) == []
+    assert "n/a" in browser.eval("document.body.textContent")

@@ -159,6 +159,23 @@ def test_whole_document_context_is_capped_at_the_models_n_ctx_and_said_once(tiny
     assert capsys.readouterr().out.count("capped at 32 tokens") == 1
 
 
+def test_three_or_four_tokens_still_give_a_summary_and_say_why_a_picture_is_missing(tiny_run, capsys):
+    from quanta_interp.cli import main
+
+    out = tiny_run / "four"
+    assert main(_args(tiny_run, out, "--n-tokens", "4", "--clusters", "2", "--over-cluster", "1")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_tokens"] == 4 and len(summary["clusters"]) == 2 and summary["notes"] == []
+    assert (out / "umap.png").exists() and (out / "browser.html").exists()
+    three = tiny_run / "three"
+    assert main(_args(tiny_run, three, "--n-tokens", "3", "--clusters", "2", "--over-cluster", "1")) == 0
+    summary = json.loads((three / "summary.json").read_text())
+    assert summary["n_tokens"] == 3 and summary["notes"] == ["umap.png not drawn: UMAP needs at least 4 points, got 3"]
+    assert not (three / "umap.png").exists() and (three / "clusters.json").exists()
+    assert main(_args(tiny_run, tiny_run / "four8", "--n-tokens", "4", "--clusters", "2")) == 2
+    assert "--over-cluster × n_clusters (8 × 2) must be below n_tokens (4)" in capsys.readouterr().err
+
+
 def test_discover_refuses_another_capture_in_the_same_folder(tiny_run, capsys):
     from quanta_interp.cli import main
 

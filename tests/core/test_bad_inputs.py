@@ -1,0 +1,157 @@
+"""Every command group answers bad input in one line that names the flag, exits 2, writes nothing and shows
+no traceback. Each row is (argv, text the error line must contain)."""
+
+import json
+import os
+
+import pytest
+
+from quanta_interp.cli import main
+
+NOPE = "/no/such/place"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "a_file").write_text("not a folder\n")
+    (root / "text.txt").write_text("to be or not to be, that is the question\n" * 20)
+    return root
+
+
+ROWS = [
+    # quanta discover: every setting is checked before a model loads
+    (["discover", "--n-tokens", "0"], "--n-tokens must be a positive integer"),
+    (["discover", "--n-tokens", "abc"], "argument --n-tokens: expected int"),
+    (["discover", "--loss-threshold", "nan"], "--loss-threshold must be a finite number"),
+    (["discover", "--loss-threshold", "-1"], "--loss-threshold must be > 0.0"),
+    (["discover", "--context", "1"], "--context must be a number of tokens ≥ 2 or 'doc'"),
+    (["discover", "--context", "page"], "argument --context: expected a number of tokens or 'doc'"),
+    (["discover", "--min-context", "64"], "--min-context must be smaller than context (64)"),
+    (["discover", "--clusters", "1"], "--clusters must be between 2 and n_tokens (2000)"),
+    (["discover", "--clusters", "5000"], "--clusters must be between 2 and n_tokens (2000)"),
+    (["discover", "--over-cluster", "0"], "--over-cluster must be a positive integer"),
+    (["discover", "--over-cluster", "100"], "--over-cluster × n_clusters (100 × 80) must be below n_tokens"),
+    (["discover", "--method", "spectral"], "--method must be one of dense, knn"),
+    (["discover", "--affinity", "cos"], "--affinity must be one of angular, cosine, unsigned, abs"),
+    (["discover", "--assign-labels", "qr"], "--assign-labels must be one of kmeans, cluster_qr"),
+    (["discover", "--cluster-counts", "1,5"], "--cluster-counts must lie between 2 and n_tokens (2000)"),
+    (["discover", "--cluster-counts", "a,b"], "argument --cluster-counts: expected"),
+    (["discover", "--fit-ranks", "900-100"], "--fit-ranks must be (lo, hi) with 1 ≤ lo < hi"),
+    (["discover", "--fit-ranks", "10-5000"], "--fit-ranks 10-5000 go past the largest cluster count"),
+    (["discover", "--fit-ranks", "x"], "argument --fit-ranks: expected LO-HI ranks"),
+    (["discover", "--alpha-n", "-0.5"], "--alpha-n must be ≥ 0.0"),
+    (["discover", "--alpha-n", "missing.json"], "--alpha-n 'missing.json' is neither a number nor a summary.json"),
+    (["discover", "--params", "("], "--params '(' is neither a preset"),
+    (["discover", "--projection-dim", "-5"], "--projection-dim must be a positive integer, or 0"),
+    (["discover", "--matrix-sketch-dim", "0"], "--matrix-sketch-dim must be a positive integer"),
+    (["discover", "--device", "cuda"], "--device 'cuda' asked for, but CUDA is not available"),
+    (["discover", "--device", "tpu"], "--device 'tpu' is not a torch device"),
+    (["discover", "--batch-tokens", "0"], "--batch-tokens must be a positive integer"),
+    (["discover", "--scan-tokens", "0"], "--scan-tokens must be a positive integer"),
+    (["discover", "--corpus", NOPE], f"--corpus '{NOPE}' is neither 'shakespeare'"),
+    (["discover", "--out", "FILE"], "--out FILE cannot be a folder"),
+    (["discover", "--preset", "fast"], "argument --preset: invalid choice: 'fast'"),
+    # multitask sparse parity
+    (["sparse-parity", "train", "--k", "11"], "--k must be ≤ n_bits (10), got 11"),
+    (["sparse-parity", "train", "--n-tasks", "0"], "--n-tasks must be a positive integer"),
+    (["sparse-parity", "train", "--zipf-exponent", "0"], "--zipf-exponent (= α + 1) must be > 0"),
+    (["sparse-parity", "train", "--activation", "swish"], "--activation must be one of relu, gelu, tanh, silu"),
+    (["sparse-parity", "train", "--lr", "0"], "--lr must be > 0.0"),
+    (["sparse-parity", "train", "--weight-decay", "-1"], "--weight-decay must be ≥ 0.0"),
+    (["sparse-parity", "train", "--n-train", "0"], "--n-train must be None (fresh batches) or a positive integer"),
+    (["sparse-parity", "train", "--device", "cuda"], "--device 'cuda' asked for"),
+    (["sparse-parity", "sweep", "--values", "0,4"], "--values must be positive integers"),
+    (["sparse-parity", "sweep", "--values", "2.5"], "argument --values: expected"),
+    (["sparse-parity", "sweep", "--kind", "X"], "argument --kind: invalid choice: 'X'"),
+    (["sparse-parity", "fit", NOPE], f"{NOPE} is not a sweep folder"),
+    (["sparse-parity", "neurons", NOPE], f"{NOPE} holds no finished run"),
+    (["sparse-parity", "qdg", NOPE], f"{NOPE} holds no finished run"),
+    (["sparse-parity", "qdg", NOPE, "--n-samples", "0"], "--n-samples must be a positive integer"),
+    # language models
+    (["lm", "train", "--corpus", "TEXT", "--steps", "0"], "--steps must be a positive integer"),
+    (["lm", "train", "--corpus", "TEXT", "--n-heads", "5"], "--d-model (64) must be divisible by n_heads (5)"),
+    (["lm", "train", "--corpus", "TEXT", "--tokenizer", "bpe-100"], "tokenizer bpe-N needs N ≥ 257"),
+    (["lm", "family", "--sizes", "2y3"], "--sizes must be comma-separated LAYERSxWIDTH sizes"),
+    (["lm", "family", "--lr", "-1"], "--lr must be > 0.0"),
+    (["lm", "losses", "--corpus", NOPE], f"--corpus '{NOPE}' is neither 'shakespeare'"),
+    (["lm", "losses", "--split", "test"], "argument --split: invalid choice: 'test'"),
+    (["lm", "scaling", "--family", NOPE], f"{NOPE} is not a sweep folder"),
+    (["lm", "load", "--device", "tpu"], "--device 'tpu' is not a torch device"),
+    # lottery tickets
+    (["lottery", "sweep", "--widths", "0,4"], "--widths must be positive integers"),
+    (["lottery", "sweep", "--widths", "2.7"], "argument --widths: expected"),
+    (["lottery", "sweep", "--activations", "swish"], "--activations holds 'swish'; each activation must be one of"),
+    (["lottery", "sweep", "--interval", "1,-1"], "--interval must be (low, high) with finite low < high"),
+    (["lottery", "sweep", "--adam-steps", "-5"], "--adam-steps must be an integer ≥ 0"),
+    (["lottery", "sweep", "--dtype", "float16"], "--dtype must be one of float32, float64"),
+    (["lottery", "sweep", "--min-seeds", "10", "--max-seeds", "5"], "--max-seeds must be ≥ min_seeds (10)"),
+    (["lottery", "sweep", "--target", "cosh"], "--target must be one of x^2, x^4, abs, sin, exp"),
+    (["lottery", "fit", NOPE], f"{NOPE} is not a sweep folder"),
+    (["lottery", "peaks", NOPE], f"{NOPE} is not a sweep folder"),
+    # language statistics
+    (["langstats", "correlations", "--lags", "0,1"], "--lags must be positive integers"),
+    (["langstats", "correlations", "--split", "test"], "--split must be one of train, val, all"),
+    (["langstats", "correlations", "--floor-factor", "-1"], "--floor-factor must be ≥ 0.0"),
+    (["langstats", "correlations", "--corpus", "BINARY"], "is not UTF-8 text (NUL bytes or undecodable bytes)"),
+    (["langstats", "entropy", "--n-max", "0"], "--n-max must be a positive integer"),
+    (["langstats", "measure", "--budgets", "1,2,3"], "--budgets must be ≥ 4 distinct values"),
+    (["langstats", "measure", "--model-config", "{bad"], "argument --model-config: is not valid JSON"),
+    (["langstats", "measure", "--model-config", '{"stepz": 1}'], "--model-config has unknown keys ['stepz']"),
+    (["langstats", "measure", "--model-config", '{"n_heads": 5}'], "--model-config sets d_model, which (64) must"),
+    (["langstats", "rhm", "--v", "0"], "--v must be a positive integer"),
+    # PassUntil
+    (["passuntil", "run", "--task", "addition"], "--model is required"),
+    (["passuntil", "run", "--model", "smollm2"], "--instances or task: give exactly one of them"),
+    (["passuntil", "run", "--model", "smollm2", "--task", "addition", "--k-max", "1"], "--k-max must be ≥ r (2)"),
+    (["passuntil", "run", "--model", "smollm2", "--task", "subtraction"], "--task must be 'addition'"),
+    (["passuntil", "run", "--model", "smollm2", "--task", "addition", "--temperature", "0"],
+     "--temperature must be > 0.0"),
+    (["passuntil", "fit", "--runs", NOPE], f"--runs {NOPE} is not a finished `quanta passuntil run` folder"),
+    (["passuntil", "fit", "--n", "1", "2", "--pu", "0.1", "0.2"], "at least 3"),
+    (["passuntil", "pass-at-k", "--k", "3"], "needs --n and --c"),
+    # neurons
+    (["neurons", "inspect", "--neuron", "1"], "--layer is required"),
+    (["neurons", "layer", "--layer", "0", "--split", "test"], "--split must be one of train, val, all"),
+    (["neurons", "layer", "--layer", "0", "--context", "1"], "--context must be ≥ 2 tokens"),
+    (["neurons", "layer", "--layer", "0", "--corpus", NOPE], f"--corpus '{NOPE}' is neither 'shakespeare'"),
+    (["neurons", "cluster", "--discover", NOPE, "--cluster", "1"], f"--discover {NOPE} is not a `quanta discover`"),
+    # benchmarks
+    (["bench", "nope"], "argument name: invalid choice: 'nope'"),
+]
+
+
+def test_the_suite_covers_every_command_group():
+    from quanta_interp.cli import GROUPS
+
+    assert len(ROWS) >= 60 and {row[0][0] for row in ROWS} == set(GROUPS)
+
+
+@pytest.mark.parametrize("argv, message", ROWS, ids=[" ".join(r[0])[:60] for r in ROWS])
+def test_bad_input_is_one_line_naming_the_flag(argv, message, files, tmp_path, capsys, monkeypatch):
+    from quanta_interp import lm
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(lm, "load", no_model)
+    monkeypatch.setenv("QUANTA_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 4)
+    swap = {"FILE": str(files / "a_file"), "TEXT": str(files / "text.txt"), "BINARY": str(tmp_path / "bin.txt")}
+    argv = [swap.get(a, a) for a in argv]
+    message = message.replace("FILE", swap["FILE"])
+    out = tmp_path / "out"
+    if "--out" not in argv and argv[0] != "bench" and not (argv[0] == "sparse-parity" and argv[1] in ("neurons", "qdg")):
+        argv = [*argv, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert not out.exists()  # nothing half-written
+
+
+def test_traceback_on_request(monkeypatch, tmp_path):
+    monkeypatch.setenv("QUANTA_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="loss_threshold must be a finite number"):
+        main(["discover", "--loss-threshold", "nan", "--out", str(tmp_path / "o")])
+    assert not os.path.exists(tmp_path / "o") and json  # nothing written either way
