@@ -19,5 +19,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "dims": ["DEFAULT_MATRIX_DIM", "DEFAULT_PROJECTION_DIM", "validate_dims"],
     "sketch": ["TensorSketch"],
     "store": ["GradientStore", "capture_gradients", "length_batches"],
-    "windows": ["forward_backward_floor", "per_sample_gradients", "per_token_gradients", "window_batch"],
+    "windows": ["forward_backward_floor", "per_sample_gradients", "per_token_gradients", "window_batch",
+                "window_losses"],
 })

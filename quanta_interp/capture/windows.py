@@ -18,7 +18,7 @@ import torch
 from .hooks import GradientCapture, activation_grads_only
 from .modules import is_unembedding, select_modules
 
-__all__ = ["window_batch", "per_token_gradients", "per_sample_gradients", "forward_backward_floor"]
+__all__ = ["window_batch", "window_losses", "per_token_gradients", "per_sample_gradients", "forward_backward_floor"]
 
 
 def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,6 +85,49 @@ def _loss_at_last_position(model, windows: torch.Tensor, lengths: torch.Tensor, 
     if logits.shape[1] != 1:  # a model without a linear unembedding: pick the positions here
         logits = logits[torch.arange(len(logits), device=device), lengths.to(device) - 1][:, None]
     return torch.nn.functional.cross_entropy(logits[:, 0].float(), targets.to(device), reduction="none")
+
+
+def window_losses(model, docs: Sequence[np.ndarray], rows: np.ndarray, *, batch_tokens: int = 1024,
+                  progress: bool = False, desc: str = "window losses") -> np.ndarray:
+    """Loss of each target given its window, forward only: what `per_token_gradients` returns as losses,
+    for another model of the same tokenizer (e.g. every member of a model family on QDG's targets).
+
+    Windows longer than the model's n_ctx keep their last n_ctx tokens.
+
+    Parameters
+    ----------
+    model : TransformerBridge (or any causal LM returning logits (B, T, V) with a `cfg.n_ctx`)
+    docs : sequence of int ndarray (T_d,)
+        Token ids, one array per document.
+    rows : int ndarray (n, 3)
+        (doc, start, pos) targets, as in `window_batch`.
+    batch_tokens : int
+        Bound on windows × longest window per forward pass (`length_batches`).
+
+    Returns
+    -------
+    float32 ndarray (n,)
+        Loss in nats of each target, in the order of `rows`.
+
+    Raises
+    ------
+    ValueError
+        As `window_batch`: an empty window or one outside its document.
+    """
+    from ..io import progress as _progress
+    from .store import length_batches
+
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3).copy()
+    n_ctx = int(model.cfg.n_ctx)
+    rows[:, 1] = np.maximum(rows[:, 1], rows[:, 2] - n_ctx)
+    out = np.full(len(rows), np.nan, dtype=np.float32)
+    bar = _progress(total=len(rows), desc=desc, unit="tok", disable=not progress)
+    with torch.inference_mode():
+        for batch in length_batches(rows[:, 2] - rows[:, 1], batch_tokens):
+            out[batch] = _loss_at_last_position(model, *window_batch(docs, rows[batch])).float().cpu().numpy()
+            bar.update(len(batch))
+    bar.close()
+    return out
 
 
 def per_token_gradients(model, capture: GradientCapture, windows: torch.Tensor, lengths: torch.Tensor,

@@ -12,7 +12,7 @@ from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
 from .config import TrainConfig
 
-__all__ = ["LADDER", "CPU_TRAIN", "family_configs", "train_family", "train_member", "load_family", "loss_matrix", "fit_alpha_n",
+__all__ = ["LADDER", "CPU_TRAIN", "family_configs", "train_family", "train_member", "family_members", "load_family", "loss_matrix", "fit_alpha_n",
            "TokenClasses", "analyse", "PAPER_CLASSES"]
 
 PAPER_CLASSES = dict(high=5.0, low=0.3, slope=-0.3, r2=0.98)
@@ -82,6 +82,34 @@ def train_family(configs: list[dict], root: str | Path, **executor) -> list[dict
     return map_runs(train_member, configs, root=root, name="lm-family", desc="family", **executor)
 
 
+def family_members(root: str | Path) -> list[tuple[str, Path, int]]:
+    """The finished members of a family sweep, without loading them, in increasing model size.
+
+    Returns
+    -------
+    list of (str, Path, int)
+        Name, run folder and non-embedding parameter count of each member.
+
+    Raises
+    ------
+    FileNotFoundError
+        `root` is not a sweep folder.
+    ValueError
+        Fewer than 3 members finished.
+    """
+    from ..io import Sweep, read_json
+
+    sweep = Sweep.open(root, hint=f"train a family with `quanta lm family --out {root}`")
+    pending = sweep.pending()
+    done = [(c.get("name", sweep.run_dir(i).path.name), sweep.run_dir(i).path)
+            for i, c in enumerate(sweep.configs) if i not in pending]
+    if len(done) < 3:
+        raise ValueError(f"family {root}: {len(done)} of {len(sweep.configs)} members finished, need ≥ 3; rerun "
+                         "`quanta lm family` on it to resume")
+    sized = [(name, p, int(read_json(p / "result.json")["n_params_non_embedding"])) for name, p in done]
+    return sorted(sized, key=lambda m: m[2])
+
+
 def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[dict]]:
     """Every finished member of a family sweep, loaded, in increasing model size, with its name and val loss.
 
@@ -99,18 +127,12 @@ def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[di
     ValueError
         Fewer than 3 members finished.
     """
-    from ..io import Sweep, read_json
+    from ..io import read_json
     from .loading import load
 
-    sweep = Sweep.open(root, hint=f"train a family with `quanta lm family --out {root}`")
-    pending = sweep.pending()
-    done = [(c, sweep.run_dir(i).path) for i, c in enumerate(sweep.configs) if i not in pending]
-    if len(done) < 3:
-        raise ValueError(f"family {root}: {len(done)} of {len(sweep.configs)} members finished, need ≥ 3; rerun "
-                         "`quanta lm family` on it to resume")
-    done.sort(key=lambda cp: read_json(cp[1] / "result.json")["n_params_non_embedding"])
-    models = [load(p, device=device) for _, p in done]
-    return models, [{"name": c.get("name", p.name), "val_loss": read_json(p / "result.json")["val_loss"]} for c, p in done]
+    done = family_members(root)
+    models = [load(p, device=device) for _, p, _ in done]
+    return models, [{"name": name, "val_loss": read_json(p / "result.json")["val_loss"]} for name, p, _ in done]
 
 
 def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: int = 64,

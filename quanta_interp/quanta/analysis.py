@@ -106,6 +106,28 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
     return QuantaFit(qc.labels_, sizes_by_k, fit, qc)
 
 
+def _quanta_scaling(out: Path, config, rows: np.ndarray, reference: np.ndarray, order: np.ndarray,
+                    labels: np.ndarray, fit: dict) -> tuple[dict, dict]:
+    """`quanta_scaling.json` and its figure from the family losses of the clustered rows."""
+    from .family import read_family
+    from .frequencies import alpha_n_from
+    from .scaling import plot_quanta_scaling, quanta_scaling
+
+    losses, x, listing = read_family(out)
+    rank_of = np.empty(len(order), np.int64)
+    rank_of[order] = np.arange(len(order))
+    alpha, source = alpha_n_from(config.alpha_n)
+    names = [m["name"] for m in listing["members"]]
+    result = quanta_scaling(losses[rows], x, rank_of[labels], reference, axis=listing["axis"], members=names,
+                            rank_slope=fit.get("slope"), alpha_n=alpha, alpha_n_source=source,
+                            thresholds=dict(zip(("high", "low", "slope", "r2"), config.token_classes, strict=True)),
+                            seed=config.seed)
+    atomic_write_json(out / "quanta_scaling.json", result)
+    plot_quanta_scaling(out / "quanta_scaling", result,
+                        title=f"quanta of {config.model} across {len(x)} family members")
+    return result, {"x": listing["x"], "axis": listing["axis"]}
+
+
 def analyse(out: str | Path, config, *, extra: dict | None = None):
     """Cluster the gradients stored in `out` with `config`'s analysis settings and write every output.
 
@@ -142,15 +164,25 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
         notes.append(f"umap.png not drawn: {e}")
 
     order = np.argsort(-np.bincount(qc.labels_, minlength=config.n_clusters), kind="stable")
+    unit = G / np.maximum(np.linalg.norm(G, axis=1, keepdims=True), 1e-30)
     clusters = []
     for rank, c in enumerate(order):
-        members = sorted((int(rows[i]) for i in np.flatnonzero(qc.labels_ == c)), key=lambda r: store.losses[r])
+        idx = sorted(np.flatnonzero(qc.labels_ == c), key=lambda i: store.losses[rows[i]])
         recs = [{**{f: targets[r][f] for f in ("doc", "start", "pos", "doc_name", "context", "target")},
-                 "loss": float(store.losses[r]), "tokens": targets[r]["tokens"]} for r in members]
+                 "loss": float(store.losses[r]), "tokens": targets[r]["tokens"]} for r in (int(rows[i]) for i in idx)]
         top = Counter(r["target"] for r in recs).most_common(10)
-        clusters.append({"rank": rank + 1, "label": int(c), "size": len(recs), "top_targets": top, "members": recs})
-    atomic_write_json(out / "clusters.json", [{**c, "members": [{f: v for f, v in m.items() if f != "tokens"}
-                                                                  for m in c["members"]]} for c in clusters])
+        shown = unit[idx[:20]]
+        clusters.append({"rank": rank + 1, "label": int(c), "size": len(recs), "top_targets": top, "members": recs,
+                         "cos": np.round(shown @ shown.T, 2).tolist()})
+    scaling, family = None, None
+    if getattr(config, "family", None):
+        scaling, family = _quanta_scaling(out, config, rows, store.losses[rows], order, qc.labels_, fit)
+        for c, s in zip(clusters, scaling["clusters"], strict=True):
+            c.update(n_star=s["n_star"], n_star_ci=s["n_star_ci"], censored=s["censored"], drop=s["drop"],
+                     curve={k: s[k] for k in ("mean", "q25", "q75")})
+    atomic_write_json(out / "clusters.json", [{**{k: v for k, v in c.items() if k not in ("cos", "curve")},
+                                                "members": [{f: v for f, v in m.items() if f != "tokens"}
+                                                            for m in c["members"]]} for c in clusters])
     scan = read_json(out / "scan" / "state.json")
     lengths = store.targets[rows, 2] - store.targets[rows, 1]
     timings = {k: v for k, v in (extra or {}).items() if k.endswith(("seconds", "per_second"))}
@@ -170,13 +202,18 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
                      for c in clusters],
         "rank_frequency": fit, "envelope_ks": list(counts), "timings": timings, "notes": notes,
     }
+    if scaling is not None:
+        summary["quanta_scaling"] = {k: scaling[k] for k in ("axis", "x", "members", "spearman_rank_n_star",
+                                                              "n_learned", "sharpness", "token_classes")}
     atomic_write_json(out / "summary.json", summary)
     ctx = f"{lengths.min()}–{lengths.max()} tokens of context (mean {lengths.mean():.0f})"
     write_browser(out / "browser.html", [{**c, "examples": c["members"]} for c in clusters],
                   title=f"Quanta of {config.model} on {config.corpus}",
                   subtitle=f"{len(rows)} tokens with loss < {config.loss_threshold} nats, {config.n_clusters} clusters "
-                           f"of per-token gradients ({ctx}). {summary.get('model_note', '')}",
-                  n_tokens=len(rows))
+                           f"of per-token gradients ({ctx})."
+                           + (f" Loss curves over {len(family['x'])} family members." if family else "")
+                           + f" {summary.get('model_note', '')}",
+                  n_tokens=len(rows), family=family)
     for note in notes:
         print(f"quanta discover: {note}")
     fitted = fit.get("slope")

@@ -1,9 +1,11 @@
 """QDG, quanta discovery from gradients (Michaud et al. 2023, §5), as a Python API: `discover(config, out)`.
 
 Stages, each resumable in `out`: (1) scan corpus blocks for low-loss tokens (`scan/`); (2) per-token
-gradients of those tokens, sketched, streamed to `gradients/`; (3) analysis without the model: quanta
+gradients of those tokens, sketched, streamed to `gradients/`; with `family`, every member of a model family
+scores the same targets (`family/`, `family.family_stage`); (3) analysis without the model: quanta
 clusters, the rank-frequency envelope over many cluster counts, its fit, UMAP, `summary.json`,
-`clusters.json` and `browser.html` (`analysis.analyse`).
+`clusters.json` and `browser.html` (`analysis.analyse`) and, with a family, each quantum's loss curve and
+learning scale N* with the quantization model's predictions tested (`quanta_scaling.json`, `scaling`).
 
 What defines the captured gradients (model, corpus, context, threshold, parameters, projection, seed) is
 kept apart from the analysis settings: a rerun on the same `out` with other clusters, counts or fit ranks
@@ -26,6 +28,7 @@ from ..config import (
     check_device,
     check_finite,
     check_positive_int,
+    parse_float_list,
     parse_int_list,
 )
 from ..io import atomic_write_json, read_json
@@ -127,6 +130,16 @@ class QDGConfig(Config):
     alpha_n: float | str | None = field(default=None, metadata={"parse": _parse_alpha, "metavar": "X|SUMMARY"})
     """α_N for the predicted slope −(α_N + 1): a number, or the summary.json of `quanta lm scaling` on this
     model's family (default: no prediction)."""
+    family: str | None = field(default=None, metadata={"parse": str, "metavar": "SWEEP|A,B,C"})
+    """Quanta across scale: a `quanta lm family` folder, or ≥ 3 comma-separated models (smallest or earliest
+    first) sharing the model's tokenizer. Every member scores the clustered tokens; each quantum gets its
+    loss curve and learning scale N* (`quanta_scaling.json`, curves in browser.html)."""
+    family_steps: tuple[int, ...] | None = field(default=None, metadata={"parse": parse_int_list, "metavar": "S1,S2,…"})
+    """Training steps of the family's members when they are checkpoints of one model (the scale axis then
+    is the step; default: non-embedding parameters N)."""
+    token_classes: tuple[float, ...] = field(default=(5.0, 0.3, -0.3, 0.98),
+                                             metadata={"parse": parse_float_list, "metavar": "HIGH,LOW,SLOPE,R2"})
+    """Monogenic/polygenic thresholds over the family (`lm.scaling.TokenClasses`; the paper's for Pythia)."""
     device: str = "cpu"
     """torch device: cpu, cuda, cuda:1, … (an unavailable device is an error, never a silent CPU run)."""
     batch_tokens: int = 1024
@@ -218,13 +231,41 @@ class QDGConfig(Config):
         def device(name, v):
             check_device(v)
 
+        def family(name, v):
+            if v is not None:
+                from .family import check_run_tokenizers, resolve_family
+
+                check_run_tokenizers(resolve_family(v), self)
+
+        def steps(name, v):
+            if v is None:
+                return
+            if self.family is None:
+                raise ParameterError(name, "needs family (the checkpoints the steps belong to)")
+            from .family import resolve_family
+
+            n = len(resolve_family(self.family))
+            if len(v) != n or any(s <= 0 for s in v) or any(np.diff(v) <= 0):
+                raise ParameterError(name, f"must be {n} increasing positive steps, one per family member, got {list(v)}")
+
+        def classes(name, v):
+            from ..lm.scaling import TokenClasses
+
+            if len(v) != 4:
+                raise ParameterError(name, f"must be 4 numbers HIGH,LOW,SLOPE,R2, got {list(v)}")
+            try:
+                TokenClasses(*v)
+            except ValueError as e:
+                raise ParameterError(name, str(e)) from None
+
         return [("corpus", corpus), ("n_tokens", positive), ("loss_threshold", threshold), ("context", context),
                 ("min_context", min_context), ("scan_tokens", scan_tokens), ("params", params),
                 ("projection_dim", dims), ("seed", lambda n, v: None), ("n_clusters", n_clusters),
                 ("method", choice(METHODS)), ("affinity", choice(AFFINITIES)),
                 ("assign_labels", choice(ASSIGN_LABELS)), ("n_init", positive), ("over_cluster", over),
                 ("cluster_counts", counts),
-                ("fit_ranks", ranks), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device)]
+                ("fit_ranks", ranks), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device),
+                ("family", family), ("family_steps", steps), ("token_classes", classes)]
 
     # ------------------------------------------------------------------ derived settings
 
@@ -266,6 +307,13 @@ PRESETS: dict[str, dict] = {
                   cluster_counts=tuple(int(c) for c in np.unique(np.geomspace(10, 1500, 30).round())),
                   fit_ranks=(100, 900)),
 }
+
+
+def _check_layout(out: Path) -> None:
+    """Refuse a non-empty `out` without identity.json: a QDG run of an older layout (or something else)."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "identity.json").exists():
+        raise ParameterError("out", f"{out} holds files but no identity.json: a QDG run from an older quanta_interp "
+                                    "layout, or another folder; run `quanta discover` into a new out folder")
 
 
 def _check_identity(out: Path, config: QDGConfig) -> None:
@@ -361,7 +409,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
         info["notes"].append(f"only {len(passing)} of the {config.n_tokens} tokens asked for pass loss_threshold "
                              f"{config.loss_threshold} in the {scan.tokens_scored} tokens scanned; all are clustered")
     if model is not None:  # what only the loaded model knows, kept for reruns that do not load it
-        atomic_write_json(out / "model_info.json", {"model_note": model.note,
+        atomic_write_json(out / "model_info.json", {"model_note": model.note, "tokenizer": corpus.tokenizer.fingerprint(),
                                                     "n_layers": int(model.cfg.n_layers), "block_length": block,
                                                     "notes": list(info["notes"])})
     if (out / "model_info.json").exists():
@@ -408,8 +456,13 @@ def discover(config: QDGConfig, out: str | Path):
 
     out = Path(out)
     config.validate()
+    _check_layout(out)
     _check_identity(out, config)
     atomic_write_json(out / "config.json", config.to_dict())
     t0 = time.perf_counter()
     info = capture_stage(config, out)
+    if config.family:
+        from .family import family_stage
+
+        info.update(family_stage(config, out))
     return analyse(out, config, extra={**info, "wall_seconds_this_run": round(time.perf_counter() - t0, 1)})

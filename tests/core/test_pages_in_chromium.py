@@ -212,3 +212,47 @@ def test_pages_with_missing_numbers_and_half_characters_render_without_errors(br
     browser.open(neuron)
     assert browser.problems(neuron.as_uri()) == []
     assert "n/a" in browser.eval("document.body.textContent")
+
+
+def test_quanta_browser_draws_loss_curves_histograms_heatmaps_and_sorts_by_n_star(browser, tmp_path):
+    """The QDG browser with a model family: per quantum an inline-SVG loss curve with its N* marker, the top-10
+    answer-token histogram, the gradient-cosine heatmap; the index sorts by N*; hostile tokens stay text."""
+    from PIL import Image
+
+    from quanta_interp.quanta.browser import write_browser
+
+    x = [1e3, 1e4, 1e5, 1e6]
+    rng = np.random.default_rng(0)
+    clusters = []
+    for rank, (n_star, censored) in enumerate([(3e4, None), (2e3, None), (float("inf"), "right"), (1e3, "left")], 1):
+        top = [(HOSTILE[j % len(HOSTILE)] + str(j), 12 - j) for j in range(12)]
+        cos = rng.uniform(-1, 1, (5, 5))
+        clusters.append({"rank": rank, "size": 20 - rank, "top_targets": top, "n_star": n_star,
+                         "n_star_ci": [n_star / 2, n_star * 2], "censored": censored, "drop": 2.0,
+                         "curve": {"mean": [3, 2.5, 1, 0.1], "q25": [2.5, 2, 0.5, 0.05], "q75": [3.5, 3, 1.5, 0.2]},
+                         "cos": ((cos + cos.T) / 2).round(2).tolist(),
+                         "examples": [{"tokens": HOSTILE[:4], "doc_name": "<b>d</b>", "pos": 3, "loss": 0.01}]})
+    page = write_browser(tmp_path / "browser.html", clusters, title="<i>family</i>", subtitle="s", n_tokens=80,
+                         family={"x": x, "axis": "N"})
+    browser.open(page)
+    assert browser.problems(page.as_uri()) == []
+    assert browser.eval("document.querySelectorAll('img, b, i, iframe').length") == 0
+    assert browser.eval("document.querySelectorAll('svg.curve polyline').length") == 1
+    assert browser.eval("document.querySelector('svg.curve polyline').getAttribute('points').split(' ').length") == 4
+    assert browser.eval("document.querySelectorAll('svg.curve line.nstar').length") == 1
+    assert browser.eval("document.querySelectorAll('svg.heatmap rect').length") == 25
+    assert browser.eval("document.querySelectorAll('table.hist tr').length") == 10
+    assert browser.eval("document.querySelector('table.hist td').textContent") == HOSTILE[0].replace(" ", "\u00b7") + "0"
+    assert browser.eval("document.querySelector('.nstar-text').textContent").startswith("learned at N* = 3.0e+4 [1.5e+4")
+    shot = Image.open(io.BytesIO(base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])))
+    assert np.asarray(shot.convert("L"), dtype=float).std() > 10
+    labels = "[...document.querySelectorAll('#list button')].map(b => b.textContent)"
+    assert browser.eval(labels) == ["#1 (19) N*=3.0e+4", "#2 (18) N*=2.0e+3", "#3 (17) N*=∞", "#4 (16) N*=1.0e+3"]
+    browser.eval("[...document.querySelectorAll('#sort button')].find(b => b.dataset.key === 'nstar').click()")
+    assert browser.eval(labels) == ["#4 (16) N*=1.0e+3", "#2 (18) N*=2.0e+3", "#1 (19) N*=3.0e+4", "#3 (17) N*=∞"]
+    browser.key("ArrowRight", 39)  # next in N* order after cluster #1 is #3
+    assert browser.eval("document.querySelector('h2').textContent").startswith("Cluster #3:")
+    assert browser.eval("document.querySelector('.nstar-text').textContent").startswith(
+        "learned at N* = not learned within the family")
+    assert browser.eval("document.querySelectorAll('svg.curve line.nstar').length") == 0
+    assert browser.problems(page.as_uri()) == []

@@ -1,0 +1,195 @@
+"""The model stage of quanta across scale: every member of a model family scores QDG's targets.
+
+Each member predicts every captured target from the same context window the QDG model saw; the losses
+(nats) go to `out/family/<member key>.npy`, one file per member, written atomically, so a killed run
+resumes with the members it has. `family/members.json` lists the members in family order with the scale
+x of each (non-embedding parameters N, or training steps for checkpoints of one model). The analysis
+(`scaling.quanta_scaling`) reads only these arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ParameterError
+from ..io import atomic_save_npy, atomic_write_json, read_json
+
+__all__ = ["resolve_family", "check_run_tokenizers", "family_stage", "read_family"]
+
+
+def resolve_family(spec: str) -> list[dict]:
+    """The members of a family, in family order, without loading them.
+
+    Parameters
+    ----------
+    spec : str
+        A `quanta lm family` sweep folder (its finished members, by non-embedding size), or a comma list of
+        model specs as `lm.load` takes them (hub names, HF folders, run folders), smallest (or earliest) first.
+
+    Returns
+    -------
+    list of dict
+        `name`, `spec` and `n_params` (non-embedding, None until loaded for specs outside a sweep).
+
+    Raises
+    ------
+    ParameterError
+        Fewer than 3 members (a folder that is a single run counts as one), or the same member twice.
+    """
+    path = Path(spec).expanduser()
+    if (path / "manifest.json").exists():
+        from ..lm.scaling import family_members
+
+        try:
+            members = [{"name": n, "spec": str(p), "n_params": size} for n, p, size in family_members(path)]
+        except ValueError as e:
+            raise ParameterError("family", f"{e}") from None
+    else:
+        specs = [s.strip() for s in str(spec).split(",") if s.strip()]
+        members = [{"name": Path(s).name or s, "spec": s, "n_params": None} for s in specs]
+    if len(members) < 3:
+        raise ParameterError("family", f"must have at least 3 members (a `quanta lm family` folder or a comma list "
+                                       f"of models), got {len(members)}: {spec!r}")
+    if len({m["spec"] for m in members}) < len(members):
+        raise ParameterError("family", f"lists a model twice: {spec!r}")
+    return members
+
+
+def _key(spec: str) -> str:
+    return hashlib.sha1(spec.encode()).hexdigest()[:12]
+
+
+def _reference_tokenizer(config, out: Path) -> str:
+    """Fingerprint of the QDG run's tokenizer: stored at capture, or read from its model once (then stored)."""
+    info_path = out / "model_info.json"
+    info = read_json(info_path) if info_path.exists() else {}
+    if "tokenizer" not in info:
+        from .. import lm
+
+        info["tokenizer"] = lm.corpus_tokenizer(lm.load(config.model, device="cpu")).fingerprint()
+        atomic_write_json(info_path, {**info, "notes": info.get("notes", [])})
+    return info["tokenizer"]
+
+
+def _run_tokenizer(spec: str) -> str | None:
+    """Fingerprint of a run folder's tokenizer without loading the model (None for other specs)."""
+    from ..corpora import Tokenizer
+
+    path = Path(spec).expanduser() / "tokenizer.json"
+    return Tokenizer.load(path).fingerprint() if path.exists() else None
+
+
+def check_run_tokenizers(members: list[dict], config, reference: str | None = None) -> None:
+    """Refuse members that are run folders with another tokenizer than `reference` (default: the tokenizer
+    of `config.model` when it is a run folder too), reading only their tokenizer.json files.
+
+    Raises
+    ------
+    ParameterError
+        A member's tokenizer differs.
+    """
+    reference = reference or _run_tokenizer(config.model)
+    if reference is None:
+        return
+    for m in members:
+        fp = _run_tokenizer(m["spec"])
+        if fp is not None and fp != reference:
+            raise _other_tokenizer(m, config)
+
+
+def _other_tokenizer(member: dict, config) -> ParameterError:
+    return ParameterError("family", f"member {member['name']} ({member['spec']}) has another tokenizer than the QDG "
+                                    f"run's model ({config.model}); every member must share it")
+
+
+def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
+    """Score every captured target with every member of `config.family` (resumable) and list the members.
+
+    Parameters
+    ----------
+    config : QDGConfig
+        Its `family`, `family_steps`, `corpus`, `seed`, `device` and `batch_tokens` are used.
+    out : folder
+        A QDG run folder with captured gradients.
+
+    Returns
+    -------
+    dict
+        `family_seconds` (0 when every member was already scored) and `family_members`.
+
+    Raises
+    ------
+    ParameterError
+        A member with another tokenizer than the run's model, fewer than 3 members, or members whose sizes
+        do not increase in family order (give `family_steps` for checkpoints of one model).
+    """
+    from .. import lm
+    from ..capture import GradientStore
+    from ..capture.windows import window_losses
+    from ..corpora import load_corpus
+
+    out, t0 = Path(out), time.perf_counter()
+    members = resolve_family(config.family)
+    rows = np.asarray(GradientStore(out / "gradients").targets)
+    ref = _reference_tokenizer(config, out)
+    check_run_tokenizers(members, config, ref)
+    fam = out / "family"
+    fam.mkdir(exist_ok=True)
+    docs, computed = None, False
+    for i, m in enumerate(members):
+        key = _key(m["spec"])
+        arr, meta = fam / f"{key}.npy", fam / f"{key}.json"
+        if arr.exists() and meta.exists() and len(np.load(arr, mmap_mode="r")) == len(rows):
+            m["n_params"] = read_json(meta)["n_params"]
+            continue
+        model = lm.load(m["spec"], device=config.device)
+        tok = lm.corpus_tokenizer(model)
+        if tok.fingerprint() != ref:
+            raise _other_tokenizer(m, config)
+        if docs is None:
+            docs = load_corpus(config.corpus, tokenizer=tok, seed=config.seed).documents()
+        losses = window_losses(model.bridge, docs, rows, batch_tokens=config.batch_tokens, progress=progress,
+                               desc=f"family {i + 1}/{len(members)} {m['name']}")
+        m["n_params"] = int(lm.non_embedding_params(model.bridge))
+        atomic_write_json(meta, {"name": m["name"], "spec": m["spec"], "n_params": m["n_params"],
+                                 "n_ctx": int(model.cfg.n_ctx)})
+        atomic_save_npy(arr, losses)
+        computed = True
+        del model
+    x = list(config.family_steps) if config.family_steps else [m["n_params"] for m in members]
+    if not config.family_steps and np.any(np.diff(x) <= 0):
+        raise ParameterError("family", "members must grow in non-embedding size in family order, got "
+                             + ", ".join(f"{m['name']} {m['n_params']}" for m in members)
+                             + "; list them smallest first, or give family_steps for checkpoints of one model")
+    listing = {"axis": "step" if config.family_steps else "N", "x": x,
+               "members": [{**m, "key": _key(m["spec"])} for m in members]}
+    atomic_write_json(fam / "members.json", listing)
+    return {"family_seconds": round(time.perf_counter() - t0, 2) if computed else 0.0,
+            "family_members": [m["name"] for m in members]}
+
+
+def read_family(out: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The family losses of a run, for the analysis.
+
+    Returns
+    -------
+    losses : float32 ndarray (n_targets, n_members)
+        Loss in nats of every captured target under every member, members in family order.
+    x : float64 ndarray (n_members,)
+        Each member's scale (non-embedding parameters, or training step).
+    listing : dict
+        `members.json`: `axis` ("N" or "step"), `x` and the members.
+
+    Raises
+    ------
+    FileNotFoundError
+        `family_stage` has not run in `out`.
+    """
+    fam = Path(out) / "family"
+    listing = read_json(fam / "members.json")
+    losses = np.stack([np.load(fam / f"{m['key']}.npy") for m in listing["members"]], axis=1)
+    return losses, np.asarray(listing["x"], float), listing
