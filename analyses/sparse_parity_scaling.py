@@ -17,11 +17,18 @@ import numpy as np
 from quanta_interp.io import RunDir, atomic_write_json
 from quanta_interp.sparse_parity.config import SparseParityConfig
 from quanta_interp.sparse_parity.figures import plot_heatmap, plot_learning_order, plot_scaling
-from quanta_interp.sparse_parity.sweep import fit_exponent, learning_order, run_sweep, steps_to_learn_fit
+from quanta_interp.sparse_parity.sweep import (
+    finite_task_exponent,
+    fit_exponent,
+    learning_order,
+    run_sweep,
+    steps_to_learn_fit,
+)
 from quanta_interp.sparse_parity.task import LEARNED_BITS, predictions
 
-CPU = dict(task=dict(n_tasks=200, n_bits=12, k=3, width=128, steps=4000, batch_size=1000, lr=1e-2,
-                     log_every=250, eval_samples=100),
+CPU = dict(task=dict(n_tasks=200, n_bits=12, k=3, width=128, steps=20000, batch_size=1000, lr=1e-2,
+                     log_every=1000, eval_samples=100),
+           steps_N=80000,  # the width sweep runs 4× longer: widths ≤ 128 converge in steps (late slope ≤ 0.1) by 80k
            zipf=[1.5, 2.0], widths=[8, 16, 32, 64, 128, 256], n_train=[1000, 2000, 4000, 8000, 16000, 32000, 64000],
            seeds=[0])
 PAPER = dict(task=dict(n_tasks=500, n_bits=100, k=3, width=500, steps=200_000, batch_size=20_000, lr=1e-3,
@@ -33,10 +40,13 @@ SMOKE = dict(task=dict(n_tasks=20, n_bits=8, k=3, width=32, steps=200, batch_siz
              zipf=[1.5, 2.0], widths=[4, 8, 16, 32], n_train=[200, 400, 800, 1600], seeds=[0])
 
 
+MAX_LATE_SLOPE = 0.1  # converged in steps: the test loss falls < 7 % per doubling of steps at the end
+
+
 def fit_window(f: dict, n_tasks: int) -> tuple[float, float] | None:
-    """The N-limited window: points with ≥ 1 subtask learned and fewer than half of them learned."""
-    x, learned = np.array(f["x"]), np.array(f["n_learned"])
-    keep = x[(learned >= 1) & (learned <= n_tasks / 2)]
+    """The N-limited window: converged points with ≥ 1 subtask learned and fewer than half of them learned."""
+    x, learned, slope = np.array(f["x"]), np.array(f["n_learned"]), np.array(f["late_slope"])
+    keep = x[(learned >= 1) & (learned <= n_tasks / 2) & (slope <= MAX_LATE_SLOPE)]
     return (float(keep.min()), float(keep.max())) if keep.size >= 3 else None
 
 
@@ -49,16 +59,21 @@ def emergence_vs_steps(run_path: Path, member: int) -> tuple[list[int], list[lis
 def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, device: str, workers: int) -> dict:
     base, tag = SparseParityConfig(**spec["task"], zipf_exponent=z), f"zipf{z:g}".replace(".", "p")
     t0 = time.perf_counter()
-    res_n = run_sweep("N", base, spec["widths"], spec["seeds"], runs / f"zipf{z}" / "N", backend=backend, device=device, workers=workers)
+    res_n = run_sweep("N", base.replace(steps=spec.get("steps_N", base.steps)), spec["widths"], spec["seeds"],
+                      runs / f"zipf{z}" / "N", backend=backend, device=device, workers=workers)
     res_d = run_sweep("D", base, spec["n_train"], spec["seeds"], runs / f"zipf{z}" / "D", backend=backend, device=device, workers=workers)
     seconds = time.perf_counter() - t0
     theory, n_tasks = predictions(z), base.n_tasks
 
-    f_n = fit_exponent(res_n, "N")
-    window = fit_window(f_n, n_tasks)
-    if window:
-        f_n = fit_exponent(res_n, "N", x_range=window)
+    f_all = fit_exponent(res_n, "N")  # every width at the step budget, converged or not
+    window = fit_window(f_all, n_tasks)  # converged widths in the N-limited range
+    f_n = fit_exponent(res_n, "N", x_range=window, max_late_slope=MAX_LATE_SLOPE) if window else f_all
+    lo, hi = f_n["fit"]["x_range"]
+    used = [i for i, (x, sl) in enumerate(zip(f_n["x"], f_n["late_slope"], strict=True))
+            if lo <= x <= hi and (not window or sl <= MAX_LATE_SLOPE)]
+    finite_n = finite_task_exponent(base.task().probs, [f_n["n_learned"][i] for i in used], [f_n["x"][i] for i in used])
     f_d = fit_exponent(res_d, "D")
+    f_d_best = fit_exponent(res_d, "D", loss="best")  # early stopping: the lowest logged test loss
     widest = [r for r in res_n if r["config"]["width"] == max(spec["widths"])]
     f_s = fit_exponent(widest, "S")
 
@@ -84,10 +99,14 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
         "alpha_D": f_d["fit"]["exponent"], "alpha_D_ci": f_d["fit"]["exponent_ci"], "alpha_D_theory": theory["alpha_D"],
         "alpha_S": f_s["fit"]["exponent"], "alpha_S_ci": f_s["fit"]["exponent_ci"], "alpha_S_theory": theory["alpha_S"],
         "fit_N": f_n["fit"], "fit_D": f_d["fit"], "fit_S": f_s["fit"],
+        "alpha_N_converged_window": bool(window), "alpha_N_finite_task_theory": finite_n,
+        "alpha_N_all_widths": f_all["fit"]["exponent"], "alpha_N_all_widths_ci": f_all["fit"]["exponent_ci"],
+        "alpha_D_early_stopping": f_d_best["fit"]["exponent"], "alpha_D_early_stopping_ci": f_d_best["fit"]["exponent_ci"],
         "range_sensitivity": {"N": table(f_n), "D": table(f_d), "S": table(f_s)},
         "N_points": {"params": f_n["x"], "loss_bits": f_n["loss"], "n_learned": f_n["n_learned"],
-                     "widths": spec["widths"]},
-        "D_points": {"n_train": f_d["x"], "loss_bits": f_d["loss"], "n_learned": f_d["n_learned"]},
+                     "late_slope": f_n["late_slope"], "widths": spec["widths"]},
+        "D_points": {"n_train": f_d["x"], "final_loss_bits": f_d["loss"], "best_loss_bits": f_d_best["loss"],
+                     "n_learned": f_d["n_learned"], "late_slope": f_d["late_slope"]},
         "learning_order": {"spearman_rank_vs_steps": order["spearman_rank_vs_steps"],
                            "learned_ids": order["learned_ids"], "steps_to_learn": order["steps_to_learn"]},
         "steps_to_learn_vs_frequency": slope,
@@ -112,20 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = [analyse_zipf(z, spec, runs, out, args.backend, args.device, args.workers) for z in spec["zipf"]]
     for kind, xlabel in (("N", "parameters"), ("D", "training samples D"), ("S", "steps (widest network)")):
-        plot_scaling({f"Zipf {r['zipf_exponent']}": r["_fits"][kind] for r in rows}, out / f"loss_vs_{kind}",
+        plot_scaling({f"Zipf {r['zipf_exponent']}": r["_fits"][kind] | ({"max_late_slope": MAX_LATE_SLOPE}
+                                                                        if kind == "N" and r["alpha_N_converged_window"] else {})
+                      for r in rows}, out / f"loss_vs_{kind}",
                      xlabel=xlabel, title=f"α_{kind}: measured vs theory")
     summary = {
         "scale": name, "config": spec, "device": args.device, "cpu_count": os.cpu_count(), "backend": args.backend,
         "loss_unit": "bits (Zipf-weighted mean of per-subtask test loss)", "learned_threshold_bits": LEARNED_BITS,
-        "fit_notes": "α_N: loss vs parameters over the N-limited window (1 ≤ learned ≤ n_tasks/2); α_D: final "
-                     "test loss (no early stopping) vs D at fixed steps; α_S: test loss vs step of the widest net",
+        "max_late_slope": MAX_LATE_SLOPE,
+        "fit_notes": "α_N: final loss vs parameters over widths converged in steps (late slope −dlogL/dlogS ≤ "
+                     f"{MAX_LATE_SLOPE} over the last half of training) in the N-limited window (1 ≤ learned ≤ "
+                     "n_tasks/2), all widths when fewer than 3 qualify; alpha_N_finite_task_theory: the exponent of "
+                     "the unlearned mass of this task's n_tasks subtasks at the learned counts measured; α_D: final "
+                     "test loss vs D (alpha_D_early_stopping: the lowest logged one, which for D too small to learn "
+                     "any subtask is the untrained net's chance loss); α_S: test loss vs step of the widest net",
         "per_zipf": [{k: v for k, v in r.items() if k != "_fits"} for r in rows],
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(out / "summary.json", summary)
     for r in rows:
         print(f"Zipf {r['zipf_exponent']}: α_N {r['alpha_N']:.3f} {np.round(r['alpha_N_ci'], 3)} (theory "
-              f"{r['alpha_N_theory']:.3f}); α_D {r['alpha_D']:.3f} {np.round(r['alpha_D_ci'], 3)} (theory "
+              f"{r['alpha_N_theory']:.3f}, finite task {r['alpha_N_finite_task_theory']:.3f}); α_D {r['alpha_D']:.3f} {np.round(r['alpha_D_ci'], 3)} (theory "
               f"{r['alpha_D_theory']:.3f}); α_S {r['alpha_S']:.3f} (theory {r['alpha_S_theory']:.3f})")
     print(f"wrote {out / 'summary.json'} in {summary['total_seconds']} s")
     return 0

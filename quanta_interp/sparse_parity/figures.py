@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from ..report import new_figure, save_figure
 
@@ -19,7 +20,8 @@ def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str,
     ----------
     fits : dict label → dict
         `fit_exponent` outputs: "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn over its
-        x_range without offset) and "n_learned" (None for an S sweep: no right-panel line).
+        x_range without offset), "n_learned" (None for an S sweep: no right-panel line) and, optionally,
+        "late_slope" with "max_late_slope": points still falling faster than that are drawn hollow (not fitted).
     stem : str or PathLike
         Output path without extension; `stem.png` and `stem.svg` are written.
     xlabel : str
@@ -28,13 +30,21 @@ def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str,
     fig, axes = new_figure(2, 1)
     for label, f in fits.items():
         x, y = np.array(f["x"]), np.array(f["loss"])
-        line, = axes[0, 0].loglog(x, y, "o", label=f"{label}: α={f['fit']['exponent']:.2f}")
+        limit = f.get("max_late_slope")
+        late = np.array(f["late_slope"], dtype=float) if limit is not None and f.get("late_slope") else None
+        open_ = late > limit if late is not None else np.zeros(x.size, dtype=bool)
+        line, = axes[0, 0].loglog(x[~open_], y[~open_], "o", label=f"{label}: α={f['fit']['exponent']:.2f}")
+        if open_.any():
+            axes[0, 0].loglog(x[open_], y[open_], "o", mfc="none", color=line.get_color(),
+                              label=f"{label}: not converged in steps")
         lo, hi = f["fit"]["x_range"]
         xx = np.geomspace(lo, hi, 50)
         axes[0, 0].loglog(xx, f["fit"]["prefactor"] * xx ** -f["fit"]["exponent"], "-", color=line.get_color())
         if f.get("n_learned") is not None:
             axes[0, 1].semilogx(x, f["n_learned"], "o-", color=line.get_color(), label=label)
     axes[0, 0].set(xlabel=xlabel, ylabel="test loss (bits)", title=title)
+    for ax in axes[0]:
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0, 1].set(xlabel=xlabel, ylabel="subtasks learned (< 0.1 bits)")
     axes[0, 0].legend(fontsize=8)
     if axes[0, 1].lines:

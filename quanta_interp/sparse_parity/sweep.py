@@ -21,8 +21,10 @@ from .config import KINDS, MEMBER_KEYS, SparseParityConfig
 from .task import LEARNED_BITS
 from .training import train_sparse_parity_batched
 
-__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "fit_exponent", "learning_order",
-           "steps_to_learn_fit"]
+__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "finite_task_exponent",
+           "learning_order", "steps_to_learn_fit"]
+
+LOSSES = ("final", "best")
 
 
 
@@ -121,16 +123,49 @@ def members(group_results: Sequence[dict]) -> list[dict]:
     return [m for g in group_results for m in g["members"]]
 
 
-def _by_x(results: Sequence[dict], x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean test loss and mean learned count per distinct x, averaged over seeds."""
+def late_slope(result: dict, fraction: float = 0.5) -> float:
+    """How fast a member's test loss still falls at the end of training: −d log L / d log step.
+
+    A least-squares slope in log-log over the evaluations in the last `fraction` of the steps (step 0
+    excluded). 0 means converged in steps; 0.1 means the loss still falls 7 % per doubling of steps. The
+    quantization model's α_N assumes every subtask a width can hold has been learned (Michaud et al. 2023,
+    §3), so a member still falling is step-limited, not width-limited.
+
+    Parameters
+    ----------
+    result : dict
+        One `train_sparse_parity_batched` result (its "curve": "step", "test_loss" in bits).
+    fraction : float
+        Share of the final steps in (0, 1].
+
+    Returns
+    -------
+    float
+        The slope; NaN with fewer than 2 evaluations in the window or a non-positive loss there.
+    """
+    step = np.asarray(result["curve"]["step"], dtype=float)
+    loss = np.asarray(result["curve"]["test_loss"], dtype=float)
+    keep = (step > 0) & (step >= step.max() * (1 - fraction))
+    if keep.sum() < 2 or np.any(loss[keep] <= 0):
+        return float("nan")
+    return float(-np.polyfit(np.log(step[keep]), np.log(loss[keep]), 1)[0])
+
+
+def _loss(r: dict, loss: str) -> float:
+    """The final test loss, or the lowest logged one ("best": early stopping)."""
+    return float(r["test_loss"]) if loss == "final" else float(min(r["curve"]["test_loss"]))
+
+
+def _by_x(results: Sequence[dict], x_of, loss: str = "final") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean test loss ("final" or "best") and mean learned count per distinct x, averaged over seeds."""
     xs = sorted({x_of(r) for r in results})
-    loss = np.array([np.mean([r["test_loss"] for r in results if x_of(r) == x]) for x in xs])
+    y = np.array([np.mean([_loss(r, loss) for r in results if x_of(r) == x]) for x in xs])
     learned = np.array([np.mean([r["n_learned"] for r in results if x_of(r) == x]) for x in xs])
-    return np.array(xs, dtype=float), loss, learned
+    return np.array(xs, dtype=float), y, learned
 
 
 def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, float] | None = None,
-                 n_boot: int = 1000) -> dict:
+                 loss: str = "final", max_late_slope: float | None = None, n_boot: int = 1000) -> dict:
     """α_N (x = parameters), α_D (x = n_train) or α_S (x = step) of the Zipf-weighted test loss.
 
     For S the logged curve of each result is used. Returns the fit, its range sensitivity and the points.
@@ -145,6 +180,11 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
         N fits against `n_params`, S against the step; any other value fits against `config["n_train"]`.
     x_range : (float, float) or None
         Inclusive bounds on x for the fit; None fits every point.
+    loss : {"final", "best"}
+        N and D: each member's final test loss, or its lowest logged one ("best": early stopping, as the
+        paper's data-limited sweep trains each D to early-stopping convergence).
+    max_late_slope : float or None
+        N and D: leave out members whose `late_slope` exceeds this (not converged in steps); None keeps all.
     n_boot : int
         Bootstrap resamples for the CI on α.
 
@@ -153,25 +193,73 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     dict
         "fit" (`PowerLawFit.to_dict()`, loss ≈ a·x^-α), "range_sensitivity" (`fit_range_sensitivity` rows,
         up to 2 points dropped at either end of the fitted range), "x", "loss" (mean test loss in bits)
-        and "n_learned" (mean learned subtasks per x; None for S).
+        "n_learned" (mean learned subtasks per x; None for S), "late_slope" (per x, the largest over seeds;
+        None for S) and "loss_kind".
 
     Raises
     ------
     ValueError
-        Fewer than 3 distinct x values in `x_range`, or a loss that is not positive and finite.
+        Fewer than 3 distinct x values in `x_range` (after leaving out unconverged members), a loss that is
+        not positive and finite, or an unknown `loss`.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    slopes = None
     if kind == "S":
         steps = np.array(results[0]["curve"]["step"][1:], dtype=float)
         loss = np.mean([r["curve"]["test_loss"][1:] for r in results], axis=0)
         x, y, learned = steps, loss, None
     else:
-        x, y, learned = _by_x(results, (lambda r: r["n_params"]) if kind == "N" else (lambda r: r["config"]["n_train"]))
-    fit = fit_power_law(x, y, x_range=x_range, n_boot=n_boot)
+        x_of = (lambda r: r["n_params"]) if kind == "N" else (lambda r: r["config"]["n_train"])
+        x, y, learned = _by_x(results, x_of, loss)
+        slopes = np.array([max((late_slope(r) if "curve" in r else np.nan for r in results if x_of(r) == xv),
+                               key=lambda v: -np.inf if np.isnan(v) else v) for xv in x])
+    use = np.ones(x.size, dtype=bool) if max_late_slope is None or slopes is None else slopes <= max_late_slope
+    fit = fit_power_law(x[use], y[use], x_range=x_range, n_boot=n_boot)
     lo, hi = fit.x_range
-    inside = (x >= lo) & (x <= hi)
+    inside = use & (x >= lo) & (x <= hi)
     sens = fit_range_sensitivity(x[inside], y[inside], max_drop=2, n_boot=200)
     return {"fit": fit.to_dict(), "range_sensitivity": sens, "x": x.tolist(), "loss": y.tolist(),
-            "n_learned": None if learned is None else learned.tolist()}
+            "n_learned": None if learned is None else learned.tolist(),
+            "late_slope": None if slopes is None else slopes.tolist(), "loss_kind": loss}
+
+
+def finite_task_exponent(probs, n_learned, x) -> float:
+    """The quantization model's exponent for a task with finitely many subtasks, over the measured points.
+
+    With the n most frequent subtasks learned, the loss is proportional to the unlearned mass
+    T(n) = Σ_{k>n} p_k (Michaud et al. 2023, §3: L_n ∝ Σ_{k=n+1}^{n_tasks} p_k). For infinitely many subtasks
+    T(n) ∝ n^-α and α_N = α when n ∝ N; with n_tasks subtasks T(n) falls faster as n nears n_tasks, so a
+    measured α_N above α can be the truncation, not a failure of the theory. Returns −slope of log T(n_i)
+    vs log x_i by least squares.
+
+    Parameters
+    ----------
+    probs : float ndarray (n_tasks,)
+        Subtask frequencies, most frequent first (`MultitaskSparseParity.probs`).
+    n_learned : sequence of float
+        Learned subtasks at each point (means over seeds are rounded).
+    x : sequence of float
+        Parameters (or samples) at each point, positive.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 points, lengths that differ, or every subtask learned at some point (T = 0).
+    """
+    p = np.asarray(probs, dtype=float)
+    n = np.rint(np.asarray(n_learned, dtype=float)).astype(int)
+    x = np.asarray(x, dtype=float)
+    if n.size < 2 or n.shape != x.shape:
+        raise ValueError(f"need ≥ 2 points of equal length, got {n.size} learned counts and {x.size} x values")
+    tail = np.array([p[k:].sum() for k in n])
+    if np.any(tail <= 0):
+        raise ValueError("every subtask is learned at some point: the unlearned mass is 0")
+    return float(-np.polyfit(np.log(x), np.log(tail), 1)[0])
 
 
 def learning_order(result: dict) -> dict:

@@ -100,3 +100,43 @@ def test_cli_train_neurons_sweep_fit_and_bad_input(tmp_path, capsys):
     assert "holds a different sweep" in capsys.readouterr().err
     assert main(["sparse-parity", "train", *tiny, "--width", "0", "--out", str(tmp_path / "bad")]) == 2
     assert "width must be a positive integer" in capsys.readouterr().err
+
+
+def _curve(width, loss_at, steps=(0, 1000, 2000, 4000, 8000, 16000)):
+    """A fake member whose logged test loss is loss_at(step) (step 0: 1 bit)."""
+    losses = [1.0] + [loss_at(s) for s in steps[1:]]
+    return {"n_params": width * 10, "test_loss": losses[-1], "n_learned": 1, "steps_to_learn": [],
+            "config": {"n_train": width, "width": width}, "curve": {"step": list(steps), "test_loss": losses}}
+
+
+def test_late_slope_marks_step_limited_members_and_the_fit_leaves_them_out():
+    widths = [8, 16, 32, 64, 128]
+    # converged widths sit on L = 10·N^-0.5 (N = 10·width); the two widest still fall as step^-0.4
+    plateau = {w: 10 * (w * 10.0) ** -0.5 for w in widths}
+    res = [_curve(w, lambda s, w=w: plateau[w]) for w in widths[:3]]
+    res += [_curve(w, lambda s, w=w: plateau[w] * (16000 / s) ** 0.4) for w in widths[3:]]
+    from quanta_interp.sparse_parity.sweep import late_slope
+    assert [round(late_slope(r), 6) for r in res] == [0, 0, 0, 0.4, 0.4]
+    assert np.isnan(late_slope({"curve": {"step": [0, 100], "test_loss": [1.0, 0.5]}}))  # one point after step 0
+    converged = fit_exponent(res, "N", max_late_slope=0.1, n_boot=100)
+    assert converged["fit"]["exponent"] == pytest.approx(0.5, abs=1e-9) and converged["fit"]["n_points"] == 3
+    assert converged["late_slope"] == pytest.approx([0, 0, 0, 0.4, 0.4], abs=1e-9)
+    assert fit_exponent(res, "N", n_boot=100)["fit"]["n_points"] == 5  # no filter: all widths
+    # early stopping: the lowest logged loss, not the last one
+    over = [_curve(d, lambda s, d=d: 2 * d ** -0.3 * (1 + (s == 16000))) for d in (1000, 2000, 4000, 8000)]
+    best = fit_exponent(over, "D", loss="best", n_boot=100)
+    assert best["fit"]["exponent"] == pytest.approx(0.3, abs=1e-9) and best["loss_kind"] == "best"
+    assert fit_exponent(over, "D", n_boot=100)["loss"] == pytest.approx([4 * d ** -0.3 for d in (1000, 2000, 4000, 8000)])
+    with pytest.raises(ValueError, match="loss must be one of final, best"):
+        fit_exponent(over, "D", loss="min")
+
+
+def test_finite_task_exponent_is_alpha_for_many_subtasks_and_larger_when_truncated():
+    from quanta_interp.sparse_parity.sweep import finite_task_exponent
+    n = np.array([4, 8, 16, 32])  # learned ∝ N
+    many = MultitaskSparseParity(3000, 30, 3, 2.0).probs
+    assert finite_task_exponent(many, n, n * 100) == pytest.approx(1.0, abs=0.05)  # ≈ α = 1 when n ≪ n_tasks
+    few = MultitaskSparseParity(40, 20, 3, 2.0).probs
+    assert finite_task_exponent(few, n, n * 100) > 1.3  # 32 of 40 learned: the tail collapses
+    with pytest.raises(ValueError, match="unlearned mass is 0"):
+        finite_task_exponent(few, [4, 40], [1, 2])
