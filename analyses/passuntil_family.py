@@ -19,7 +19,7 @@ from quanta_interp.fitting import fit_range_sensitivity
 from quanta_interp.io import RunDir, atomic_write_json
 
 SCALES = {
-    "cpu": dict(widths=[8, 12, 16, 24, 32, 48, 64], steps=2000, n_train=200_000, n_test=200, k_max=100_000),
+    "cpu": dict(widths=[8, 12, 16, 24, 32, 48, 64], steps=6000, n_train=200_000, n_test=200, k_max=100_000),
     "paper": dict(widths=[8, 12, 16, 24, 32, 48, 64, 96, 128], steps=8000, n_train=1_000_000, n_test=1000,
                   k_max=1_000_000),
 }
@@ -101,7 +101,10 @@ def analyse(results: list[dict], cfg: dict) -> dict:
             "predicted_pu": fit.prediction[0], "predicted_ci": [lo, hi],
             "measured_pu": measured["pu"], "measured_ci": measured["pu_ci"], "exact_p": measured["exact_p"],
             "measured_in_prediction_ci": bool(lo <= measured["pu"] <= hi),
+            "prediction_in_measured_ci": bool(measured["pu_ci"][0] <= fit.prediction[0] <= measured["pu_ci"][1]),
             "relative_error_vs_measured": fit.prediction[0] / measured["pu"] - 1,
+            # near PU = 1 the pass rate compresses differences; the law's own quantity is −log PU
+            "neg_log_pu_ratio_predicted_over_measured": float(np.log(fit.prediction[0]) / np.log(measured["pu"])),
             "relative_error_vs_exact": fit.prediction[0] / measured["exact_p"] - 1}
     out["range_sensitivity"] = []  # drop the smallest sizes: how the exponent and the prediction move
     for drop in range(int(fit_on.sum()) - 2):
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paper-scale", action="store_true", help="more sizes, steps and instances")
     p.add_argument("--digits", type=int, default=2, help="operand digits (default 2)")
     p.add_argument("--r", type=int, default=3, help="passes to wait for per instance (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per model (default: the scale's)")
     p.add_argument("--workers", type=int, default=None, help="processes for the sweep (default: all cores)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -171,10 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES["paper" if args.paper_scale else "cpu"]
     cfg = {k: v for k, v in scale.items() if k != "widths"} | {"digits": args.digits, "r": args.r,
                                                                  "seed": args.seed, "device": args.device}
+    if args.steps is not None:
+        cfg["steps"] = args.steps
     configs = [cfg | {"width": w} for w in scale["widths"]]
     t0 = time.perf_counter()
     results = map_runs(train_and_evaluate, configs, backend="processes", workers=args.workers,
-                       root=Path(args.runs) / f"d{args.digits}_r{args.r}_s{args.seed}{'_paper' if args.paper_scale else ''}",
+                       root=Path(args.runs) / (f"d{args.digits}_r{args.r}_s{args.seed}{'_paper' if args.paper_scale else ''}"
+                                              + (f"_steps{args.steps}" if args.steps is not None else "")),
                        name="passuntil_family")
     summary = analyse(list(results), cfg | {"widths": scale["widths"]})
     summary["wall_s"] = time.perf_counter() - t0
