@@ -215,6 +215,9 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
         slopes = np.array([max((late_slope(r) if "curve" in r else np.nan for r in results if x_of(r) == xv),
                                key=lambda v: -np.inf if np.isnan(v) else v) for xv in x])
     use = np.ones(x.size, dtype=bool) if max_late_slope is None or slopes is None else slopes <= max_late_slope
+    if use.sum() < 3:
+        raise ValueError(f"only {int(use.sum())} of {x.size} points converged in steps (late slope ≤ "
+                         f"{max_late_slope}); train longer or fit without max_late_slope")
     fit = fit_power_law(x[use], y[use], x_range=x_range, n_boot=n_boot)
     lo, hi = fit.x_range
     inside = use & (x >= lo) & (x <= hi)

@@ -122,6 +122,8 @@ def test_late_slope_marks_step_limited_members_and_the_fit_leaves_them_out():
     assert converged["fit"]["exponent"] == pytest.approx(0.5, abs=1e-9) and converged["fit"]["n_points"] == 3
     assert converged["late_slope"] == pytest.approx([0, 0, 0, 0.4, 0.4], abs=1e-9)
     assert fit_exponent(res, "N", n_boot=100)["fit"]["n_points"] == 5  # no filter: all widths
+    with pytest.raises(ValueError, match=r"only 2 of 4 points converged in steps \(late slope ≤ 0.1\); train longer"):
+        fit_exponent(res[1:], "N", max_late_slope=0.1)
     # early stopping: the lowest logged loss, not the last one
     over = [_curve(d, lambda s, d=d: 2 * d ** -0.3 * (1 + (s == 16000))) for d in (1000, 2000, 4000, 8000)]
     best = fit_exponent(over, "D", loss="best", n_boot=100)
