@@ -70,11 +70,12 @@ ASSETS: dict[str, Asset] = {
 
 
 def cache_dir() -> Path:
-    """The toolkit's cache root (assets, corpora): `$QUANTA_CACHE`, or `~/.cache/quanta_interp`.
+    """The toolkit's cache root (assets, corpora): `$QUANTA_CACHE`, or `~/.cache/quanta_interp` when it is unset
+    or empty (an empty value would otherwise mean the working directory).
 
     The folder is not created here.
     """
-    return Path(os.environ.get("QUANTA_CACHE", Path.home() / ".cache" / "quanta_interp")).expanduser()
+    return Path(os.environ.get("QUANTA_CACHE") or Path.home() / ".cache" / "quanta_interp").expanduser()
 
 
 def _sha256(path: Path) -> str:
@@ -107,7 +108,23 @@ def _download(asset: Asset, dest: Path) -> Path:
 
 
 def _extract(asset: Asset, archive: Path, target: Path) -> None:
+    """Extract into a temporary sibling folder, then rename it to `target`; nothing half-written is left
+    behind, and when another process finished the same extraction first its copy is kept."""
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        _extract_into(asset, archive, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not target.exists():
+            raise
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+
+
+def _extract_into(asset: Asset, archive: Path, tmp: Path) -> None:
     if asset.binary:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if n.startswith(asset.member)]
@@ -124,7 +141,6 @@ def _extract(asset: Asset, archive: Path, target: Path) -> None:
                     out = tmp / Path(m.name).relative_to(asset.member)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(tf.extractfile(m).read())
-    os.replace(tmp, target)
 
 
 def fetch(name: str) -> Path:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import ParameterError, check_device
+from .config import BACKENDS, ParameterError, check_device
 
 __all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
@@ -55,7 +55,7 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, devic
 
 def add_backend(parser: argparse.ArgumentParser) -> None:
     """Options for commands that run sweeps: where the runs execute (see `executors.map_runs`)."""
-    parser.add_argument("--backend", choices=("serial", "processes", "ray"), default="serial",
+    parser.add_argument("--backend", choices=BACKENDS, default="serial",
                         help="where runs execute (default: serial)")
     parser.add_argument("--workers", type=positive_int, default=None, help="parallel runs for 'processes'")
     parser.add_argument("--address", default=None,

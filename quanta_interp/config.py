@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-__all__ = ["Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
+__all__ = ["BACKENDS", "Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
            "parse_float_list", "parse_str_list", "check_positive_int", "check_finite", "check_device"]
+
+BACKENDS = ("serial", "processes", "ray")  # where sweep runs execute: `executors.map_runs`, `--backend`
 
 C = TypeVar("C", bound="Config")
 

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
+from .config import BACKENDS
 from .io import RunDir, Sweep, progress
 
 __all__ = ["map_runs", "BACKENDS"]
 
-BACKENDS = ("serial", "processes", "ray")
 
 RunFn = Callable[[dict, RunDir | None], Mapping[str, Any]]
 

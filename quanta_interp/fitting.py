@@ -210,7 +210,8 @@ def fit_range_sensitivity(
     **fit_kwargs,
 ) -> list[dict]:
     """Exponents fitted on sub-ranges of x: the given `ranges`, or every way of dropping up to
-    `max_drop` points from each end that leaves at least 3 (4 with offset) points.
+    `max_drop` distinct x values from each end that leaves at least 3 (4 with offset) distinct values
+    (repeated x, e.g. several seeds per size, are kept or dropped together).
 
     The papers' exponents move with the fit range (the QDG rank-frequency slope spans −0.92 … −1.24 in
     Michaud et al. 2023; the measured α_D drifts with the points fitted in Cagnetta et al. 2026), so
@@ -223,7 +224,7 @@ def fit_range_sensitivity(
     ranges : sequence of (float, float) or None
         Inclusive (lo, hi) bounds on x, one fit each; None builds them from `max_drop`.
     max_drop : int
-        Most points dropped from each end of the sorted x when `ranges` is None.
+        Most distinct x values dropped from each end when `ranges` is None.
     **fit_kwargs
         Passed to `fit_power_law` (`offset`, `seed`, `n_boot`, which defaults to 200 here).
 
@@ -236,10 +237,10 @@ def fit_range_sensitivity(
     Raises
     ------
     ValueError
-        As `fit_power_law`, for x, y or any one range: a range with fewer than 3 distinct x values
-        (4 with offset) is not skipped, which repeated x values can cause even in generated ranges.
+        As `fit_power_law`, for x, y or any one given range: a range with fewer than 3 distinct x values
+        (4 with offset) is not skipped.
     """
-    xa = np.sort(check_positive("x", x))
+    xa = np.unique(check_positive("x", x))
     if ranges is None:
         need = 4 if fit_kwargs.get("offset") else 3
         ranges = [(xa[lo], xa[xa.size - 1 - hi]) for lo in range(max_drop + 1) for hi in range(max_drop + 1)

@@ -1,4 +1,9 @@
-"""Matplotlib helpers: one look for every figure, saved atomically as PNG and SVG."""
+"""Matplotlib helpers: one look for every figure, saved atomically as PNG and SVG.
+
+Figures are built with `matplotlib.figure.Figure`, not pyplot, and styled inside `matplotlib.rc_context`, so
+importing this module neither switches the user's backend (a notebook keeps its inline one) nor changes their
+global rcParams.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,16 @@ import os
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..io import atomic_write_bytes  # noqa: E402
+from ..io import atomic_write_bytes
 
 __all__ = ["new_figure", "save_figure"]
 
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
-plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figure.dpi": 110,
-                     "axes.grid": True, "grid.alpha": 0.3, "svg.fonttype": "none"})
+STYLE = {"axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figure.dpi": 110,
+         "axes.grid": True, "grid.alpha": 0.3, "svg.fonttype": "none", "svg.hashsalt": "quanta_interp"}
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (5.0, 3.8)):
@@ -35,11 +38,13 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (5
     axes : object ndarray (nrows, ncols) of Axes
         Always 2-D, even for one panel: `axes[0, 0]`.
     """
-    return plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(size[0] * ncols, size[1] * nrows))
+        return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
 def save_figure(fig, stem: str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write `stem.png` and `stem.svg` atomically and close the figure.
+    """Write `stem.png` and `stem.svg` atomically (the figure is garbage-collected like any object).
 
     PNG at 130 dpi; SVG keeps text as text and carries no date, so reruns give identical files.
 
@@ -63,11 +68,11 @@ def save_figure(fig, stem: str | os.PathLike, *, formats: tuple[str, ...] = ("pn
     """
     stem = Path(stem)
     paths = []
-    fig.tight_layout()
-    for fmt in formats:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=130 if fmt == "png" else None,
-                    metadata={"Date": None} if fmt == "svg" else None)
-        paths.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buf.getvalue()))
-    plt.close(fig)
+    with matplotlib.rc_context(STYLE):
+        fig.tight_layout()
+        for fmt in formats:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, dpi=130 if fmt == "png" else None,
+                        metadata={"Date": None} if fmt == "svg" else None)
+            paths.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buf.getvalue()))
     return paths

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,30 @@ def test_hf_dataset_offline_is_one_clear_line(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(ValueError, match=r"hf:roneneldan/TinyStories could not be loaded .* needs the Hugging Face hub"):
         load_documents("hf:roneneldan/TinyStories", max_documents=3)
+
+
+def test_asset_cache_root_extraction_failure_and_a_lost_race(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    monkeypatch.setenv("QUANTA_CACHE", "")
+    assert assets.cache_dir() == Path.home() / ".cache" / "quanta_interp"  # not the working directory
+    archive = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        data = b"to be or not to be"
+        info = tarfile.TarInfo("pkg-1.0/texts/hamlet.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    asset = assets.Asset("texts", "pkg==1.0", archive.name, "0" * 64, "pkg-1.0/texts/", binary=False)
+    target = tmp_path / "cache" / "texts"
+    target.parent.mkdir()
+    assets._extract(asset, archive, target)
+    assert (target / "hamlet.txt").read_text() == "to be or not to be"
+    # another process finished first: its copy is kept, ours is cleaned up, no error
+    assets._extract(asset, archive, target)
+    assert (target / "hamlet.txt").exists() and [p.name for p in target.parent.iterdir()] == ["texts"]
+    # a failing extraction leaves no temporary folder behind
+    (tmp_path / "bad.tar.gz").write_bytes(b"not a tar file")
+    with pytest.raises(tarfile.ReadError):
+        assets._extract(asset, tmp_path / "bad.tar.gz", tmp_path / "cache" / "other")
+    assert [p.name for p in target.parent.iterdir()] == ["texts"]

@@ -59,3 +59,13 @@ def test_bad_values_rejected_with_one_message(bad):
 def test_too_few_points_rejected():
     with pytest.raises(ValueError, match="at least 3 distinct"):
         fit_power_law([1, 1, 2], [1, 1, 0.5])
+
+
+def test_range_sensitivity_with_repeated_x_drops_whole_sizes():
+    sizes = np.array([10.0, 20.0, 40.0, 80.0, 160.0])
+    x = np.repeat(sizes, 3)  # three seeds per size
+    y = 5.0 * x ** -0.7 * np.tile([0.99, 1.0, 1.01], sizes.size)
+    rows = fit_range_sensitivity(x, y, max_drop=2, n_boot=50)
+    assert [r["x_range"] for r in rows][:3] == [[10.0, 160.0], [10.0, 80.0], [10.0, 40.0]]
+    assert len(rows) == 6 and all(r["n_points"] % 3 == 0 and r["n_points"] >= 9 for r in rows)
+    assert all(abs(r["exponent"] - 0.7) < 0.01 for r in rows)

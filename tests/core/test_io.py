@@ -90,3 +90,22 @@ def test_atomic_json_converts_numpy(tmp_path):
 
     atomic_write_json(tmp_path / "a.json", {"x": np.float32(1.5), "v": np.arange(3), "t": (1, 2), "n": float("nan")})
     assert read_json(tmp_path / "a.json") == {"x": 1.5, "v": [0, 1, 2], "t": [1, 2], "n": None}
+
+
+def test_figures_leave_the_users_matplotlib_alone_and_svgs_are_byte_identical(tmp_path):
+    import subprocess
+    import sys
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib as m\n"
+        "before = (m.get_backend(), dict(m.rcParams))\n"
+        "from quanta_interp.report import new_figure, save_figure\n"
+        "for name in ('a', 'b'):\n"
+        "    fig, axes = new_figure(2, 1)\n"
+        "    axes[0, 0].plot([1, 2, 3], [3, 1, 2]); axes[0, 1].loglog([1, 10], [1, 0.1])\n"
+        f"    save_figure(fig, {str(tmp_path)!r} + '/' + name)\n"
+        "assert (m.get_backend(), dict(m.rcParams)) == before, 'backend or rcParams changed'\n"
+        "assert fig.axes[0].get_lines()[0].get_color() == '#0072B2'  # our palette, inside the figure only\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
