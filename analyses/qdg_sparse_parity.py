@@ -88,7 +88,8 @@ def main() -> None:
         rows = [r["methods"][name] for r in reports]
         stat = {k: [float(np.mean([row[k] for row in rows])), float(np.min([row[k] for row in rows])),
                     float(np.max([row[k] for row in rows]))] for k in ("ari", "homogeneity", "completeness",
-                                                                      "fine_homogeneity")}
+                                                                      "fine_homogeneity", "fine_homogeneity_learned",
+                                                                      "fine_homogeneity_patterns")}
         stat["slope_at_K"] = [row["fit_at_K"]["slope"] for row in rows]
         stat["slope_at_K_ci"] = [row["fit_at_K"]["slope_ci"] for row in rows]
         stat["envelope_slope"] = [row["envelope_fit"]["slope"] for row in rows]

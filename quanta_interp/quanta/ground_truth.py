@@ -119,7 +119,9 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
         `truth_fit` (rank-frequency fit of the true subtask sizes: the best any clustering can do),
         `predicted_slope` −(α + 1), `fit_ranks` (1 … learned subtasks present: beyond them sizes are lucky
         guesses, not the task's frequencies), and `methods`: per row of METHODS its ARI, homogeneity and
-        completeness at K = learned subtasks present, `fine_homogeneity` at K = 2^k × learned, and rank-frequency
+        completeness at K = learned subtasks present, `fine_homogeneity` at K = 2^k × learned (against subtasks;
+        `fine_homogeneity_learned` on learned subtasks' samples only, `fine_homogeneity_patterns` against subtask ×
+        pattern), and rank-frequency
         fits of its clusters at K (`fit_at_K`) and of the paper's envelope over counts 2 … 2^k × learned.
 
     Raises
@@ -145,6 +147,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
     ok = np.linalg.norm(G, axis=1) > 0  # p_y = 1.0 in float32 leaves no gradient
     G, subtask, pattern = G[ok], subtask[ok], pattern[ok]
     present = np.unique(subtask)
+    from_learned = np.isin(subtask, learned)
     K = int(np.isin(present, learned).sum())  # samples of unlearned subtasks are lucky guesses (≈ 1 %)
     fine = K * 2 ** task.k
     if K < 2:
@@ -175,6 +178,10 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
             "homogeneity": float(homogeneity_score(subtask, quanta.labels)),
             "completeness": float(completeness_score(subtask, quanta.labels)),
             "fine_homogeneity": float(homogeneity_score(subtask, fine_labels)),
+            # the same on the samples of learned subtasks only (the ≈ 1 % lucky guesses of unlearned ones have no
+            # quantum to join), and against subtask × pattern, the finest true structure
+            "fine_homogeneity_learned": float(homogeneity_score(subtask[from_learned], fine_labels[from_learned])),
+            "fine_homogeneity_patterns": float(homogeneity_score(subtask * 2 ** task.k + pattern, fine_labels)),
             "envelope_fit": _short(fit), "fit_at_K": _short(rank_frequency_fit(rank_sizes(quanta.labels), total=len(G),
                                                                                fit_ranks=ranks, **zipf)),
         }

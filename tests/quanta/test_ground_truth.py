@@ -31,6 +31,7 @@ def test_quanta_of_a_tiny_task_are_recovered_where_the_papers_clustering_is_not(
     assert g["same_subtask_same_pattern"] > g["same_subtask_other_pattern"] > 1.5 * g["other_subtask"]
     default, paper = out["methods"][METHODS[1]], out["methods"][METHODS[0]]
     assert default["ari"] >= 0.85 and default["fine_homogeneity"] >= 0.8
+    assert default["fine_homogeneity_learned"] >= 0.8 and 0 < default["fine_homogeneity_patterns"] <= 1
     assert paper["ari"] < 0.4  # the angular affinity's 0.5 floor for orthogonal gradients hides the structure
     sizes = np.array(sorted(out["subtasks"].values(), reverse=True))
     assert sizes[0] > 2 * sizes[1] > 2 * sizes[3]  # samples follow the Zipf frequencies of the task
