@@ -47,11 +47,16 @@ SMOKE = dict(task=dict(n_tasks=20, n_bits=8, k=3, width=32, steps=200, batch_siz
 MAX_LATE_SLOPE = 0.1  # converged in steps: the test loss falls < 7 % per doubling of steps at the end
 
 
+def _span(x, keep) -> tuple[float, float] | None:
+    """The range of the kept x, or None with fewer than 3 of them (too few to fit)."""
+    kept = np.asarray(x)[keep]
+    return (float(kept.min()), float(kept.max())) if kept.size >= 3 else None
+
+
 def fit_window(f: dict, n_tasks: int) -> tuple[float, float] | None:
     """The N-limited window: converged points with ≥ 1 subtask learned and fewer than half of them learned."""
-    x, learned, slope = np.array(f["x"]), np.array(f["n_learned"]), np.array(f["late_slope"])
-    keep = x[(learned >= 1) & (learned <= n_tasks / 2) & (slope <= MAX_LATE_SLOPE)]
-    return (float(keep.min()), float(keep.max())) if keep.size >= 3 else None
+    learned, slope = np.array(f["n_learned"]), np.array(f["late_slope"])
+    return _span(f["x"], (learned >= 1) & (learned <= n_tasks / 2) & (slope <= MAX_LATE_SLOPE))
 
 
 def data_window(results: list[dict], f: dict, n_tasks: int) -> tuple[float, float] | None:
@@ -59,9 +64,8 @@ def data_window(results: list[dict], f: dict, n_tasks: int) -> tuple[float, floa
     network's (some quantum is learned; below it the loss is chance, not a power law) with fewer than half the
     subtasks learned — the data counterpart of `fit_window`."""
     chance = {r["config"]["n_train"]: r["curve"]["test_loss"][0] for r in results}
-    x, y, learned = np.array(f["x"]), np.array(f["loss"]), np.array(f["n_learned"])
-    keep = x[(y < 0.95 * np.array([chance[v] for v in x])) & (learned <= n_tasks / 2)]
-    return (float(keep.min()), float(keep.max())) if keep.size >= 3 else None
+    y, learned = np.array(f["loss"]), np.array(f["n_learned"])
+    return _span(f["x"], (y < 0.95 * np.array([chance[v] for v in f["x"]])) & (learned <= n_tasks / 2))
 
 
 def emergence_vs_steps(run_path: Path, member: int) -> tuple[list[int], list[list[float]]]:
@@ -83,10 +87,9 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     f_all = fit_exponent(res_n, "N")  # every width at the step budget, converged or not
     window = fit_window(f_all, n_tasks)  # converged widths in the N-limited range
     f_n = fit_exponent(res_n, "N", x_range=window, max_late_slope=MAX_LATE_SLOPE) if window else f_all
-    lo, hi = f_n["fit"]["x_range"]
-    used = [i for i, (x, sl) in enumerate(zip(f_n["x"], f_n["late_slope"], strict=True))
-            if lo <= x <= hi and (not window or sl <= MAX_LATE_SLOPE)]
-    finite_n = finite_task_exponent(base.task().probs, [f_n["n_learned"][i] for i in used], [f_n["x"][i] for i in used])
+    probs = base.task().probs
+    used = np.array(f_n["fitted"])
+    finite_n = finite_task_exponent(probs, np.array(f_n["n_learned"])[used], np.array(f_n["x"])[used])
     f_d_final = fit_exponent(res_d, "D")  # the final test loss at every D (round 2's estimate)
     f_d_all = fit_exponent(res_d, "D", loss="best")  # early stopping: the lowest logged test loss
     d_window = data_window(res_d, f_d_all, n_tasks)
@@ -94,7 +97,6 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     widest = [r for r in res_n if r["config"]["width"] == max(spec["widths"])]
     f_s = fit_exponent(widest, "S")
 
-    probs = base.task().probs
     order, slope = learning_order(widest[0]), steps_to_learn_fit(widest[0], probs)
     seed0 = [r for r in res_n if r["config"]["seed"] == spec["seeds"][0]]
     shown = min(n_tasks, 40)

@@ -193,7 +193,7 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     dict
         "fit" (`PowerLawFit.to_dict()`, loss ≈ a·x^-α), "range_sensitivity" (`fit_range_sensitivity` rows,
         up to 2 points dropped at either end of the fitted range), "x", "loss" (mean test loss in bits)
-        "n_learned" (mean learned subtasks per x; None for S), "late_slope" (per x, the largest over seeds;
+        "fitted" (per x, whether the fit used it), "n_learned" (mean learned subtasks per x; None for S), "late_slope" (per x, the largest over seeds;
         None for S) and "loss_kind".
 
     Raises
@@ -223,7 +223,7 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     inside = use & (x >= lo) & (x <= hi)
     sens = fit_range_sensitivity(x[inside], y[inside], max_drop=2, n_boot=200)
     return {"fit": fit.to_dict(), "range_sensitivity": sens, "x": x.tolist(), "loss": y.tolist(),
-            "n_learned": None if learned is None else learned.tolist(),
+            "fitted": inside.tolist(), "n_learned": None if learned is None else learned.tolist(),
             "late_slope": None if slopes is None else slopes.tolist(), "loss_kind": loss}
 
 
