@@ -152,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = [analyse_zipf(z, spec, runs, out, args.backend, args.device, args.workers) for z in spec["zipf"]]
     for kind, xlabel in (("N", "parameters"), ("D", "training samples D"), ("S", "steps (widest network)")):
-        plot_scaling({f"Zipf {r['zipf_exponent']}": r["_fits"][kind] | ({"max_late_slope": MAX_LATE_SLOPE}
-                                                                        if kind == "N" and r["alpha_N_converged_window"] else {})
-                      for r in rows}, out / f"loss_vs_{kind}",
+        plot_scaling({f"Zipf {r['zipf_exponent']}": r["_fits"][kind] for r in rows}, out / f"loss_vs_{kind}",
                      xlabel=xlabel, title=f"α_{kind}: measured vs theory")
     summary = {
         "scale": name, "config": spec, "device": args.device, "cpu_count": os.cpu_count(), "backend": args.backend,

@@ -21,7 +21,8 @@ def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str,
     fits : dict label → dict
         `fit_exponent` outputs: "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn over its
         x_range without offset), "n_learned" (None for an S sweep: no right-panel line) and, optionally,
-        "late_slope" with "max_late_slope": points still falling faster than that are drawn hollow (not fitted).
+        "late_slope" with "max_late_slope" (as `fit_exponent` returns them): points still falling faster than
+        that are drawn hollow (not fitted).
     stem : str or PathLike
         Output path without extension; `stem.png` and `stem.svg` are written.
     xlabel : str

@@ -206,9 +206,8 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     slopes = None
     if kind == "S":
-        steps = np.array(results[0]["curve"]["step"][1:], dtype=float)
-        loss = np.mean([r["curve"]["test_loss"][1:] for r in results], axis=0)
-        x, y, learned = steps, loss, None
+        x = np.array(results[0]["curve"]["step"][1:], dtype=float)
+        y, learned = np.mean([r["curve"]["test_loss"][1:] for r in results], axis=0), None
     else:
         x_of = (lambda r: r["n_params"]) if kind == "N" else (lambda r: r["config"]["n_train"])
         x, y, learned = _by_x(results, x_of, loss)
@@ -224,7 +223,8 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     sens = fit_range_sensitivity(x[inside], y[inside], max_drop=2, n_boot=200)
     return {"fit": fit.to_dict(), "range_sensitivity": sens, "x": x.tolist(), "loss": y.tolist(),
             "fitted": inside.tolist(), "n_learned": None if learned is None else learned.tolist(),
-            "late_slope": None if slopes is None else slopes.tolist(), "loss_kind": loss}
+            "late_slope": None if slopes is None else slopes.tolist(), "loss_kind": loss,
+            "max_late_slope": None if slopes is None else max_late_slope}
 
 
 def finite_task_exponent(probs, n_learned, x) -> float:

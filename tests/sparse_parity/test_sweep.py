@@ -127,6 +127,8 @@ def test_late_slope_marks_step_limited_members_and_the_fit_leaves_them_out():
     assert converged["fit"]["exponent"] == pytest.approx(0.5, abs=1e-9) and converged["fit"]["n_points"] == 3
     assert converged["late_slope"] == pytest.approx([0, 0, 0, 0.4, 0.4], abs=1e-9)
     assert fit_exponent(res, "N", n_boot=100)["fit"]["n_points"] == 5  # no filter: all widths
+    steps = fit_exponent(res[3:4], "S", n_boot=100)  # the logged curve of one member
+    assert steps["loss_kind"] == "final" and steps["fit"]["exponent"] == pytest.approx(0.4, abs=1e-9)
     with pytest.raises(ValueError, match=r"only 2 of 4 points converged in steps \(late slope ≤ 0.1\); train longer"):
         fit_exponent(res[1:], "N", max_late_slope=0.1)
     # early stopping: the lowest logged loss, not the last one
