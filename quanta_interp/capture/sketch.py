@@ -19,10 +19,9 @@ from __future__ import annotations
 import torch
 
 from ..config import check_positive_int
+from .dims import DEFAULT_MATRIX_DIM
 
-__all__ = ["TensorSketch", "DEFAULT_PROJECTION_DIM", "DEFAULT_MATRIX_DIM"]
-
-from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
+__all__ = ["TensorSketch"]
 
 
 def _hash(d: int, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -194,7 +194,7 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
             "layers": cap.dims}
     old = GradientStore(out) if (out / "capture.json").exists() else None
     if old is not None:
-        same = {k: v for k, v in old.meta.items() if k not in ("n", "shards")} == meta
+        same = {k: old.meta.get(k) for k in meta} == meta  # extra bookkeeping keys (n, shards) do not count
         k = len(old.targets)
         if not same or k > len(targets) or not np.array_equal(old.targets, targets[:k]):
             raise ValueError(f"{out} holds gradients captured with other settings or tokens; use another folder")

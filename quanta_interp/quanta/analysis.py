@@ -107,16 +107,15 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
 
 
 def _quanta_scaling(out: Path, config, rows: np.ndarray, reference: np.ndarray, order: np.ndarray,
-                    labels: np.ndarray, fit: dict) -> tuple[dict, dict]:
-    """`quanta_scaling.json` and its figure from the family losses of the clustered rows."""
+                    labels: np.ndarray, fit: dict, alpha: float | None, source: str | None) -> tuple[dict, dict]:
+    """`quanta_scaling.json` and its figure from the family losses of the clustered rows (α_N and its source
+    as `alpha_n_from` gave them)."""
     from .family import read_family
-    from .frequencies import alpha_n_from
     from .scaling import plot_quanta_scaling, quanta_scaling
 
     losses, x, listing = read_family(out)
     rank_of = np.empty(len(order), np.int64)
     rank_of[order] = np.arange(len(order))
-    alpha, source = alpha_n_from(config.alpha_n)
     names = [m["name"] for m in listing["members"]]
     result = quanta_scaling(losses[rows], x, rank_of[labels], reference, axis=listing["axis"], members=names,
                             rank_slope=fit.get("slope"), alpha_n=alpha, alpha_n_source=source,
@@ -141,7 +140,7 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     """
     from ..capture import GradientStore
     from .browser import write_browser
-    from .clustering import umap_embedding
+    from .clustering import umap_embedding, unit_rows
     from .frequencies import alpha_n_from, plot_rank_frequency, plot_umap, write_rank_frequency
 
     out, t0 = Path(out), time.perf_counter()
@@ -164,19 +163,18 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
         notes.append(f"umap.png not drawn: {e}")
 
     order = np.argsort(-np.bincount(qc.labels_, minlength=config.n_clusters), kind="stable")
-    unit = G / np.maximum(np.linalg.norm(G, axis=1, keepdims=True), 1e-30)
     clusters = []
     for rank, c in enumerate(order):
         idx = sorted(np.flatnonzero(qc.labels_ == c), key=lambda i: store.losses[rows[i]])
         recs = [{**{f: targets[r][f] for f in ("doc", "start", "pos", "doc_name", "context", "target")},
                  "loss": float(store.losses[r]), "tokens": targets[r]["tokens"]} for r in (int(rows[i]) for i in idx)]
         top = Counter(r["target"] for r in recs).most_common(10)
-        shown = unit[idx[:20]]
+        shown = unit_rows(G[idx[:20]])  # clustering already refused zero rows
         clusters.append({"rank": rank + 1, "label": int(c), "size": len(recs), "top_targets": top, "members": recs,
                          "cos": np.round(shown @ shown.T, 2).tolist()})
     scaling, family = None, None
-    if getattr(config, "family", None):
-        scaling, family = _quanta_scaling(out, config, rows, store.losses[rows], order, qc.labels_, fit)
+    if config.family:
+        scaling, family = _quanta_scaling(out, config, rows, store.losses[rows], order, qc.labels_, fit, alpha, source)
         for c, s in zip(clusters, scaling["clusters"], strict=True):
             c.update(n_star=s["n_star"], n_star_ci=s["n_star_ci"], censored=s["censored"], drop=s["drop"],
                      curve={k: s[k] for k in ("mean", "q25", "q75")})

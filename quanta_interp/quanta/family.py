@@ -70,7 +70,8 @@ def _reference_tokenizer(config, out: Path) -> str:
     if "tokenizer" not in info:
         from .. import lm
 
-        info["tokenizer"] = lm.corpus_tokenizer(lm.load(config.model, device="cpu")).fingerprint()
+        info["tokenizer"] = (_run_tokenizer(config.model)  # a run folder's tokenizer.json, without loading it
+                             or lm.corpus_tokenizer(lm.load(config.model, device="cpu")).fingerprint())
         atomic_write_json(info_path, {**info, "notes": info.get("notes", [])})
     return info["tokenizer"]
 

@@ -160,7 +160,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
     zipf = {"alpha_n": alpha, "alpha_n_source": "the task's Zipf exponent", "seed": config.seed}
     out = {"n_samples": int(len(G)), "n_drawn": int(drawn), "n_zero_gradients": int((~ok).sum()),
            "learned": [int(i) for i in learned], "subtasks": {int(t): int((subtask == t).sum()) for t in present},
-           "share_from_learned": float(np.isin(subtask, learned).mean()),
+           "share_from_learned": float(from_learned.mean()),
            "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
            "truth_fit": rank_frequency_fit(rank_sizes(np.unique(subtask, return_inverse=True)[1]), total=len(G),
                                            fit_ranks=ranks, **zipf),
