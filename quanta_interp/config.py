@@ -23,10 +23,11 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-__all__ = ["BACKENDS", "Config", "ParameterError", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
+__all__ = ["BACKENDS", "SPLITS", "Config", "ParameterError", "check_choice", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
            "parse_float_list", "parse_str_list", "check_positive_int", "check_finite", "check_device"]
 
 BACKENDS = ("serial", "processes", "ray")  # where sweep runs execute: `executors.map_runs`, `--backend`
+SPLITS = ("train", "val", "all")  # which documents of a corpus a measurement reads
 
 C = TypeVar("C", bound="Config")
 
@@ -156,6 +157,20 @@ def _tupled(value, hint):
 
 
 # ---------------------------------------------------------------- checks shared by configs
+
+def check_choice(accepted: Sequence[str]) -> Callable[[str, Any], None]:
+    """A check for `Config._checks`: raises `ParameterError(name, "must be one of …")` unless the value is one of
+    `accepted`.
+
+    Returns
+    -------
+    callable (name, value) -> None
+    """
+    def check(name: str, value) -> None:
+        if value not in accepted:
+            raise ParameterError(name, f"must be one of {', '.join(accepted)}, got {value!r}")
+    return check
+
 
 def check_positive_int(name: str, value) -> None:
     """Raise `ParameterError(name, …)` unless `value` is an integer ≥ 1 (numpy integers count, bools do not).

@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..config import Config, ParameterError, check_finite, check_positive_int, parse_int_list
+from ..config import (
+    SPLITS,
+    Config,
+    ParameterError,
+    check_choice,
+    check_finite,
+    check_positive_int,
+    parse_int_list,
+)
 
 __all__ = ["StatsConfig", "MeasureConfig", "RHMConfig", "DEFAULT_MODEL", "SPLITS"]
 
-SPLITS = ("train", "val", "all")
 DEFAULT_MODEL = {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_mlp": 256, "n_ctx": 64, "batch_size": 32,
                  "lr": 3e-3, "warmup": 50, "eval_every": 50}
-
-
-def _split(name, v):
-    if v not in SPLITS:
-        raise ParameterError(name, f"must be one of {', '.join(SPLITS)}, got {v!r}")
 
 
 def _positive_list(name, v):
@@ -59,10 +61,10 @@ class StatsConfig(Config):
             if v is not None:
                 check_positive_int(name, v)
 
-        return [("split", _split), ("max_lag", lambda n, v: check_positive_int(n, v)),
-                ("n_lags", lambda n, v: check_positive_int(n, v)), ("lags", _positive_list),
+        return [("split", check_choice(SPLITS)), ("max_lag", check_positive_int),
+                ("n_lags", check_positive_int), ("lags", _positive_list),
                 ("max_pairs", optional_positive), ("floor_factor", lambda n, v: check_finite(n, v, low=0.0)),
-                ("n_max", lambda n, v: check_positive_int(n, v)), ("n_ctx", optional_positive)]
+                ("n_max", check_positive_int), ("n_ctx", optional_positive)]
 
 
 def _json_object(text: str) -> dict:
@@ -126,9 +128,9 @@ class MeasureConfig(Config):
             if name == "max_steps" and v < self.min_steps:
                 raise ParameterError(name, f"must be ≥ min_steps ({self.min_steps}), got {v}")
 
-        return [("budgets", budgets), ("model_config", model), ("n_val_tokens", lambda n, v: check_positive_int(n, v)),
+        return [("budgets", budgets), ("model_config", model), ("n_val_tokens", check_positive_int),
                 ("epochs", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("min_steps", steps),
-                ("max_steps", steps), ("n_boot", lambda n, v: check_positive_int(n, v))]
+                ("max_steps", steps), ("n_boot", check_positive_int)]
 
     def train_settings(self) -> dict:
         """DEFAULT_MODEL with `model_config` applied (the per-run steps are added by the sweep)."""
@@ -155,6 +157,6 @@ class RHMConfig(Config):
     """Seeds the grammar and the samples."""
 
     def _checks(self):
-        positive = lambda n, v: check_positive_int(n, v)  # noqa: E731
+        positive = check_positive_int
         return [(k, positive) for k in ("v", "m", "s", "L", "samples")] + [
             ("floor_factor", lambda n, v: check_finite(n, v, low=0.0))]

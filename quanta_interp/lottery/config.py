@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from ..config import (
     Config,
     ParameterError,
+    check_choice,
     check_finite,
     check_positive_int,
     parse_float_list,
     parse_int_list,
     parse_str_list,
 )
-from .experiment import ACTIVATIONS, OPTIMIZERS, TARGETS
+from .experiment import ACTIVATIONS, DTYPES, OPTIMIZERS, TARGETS
 
 __all__ = ["SweepConfig", "DTYPES"]
 
-DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,6 @@ class SweepConfig(Config):
             if name == "max_seeds" and self.min_seeds > v:
                 raise ParameterError(name, f"must be ≥ min_seeds ({self.min_seeds}), got {v}")
 
-        def choice(accepted, what):
-            def check(name, v):
-                if v not in accepted:
-                    raise ParameterError(name, f"must be one of {', '.join(accepted)}, got {v!r}")
-            return check
-
         def interval(name, v):
             if len(v) != 2 or not all(math.isfinite(x) for x in v) or not v[0] < v[1]:
                 raise ParameterError(name, f"must be (low, high) with finite low < high, got {tuple(v)}")
@@ -94,10 +88,10 @@ class SweepConfig(Config):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ParameterError(name, f"must be an integer ≥ 0, got {v!r}")
 
-        positive = lambda n, v: check_positive_int(n, v)  # noqa: E731
+        positive = check_positive_int
         return [("widths", widths), ("max_width", positive), ("n_widths", positive), ("activations", activations),
                 ("seed_budget", positive), ("min_seeds", seeds), ("max_seeds", seeds),
-                ("target", choice(TARGETS, "target")), ("interval", interval),
-                ("optimizer", choice(OPTIMIZERS, "optimizer")), ("adam_steps", steps), ("lbfgs_steps", steps),
-                ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("dtype", choice(DTYPES, "dtype")),
+                ("target", check_choice(TARGETS)), ("interval", interval),
+                ("optimizer", check_choice(OPTIMIZERS)), ("adam_steps", steps), ("lbfgs_steps", steps),
+                ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("dtype", check_choice(DTYPES)),
                 ("n_train", positive), ("n_test", positive)]

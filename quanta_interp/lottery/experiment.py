@@ -20,6 +20,7 @@ __all__ = [
 
 ACTIVATIONS = ("silu", "relu", "leaky_relu", "tanh")
 OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs")
+DTYPES = ("float32", "float64")
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "x^2": np.square,
     "x^4": lambda x: x**4,
@@ -327,7 +328,7 @@ class SeedEnsemble:
         activation_fn(self.activation)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.dtype not in ("float32", "float64"):
+        if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
     def init_params(self) -> dict:

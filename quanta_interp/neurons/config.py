@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, ParameterError, check_positive_int
+from ..config import SPLITS, Config, ParameterError, check_choice, check_positive_int
 
 __all__ = ["NeuronConfig", "INTERVALS", "SPLITS"]
 
 INTERVALS = ("quantile", "equal-width")
-SPLITS = ("train", "val", "all")
 
 
 @dataclass(frozen=True)
@@ -49,17 +48,11 @@ class NeuronConfig(Config):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ParameterError(name, f"must be an integer ≥ 0, got {v!r}")
 
-        def choice(accepted):
-            def check(name, v):
-                if v not in accepted:
-                    raise ParameterError(name, f"must be one of {', '.join(accepted)}, got {v!r}")
-            return check
-
         def context(name, v):
             check_positive_int(name, v)
             if v < 2:
                 raise ParameterError(name, f"must be ≥ 2 tokens, got {v}")
 
-        positive = lambda n, v: check_positive_int(n, v)  # noqa: E731
-        return [("layer", layer), ("split", choice(SPLITS)), ("windows", positive), ("context", context),
-                ("top_k", positive), ("intervals", choice(INTERVALS)), ("batch_size", positive)]
+        positive = check_positive_int
+        return [("layer", layer), ("split", check_choice(SPLITS)), ("windows", positive), ("context", context),
+                ("top_k", positive), ("intervals", check_choice(INTERVALS)), ("batch_size", positive)]

@@ -16,13 +16,13 @@ import numpy as np
 from ..corpora import TokenizedCorpus, Tokenizer
 from ..io import progress
 from ..lm.hooks import check_hooks_fired
+from .config import INTERVALS
 from .pages import NeuronRecord
 
 __all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "record_activations",
            "logit_effects", "TokenText", "LayerInspector"]
 
 DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
-INTERVALS = ("quantile", "equal-width")
 
 
 @dataclass

@@ -59,7 +59,7 @@ class PassUntilConfig(Config):
             if v is not None:
                 check_positive_int(name, v)
 
-        positive = lambda n, v: check_positive_int(n, v)  # noqa: E731
+        positive = check_positive_int
         return [("model", model), ("instances", source), ("n_instances", positive), ("digits", positive),
                 ("r", r), ("k_max", k_max), ("batch_size", positive),
                 ("temperature", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("top_k", top_k)]

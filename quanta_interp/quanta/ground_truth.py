@@ -48,7 +48,7 @@ class GroundTruthConfig(Config):
             if not v or bad:
                 raise ParameterError(name, f"must name rows of METHODS ({'; '.join(known)}), got {bad or v}")
 
-        return [("n_samples", lambda n, v: check_positive_int(n, v)),
+        return [("n_samples", check_positive_int),
                 ("loss_threshold", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
                 ("projection_dim", lambda n, v: check_finite(n, v, low=0)), ("methods", methods)]
 

@@ -25,6 +25,7 @@ from ..capture.dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM, validate_
 from ..config import (
     Config,
     ParameterError,
+    check_choice,
     check_device,
     check_finite,
     check_positive_int,
@@ -180,12 +181,6 @@ class QDGConfig(Config):
         def dims(name, v):
             validate_dims(self.projection_dim, self.matrix_sketch_dim)
 
-        def choice(accepted):
-            def check(name, v):
-                if v not in accepted:
-                    raise ParameterError(name, f"must be one of {', '.join(accepted)}, got {v!r}")
-            return check
-
         def n_clusters(name, v):
             check_positive_int(name, v)
             if not 2 <= v <= self.n_tokens:
@@ -261,8 +256,8 @@ class QDGConfig(Config):
         return [("corpus", corpus), ("n_tokens", positive), ("loss_threshold", threshold), ("context", context),
                 ("min_context", min_context), ("scan_tokens", scan_tokens), ("params", params),
                 ("projection_dim", dims), ("seed", lambda n, v: None), ("n_clusters", n_clusters),
-                ("method", choice(METHODS)), ("affinity", choice(AFFINITIES)),
-                ("assign_labels", choice(ASSIGN_LABELS)), ("n_init", positive), ("over_cluster", over),
+                ("method", check_choice(METHODS)), ("affinity", check_choice(AFFINITIES)),
+                ("assign_labels", check_choice(ASSIGN_LABELS)), ("n_init", positive), ("over_cluster", over),
                 ("cluster_counts", counts),
                 ("fit_ranks", ranks), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device),
                 ("family", family), ("family_steps", steps), ("token_classes", classes)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..config import Config, ParameterError, check_finite, check_positive_int
+from ..config import Config, ParameterError, check_choice, check_finite, check_positive_int
 
 __all__ = ["SparseParityConfig", "ACTIVATIONS", "MEMBER_KEYS", "KINDS", "check_task"]
 
@@ -76,13 +76,9 @@ class SparseParityConfig(Config):
             if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
                 raise ParameterError(name, f"must be None (fresh batches) or a positive integer, got {v!r}")
 
-        def activation(name, v):
-            if v not in ACTIVATIONS:
-                raise ParameterError(name, f"must be one of {', '.join(ACTIVATIONS)}, got {v!r}")
-
-        positive = [(k, lambda n, v: check_positive_int(n, v)) for k in
+        positive = [(k, check_positive_int) for k in
                     ("width", "depth", "steps", "batch_size", "log_every", "eval_samples")]
-        return [("n_tasks", task), *positive, ("n_train", n_train), ("activation", activation),
+        return [("n_tasks", task), *positive, ("n_train", n_train), ("activation", check_choice(ACTIVATIONS)),
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
                 ("weight_decay", lambda n, v: check_finite(n, v, low=0.0))]
 
