@@ -36,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, device: bool = False) -> None:
+def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, device: bool = False,
+               seed: bool = True) -> None:
     """The options every command shares: --out, --seed and, where models run, --device.
 
     Parameters
@@ -45,10 +46,13 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, devic
         Default output folder; None makes --out required.
     device : bool
         Also add --device (default "cpu").
+    seed : bool
+        Also add --seed (default 0); False where a config dataclass supplies its own --seed.
     """
     parser.add_argument("--out", default=out, required=out is None, help="output folder" +
                         (f" (default: {out})" if out else ""))
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     if device:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
@@ -180,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     if not getattr(args, "func", None):
-        (parser if args.group is None else parser._subparsers._group_actions[0].choices[args.group]).print_help()
+        _command_parser(parser, args).print_help()
         return 0 if args.group is None else 2
     debug = os.environ.get("QUANTA_TRACEBACK") == "1"
     try:

@@ -145,7 +145,7 @@ def _cmd_rhm(args: argparse.Namespace) -> int:
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the `correlations`, `entropy`, `predict`, `measure` and `rhm` subcommands to `parser`."""
-    from ..cli import add_backend
+    from ..cli import add_backend, add_common
     from ..config import add_arguments
     from .config import MeasureConfig, RHMConfig, StatsConfig
 
@@ -156,16 +156,16 @@ def register(parser: argparse.ArgumentParser) -> None:
             ("predict", _cmd_predict, "β, γ and the predicted α_D = γ/(2β) with a CI", ())):
         p = sub.add_parser(name, help=text)
         add_arguments(p, StatsConfig, skip=skip)
-        p.add_argument("--out", default="runs/langstats", help="output folder (default: runs/langstats)")
+        add_common(p, out="runs/langstats", seed=False)
         p.set_defaults(func=fn)
 
     p = sub.add_parser("measure", help="data-limited sweep: train on P tokens, fit the measured α_D")
     add_arguments(p, MeasureConfig)
     add_backend(p)
-    p.add_argument("--out", default="runs/langstats", help="output folder (default: runs/langstats)")
+    add_common(p, out="runs/langstats", seed=False)
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("rhm", help="Random Hierarchy Model: measured vs analytic β = ln m / ln s")
     add_arguments(p, RHMConfig)
-    p.add_argument("--out", default="runs/langstats", help="output folder (default: runs/langstats)")
+    add_common(p, out="runs/langstats", seed=False)
     p.set_defaults(func=_cmd_rhm)

@@ -40,7 +40,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="train a fresh model on a corpus (resumes in --out after a kill)")
     _corpus_args(p)
     add_arguments(p.add_argument_group("model and training"), TrainConfig, skip=("d_vocab",))
-    p.add_argument("--out", default="runs/lm-train", help="output folder (default: runs/lm-train)")
+    add_common(p, out="runs/lm-train", seed=False)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("family", help="train a size ladder as a resumable sweep")
@@ -48,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_arguments(p.add_argument_group("training (every member)"), TrainConfig, skip=_FAMILY_SKIP)
     p.add_argument("--sizes", default=None, help=LADDER_HELP)
     add_backend(p)
-    p.add_argument("--out", default="runs/lm-family", help="output folder (default: runs/lm-family)")
+    add_common(p, out="runs/lm-family", seed=False)
     p.set_defaults(func=_family)
 
     p = sub.add_parser("losses", help="per-token losses of a model on a corpus split → losses.npy")

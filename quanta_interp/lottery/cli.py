@@ -19,8 +19,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("sweep", help="train S seeds per (activation, width) into a resumable sweep folder")
     add_arguments(p, SweepConfig)
-    p.add_argument("--out", default="runs/lottery", help="output folder (default: runs/lottery)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_common(p, out="runs/lottery", device=True, seed=False)
     add_backend(p)
     p.set_defaults(func=_sweep)
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ..cli import positive_int
+from ..cli import add_common, positive_int
 
 __all__ = ["register"]
 
@@ -20,13 +20,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("inspect", help="one neuron: stats, examples, logit effects → JSON + HTML page")
     add_arguments(p, NeuronConfig)
     p.add_argument("--neuron", type=int, required=True, help="neuron index in the hook's last dimension")
-    _out(p)
+    add_common(p, out="runs/neurons", device=True, seed=False)
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("layer", help="every neuron of a layer in one pass: a page per neuron + index.html")
     add_arguments(p, NeuronConfig)
     p.add_argument("--neurons", default=None, help="subset, e.g. 0-99 or 3,17,42 (default: all)")
-    _out(p)
+    add_common(p, out="runs/neurons", device=True, seed=False)
     p.set_defaults(func=_layer)
 
     p = sub.add_parser("cluster", help="the neurons most selective for one `quanta discover` cluster")
@@ -37,13 +37,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--hook", default=None, help="hook template with {layer} (default: blocks.{layer}.mlp.hook_post)")
     p.add_argument("--top", type=positive_int, default=20, help="neurons to list (default: 20)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass (default: 16)")
-    _out(p)
+    add_common(p, out="runs/neurons", device=True, seed=False)
     p.set_defaults(func=_cluster)
-
-
-def _out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/neurons", help="output folder (default: runs/neurons)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
 def parse_indices(text: str | None, name: str) -> list[int] | None:

@@ -24,8 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="sample until r passes per instance; task PU with CI")
     add_arguments(p, PassUntilConfig)
-    p.add_argument("--out", default="runs/passuntil", help="output folder (default: runs/passuntil)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_common(p, out="runs/passuntil", device=True, seed=False)
     p.set_defaults(func=_run)
     for name, help_text in (("fit", "fit log(−log PU) = log c − α log N"),
                             ("predict", "fit, then predict PU at --at with a bootstrap CI"),

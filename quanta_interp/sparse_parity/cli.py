@@ -20,8 +20,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("train", help="train one MLP; writes config, metrics.jsonl, weights, result.json")
     add_arguments(p.add_argument_group("task and training"), SparseParityConfig)
-    p.add_argument("--out", default="runs/sparse_parity/train", help="output folder (default: runs/sparse_parity/train)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_common(p, out="runs/sparse_parity/train", device=True, seed=False)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sweep", help="resumable N (width), D (dataset size) or S (steps) sweep, batched per seed")
@@ -31,8 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="widths (N) or dataset sizes (D), e.g. 8,16,32 (default: 8,16,32,64,128)")
     p.add_argument("--seeds", type=parse_int_list, default=(0,), help="seeds, one batched group each (default: 0)")
     add_backend(p)
-    p.add_argument("--out", default="runs/sparse_parity/sweep", help="output folder (default: runs/sparse_parity/sweep)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_common(p, out="runs/sparse_parity/sweep", device=True, seed=False)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("fit", help="fit α_N, α_D or α_S of finished sweeps; writes fit.json and a figure")
