@@ -101,7 +101,8 @@ def _short(fit: dict) -> dict:
     return {k: fit.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
 
 
-def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progress: bool = False) -> dict:
+def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progress: bool = False,
+                 arrays: dict | None = None) -> dict:
     """Score QDG's quanta of a trained sparse-parity MLP against its subtasks (see module docstring).
 
     Parameters
@@ -123,6 +124,8 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
         `fine_homogeneity_learned` on learned subtasks' samples only, `fine_homogeneity_patterns` against subtask ×
         pattern), and rank-frequency
         fits of its clusters at K (`fit_at_K`) and of the paper's envelope over counts 2 … 2^k × learned.
+        When `arrays` is a dict it also receives what was scored, for figures: "gradients" (float32 (n, dim)),
+        "subtask" (int64 (n,)) and "labels" ({method name: int ndarray (n,) at K}).
 
     Raises
     ------
@@ -165,6 +168,8 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
            "truth_fit": rank_frequency_fit(rank_sizes(np.unique(subtask, return_inverse=True)[1]), total=len(G),
                                            fit_ranks=ranks, **zipf),
            "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
+    if arrays is not None:
+        arrays.update(gradients=G, subtask=subtask)
     for name, affinity, over in METHODS:
         if name not in config.methods:
             continue
@@ -172,6 +177,8 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
                                 over_cluster=over, show_progress=show_progress, **zipf)
         qc, fit = quanta.clustering, quanta.fit
         fine_labels = qc.fine_labels_ if over > 1 else qc.labels_for(fine)
+        if arrays is not None:
+            arrays.setdefault("labels", {})[name] = quanta.labels
         out["methods"][name] = {
             "affinity": affinity, "over_cluster": over,
             "ari": float(adjusted_rand_score(subtask, quanta.labels)),

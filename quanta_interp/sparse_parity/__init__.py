@@ -13,7 +13,7 @@ from .._exports import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "task": ["MultitaskSparseParity", "predictions", "LEARNED_BITS"],
     "config": ["SparseParityConfig"],
-    "training": ["train_sparse_parity", "train_sparse_parity_batched", "build_mlp"],
+    "training": ["train_sparse_parity", "train_sparse_parity_batched", "build_mlp", "load_trained"],
     "sweep": ["run_sweep", "fit_exponent", "learning_order", "steps_to_learn_fit"],
     "ablation": ["ablation_matrix", "carriers"],
 })

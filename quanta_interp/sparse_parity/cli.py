@@ -114,29 +114,15 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trained(folder: str):
-    """(model, config, result) of a finished `sparse-parity train` run folder."""
-    from ..io import RunDir
-    from .config import SparseParityConfig
-    from .training import build_mlp
-
-    run = RunDir(folder)
-    if not (run.path / "weights.safetensors").exists() or not run.done:
-        raise FileNotFoundError(f"{folder} holds no finished run (weights.safetensors, result.json); train one with "
-                                "`quanta sparse-parity train`")
-    cfg = SparseParityConfig.from_dict(run.config)
-    model = build_mlp(cfg.task().n_inputs, cfg.width, cfg.depth, cfg.activation)
-    model.load_state_dict(run.load_weights())
-    return model, cfg, run.result()
-
-
 def _qdg(args: argparse.Namespace) -> int:
     from ..config import from_args
     from ..io import atomic_write_json
     from ..quanta.ground_truth import GroundTruthConfig, ground_truth
 
     config = from_args(GroundTruthConfig, args)  # settings first: checking them is cheap
-    model, cfg, result = _trained(args.run)
+    from .training import load_trained
+
+    model, cfg, result = load_trained(args.run)
     report = ground_truth(model, cfg.task(), result["learned"], config, show_progress=True)
     path = atomic_write_json(Path(args.out or args.run) / "qdg.json", report)
     g = report["geometry"]
@@ -157,8 +143,9 @@ def _neurons(args: argparse.Namespace) -> int:
     from .ablation import ablation_matrix, carriers
     from .figures import plot_heatmap
     from .task import LEARNED_BITS
+    from .training import load_trained
 
-    model, cfg, _ = _trained(args.run)
+    model, cfg, _ = load_trained(args.run)
     task = cfg.task()
     m = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))
     m["carriers"] = carriers(m["increase"], args.threshold)

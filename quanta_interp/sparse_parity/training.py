@@ -14,7 +14,7 @@ from .config import ACTIVATIONS, MEMBER_KEYS, SparseParityConfig
 from .stack import BlockMLP
 from .task import LEARNED_BITS, MultitaskSparseParity, to_bits
 
-__all__ = ["build_mlp", "train_sparse_parity", "train_sparse_parity_batched"]
+__all__ = ["build_mlp", "train_sparse_parity", "train_sparse_parity_batched", "load_trained"]
 
 
 def build_mlp(n_inputs: int, width: int, depth: int = 1, activation: str = "relu") -> nn.Sequential:
@@ -225,3 +225,23 @@ def train_sparse_parity(config: SparseParityConfig, run_dir=None, *, device: str
     if run_dir is not None:
         run_dir.save_weights(models[0].state_dict())
     return models[0], results[0]
+
+
+def load_trained(folder) -> tuple[nn.Sequential, SparseParityConfig, dict]:
+    """The model, config and result of a finished `train_sparse_parity` run folder (`io.RunDir`).
+
+    Raises
+    ------
+    FileNotFoundError
+        `folder` holds no finished run (weights.safetensors and result.json).
+    """
+    from ..io import RunDir
+
+    run = RunDir(folder)
+    if not (run.path / "weights.safetensors").exists() or not run.done:
+        raise FileNotFoundError(f"{folder} holds no finished run (weights.safetensors, result.json); train one with "
+                                "`quanta sparse-parity train`")
+    cfg = SparseParityConfig.from_dict(run.config)
+    model = build_mlp(cfg.n_tasks + cfg.n_bits, cfg.width, cfg.depth, cfg.activation)
+    model.load_state_dict(run.load_weights())
+    return model, cfg, run.result()
