@@ -14,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+from quanta_interp.config import parse_int_list
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lottery.analysis import fit_scaling, scaling_table
 from quanta_interp.lottery.config import SweepConfig
@@ -27,22 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="artifacts/lottery")
     ap.add_argument("--runs", default="runs/lottery_budget", help="resumable sweep folders (not committed)")
-    ap.add_argument("--widths", default="2,4,8,16,32,64,128")
-    ap.add_argument("--lbfgs-budgets", default="0,100,300,1000,3000")
+    ap.add_argument("--widths", type=parse_int_list, default=(2, 4, 8, 16, 32, 64, 128))
+    ap.add_argument("--lbfgs-budgets", type=parse_int_list, default=(0, 100, 300, 1000, 3000))
     ap.add_argument("--adam-steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=16, help="seeds per width")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
-    widths = tuple(int(w) for w in args.widths.split(","))
-    budgets = [int(b) for b in args.lbfgs_budgets.split(",")]
+    widths = tuple(args.widths)
     start = time.perf_counter()
-    results, seconds = [], {}
-    for budget in budgets:
+    results, seconds, budgets = [], {}, {}
+    for budget in args.lbfgs_budgets:
         t0 = time.perf_counter()
         cfg = SweepConfig(widths=widths, activations=("silu",), min_seeds=args.seeds, max_seeds=args.seeds,
                           optimizer="adam+lbfgs" if budget else "adam", adam_steps=args.adam_steps,
                           lbfgs_steps=budget)
         label = f"L-BFGS {budget}"
+        budgets[label] = budget
         results += [r | {"activation": label} for r in run_sweep(sweep_configs(cfg), Path(args.runs) / f"lbfgs{budget}",
                                                                  device=args.device)]
         seconds[label] = round(time.perf_counter() - t0, 1)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "target": "x^2 on [-1, 1]", "activation": "silu", "dtype": "float64", "adam_steps": args.adam_steps,
         "seeds_per_width": args.seeds, "paper_exponent": LIU_TEGMARK_EXPONENT,
-        "budgets": {label: {"lbfgs_steps": int(label.split()[-1]), "exponent": f["exponent"],
+        "budgets": {label: {"lbfgs_steps": budgets[label], "exponent": f["exponent"],
                             "exponent_ci": f["exponent_ci"], "widths": f["widths"], "median_test_mse": f["median"],
                             "local_slopes": f["local_slopes"], "seconds": seconds[label]}
                     for label, f in fits.items()},
