@@ -129,14 +129,17 @@ def spearman_ci(a, b, *, n_boot: int = 1000, seed: int = 0) -> dict:
         return {"rho": None, "ci": None, "p": None, "n": n}
     ra, rb = rankdata(a), rankdata(b)  # ranks: infinities keep their order
     res = spearmanr(ra, rb)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        if np.ptp(ra[i]) > 0 and np.ptp(rb[i]) > 0:
-            boots.append(spearmanr(ra[i], rb[i]).statistic)
-    ci = np.percentile(boots, [2.5, 97.5]).tolist() if boots else None
+    ci = _bootstrap_ci(lambda i: spearmanr(ra[i], rb[i]).statistic if np.ptp(ra[i]) > 0 and np.ptp(rb[i]) > 0
+                       else None, n, n_boot, seed)
     return {"rho": float(res.statistic), "ci": ci, "p": float(res.pvalue), "n": n}
+
+
+def _bootstrap_ci(stat, n: int, n_boot: int, seed: int) -> list[float] | None:
+    """95 % percentile interval of `stat(indices)` over `n_boot` resamples of range(n) with replacement;
+    resamples where `stat` returns None are dropped (None when all are)."""
+    rng = np.random.default_rng(seed)
+    boots = [v for v in (stat(rng.integers(0, n, n)) for _ in range(n_boot)) if v is not None]
+    return np.percentile(boots, [2.5, 97.5]).tolist() if boots else None
 
 
 def _quantile(values: np.ndarray, q) -> list:
@@ -246,11 +249,8 @@ def _fit_growth(stars: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float | N
 def _n_learned(stars, x, axis, rank_slope, alpha_n, alpha_n_source, *, n_boot, seed) -> dict:
     """Quanta learned by each member, n(x) ∝ x^b fitted in log-log, b's CI over resampled quanta."""
     counts, b = _fit_growth(stars, x)
-    rng = np.random.default_rng(seed)
-    boots = [v for v in (_fit_growth(stars[rng.integers(0, len(stars), len(stars))], x)[1] for _ in range(n_boot))
-             if v is not None]
-    out = {"x": x.tolist(), "counts": counts.tolist(), "b": b,
-           "b_ci": np.percentile(boots, [2.5, 97.5]).tolist() if b is not None and boots else None,
+    b_ci = _bootstrap_ci(lambda i: _fit_growth(stars[i], x)[1], len(stars), n_boot, seed)
+    out = {"x": x.tolist(), "counts": counts.tolist(), "b": b, "b_ci": b_ci if b is not None else None,
            "alpha": None, "implied_alpha_N": None, "implied_alpha_N_ci": None,
            "measured_alpha_N": alpha_n, "alpha_N_source": alpha_n_source,
            "model": "n_learned ∝ N^b; with frequencies ∝ k^−(α+1), L ∝ N^−α·b, so α_N = α·b (b = 1: equal cost per quantum)"}
@@ -268,11 +268,9 @@ def _sharpness(clusters: list[dict], *, n_boot, seed) -> dict:
     if not len(pairs):
         return {"n": 0, "median_ratio": None, "ci": None}
     ratio = pairs[:, 0] / pairs[:, 1]
-    rng = np.random.default_rng(seed)
-    boots = [np.median(ratio[rng.integers(0, len(ratio), len(ratio))]) for _ in range(n_boot)]
     return {"n": int(len(pairs)), "quanta_median": float(np.median(pairs[:, 0])),
             "tokens_median": float(np.median(pairs[:, 1])), "median_ratio": float(np.median(ratio)),
-            "ci": np.percentile(boots, [2.5, 97.5]).tolist(),
+            "ci": _bootstrap_ci(lambda i: np.median(ratio[i]), len(ratio), n_boot, seed),
             "unit": "fraction of the curve's fall per e-fold of scale, at its steepest step"}
 
 
