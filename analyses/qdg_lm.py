@@ -34,26 +34,25 @@ def char_family_member(runs: Path, device: str) -> Path:
     return Sweep.open(runs).run_dir(len(configs) - 1).path
 
 
-# clusterings whose rank-frequency slope is compared on the same stored gradients (the default last)
-SENSITIVITY = (("angular", 1), ("unsigned", 1), ("unsigned", 2), ("unsigned", 4), ("unsigned", 8))
-
-
 def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
-    """The slope and the largest clusters under each clustering of `SENSITIVITY`, from the stored gradients."""
+    """The slope and the largest clusters under each clustering of the ground-truth table
+    (`quanta.ground_truth.METHODS`, the default last), from the stored gradients."""
     import numpy as np
 
     from quanta_interp.capture import GradientStore
     from quanta_interp.quanta.analysis import cluster_quanta, passing_rows
+    from quanta_interp.quanta.ground_truth import METHODS
 
     store = GradientStore(out / "gradients")
     G = np.asarray(store.gradients[passing_rows(store, config.loss_threshold)[: config.n_tokens]])
     table = []
-    for affinity, over in SENSITIVITY:
-        c = config.replace(affinity=affinity, over_cluster=over, cluster_counts=None, fit_ranks=None)
+    for name, affinity, over, refine in METHODS:
+        c = config.replace(affinity=affinity, over_cluster=over, refine=refine, cluster_counts=None, fit_ranks=None)
         q = cluster_quanta(G, n_clusters=c.n_clusters, counts=c.counts(), fit_ranks=c.ranks(), affinity=affinity,
-                           over_cluster=over, seed=c.seed, show_progress=False)
+                           over_cluster=over, refine=refine, seed=c.seed, show_progress=False)
         sizes = q.sizes_by_k[c.n_clusters]
-        table.append({"affinity": affinity, "over_cluster": over, "slope": q.fit["slope"], "slope_ci": q.fit["slope_ci"],
+        table.append({"clustering": name, "affinity": affinity, "over_cluster": over, "refine": refine,
+                      "slope": q.fit["slope"], "slope_ci": q.fit["slope_ci"],
                       "largest_cluster_share": float(sizes[0] / len(G)), "largest_sizes": sizes[:6].tolist()})
     return table
 

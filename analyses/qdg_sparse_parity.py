@@ -29,7 +29,7 @@ CPU = SparseParityConfig(n_tasks=20, n_bits=100, k=3, zipf_exponent=1.4, width=2
 PAPER = SparseParityConfig(n_tasks=500, n_bits=100, k=3, zipf_exponent=1.4, width=500, steps=30_000,
                            batch_size=20_000, lr=1e-3, weight_decay=0.0, log_every=3000, eval_samples=200, seed=0)
 SEEDS = (1, 2, 3)
-DEFAULT = next(name for name, affinity, over in METHODS if affinity == "unsigned" and over == 8)
+DEFAULT = next(m[0] for m in METHODS if m[0].endswith("(default)"))
 
 
 def trained(config: SparseParityConfig, folder: Path, device: str):
@@ -58,7 +58,7 @@ def figures(config: SparseParityConfig, report: dict, arrays: dict, out: Path) -
     truth, ours = rank_sizes(np.unique(subtask, return_inverse=True)[1])[:K], rank_sizes(labels)
     r = np.arange(1, K + 1)
     ax.loglog(r, truth / len(G), "o-", label="true subtasks")
-    ax.loglog(r, ours / len(G), "s--", label="QDG default (unsigned, ×8 then merge)")
+    ax.loglog(r, ours / len(G), "s--", label=f"QDG {DEFAULT}")
     ax.loglog(r, truth[0] / len(G) * r ** -config.zipf_exponent, ":", color="k",
               label=f"−(α+1) = −{config.zipf_exponent:g}")
     ax.set(xlabel="rank", ylabel="frequency (fraction of samples)", title="sparse-parity quanta, rank-frequency")
@@ -84,7 +84,7 @@ def main() -> None:
                             arrays=arrays if s == SEEDS[0] else None)
                for s in SEEDS]
     table = {}
-    for name, _, _ in METHODS:
+    for name, *_ in METHODS:
         rows = [r["methods"][name] for r in reports]
         stat = {k: [float(np.mean([row[k] for row in rows])), float(np.min([row[k] for row in rows])),
                     float(np.max([row[k] for row in rows]))] for k in ("ari", "homogeneity", "completeness",
@@ -93,6 +93,7 @@ def main() -> None:
         stat["slope_at_K"] = [row["fit_at_K"]["slope"] for row in rows]
         stat["slope_at_K_ci"] = [row["fit_at_K"]["slope_ci"] for row in rows]
         stat["envelope_slope"] = [row["envelope_fit"]["slope"] for row in rows]
+        stat["slope_all_learned"] = [row["slope_all_learned"] for row in rows]
         table[name] = stat
     geometry = {k: float(np.mean([r["geometry"][k] for r in reports])) for k in reports[0]["geometry"]}
     summary = {
@@ -101,6 +102,8 @@ def main() -> None:
         "sample_seeds": list(SEEDS), "n_samples": args.n_samples, "geometry": geometry,
         "truth_slope": [r["truth_fit"]["slope"] for r in reports],
         "truth_slope_ci": [r["truth_fit"]["slope_ci"] for r in reports],
+        "truth_slope_all_learned": [r["truth_slope_all_learned"] for r in reports],
+        "learned_prefix": reports[0]["learned_prefix"],
         "predicted_slope": reports[0]["predicted_slope"], "fit_ranks": reports[0]["fit_ranks"],
         "table": table, "stat_order": "[mean, min, max] over the sample seeds",
         "targets": {"ari_at_learned": 0.9, "fine_homogeneity": 0.95, "slope_within": 0.15},
@@ -110,7 +113,7 @@ def main() -> None:
     atomic_write_json(out / "summary.json", summary)
     figures(config, reports[0], arrays, out)
     for name, stat in table.items():
-        print(f"{name:36s} ARI {stat['ari'][0]:.3f} [{stat['ari'][1]:.3f}, {stat['ari'][2]:.3f}]  homogeneity at "
+        print(f"{name:40s} ARI {stat['ari'][0]:.3f} [{stat['ari'][1]:.3f}, {stat['ari'][2]:.3f}]  homogeneity at "
               f"2^k·K {stat['fine_homogeneity'][0]:.3f}  slope {np.round(stat['slope_at_K'], 2).tolist()}")
     print(f"geometry {geometry}; truth slope {np.round(summary['truth_slope'], 2).tolist()}; wrote {out}")
 

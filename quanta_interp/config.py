@@ -172,16 +172,18 @@ def check_choice(accepted: Sequence[str]) -> Callable[[str, Any], None]:
     return check
 
 
-def check_positive_int(name: str, value) -> None:
-    """Raise `ParameterError(name, …)` unless `value` is an integer ≥ 1 (numpy integers count, bools do not).
+def check_positive_int(name: str, value, *, low: int = 1) -> None:
+    """Raise `ParameterError(name, …)` unless `value` is an integer ≥ `low` (1: positive, 0: non-negative;
+    numpy integers count, bools do not).
 
     Raises
     ------
     ParameterError
-        `value` is not an integer, is a bool, or is < 1.
+        `value` is not an integer, is a bool, or is < `low`.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ParameterError(name, f"must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        kind = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer ≥ {low}")
+        raise ParameterError(name, f"must be {kind}, got {value!r}")
 
 
 def check_finite(name: str, value, *, low: float | None = None, high: float | None = None,

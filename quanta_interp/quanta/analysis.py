@@ -81,7 +81,7 @@ class QuantaFit:
 
 def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinity: str = "unsigned",
                    method: str = "dense", assign_labels: str = "kmeans", n_init: int = 10, over_cluster: int = 1,
-                   alpha_n: float | None = None, alpha_n_source: str | None = None, seed: int = 0,
+                   refine: int = 0, alpha_n: float | None = None, alpha_n_source: str | None = None, seed: int = 0,
                    show_progress: bool = True) -> QuantaFit:
     """QDG's analysis of gradient rows G (n × dim): quanta at `n_clusters`, the rank-frequency envelope over
     `counts` and its fit over `fit_ranks` (Michaud et al. 2023, §5). The one code path of `quanta discover`
@@ -97,7 +97,7 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
 
     qc = QuantaClustering(n_clusters, affinity=affinity, method=method,
                           n_components=max(counts) if over_cluster == 1 else None, assign_labels=assign_labels,
-                          n_init=n_init, over_cluster=over_cluster, random_state=seed)
+                          n_init=n_init, over_cluster=over_cluster, refine=refine, random_state=seed)
     qc.fit(G)
     sizes_by_k = {k: rank_sizes(qc.labels_ if k == n_clusters else qc.labels_for(k))
                   for k in progress(counts, desc="clusterings for the envelope", leave=False, disable=not show_progress)}
@@ -151,7 +151,7 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     alpha, source = alpha_n_from(config.alpha_n)
     quanta = cluster_quanta(G, n_clusters=config.n_clusters, counts=counts, fit_ranks=config.ranks(),
                             affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
-                            n_init=config.n_init, over_cluster=config.over_cluster, alpha_n=alpha,
+                            n_init=config.n_init, over_cluster=config.over_cluster, refine=config.refine, alpha_n=alpha,
                             alpha_n_source=source, seed=config.seed)
     qc, sizes_by_k, fit = quanta.clustering, quanta.sizes_by_k, quanta.fit
     write_rank_frequency(out, sizes_by_k, fit)

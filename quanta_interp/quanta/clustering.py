@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ParameterError
+from ..config import ParameterError, check_positive_int
 
 __all__ = ["QuantaClustering", "merge_tree", "cut_tree", "umap_embedding", "unit_rows", "AFFINITIES", "METHODS",
            "ASSIGN_LABELS"]
@@ -61,6 +61,14 @@ class QuantaClustering:
         their members until k remain. A quantum whose gradients split into groups (a sparse-parity subtask
         splits by the pattern of its bits, 2^k groups) is first cut along those groups and then rejoined;
         see `artifacts/qdg_sparse_parity/`. Cuts of the one merge tree give every cluster count ≤ m·k.
+    refine : int
+        0: labels as the clustering gives them (the paper). r > 0: up to r rounds in which every token moves
+        to the cluster whose other members it has the highest mean |cos| with (the similarity the merge
+        uses), applied to the fine clusters before merging and to every cut; it returns tokens that spectral
+        clustering put with a larger neighbour to their own quantum (sparse parity: ARI 0.95 → 0.97, fine
+        homogeneity 0.94 → 0.96). The mean, not kernel k-means' distance to the centroid, which on sparse
+        parity starved the rarest quanta (slope −1.8 vs −1.5). A cluster whose members all leave vanishes, so
+        a cut can hold fewer than k clusters. Needs method="dense" (it reads the n × n affinity).
 
     Attributes
     ----------
@@ -70,7 +78,8 @@ class QuantaClustering:
     labels_ : int ndarray (n,)
         Quantum of each token, in [0, n_clusters).
     fine_labels_ : int ndarray (n,)
-        With over_cluster > 1: the fine cluster of each token, in [0, over_cluster · n_clusters).
+        With over_cluster > 1: the fine cluster of each token, in [0, over_cluster · n_clusters) (refined
+        when refine > 0).
     merges_ : int ndarray (n_fine − 1, 2)
         With over_cluster > 1: the merge tree, one (kept, absorbed) pair of fine-cluster ids per step.
 
@@ -82,11 +91,11 @@ class QuantaClustering:
 
     def __init__(self, n_clusters: int = 400, *, affinity: str = "angular", method: str = "dense",
                  n_neighbors: int = 30, n_components: int | None = None, assign_labels: str = "kmeans",
-                 n_init: int = 10, over_cluster: int = 1, center: bool = False, block_size: int = 4096,
-                 random_state: int | None = 0):
+                 n_init: int = 10, over_cluster: int = 1, refine: int = 0, center: bool = False,
+                 block_size: int = 4096, random_state: int | None = 0):
         self.n_clusters, self.affinity, self.method, self.n_neighbors = n_clusters, affinity, method, n_neighbors
         self.n_components, self.assign_labels, self.n_init = n_components, assign_labels, n_init
-        self.over_cluster = over_cluster
+        self.over_cluster, self.refine = over_cluster, refine
         self.center, self.block_size, self.random_state = center, block_size, random_state
 
     def _validate(self, n: int) -> None:
@@ -105,8 +114,10 @@ class QuantaClustering:
             raise ParameterError("n_neighbors", f"must be between 1 and {n - 1}, got {self.n_neighbors}")
         if self.n_init < 1:
             raise ParameterError("n_init", f"must be ≥ 1, got {self.n_init}")
-        if isinstance(self.over_cluster, bool) or not isinstance(self.over_cluster, int) or self.over_cluster < 1:
-            raise ParameterError("over_cluster", f"must be a positive integer, got {self.over_cluster!r}")
+        check_positive_int("over_cluster", self.over_cluster)
+        check_positive_int("refine", self.refine, low=0)
+        if self.refine and self.method == "knn":
+            raise ParameterError("refine", "needs method='dense' (it reads the n × n affinity); use refine=0 with knn")
 
     def _values(self, cos: np.ndarray) -> np.ndarray:
         if self.affinity == "abs":
@@ -144,8 +155,9 @@ class QuantaClustering:
         n_components = max(self.n_components or self.n_clusters, n_fine if self.over_cluster > 1 else 0)
         self.embedding_ = spectral_embedding(self.affinity_, n_components=n_components, eigen_solver=solver,
                                              random_state=self.random_state, drop_first=False)
+        self.n_fine_ = n_fine
         if self.over_cluster > 1:
-            self.fine_labels_ = self._assign(n_fine)
+            self.fine_labels_ = self.refine_labels(self._assign(n_fine))
             self.merges_ = merge_tree(X, self.fine_labels_, block_size=self.block_size)
         self.labels_ = self.labels_for(self.n_clusters)
         return self
@@ -159,13 +171,46 @@ class QuantaClustering:
     def labels_for(self, k: int) -> np.ndarray:
         """int (n,) labels for k clusters: with over_cluster = 1, k-means on the first k spectral components
         (what `SpectralClustering(n_clusters=k)` computes on the same affinity); with over_cluster > 1, the
-        merge tree cut at k clusters (k ≤ the number of fine clusters)."""
-        top = len(self.merges_) + 1 if self.over_cluster > 1 else self.embedding_.shape[1]
+        merge tree cut at k clusters (k ≤ the number of fine clusters); then `refine_labels`."""
+        top = self.n_fine_ if self.over_cluster > 1 else self.embedding_.shape[1]
         if not 2 <= k <= top:
             raise ParameterError("cluster_counts", f"must each be between 2 and {top}, got {k}")
-        if self.over_cluster > 1:
-            return cut_tree(self.merges_, k)[self.fine_labels_]
-        return self._assign(k)
+        if self.over_cluster > 1:  # refining the fine clusters may have emptied some
+            return self.refine_labels(cut_tree(self.merges_, min(k, len(self.merges_) + 1))[self.fine_labels_])
+        return self.refine_labels(self._assign(k))
+
+    def _abs_cos(self, A: np.ndarray) -> np.ndarray:
+        """|cos| from affinity values (each affinity is a monotone function of cos or |cos|)."""
+        if self.affinity == "abs":
+            return A
+        if self.affinity == "angular":
+            return np.abs(np.cos(np.pi * (1.0 - A)))
+        return np.abs(2.0 * A - 1.0)
+
+    def refine_labels(self, labels: np.ndarray) -> np.ndarray:
+        """int (n,) labels after up to `refine` rounds of moving each token to the cluster whose other members it
+        has the highest mean |cos| with (stops when no token moves); ids renumbered 0 … k'−1, k' ≤ k."""
+        from scipy import sparse
+
+        if not self.refine:
+            return labels
+        labels, n = np.unique(labels, return_inverse=True)[1], len(labels)
+        diag = self._abs_cos(np.diagonal(self.affinity_)).astype(np.float64)
+        for _ in range(self.refine):
+            k = int(labels.max()) + 1
+            Zt = sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
+            S = np.empty((n, k))
+            for i in range(0, n, self.block_size):  # sums of |cos| to each cluster, block by block
+                S[i: i + self.block_size] = (Zt @ self._abs_cos(self.affinity_[i: i + self.block_size]).T).T
+            own = (np.arange(n), labels)
+            S[own] -= diag
+            others = np.broadcast_to(np.bincount(labels, minlength=k).astype(np.float64), (n, k)).copy()
+            others[own] -= 1
+            moved = np.unique(np.argmax(S / np.maximum(others, 1), axis=1), return_inverse=True)[1]
+            if np.array_equal(moved, labels):
+                break
+            labels = moved
+        return labels
 
     def _assign(self, k: int) -> np.ndarray:
         if self.assign_labels == "cluster_qr":

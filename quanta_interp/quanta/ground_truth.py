@@ -20,10 +20,12 @@ from ..config import Config, ParameterError, check_finite, check_positive_int
 
 __all__ = ["GroundTruthConfig", "METHODS", "draw_samples", "gradient_geometry", "ground_truth"]
 
-# (name, affinity, over_cluster): the paper's clustering first, the default of `quanta discover` last.
-METHODS = (("paper: spectral, angular", "angular", 1), ("spectral, unsigned", "unsigned", 1),
-           ("spectral, |cos|", "abs", 1), ("angular, ×8 then merge", "angular", 8),
-           ("|cos|, ×8 then merge", "abs", 8), ("unsigned, ×8 then merge (default)", "unsigned", 8))
+# (name, affinity, over_cluster, refine): the paper's clustering first, the default of `quanta discover` last.
+METHODS = (("paper: spectral, angular", "angular", 1, 0), ("spectral, unsigned", "unsigned", 1, 0),
+           ("spectral, |cos|", "abs", 1, 0), ("spectral, unsigned, refined", "unsigned", 1, 10),
+           ("angular, ×8 then merge", "angular", 8, 0), ("|cos|, ×8 then merge", "abs", 8, 0),
+           ("unsigned, ×8 then merge", "unsigned", 8, 0),
+           ("unsigned, ×8, merge, refined (default)", "unsigned", 8, 10))
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,10 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
     dict
         `n_samples`, `n_drawn`, `subtasks` (samples per present subtask), `geometry` (`gradient_geometry`),
         `truth_fit` (rank-frequency fit of the true subtask sizes: the best any clustering can do),
-        `predicted_slope` −(α + 1), `fit_ranks` (1 … learned subtasks present: beyond them sizes are lucky
-        guesses, not the task's frequencies), and `methods`: per row of METHODS its ARI, homogeneity and
+        `predicted_slope` −(α + 1), `fit_ranks` (1 … `learned_prefix`, the subtasks 0, 1, … learned before the
+        first unlearned one: subtasks are numbered by frequency, and one learned after a more frequent unlearned
+        subtask is not at its task rank, so −(α + 1) holds over the prefix only; `truth_slope_all_learned` and
+        each method's `slope_all_learned` fit all K learned ranks instead), and `methods`: per row of METHODS its ARI, homogeneity and
         completeness at K = learned subtasks present, `fine_homogeneity` at K = 2^k × learned (against subtasks;
         `fine_homogeneity_learned` on learned subtasks' samples only, `fine_homogeneity_patterns` against subtask ×
         pattern), and rank-frequency
@@ -159,37 +163,43 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
         raise ValueError(f"{len(G)} samples cannot fill 2^k × {K} = {fine} clusters; raise n_samples")
     alpha = task.zipf_exponent - 1.0
     counts = sorted({int(c) for c in np.unique(np.geomspace(2, fine, 12).round())} | {K})
-    ranks = (1, max(K, 3))  # frequencies are the task's only where subtasks are learned
     zipf = {"alpha_n": alpha, "alpha_n_source": "the task's Zipf exponent", "seed": config.seed}
+    prefix = next(i for i in range(len(learned) + 1) if i not in set(learned))
+    ranks, all_learned = (1, max(min(prefix, K), 3)), (1, max(K, 3))
+
+    def fit(labels, fit_ranks):
+        return rank_frequency_fit(rank_sizes(labels), total=len(G), fit_ranks=fit_ranks, **zipf)
+
+    truth = np.unique(subtask, return_inverse=True)[1]
     out = {"n_samples": int(len(G)), "n_drawn": int(drawn), "n_zero_gradients": int((~ok).sum()),
            "learned": [int(i) for i in learned], "subtasks": {int(t): int((subtask == t).sum()) for t in present},
            "share_from_learned": float(from_learned.mean()),
            "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
-           "truth_fit": rank_frequency_fit(rank_sizes(np.unique(subtask, return_inverse=True)[1]), total=len(G),
-                                           fit_ranks=ranks, **zipf),
-           "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
+           "truth_fit": fit(truth, ranks), "truth_slope_all_learned": fit(truth, all_learned)["slope"],
+           "learned_prefix": prefix, "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
     if arrays is not None:
         arrays.update(gradients=G, subtask=subtask)
-    for name, affinity, over in METHODS:
+    for name, affinity, over, refine in METHODS:
         if name not in config.methods:
             continue
         quanta = cluster_quanta(G, n_clusters=K, counts=counts, fit_ranks=ranks, affinity=affinity,
-                                over_cluster=over, show_progress=show_progress, **zipf)
-        qc, fit = quanta.clustering, quanta.fit
-        fine_labels = qc.fine_labels_ if over > 1 else qc.labels_for(fine)
+                                over_cluster=over, refine=refine, show_progress=show_progress, **zipf)
+        qc = quanta.clustering
+        fine_labels = qc.fine_labels_ if over > 1 else qc.labels_for(fine)  # ≤ fine clusters when refined
         if arrays is not None:
             arrays.setdefault("labels", {})[name] = quanta.labels
         out["methods"][name] = {
-            "affinity": affinity, "over_cluster": over,
+            "affinity": affinity, "over_cluster": over, "refine": refine,
             "ari": float(adjusted_rand_score(subtask, quanta.labels)),
             "homogeneity": float(homogeneity_score(subtask, quanta.labels)),
             "completeness": float(completeness_score(subtask, quanta.labels)),
+            "n_fine_clusters": int(fine_labels.max()) + 1,
             "fine_homogeneity": float(homogeneity_score(subtask, fine_labels)),
             # the same on the samples of learned subtasks only (the ≈ 1 % lucky guesses of unlearned ones have no
             # quantum to join), and against subtask × pattern, the finest true structure
             "fine_homogeneity_learned": float(homogeneity_score(subtask[from_learned], fine_labels[from_learned])),
             "fine_homogeneity_patterns": float(homogeneity_score(subtask * 2 ** task.k + pattern, fine_labels)),
-            "envelope_fit": _short(fit), "fit_at_K": _short(rank_frequency_fit(rank_sizes(quanta.labels), total=len(G),
-                                                                               fit_ranks=ranks, **zipf)),
+            "envelope_fit": _short(quanta.fit), "fit_at_K": _short(fit(quanta.labels, ranks)),
+            "slope_all_learned": fit(quanta.labels, all_learned)["slope"],
         }
     return out

@@ -130,7 +130,7 @@ def _qdg(args: argparse.Namespace) -> int:
           f"{g['same_subtask_same_pattern']:.3f}, other pattern {g['same_subtask_other_pattern']:.3f}, other subtask "
           f"{g['other_subtask']:.3f}")
     for name, m in report["methods"].items():
-        print(f"  {name:36s} ARI {m['ari']:.3f}  homogeneity {m['homogeneity']:.3f}  at 2^k×K {m['fine_homogeneity']:.3f}"
+        print(f"  {name:40s} ARI {m['ari']:.3f}  homogeneity {m['homogeneity']:.3f}  at 2^k×K {m['fine_homogeneity']:.3f}"
               f"  slope {m['fit_at_K']['slope']}")
     print(f"wrote {path}")
     return 0

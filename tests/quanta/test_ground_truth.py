@@ -13,7 +13,7 @@ from quanta_interp.sparse_parity import SparseParityConfig, train_sparse_parity
 # paper's task does at 500 subtasks); 4 subtasks are learned in ~4 s on one core.
 TINY = SparseParityConfig(n_tasks=6, n_bits=30, k=2, zipf_exponent=1.4, width=64, steps=3000, batch_size=500,
                           lr=3e-3, weight_decay=0.3, log_every=500, eval_samples=200, seed=0)
-METHODS = ("paper: spectral, angular", "unsigned, ×8 then merge (default)")
+METHODS = ("paper: spectral, angular", "unsigned, ×8 then merge", "unsigned, ×8, merge, refined (default)")
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,24 @@ def test_quanta_of_a_tiny_task_are_recovered_where_the_papers_clustering_is_not(
     assert out["n_samples"] == 600 and out["share_from_learned"] > 0.9
     g = out["geometry"]  # a subtask's samples split by their bit pattern, and subtasks are well apart
     assert g["same_subtask_same_pattern"] > g["same_subtask_other_pattern"] > 1.5 * g["other_subtask"]
-    default, paper = out["methods"][METHODS[1]], out["methods"][METHODS[0]]
+    default, paper = out["methods"][METHODS[2]], out["methods"][METHODS[0]]
     assert default["ari"] >= 0.85 and default["fine_homogeneity"] >= 0.8
     assert default["fine_homogeneity_learned"] >= 0.8 and 0 < default["fine_homogeneity_patterns"] <= 1
     assert paper["ari"] < 0.4  # the angular affinity's 0.5 floor for orthogonal gradients hides the structure
     sizes = np.array(sorted(out["subtasks"].values(), reverse=True))
     assert sizes[0] > 2 * sizes[1] > 2 * sizes[3]  # samples follow the Zipf frequencies of the task
-    assert out["truth_fit"]["predicted_slope"] == -1.4 and out["fit_ranks"] == [1, 4]
+    assert out["truth_fit"]["predicted_slope"] == -1.4 and out["fit_ranks"] == [1, 4] and out["learned_prefix"] == 4
+    # −(α + 1) holds over the subtasks learned before the first unlearned one: 0, 1 (then at least 3 ranks)
+    gap = ground_truth(model, TINY.task(), [0, 1, 3], GroundTruthConfig(n_samples=300, methods=METHODS[2:]))
+    assert gap["learned_prefix"] == 2 and gap["fit_ranks"] == [1, 3] and gap["methods"][METHODS[2]]["refine"] == 10
+
+
+def test_the_default_row_is_what_quanta_discover_runs():
+    from quanta_interp.quanta.ground_truth import METHODS as ROWS
+    from quanta_interp.quanta.qdg import QDGConfig
+
+    defaults = [(a, o, r) for name, a, o, r in ROWS if name.endswith("(default)")]
+    assert defaults == [(QDGConfig.affinity, QDGConfig.over_cluster, QDGConfig.refine)] and ROWS[-1][0] == METHODS[2]
 
 
 def test_bad_input_is_one_line_naming_what_to_change(trained):
@@ -66,6 +77,6 @@ def test_cli_trains_then_scores_a_run(tmp_path, capsys):
     assert main(["sparse-parity", "train", *flags, "--out", str(tmp_path / "run")]) == 0
     assert main(["sparse-parity", "qdg", str(tmp_path / "run"), "--n-samples", "400"]) == 0
     report = json.loads((tmp_path / "run" / "qdg.json").read_text())
-    assert report["methods"]["unsigned, ×8 then merge (default)"]["ari"] >= 0.8
+    assert report["methods"]["unsigned, ×8, merge, refined (default)"]["ari"] >= 0.8
     assert "ARI" in capsys.readouterr().out
     assert main(["sparse-parity", "qdg", str(tmp_path / "none")]) == 2

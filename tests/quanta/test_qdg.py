@@ -49,6 +49,35 @@ def test_dense_and_knn_recover_known_clusters():
         QuantaClustering(3, method="full").fit(X)
 
 
+def test_refinement_returns_each_token_to_the_cluster_it_is_most_similar_to():
+    X, y = clustered_unit_vectors(600, 6, 40, noise=0.6)
+    X = X * np.where(np.random.default_rng(2).random(600) < 0.5, -1, 1)[:, None]  # |cos| ignores the sign
+    qc = QuantaClustering(6, affinity="unsigned", refine=10, random_state=0).fit(X)
+    corrupted = y.copy()
+    wrong = np.random.default_rng(3).random(600) < 0.3
+    corrupted[wrong] = (y[wrong] + 1) % 6  # 30 % of tokens put with a neighbouring cluster
+    assert adjusted_rand_score(y, corrupted) < 0.6
+    assert adjusted_rand_score(y, qc.refine_labels(corrupted)) > 0.99
+    lonely = y.copy()
+    lonely[[0, int(np.flatnonzero(y != y[0])[0])]] = 6  # a cluster of two unlike tokens: both leave, it vanishes
+    fixed = qc.refine_labels(lonely)
+    assert fixed.max() == 5 and adjusted_rand_score(y, fixed) == 1.0
+    assert QuantaClustering(6, affinity="unsigned").fit(X).refine_labels(corrupted) is corrupted  # refine=0
+    for affinity in ("angular", "cosine", "abs"):  # |cos| is read back from every affinity
+        other = QuantaClustering(6, affinity=affinity, refine=1).fit(X)
+        assert np.allclose(other._abs_cos(other.affinity_[:5]), np.abs(X[:5] @ X.T), atol=2e-3)
+    with pytest.raises(ParameterError, match="^refine needs method='dense'"):
+        QuantaClustering(6, method="knn", refine=3).fit(X)
+    with pytest.raises(ParameterError, match="^refine must be a non-negative integer, got -1"):
+        QuantaClustering(6, refine=-1).fit(X)
+    with pytest.raises(ParameterError, match="^method knn needs affinity angular or cosine"):
+        QDGConfig(method="knn")
+    with pytest.raises(ParameterError, match="^method knn needs refine 0"):
+        QDGConfig(method="knn", affinity="angular")
+    assert QDGConfig(method="knn", affinity="angular", refine=0).method == "knn"
+    assert QDGConfig.preset("paper").refine == 0
+
+
 def test_rank_frequency_fit_recovers_a_zipf_slope():
     sizes = np.round(2000 * np.arange(1, 41) ** -1.5).astype(int)
     fit = rank_frequency_fit(sizes, alpha_n=0.083)
