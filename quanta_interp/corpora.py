@@ -79,10 +79,8 @@ def load_documents(source: str, *, edition: str = "gut", max_documents: int | No
         docs = _hf_documents(source[3:], max_documents)
     else:
         path = Path(source).expanduser()
-        if path.is_dir():
-            files = sorted(path.rglob("*.txt"))
-        elif path.is_file():
-            files = [path]
+        if path.is_dir() or path.is_file():
+            files = _text_files(path)
         else:
             raise ValueError(f"corpus {source!r} is neither 'shakespeare', 'hf:NAME', a text file nor a folder")
         docs = [Document(str(p.relative_to(path) if path.is_dir() else p.name), _read_text(p)) for p in files]
@@ -102,6 +100,25 @@ def _read_text(path: Path) -> str:
     if b"\x00" in raw[:65536] or text.count("\ufffd") > 0.1 * max(len(text), 1):
         raise ValueError(f"corpus file {path} is not UTF-8 text (NUL bytes or undecodable bytes); pass text files")
     return text
+
+
+def _text_files(path: Path) -> list[Path]:
+    """The `.txt` files a file-or-folder corpus reads, in order (a folder: recursively, sorted)."""
+    return sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+
+
+def _file_source_key(source: str) -> list[str]:
+    """A file or folder corpus's cache identity: its resolved path and a SHA-256 over its files' names and bytes
+    (a missing path keys by name alone; `load_documents` then says what is wrong)."""
+    path = Path(source).expanduser().resolve()
+    digest = hashlib.sha256()
+    for f in _text_files(path) if path.exists() else []:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with f.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return [str(path), digest.hexdigest()]
 
 
 def check_corpus_source(source: str) -> None:
@@ -377,8 +394,9 @@ def load_corpus(
 ) -> TokenizedCorpus:
     """Tokenize `source` once and cache the arrays under `$QUANTA_CACHE/corpora/`.
 
-    The cache key is the source (a file or folder by its resolved path, not its content), edition,
-    tokenizer, `val_fraction`, `seed` and `max_documents`: a changed text file is not re-read.
+    The cache key is the source (a file or folder by its resolved path and a SHA-256 of its `.txt` files'
+    names and bytes, so an edited corpus is re-read), edition, tokenizer, `val_fraction`, `seed` and
+    `max_documents`.
 
     Parameters
     ----------
@@ -409,7 +427,7 @@ def load_corpus(
         tok_key = f"{tokenizer.spec}-{tokenizer.fingerprint()}"
     else:
         tok_key = tokenizer
-    src_key = source if source == "shakespeare" or source.startswith("hf:") else str(Path(source).resolve())
+    src_key = source if source == "shakespeare" or source.startswith("hf:") else _file_source_key(source)
     key = hashlib.sha256(json.dumps([src_key, edition, tok_key, val_fraction, seed, max_documents]).encode()).hexdigest()[:12]
     path = cache_dir() / "corpora" / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', Path(source).name or source)}-{key}"
     if (path / "meta.json").exists():

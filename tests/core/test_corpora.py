@@ -29,6 +29,11 @@ def test_bpe_round_trips_and_is_cached(tmp_path, tmp_cache):
     c2 = load_corpus(str(tmp_path), "bpe-300", val_fraction=0.5)
     assert c2.path == c1.path and np.array_equal(c1.tokens, c2.tokens)
     assert c1.split.count("val") == 1
+    (tmp_path / "b.txt").write_text("a dog ran to the log? " * 50)  # edited in place: re-read, not the old cache
+    c3 = load_corpus(str(tmp_path), "bpe-300", val_fraction=0.5)
+    assert c3.path != c1.path and "log?" in c3.text(c3.doc_names.index("b.txt"), 0, 10**6)
+    (tmp_path / "b.txt").write_text("a dog ran to the log! " * 50)  # back as it was: the first cache again
+    assert load_corpus(str(tmp_path), "bpe-300", val_fraction=0.5).path == c1.path
 
 
 def test_char_tokenizer_one_token_per_character():
