@@ -55,10 +55,10 @@ def figures(config: SparseParityConfig, report: dict, arrays: dict, out: Path) -
     labels = arrays["labels"][DEFAULT]
     fig, ax = new_figure(size=(5.2, 4.0))
     ax = ax[0, 0]
-    truth, ours = rank_sizes(np.unique(subtask, return_inverse=True)[1])[:K], rank_sizes(labels)
+    truth, ours = rank_sizes(np.unique(subtask, return_inverse=True)[1])[:K], rank_sizes(labels)[:K]
     r = np.arange(1, K + 1)
     ax.loglog(r, truth / len(G), "o-", label="true subtasks")
-    ax.loglog(r, ours / len(G), "s--", label=f"QDG {DEFAULT}")
+    ax.loglog(r[: len(ours)], ours / len(G), "s--", label=f"QDG {DEFAULT}")  # refinement may leave fewer than K
     ax.loglog(r, truth[0] / len(G) * r ** -config.zipf_exponent, ":", color="k",
               label=f"−(α+1) = −{config.zipf_exponent:g}")
     ax.set(xlabel="rank", ylabel="frequency (fraction of samples)", title="sparse-parity quanta, rank-frequency")
@@ -94,6 +94,7 @@ def main() -> None:
         stat["slope_at_K_ci"] = [row["fit_at_K"]["slope_ci"] for row in rows]
         stat["envelope_slope"] = [row["envelope_fit"]["slope"] for row in rows]
         stat["slope_all_learned"] = [row["slope_all_learned"] for row in rows]
+        stat["n_fine_clusters"] = [row["n_fine_clusters"] for row in rows]
         table[name] = stat
     geometry = {k: float(np.mean([r["geometry"][k] for r in reports])) for k in reports[0]["geometry"]}
     summary = {

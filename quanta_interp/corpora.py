@@ -113,11 +113,11 @@ def _file_source_key(source: str) -> list[str]:
     path = Path(source).expanduser().resolve()
     digest = hashlib.sha256()
     for f in _text_files(path) if path.exists() else []:
-        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
-        with f.open("rb") as handle:
+        name = str(f.relative_to(path) if path.is_dir() else f.name).encode()
+        digest.update(len(name).to_bytes(8, "little") + name + f.stat().st_size.to_bytes(8, "little"))
+        with f.open("rb") as handle:  # lengths first, so no two corpora hash the same bytes
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-        digest.update(b"\0")
     return [str(path), digest.hexdigest()]
 
 

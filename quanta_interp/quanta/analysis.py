@@ -26,7 +26,7 @@ class QDGResult:
     n_tokens : int
         Tokens clustered.
     cluster_sizes : list[int]
-        Sizes of the n_clusters quanta, largest first.
+        Sizes of the quanta, largest first (n_clusters of them, or fewer when refinement emptied one).
     slope, slope_ci
         Rank-frequency slope of the envelope over the fitted ranks, with its bootstrap CI (None if unfit).
     predicted_slope : float or None
@@ -114,7 +114,7 @@ def _quanta_scaling(out: Path, config, rows: np.ndarray, reference: np.ndarray, 
     from .scaling import plot_quanta_scaling, quanta_scaling
 
     losses, x, listing = read_family(out)
-    rank_of = np.empty(len(order), np.int64)
+    rank_of = np.zeros(int(labels.max()) + 1, np.int64)
     rank_of[order] = np.arange(len(order))
     names = [m["name"] for m in listing["members"]]
     result = quanta_scaling(losses[rows], x, rank_of[labels], reference, axis=listing["axis"], members=names,
@@ -162,7 +162,8 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     except ValueError as e:
         notes.append(f"umap.png not drawn: {e}")
 
-    order = np.argsort(-np.bincount(qc.labels_, minlength=config.n_clusters), kind="stable")
+    sizes = np.bincount(qc.labels_)
+    order = np.flatnonzero(sizes)[np.argsort(-sizes[sizes > 0], kind="stable")]  # quanta with members only
     clusters = []
     for rank, c in enumerate(order):
         idx = sorted(np.flatnonzero(qc.labels_ == c), key=lambda i: store.losses[rows[i]])
@@ -207,7 +208,7 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     ctx = f"{lengths.min()}–{lengths.max()} tokens of context (mean {lengths.mean():.0f})"
     write_browser(out / "browser.html", [{**c, "examples": c["members"]} for c in clusters],
                   title=f"Quanta of {config.model} on {config.corpus}",
-                  subtitle=f"{len(rows)} tokens with loss < {config.loss_threshold} nats, {config.n_clusters} clusters "
+                  subtitle=f"{len(rows)} tokens with loss < {config.loss_threshold} nats, {len(clusters)} clusters "
                            f"of per-token gradients ({ctx})."
                            + (f" Loss curves over {len(family['x'])} family members." if family else "")
                            + f" {summary.get('model_note', '')}",

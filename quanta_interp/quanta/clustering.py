@@ -45,9 +45,9 @@ class QuantaClustering:
     ----------
     n_clusters : int
         Number of quanta (the paper: 400 for 10k tokens).
-    affinity : {"angular", "cosine", "unsigned"}
-        "angular" is the paper's A = 1 − arccos(cos)/π; "cosine" is (1 + cos)/2; "unsigned" uses |cos|
-        (for two-class outputs, where a gradient's sign only encodes the label).
+    affinity : {"angular", "cosine", "unsigned", "abs"}
+        "angular" is the paper's A = 1 − arccos(cos)/π; "cosine" is (1 + cos)/2; "unsigned" is (1 + |cos|)/2
+        (for two-class outputs, where a gradient's sign only encodes the label); "abs" is |cos| itself.
     method : {"dense", "knn"}
         Dense n × n affinity, or each token joined to its `n_neighbors` nearest only (symmetrised, sparse).
     n_components : int or None
@@ -60,7 +60,8 @@ class QuantaClustering:
         clusters, then fine clusters are merged by size-weighted average linkage on the mean |cos| between
         their members until k remain. A quantum whose gradients split into groups (a sparse-parity subtask
         splits by the pattern of its bits, 2^k groups) is first cut along those groups and then rejoined;
-        see `artifacts/qdg_sparse_parity/`. Cuts of the one merge tree give every cluster count ≤ m·k.
+        see `artifacts/qdg_sparse_parity/`. Cuts of the one merge tree give every cluster count ≤ m·k (≤ the
+        fine clusters left after refining).
     refine : int
         0: labels as the clustering gives them (the paper). r > 0: up to r rounds in which every token moves
         to the cluster whose other members it has the highest mean |cos| with (the similarity the merge
@@ -76,12 +77,13 @@ class QuantaClustering:
     embedding_ : float64 ndarray (n, n_components)
         The spectral embedding (eigenvectors of the normalised Laplacian, smallest first).
     labels_ : int ndarray (n,)
-        Quantum of each token, in [0, n_clusters).
+        Quantum of each token, in [0, n_clusters) (ids 0 … k'−1, k' ≤ n_clusters, when refined).
     fine_labels_ : int ndarray (n,)
         With over_cluster > 1: the fine cluster of each token, in [0, over_cluster · n_clusters) (refined
         when refine > 0).
-    merges_ : int ndarray (n_fine − 1, 2)
-        With over_cluster > 1: the merge tree, one (kept, absorbed) pair of fine-cluster ids per step.
+    merges_ : int ndarray (m − 1, 2)
+        With over_cluster > 1: the merge tree of the m fine clusters (m ≤ over_cluster · n_clusters), one
+        (kept, absorbed) pair of fine-cluster ids per step.
 
     Raises
     ------
@@ -169,7 +171,7 @@ class QuantaClustering:
         return self.fit(G).labels_
 
     def labels_for(self, k: int) -> np.ndarray:
-        """int (n,) labels for k clusters: with over_cluster = 1, k-means on the first k spectral components
+        """int (n,) labels for k clusters (k' ≤ k when refined): with over_cluster = 1, k-means on the first k spectral components
         (what `SpectralClustering(n_clusters=k)` computes on the same affinity); with over_cluster > 1, the
         merge tree cut at k clusters (k ≤ the number of fine clusters); then `refine_labels`."""
         top = self.n_fine_ if self.over_cluster > 1 else self.embedding_.shape[1]
@@ -189,27 +191,29 @@ class QuantaClustering:
 
     def refine_labels(self, labels: np.ndarray) -> np.ndarray:
         """int (n,) labels after up to `refine` rounds of moving each token to the cluster whose other members it
-        has the highest mean |cos| with (stops when no token moves); ids renumbered 0 … k'−1, k' ≤ k."""
+        has the highest mean |cos| with (stops when no token moves, or when the moves only undo the previous
+        round's); ids renumbered 0 … k'−1, k' ≤ k: a cluster whose members all leave is gone."""
         from scipy import sparse
 
         if not self.refine:
             return labels
-        labels, n = np.unique(labels, return_inverse=True)[1], len(labels)
-        diag = self._abs_cos(np.diagonal(self.affinity_)).astype(np.float64)
+        labels, rows = np.unique(labels, return_inverse=True)[1], np.arange(len(labels))
+        diag = self._abs_cos(np.diagonal(self.affinity_)).astype(np.float32)
+        before = None  # the labels two rounds back: moving every token at once can swap a few back and forth
         for _ in range(self.refine):
             k = int(labels.max()) + 1
-            Zt = sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
-            S = np.empty((n, k))
-            for i in range(0, n, self.block_size):  # sums of |cos| to each cluster, block by block
+            Zt = sparse.csr_matrix((np.ones(len(rows), np.float32), (labels, rows)), shape=(k, len(rows)))
+            S = np.empty((len(rows), k), np.float32)
+            for i in range(0, len(rows), self.block_size):  # sums of |cos| to each cluster, block by block
                 S[i: i + self.block_size] = (Zt @ self._abs_cos(self.affinity_[i: i + self.block_size]).T).T
-            own = (np.arange(n), labels)
-            S[own] -= diag
-            others = np.broadcast_to(np.bincount(labels, minlength=k).astype(np.float64), (n, k)).copy()
-            others[own] -= 1
-            moved = np.unique(np.argmax(S / np.maximum(others, 1), axis=1), return_inverse=True)[1]
-            if np.array_equal(moved, labels):
+            size = np.bincount(labels, minlength=k).astype(np.float32)  # ≥ 1: ids are renumbered
+            own = (S[rows, labels] - diag) / np.maximum(size[labels] - 1, 1)  # the mean over the *other* members
+            S /= size
+            S[rows, labels] = own
+            moved = np.unique(S.argmax(1), return_inverse=True)[1]
+            if np.array_equal(moved, labels) or (before is not None and np.array_equal(moved, before)):
                 break
-            labels = moved
+            before, labels = labels, moved
         return labels
 
     def _assign(self, k: int) -> np.ndarray:

@@ -193,10 +193,17 @@ def test_three_or_four_tokens_still_give_a_summary_and_say_why_a_picture_is_miss
     from quanta_interp.cli import main
 
     out = tiny_run / "four"
-    assert main(_args(tiny_run, out, "--n-tokens", "4", "--clusters", "2", "--over-cluster", "1")) == 0
+    assert main(_args(tiny_run, out, "--n-tokens", "4", "--clusters", "2", "--over-cluster", "1", "--refine", "0")) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_tokens"] == 4 and len(summary["clusters"]) == 2 and summary["notes"] == []
     assert (out / "umap.png").exists() and (out / "browser.html").exists()
+    # refined, a token alone in its cluster has no other member to be like and joins the other: the outputs
+    # list the quanta that kept members, never an empty one
+    assert main(_args(tiny_run, out, "--n-tokens", "4", "--clusters", "2", "--over-cluster", "1")) == 0
+    summary, listed = json.loads((out / "summary.json").read_text()), json.loads((out / "clusters.json").read_text())
+    sizes = [c["size"] for c in summary["clusters"]]
+    assert sizes == [4] and [c["size"] for c in listed] == sizes  # the other cluster emptied
+    assert f"{len(sizes)} clusters" in (out / "browser.html").read_text()
     three = tiny_run / "three"
     assert main(_args(tiny_run, three, "--n-tokens", "3", "--clusters", "2", "--over-cluster", "1")) == 0
     summary = json.loads((three / "summary.json").read_text())
