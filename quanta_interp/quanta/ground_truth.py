@@ -123,11 +123,12 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
         `predicted_slope` −(α + 1), `fit_ranks` (1 … `learned_prefix`, the subtasks 0, 1, … learned before the
         first unlearned one: subtasks are numbered by frequency, and one learned after a more frequent unlearned
         subtask is not at its task rank, so −(α + 1) holds over the prefix only; `truth_slope_all_learned` and
-        each method's `slope_all_learned` fit all K learned ranks instead), and `methods`: per row of METHODS its ARI, homogeneity and
-        completeness at K = learned subtasks present, `fine_homogeneity` at K = 2^k × learned (against subtasks;
-        `fine_homogeneity_learned` on learned subtasks' samples only, `fine_homogeneity_patterns` against subtask ×
-        pattern), and rank-frequency
-        fits of its clusters at K (`fit_at_K`) and of the paper's envelope over counts 2 … 2^k × learned.
+        each method's `slope_all_learned` fit all K learned ranks instead), and `methods`: per row of METHODS
+        its ARI, homogeneity and completeness at K = learned subtasks present, `fine_homogeneity` at K = 2^k ×
+        learned (against subtasks; `fine_homogeneity_learned` on learned subtasks' samples only,
+        `fine_homogeneity_patterns` against subtask × pattern; `n_fine_clusters` of them remain after refining),
+        and rank-frequency fits of its clusters at K (`fit_at_K`) and of the paper's envelope over counts
+        2 … 2^k × learned.
         When `arrays` is a dict it also receives what was scored, for figures: "gradients" (float32 (n, dim)),
         "subtask" (int64 (n,)) and "labels" ({method name: int ndarray (n,) at K}).
 
