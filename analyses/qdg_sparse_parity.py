@@ -38,7 +38,7 @@ def trained(config: SparseParityConfig, folder: Path, device: str):
     if not run.done:
         _, result = train_sparse_parity(config, run, device=device)
         run.write_result(result)
-    model, _, result = load_trained(folder)
+    model, _, result = load_trained(folder, device)
     return model, result
 
 

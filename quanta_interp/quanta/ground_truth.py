@@ -58,6 +58,8 @@ class GroundTruthConfig(Config):
 def draw_samples(model, task, n: int, *, loss_threshold: float, seed: int):
     """Up to `n` samples of the task distribution that `model` predicts with loss < `loss_threshold` nats.
 
+    Samples are drawn on the CPU (the same samples whatever the model's device) and scored on the model's.
+
     Returns
     -------
     x : float32 tensor (m, n_tasks + n_bits)
@@ -70,13 +72,14 @@ def draw_samples(model, task, n: int, *, loss_threshold: float, seed: int):
     """
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
+    gen, device = torch.Generator().manual_seed(seed), next(model.parameters()).device
     xs, ys, ts, drawn = [], [], [], 0
     while sum(len(t) for t in ts) < n and drawn < 20 * n:
         x, y, t = task.sample(n, gen)
         drawn += n
         with torch.no_grad():
-            keep = torch.nn.functional.cross_entropy(model(x), y, reduction="none") < loss_threshold
+            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device), reduction="none")
+        keep = (loss < loss_threshold).cpu()
         xs.append(x[keep])
         ys.append(y[keep])
         ts.append(t[keep])
@@ -151,7 +154,9 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
                                                  seed=config.seed)
     if len(subtask) == 0:
         raise ValueError(f"loss_threshold {config.loss_threshold} keeps no sample of {drawn} drawn; raise it")
-    G = per_sample_gradients(model, x, y, projection_dim=config.projection_dim or None, seed=config.seed).numpy()
+    device = next(model.parameters()).device
+    G = per_sample_gradients(model, x.to(device), y.to(device), projection_dim=config.projection_dim or None,
+                             seed=config.seed).cpu().numpy()
     ok = np.linalg.norm(G, axis=1) > 0  # p_y = 1.0 in float32 leaves no gradient
     G, subtask, pattern = G[ok], subtask[ok], pattern[ok]
     present = np.unique(subtask)
@@ -165,7 +170,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
     alpha = task.zipf_exponent - 1.0
     counts = sorted({int(c) for c in np.unique(np.geomspace(2, fine, 12).round())} | {K})
     zipf = {"alpha_n": alpha, "alpha_n_source": "the task's Zipf exponent", "seed": config.seed}
-    prefix = next(i for i in range(len(learned) + 1) if i not in set(learned))
+    prefix = next(i for i in range(len(learned) + 1) if i not in learned)  # subtasks 0 … prefix−1 all learned
     ranks, all_learned = (1, max(min(prefix, K), 3)), (1, max(K, 3))
 
     def fit(labels, fit_ranks):

@@ -24,7 +24,8 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
     model : nn.Sequential
         A `build_mlp` network; its last module is the `nn.Linear(width, 2)` readout.
     n_samples : int
-        Fresh samples of each subtask, drawn with `generator` (made for the task's device).
+        Fresh samples of each subtask, drawn with `generator` (made for the task's device) and scored on the
+        model's device.
 
     Returns
     -------
@@ -43,7 +44,7 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
     rows_base, rows_abl = [], []
     with torch.no_grad():
         for i in range(task.n_tasks):
-            x, y = task.sample_task(i, n_samples, generator)
+            x, y = (v.to(out.weight.device) for v in task.sample_task(i, n_samples, generator))
             h = model[:-1](x)  # [n, width]
             logits = out(h)  # [n, 2]
             ce = nn.functional.cross_entropy

@@ -44,7 +44,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     from ..quanta.ground_truth import GroundTruthConfig
 
     add_arguments(p, GroundTruthConfig)
-    p.add_argument("--out", default="", help="folder for qdg.json (default: the run folder)")
+    add_common(p, out="", device=True, seed=False)  # empty --out: write qdg.json into the run folder
     p.set_defaults(func=_qdg)
 
     p = sub.add_parser("neurons", help="per-neuron ablation matrix of a trained run (JSON + heatmap)")
@@ -52,7 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=positive_int, default=500, help="samples per subtask (default: 500)")
     p.add_argument("--threshold", type=float, default=0.1,
                    help="bits of loss increase that make a unit a carrier of a subtask (default: 0.1)")
-    add_common(p, out="")  # empty: write into the run folder
+    add_common(p, out="", device=True)  # empty: write into the run folder
     p.set_defaults(func=_neurons)
 
 
@@ -122,7 +122,7 @@ def _qdg(args: argparse.Namespace) -> int:
     config = from_args(GroundTruthConfig, args)  # settings first: checking them is cheap
     from .training import load_trained
 
-    model, cfg, result = load_trained(args.run)
+    model, cfg, result = load_trained(args.run, args.device)
     report = ground_truth(model, cfg.task(), result["learned"], config, show_progress=True)
     path = atomic_write_json(Path(args.out or args.run) / "qdg.json", report)
     g = report["geometry"]
@@ -145,7 +145,7 @@ def _neurons(args: argparse.Namespace) -> int:
     from .task import LEARNED_BITS
     from .training import load_trained
 
-    model, cfg, _ = load_trained(args.run)
+    model, cfg, _ = load_trained(args.run, args.device)
     task = cfg.task()
     m = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))
     m["carriers"] = carriers(m["increase"], args.threshold)

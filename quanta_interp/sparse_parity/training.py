@@ -227,16 +227,20 @@ def train_sparse_parity(config: SparseParityConfig, run_dir=None, *, device: str
     return models[0], results[0]
 
 
-def load_trained(folder) -> tuple[nn.Sequential, SparseParityConfig, dict]:
-    """The model, config and result of a finished `train_sparse_parity` run folder (`io.RunDir`).
+def load_trained(folder, device: str = "cpu") -> tuple[nn.Sequential, SparseParityConfig, dict]:
+    """The model (on `device`), config and result of a finished `train_sparse_parity` run folder (`io.RunDir`).
 
     Raises
     ------
     FileNotFoundError
         `folder` holds no finished run (weights.safetensors and result.json).
+    ParameterError
+        `device` is not usable here (`config.check_device`).
     """
+    from ..config import check_device
     from ..io import RunDir
 
+    check_device(device)
     run = RunDir(folder)
     if not (run.path / "weights.safetensors").exists() or not run.done:
         raise FileNotFoundError(f"{folder} holds no finished run (weights.safetensors, result.json); train one with "
@@ -244,4 +248,4 @@ def load_trained(folder) -> tuple[nn.Sequential, SparseParityConfig, dict]:
     cfg = SparseParityConfig.from_dict(run.config)
     model = build_mlp(cfg.n_tasks + cfg.n_bits, cfg.width, cfg.depth, cfg.activation)
     model.load_state_dict(run.load_weights())
-    return model, cfg, run.result()
+    return model.to(device), cfg, run.result()

@@ -80,3 +80,9 @@ def test_cli_trains_then_scores_a_run(tmp_path, capsys):
     assert report["methods"]["unsigned, ×8, merge, refined (default)"]["ari"] >= 0.8
     assert "ARI" in capsys.readouterr().out
     assert main(["sparse-parity", "qdg", str(tmp_path / "none")]) == 2
+    import torch
+
+    if not torch.cuda.is_available():  # the model goes where --device says, or the command refuses
+        capsys.readouterr()
+        assert main(["sparse-parity", "qdg", str(tmp_path / "run"), "--device", "cuda"]) == 2
+        assert "device" in capsys.readouterr().err
