@@ -20,7 +20,8 @@ import numpy as np
 from .assets import cache_dir, fetch
 from .io import atomic_save_npy, atomic_write_json, atomic_write_text, read_json
 
-__all__ = ["Document", "load_documents", "check_corpus_source", "Tokenizer", "make_tokenizer", "TokenizedCorpus", "load_corpus"]
+__all__ = ["Document", "load_documents", "check_corpus_source", "corpus_identity", "Tokenizer", "make_tokenizer",
+           "TokenizedCorpus", "load_corpus"]
 
 _GUTENBERG_BLOCK = re.compile(r"\*\*\* ?START OF.*?\*\*\*|\*\*\* ?END OF.*\Z|<<.*?>>", re.S | re.I)
 
@@ -119,6 +120,16 @@ def _file_source_key(source: str) -> list[str]:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return [str(path), digest.hexdigest()]
+
+
+def corpus_identity(source: str) -> str:
+    """What a corpus is, by content: 'sha256:…' over a file or folder corpus's `.txt` names (relative to the
+    folder, or the file's name) and bytes, so the same files by another path give the same identity and an
+    edited file another; 'shakespeare' and 'hf:NAME' are their own identity (a registry asset, checked by
+    its sha256 when fetched, and a named dataset)."""
+    if source == "shakespeare" or str(source).startswith("hf:"):
+        return str(source)
+    return "sha256:" + _file_source_key(source)[1]
 
 
 def check_corpus_source(source: str) -> None:

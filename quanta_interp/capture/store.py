@@ -1,36 +1,97 @@
-"""Per-token gradients streamed to disk: memory-mapped rows, resumable after a kill, extendable.
+"""Per-token gradients streamed to disk: memory-mapped rows, resumable after a kill, extendable, checksummed.
 
 Layout of a store folder: `gradients.npy` (n × dim float32), `status.npy` (int8: 0 pending, 1 ok,
-−1 non-finite), `losses.npy` (float32 nats), `targets.npy` (n × 3 int64: doc, start, pos) and
-`capture.json` (the settings that define the vectors, layer names and sizes).
+−1 non-finite), `losses.npy` (float32 nats), `targets.npy` (n × 3 int64: doc, start, pos),
+`checksums.npy` (n × 4 uint32: the CRC-32 of each row of gradients, status, losses and targets, recorded
+when the row is written) and `capture.json` (the settings that define the vectors, layer names and sizes, n).
+
+Opening a store checks every file's dtype and shape and every captured row against its checksums, so a
+damaged store is refused with one line naming the file and the fix, never used. Rows are committed by
+`status.npy`, written last: a kill leaves unfinished rows pending, and only pending rows are (re)captured.
+The gradient file is allocated with `posix_fallocate` after a free-space check, so a full disk is an
+`OSError` saying how much space is needed, never a SIGBUS, and the store stays resumable.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..io import atomic_save_npy, atomic_write_json, progress, read_json
+from ..io import (
+    DamagedFileError,
+    RunLock,
+    atomic_save_npy,
+    atomic_write_json,
+    check_free_space,
+    load_npy,
+    progress,
+    read_json,
+)
 from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
 from .hooks import GradientCapture
 from .modules import select_modules
 from .windows import per_token_gradients, window_batch
 
-__all__ = ["GradientStore", "capture_gradients", "length_batches"]
+__all__ = ["GradientStore", "DamagedRowsError", "open_store", "mark_pending", "capture_gradients", "length_batches",
+           "row_checksums"]
 
 _FILES = ("gradients", "status", "losses", "targets")
+_CHECKSUMS = "crc32 of each captured row of gradients, status, losses, targets (checksums.npy)"
+_NEW_OUT = "rerun into a new --out folder (or restore the file)"
+_VERIFY_ROWS = 2048  # rows read per chunk while verifying
+
+
+class DamagedRowsError(DamagedFileError):
+    """Captured rows that no longer match the checksums recorded when they were written.
+
+    Attributes
+    ----------
+    rows : int64 ndarray
+        The damaged rows; `mark_pending` (`--recapture`) makes them pending so that they are captured again.
+    """
+
+    def __init__(self, path: Path, rows: np.ndarray, n_captured: int, files: list[str]):
+        self.rows = rows
+        shown = ", ".join(str(int(r)) for r in rows[:5]) + (", …" if len(rows) > 5 else "")
+        super().__init__(path, f"{len(rows)} of {n_captured} captured rows differ from the checksums recorded when "
+                               f"they were written (rows {shown}; in {', '.join(files)})",
+                         "rerun with --recapture to capture those rows again (capture_gradients(recapture=True)), "
+                         "or use a new --out")
+
+
+def row_checksums(grads: np.ndarray, status: np.ndarray, losses: np.ndarray, targets: np.ndarray,
+                  rows: np.ndarray) -> np.ndarray:
+    """uint32 (len(rows), 4): CRC-32 of each row's gradient bytes, status, loss and target (in that order).
+
+    `grads` may be a memmap: it is read in chunks of rows.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.zeros((len(rows), 4), np.uint32)
+    small = (np.ascontiguousarray(status), np.ascontiguousarray(losses), np.ascontiguousarray(targets))
+    for lo in range(0, len(rows), _VERIFY_ROWS):
+        chunk = rows[lo: lo + _VERIFY_ROWS]
+        block = np.ascontiguousarray(grads[chunk])
+        for j, r in enumerate(chunk):
+            out[lo + j] = (zlib.crc32(block[j]), zlib.crc32(small[0][r: r + 1]), zlib.crc32(small[1][r: r + 1]),
+                           zlib.crc32(small[2][r]))
+    return out
 
 
 class GradientStore:
-    """A store folder opened for reading: arrays as attributes, `gradients` memory-mapped.
+    """A store folder opened for reading, checked: arrays as attributes, `gradients` memory-mapped.
 
     Parameters
     ----------
     path : str or Path
         A folder written by `capture_gradients` or `capture_gradients_sharded`.
+    verify : bool
+        Check every captured row against its checksums (≈ the time to read the gradient file once).
 
     Attributes
     ----------
@@ -43,6 +104,8 @@ class GradientStore:
         Each target's loss in nats, from the same forward pass as its gradient.
     targets : int64 (n, 3)
         (doc, start, pos): the window `doc[start:pos]` predicts token `pos`.
+    checksums : uint32 (n, 4)
+        Each captured row's `row_checksums` (zeros for pending rows).
     meta : dict
         `capture.json`: params, projection_dim, matrix_sketch_dim, seed, dim, layers (name → exact size), n.
     ok : bool ndarray (n,)
@@ -51,23 +114,64 @@ class GradientStore:
     Raises
     ------
     FileNotFoundError
-        `path` has no `capture.json`.
+        `path` holds no store at all.
+    DamagedFileError
+        `capture.json` is missing while rows are captured, or a file is empty, truncated, not an array, or of
+        another dtype or length than `capture.json` says (the message names it).
+    DamagedRowsError
+        `verify` and captured rows differ from their checksums.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not (self.path / "capture.json").exists():
-            raise FileNotFoundError(f"{self.path} holds no captured gradients (no capture.json)")
-        self.meta = read_json(self.path / "capture.json")
-        self.gradients = np.load(self.path / "gradients.npy", mmap_mode="r")
-        self.status = np.load(self.path / "status.npy")
-        self.losses = np.load(self.path / "losses.npy")
-        self.targets = np.load(self.path / "targets.npy")
+    def __init__(self, path: str | Path, *, verify: bool = True):
+        self.path = p = Path(path)
+        if not (p / "capture.json").exists():
+            if not any((p / f"{name}.npy").exists() for name in _FILES):
+                raise FileNotFoundError(f"{p} holds no captured gradients (no capture.json)")
+            raise DamagedFileError(p / "capture.json", "missing, while the store's arrays are there", _NEW_OUT)
+        self.meta = meta = read_json(p / "capture.json", expect=dict, fix=_NEW_OUT)
+        if not all(isinstance(meta.get(k), int) and meta[k] >= 0 for k in ("n", "dim")) or not isinstance(
+                meta.get("layers"), dict):
+            raise DamagedFileError(p / "capture.json", "lacks the store's n, dim or layers", _NEW_OUT)
+        n, dim = meta["n"], meta["dim"]
+        self.gradients = _array(p / "gradients.npy", np.float32, (n, dim), mmap_mode="r")
+        self.status = _array(p / "status.npy", np.int8, (n,))
+        if not np.isin(self.status, (-1, 0, 1)).all():
+            raise DamagedFileError(p / "status.npy", "holds values other than -1, 0 and 1", _NEW_OUT)
+        self.losses = _array(p / "losses.npy", np.float32, (n,))
+        self.targets = _array(p / "targets.npy", np.int64, (n, 3))
+        if not (p / "checksums.npy").exists() and ("checksums" not in meta or "shards" in meta):
+            self._seal()  # a store written before checksums, or gathered from shards: recorded now
+        self.checksums = _array(p / "checksums.npy", np.uint32, (n, 4))
+        if verify:
+            bad, files = self.damaged_rows()
+            if len(bad):
+                raise DamagedRowsError(p / "gradients.npy" if files == ["gradients.npy"] else p, bad,
+                                       int((self.status != 0).sum()), files)
+
+    def _seal(self) -> None:
+        sums = np.zeros((len(self.status), 4), np.uint32)
+        done = np.flatnonzero(self.status != 0)
+        sums[done] = row_checksums(self.gradients, self.status, self.losses, self.targets, done)
+        atomic_save_npy(self.path / "checksums.npy", sums)
+        atomic_write_json(self.path / "capture.json", {**self.meta, "checksums": _CHECKSUMS})
+
+    def damaged_rows(self) -> tuple[np.ndarray, list[str]]:
+        """(captured rows whose checksums differ, the files in which they differ), checked now."""
+        done = np.flatnonzero(self.status != 0)
+        differ = row_checksums(self.gradients, self.status, self.losses, self.targets, done) != self.checksums[done]
+        bad = done[differ.any(1)]
+        files = [f"{name}.npy" for name, col in zip(_FILES, differ.T, strict=True) if col.any()]
+        return bad, files
 
     @property
     def ok(self) -> np.ndarray:
         """bool (n,): rows captured with a finite gradient and loss (status 1)."""
         return self.status == 1
+
+    @property
+    def pending(self) -> np.ndarray:
+        """bool (n,): rows not captured yet (status 0), e.g. after a kill."""
+        return self.status == 0
 
     def valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(row indices with finite gradients, their vectors loaded into memory).
@@ -80,6 +184,45 @@ class GradientStore:
         """
         idx = np.flatnonzero(self.ok)
         return idx, np.asarray(self.gradients[idx])
+
+
+def _array(path: Path, dtype, shape: tuple, mmap_mode: str | None = None) -> np.ndarray:
+    if not path.exists():
+        raise DamagedFileError(path, "missing, while capture.json is there", _NEW_OUT)
+    return load_npy(path, dtype=dtype, shape=shape, mmap_mode=mmap_mode, fix=_NEW_OUT)
+
+
+def open_store(path: str | Path, *, verify: bool = True) -> GradientStore | None:
+    """The store in `path`, checked; None when there is none yet, or only an allocation that a kill
+    interrupted before any row was captured (a capture then starts afresh).
+
+    Raises
+    ------
+    DamagedFileError, DamagedRowsError
+        As `GradientStore`, when rows are captured.
+    """
+    path = Path(path)
+    try:
+        return GradientStore(path, verify=verify)
+    except FileNotFoundError:
+        return None
+    except DamagedRowsError:
+        raise
+    except DamagedFileError as err:
+        try:
+            status = np.load(path / "status.npy", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            raise err from None  # the store's own message names the file
+        if status.dtype == np.int8 and status.ndim == 1 and not status.any():
+            return None  # nothing was captured: nothing is lost by allocating again
+        raise
+
+
+def mark_pending(path: str | Path, rows: np.ndarray) -> None:
+    """Make `rows` of the store pending (status 0), so that the next capture takes them again (`--recapture`)."""
+    status = load_npy(Path(path) / "status.npy", dtype=np.int8, fix=_NEW_OUT)
+    status[np.asarray(rows, dtype=np.int64)] = 0
+    atomic_save_npy(Path(path) / "status.npy", status)
 
 
 def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
@@ -114,36 +257,55 @@ def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
 
 
 def _create(out: Path, meta: dict, targets: np.ndarray, old: GradientStore | None = None) -> None:
-    """Allocate the arrays for `targets`; rows of `old` (a prefix of `targets`) are copied over."""
+    """Allocate the arrays for `targets`; rows of `old` (a prefix of `targets`) are copied over.
+
+    The gradient file is checked against the free space and allocated on disk (`posix_fallocate`) before a
+    byte is written into it, so a full disk is an OSError here, never a SIGBUS later; the old store stays.
+    """
     n, dim = len(targets), meta["dim"]
     if dim * n * 4 > 64e9:
         raise ValueError(f"exact gradients need {dim * n * 4 / 1e9:.0f} GB; pass projection_dim > 0")
     tmp = out / ".gradients.npy.tmp"
-    grads = np.lib.format.open_memmap(tmp, "w+", np.float32, (n, dim))
+    what = f"the gradient store ({n} rows × {dim} numbers)"
+    check_free_space(out, dim * n * 4 + 64 * n + (1 << 20), what=what)
+    try:
+        grads = np.lib.format.open_memmap(tmp, "w+", np.float32, (n, dim))
+        if hasattr(os, "posix_fallocate"):
+            with open(tmp, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"{what} needs {dim * n * 4 / 1e6:.1f} MB free in {out}: free space and "
+                                        "rerun (rows already captured are kept)", str(out)) from None
+        raise
     status, losses = np.zeros(n, np.int8), np.zeros(n, np.float32)
-    if old is not None and len(old.status) == len(old.targets) == len(old.gradients):
+    sums = np.zeros((n, 4), np.uint32)
+    if old is not None:
         k = len(old.targets)
         for lo in range(0, k, 4096):
             grads[lo: min(k, lo + 4096)] = old.gradients[lo: min(k, lo + 4096)]
-        status[:k], losses[:k] = old.status, old.losses
+        status[:k], losses[:k], sums[:k] = old.status, old.losses, old.checksums
     grads.flush()
     del grads
-    atomic_save_npy(out / "status.npy", np.zeros(n, np.int8))  # nothing counts as done until the move below
+    atomic_save_npy(out / "status.npy", np.zeros(n, np.int8))  # nothing counts as done until the last write
     tmp.replace(out / "gradients.npy")
     atomic_save_npy(out / "losses.npy", losses)
     atomic_save_npy(out / "targets.npy", targets)
-    atomic_write_json(out / "capture.json", {**meta, "n": n})
+    atomic_save_npy(out / "checksums.npy", sums)
+    atomic_write_json(out / "capture.json", {**meta, "n": n, "checksums": _CHECKSUMS})
     atomic_save_npy(out / "status.npy", status)
 
 
 def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
                       params: str = "all", projection_dim: int | None = DEFAULT_PROJECTION_DIM,
                       matrix_sketch_dim: int = DEFAULT_MATRIX_DIM, batch_tokens: int = 1024, seed: int = 0,
-                      show_progress: bool = True) -> GradientStore:
+                      show_progress: bool = True, recapture: bool = False) -> GradientStore:
     """Per-token gradients for `targets` ((doc, start, pos) rows) streamed to the store folder `out`.
 
-    A rerun resumes: finished rows are kept. A rerun whose `targets` extend the stored ones (same rows
-    first) captures only the new rows. Batches group windows of similar length, ≤ `batch_tokens` tokens.
+    A rerun resumes: finished rows are kept, pending ones (a kill) are captured. A rerun whose `targets`
+    extend the stored ones (same rows first) captures only the new rows. Batches group windows of similar
+    length, ≤ `batch_tokens` tokens. Each row's checksums are recorded with it (see the module docstring).
 
     Each row is the gradient of the target's loss (nats) w.r.t. the weights and biases chosen by `params`,
     computed B windows per backward pass (`per_token_gradients`). Rows whose gradient or loss is not finite
@@ -168,6 +330,9 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
         Bound on windows × longest window per batch (see `length_batches`).
     seed : int
         Seeds the sketch's hashes: vectors are comparable only between stores with the same seed.
+    recapture : bool
+        Rows of the stored capture that differ from their checksums are captured again (otherwise such a
+        store is refused with `DamagedRowsError`).
 
     Returns
     -------
@@ -179,6 +344,12 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     ValueError
         `out` holds gradients captured with other settings or other targets; exact gradients would exceed
         64 GB; a window is empty (start ≥ pos) or runs outside its document.
+    DamagedFileError, DamagedRowsError
+        A file of the store in `out` is damaged (see `GradientStore`).
+    OSError
+        errno ENOSPC: the disk has no room for the store; what was captured is kept for a rerun.
+    FolderBusyError
+        Another process is capturing into `out`.
     ParameterError
         `params` is not a preset or regex, or matches no matrix; `projection_dim` is negative or not an
         integer; `matrix_sketch_dim` is not a positive integer.
@@ -192,7 +363,16 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     meta = {"params": params, "projection_dim": projection_dim or 0,
             "matrix_sketch_dim": cap.sketch.m if cap.sketch else None, "seed": seed, "dim": cap.dim,
             "layers": cap.dims}
-    old = GradientStore(out) if (out / "capture.json").exists() else None
+    with RunLock(out):
+        return _capture(model, docs, targets, out, cap, meta, batch_tokens, show_progress, recapture)
+
+
+def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int, show_progress: bool,
+             recapture: bool) -> GradientStore:
+    if recapture and (out / "capture.json").exists():
+        bad, _ = GradientStore(out, verify=False).damaged_rows()
+        mark_pending(out, bad)
+    old = open_store(out)
     if old is not None:
         same = {k: old.meta.get(k) for k in meta} == meta  # extra bookkeeping keys (n, shards) do not count
         k = len(old.targets)
@@ -201,10 +381,10 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
         if k < len(targets):
             _create(out, meta, targets, old)
     else:
-        out.mkdir(parents=True, exist_ok=True)
         _create(out, meta, targets)
     grads = np.load(out / "gradients.npy", mmap_mode="r+")
     status, losses = np.load(out / "status.npy"), np.load(out / "losses.npy")
+    sums = np.load(out / "checksums.npy")
     todo = np.flatnonzero(status == 0)
     bar = progress(total=len(targets), initial=len(targets) - len(todo), desc="per-token gradients", unit="tok",
                    disable=not show_progress)
@@ -216,9 +396,11 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
             grads[rows] = torch.where(finite[:, None], vec, 0.0).numpy()
             grads.flush()
             losses[rows], status[rows] = loss.numpy(), np.where(finite.numpy(), 1, -1)
+            sums[rows] = row_checksums(grads, status, losses, targets, rows)
+            atomic_save_npy(out / "checksums.npy", sums)
             atomic_save_npy(out / "losses.npy", losses)
-            atomic_save_npy(out / "status.npy", status)  # written after the vectors: a kill never marks a row it lost
+            atomic_save_npy(out / "status.npy", status)  # written last: a kill never marks a row it lost
             bar.update(len(rows))
     finally:
         bar.close()
-    return GradientStore(out)
+    return GradientStore(out, verify=False)  # its rows were checksummed as they were written

@@ -22,7 +22,7 @@ from ..corpora import Tokenizer
 from ..io import read_json
 
 __all__ = ["LoadedModel", "load", "load_hf", "load_run", "on_device", "corpus_tokenizer", "hf_tokenizer", "non_embedding_params",
-           "n_params", "SMOLLM2_NAME", "SMOLLM2_NOTE"]
+           "n_params", "check_model_spec", "SMOLLM2_NAME", "SMOLLM2_NOTE"]
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +81,60 @@ def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
     RuntimeError
         Some tensor stayed off `device` (see `on_device`).
     """
-    if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
-        raise ValueError(f"model spec must be 'smollm2', an HF model name, an HF folder or a run folder, got {spec!r}")
     if device != "meta":  # meta (no data) is how tests check that every loader moves the model
         check_device(device)
+    kind = check_model_spec(spec)
     spec = str(spec)
     path = Path(spec).expanduser()
-    if spec == "smollm2":
+    if kind == "smollm2":
         hf_model, tok = _smollm2_hf()
         warnings.warn(SMOLLM2_NOTE, stacklevel=2)
         return load_hf(hf_model, tok, SMOLLM2_NAME, device=device, spec=spec, note=SMOLLM2_NOTE)
-    if (path / "model_config.json").exists():
+    if kind == "run":
         return load_run(path, device=device, spec=spec)
-    if (path / "config.json").exists() and any(path.glob("*.safetensors")) | any(path.glob("*.bin")):
+    if kind == "hf":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         return load_hf(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path), spec,
                        device=device)
+    return _load_hub(spec, device)
+
+
+def check_model_spec(spec) -> str:
+    """What `spec` names, checked without loading anything: "smollm2", "run" (a `quanta lm train` folder with
+    weights), "hf" (a local HF model folder) or "hub" (a name for the Hugging Face hub).
+
+    A spec that reads as a local path (it starts with '/', '.', '~', ends with '/', has more than one '/',
+    or its parent folder exists here) but does not exist is refused as a missing path, not sent to the hub.
+
+    Raises
+    ------
+    ValueError
+        An empty spec; a missing local path; a folder holding neither an HF model (config.json + weights)
+        nor a run (model_config.json); a run folder without weights.safetensors yet.
+    """
+    if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
+        raise ValueError(f"model spec must be 'smollm2', an HF model name, an HF folder or a run folder, got {spec!r}")
+    spec = str(spec)
+    if spec == "smollm2":
+        return "smollm2"
+    path = Path(spec).expanduser()
+    if (path / "model_config.json").exists():
+        if not (path / "weights.safetensors").exists():
+            raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` "
+                             "first")
+        return "run"
+    if (path / "config.json").exists() and any(path.glob("*.safetensors")) | any(path.glob("*.bin")):
+        return "hf"
     if path.exists():
         raise ValueError(f"model folder {spec!r} holds neither an HF model (config.json + weights) nor a run "
                          "written by `quanta lm train` (model_config.json)")
-    return _load_hub(spec, device)
+    looks_local = (spec.startswith(("/", ".", "~")) or spec.endswith("/") or spec.count("/") > 1
+                   or (path.parent != Path(".") and path.parent.exists()))
+    if looks_local:
+        raise ValueError(f"model path {spec!r} does not exist (as a local folder); pass an existing run or HF "
+                         "folder, 'smollm2', or a hub name such as EleutherAI/pythia-70m")
+    return "hub"
 
 
 def _load_hub(name: str, device: str) -> LoadedModel:
@@ -111,7 +144,8 @@ def _load_hub(name: str, device: str) -> LoadedModel:
         bridge = TransformerBridge.boot_transformers(name, device=device)
     except Exception as e:  # offline, unknown name, unsupported architecture: all end here
         raise ValueError(
-            f"model {name!r} could not be loaded from the Hugging Face hub ({type(e).__name__}: "
+            f"model {name!r} is no local folder (nothing at {Path(name).expanduser().resolve()}) and could not be "
+            f"loaded from the Hugging Face hub ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:120] if str(e) else ''}); go online once so it is cached, or pass "
             "'smollm2', a local HF folder, or a run folder from `quanta lm train`") from e
     return _loaded(bridge.to(device), device, name)
@@ -237,7 +271,8 @@ def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None) 
     weights = path / "weights.safetensors"
     if not weights.exists():
         raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` first")
-    cfg = TransformerBridgeConfig(**read_json(path / "model_config.json"))
+    cfg = TransformerBridgeConfig(**read_json(path / "model_config.json", expect=dict,
+                                              fix="restore it from the run's training, or retrain the run"))
     bridge = TransformerBridge.boot_native(cfg, device=device)
     bridge.load_state_dict(load_file(weights))  # copied onto the model's device
     tok_path = path / "tokenizer.json"

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ParameterError
-from ..io import atomic_save_npy, atomic_write_json, read_json
+from ..io import DamagedFileError, atomic_save_npy, atomic_write_json, load_npy, read_json
 
-__all__ = ["resolve_family", "check_run_tokenizers", "family_stage", "read_family"]
+__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "read_family"]
 
 
 def resolve_family(spec: str) -> list[dict]:
@@ -59,6 +59,33 @@ def resolve_family(spec: str) -> list[dict]:
     return members
 
 
+def check_members(members: list[dict], *, steps: bool = False) -> None:
+    """What can be known of a family's members before any model loads: each spec names an existing model
+    (`lm.check_model_spec`: a missing folder, a run without weights) and, without `steps`, known sizes grow.
+
+    Raises
+    ------
+    ParameterError
+        A member cannot be loaded, or members of known size do not grow in family order.
+    """
+    from ..lm.loading import check_model_spec
+
+    for m in members:
+        try:
+            check_model_spec(m["spec"])
+        except ValueError as e:
+            raise ParameterError("family", f"member {m['name']}: {e}") from None
+    sizes = [m["n_params"] for m in members]
+    if not steps and None not in sizes and np.any(np.diff(sizes) <= 0):
+        raise _not_growing(members)
+
+
+def _not_growing(members: list[dict]) -> ParameterError:
+    return ParameterError("family", "members must grow in non-embedding size in family order, got "
+                          + ", ".join(f"{m['name']} {m['n_params']}" for m in members)
+                          + "; list them smallest first, or give family_steps for checkpoints of one model")
+
+
 def _key(spec: str) -> str:
     return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
@@ -66,7 +93,7 @@ def _key(spec: str) -> str:
 def _reference_tokenizer(config, out: Path) -> str:
     """Fingerprint of the QDG run's tokenizer: stored at capture, or read from its model once (then stored)."""
     info_path = out / "model_info.json"
-    info = read_json(info_path) if info_path.exists() else {}
+    info = read_json(info_path, expect=dict) if info_path.exists() else {}
     if "tokenizer" not in info:
         from .. import lm
 
@@ -144,9 +171,14 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
     for i, m in enumerate(members):
         key = _key(m["spec"])
         arr, meta = fam / f"{key}.npy", fam / f"{key}.json"
-        if arr.exists() and meta.exists() and len(np.load(arr, mmap_mode="r")) == len(rows):
-            m["n_params"] = read_json(meta)["n_params"]
-            continue
+        if arr.exists() and meta.exists():
+            fix = f"delete {arr} and {meta}: that member scores the targets again"
+            scored = load_npy(arr, dtype=np.float32, mmap_mode="r", fix=fix)
+            if len(scored) == len(rows):
+                m["n_params"] = read_json(meta, expect=dict, fix=fix).get("n_params")
+                if not isinstance(m["n_params"], int):
+                    raise DamagedFileError(meta, "lacks the member's n_params", fix)
+                continue
         model = lm.load(m["spec"], device=config.device)
         tok = lm.corpus_tokenizer(model)
         if tok.fingerprint() != ref:
@@ -163,9 +195,7 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
         del model
     x = list(config.family_steps) if config.family_steps else [m["n_params"] for m in members]
     if not config.family_steps and np.any(np.diff(x) <= 0):
-        raise ParameterError("family", "members must grow in non-embedding size in family order, got "
-                             + ", ".join(f"{m['name']} {m['n_params']}" for m in members)
-                             + "; list them smallest first, or give family_steps for checkpoints of one model")
+        raise _not_growing(members)
     listing = {"axis": "step" if config.family_steps else "N", "x": x,
                "members": [{**m, "key": _key(m["spec"])} for m in members]}
     atomic_write_json(fam / "members.json", listing)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_save_npy, atomic_write_json, progress, read_json
+from ..io import DamagedFileError, atomic_save_npy, atomic_write_json, load_npy, progress, read_json
 
 __all__ = ["DOC_CONTEXT", "block_length", "induction_mask", "blocks", "Scan", "scan_low_loss"]
 
@@ -95,11 +95,27 @@ class Scan:
 
     @classmethod
     def load(cls, folder: Path, n_blocks: int) -> Scan:
+        """The scan saved in `folder` (an empty one if none), its files checked.
+
+        Raises
+        ------
+        DamagedFileError
+            state.json, candidates.npy or losses.npy is missing, damaged, or shorter than the state says.
+        """
         if not (folder / "state.json").exists():
             return cls(np.zeros((0, 3), np.int64), np.zeros(0, np.float32), n_blocks=n_blocks)
-        state = read_json(folder / "state.json")
-        cand, loss = np.load(folder / "candidates.npy"), np.load(folder / "losses.npy")
-        m = min(len(cand), len(loss), state["n_candidates"])  # arrays are written before the state
+        fix = f"delete the folder {folder}: the scan is redone (the gradients already captured are kept)"
+        state = read_json(folder / "state.json", expect=dict, fix=fix)
+        keys = ("tokens_scored", "tokens_forwarded", "blocks_done", "n_candidates")
+        if not all(isinstance(state.get(k), int) and state[k] >= 0 for k in keys) or not isinstance(
+                state.get("seconds"), (int, float)):
+            raise DamagedFileError(folder / "state.json", f"lacks the scan's {', '.join(keys)} or seconds", fix)
+        m = state["n_candidates"]
+        cand = load_npy(folder / "candidates.npy", dtype=np.int64, shape=(None, 3), fix=fix)
+        loss = load_npy(folder / "losses.npy", dtype=np.float32, shape=(None,), fix=fix)
+        for name, arr in (("candidates.npy", cand), ("losses.npy", loss)):
+            if len(arr) < m:  # arrays are written before the state: never shorter
+                raise DamagedFileError(folder / name, f"holds {len(arr)} rows, the state {m}", fix)
         return cls(cand[:m], loss[:m], state["tokens_scored"], state["tokens_forwarded"], state["blocks_done"],
                    n_blocks, state["seconds"])
 

@@ -66,9 +66,33 @@ def test_unreachable_hub_model_is_one_line(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.")
 
     monkeypatch.setattr(TransformerBridge, "boot_transformers", offline)
-    with pytest.raises(ValueError, match=r"model 'EleutherAI/pythia-70m' could not be loaded .*go online once") as e:
+    with pytest.raises(ValueError, match=r"model 'EleutherAI/pythia-70m' is no local folder \(nothing at .*\) and could "
+                                         r"not be loaded from the Hugging Face hub .*go online once") as e:
         lm.load("EleutherAI/pythia-70m")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["./no/such/model", "/no/such/model", "~/no-such-model/", "runs/a/b"])
+def test_a_missing_local_model_path_says_it_does_not_exist_not_that_the_hub_failed(spec, monkeypatch):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    def hub(*args, **kwargs):
+        raise AssertionError("a local path was sent to the hub")
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", hub)
+    with pytest.raises(ValueError, match=rf"^model path '{spec}' does not exist \(as a local folder\); pass an existing"):
+        lm.load(spec)
+    assert lm.check_model_spec("EleutherAI/pythia-70m") == "hub" and lm.check_model_spec("smollm2") == "smollm2"
+
+
+def test_a_run_folder_without_weights_is_named_before_loading(tmp_path):
+    (tmp_path / "model_config.json").write_text("{}")
+    with pytest.raises(ValueError, match=f"run folder {tmp_path} has no weights.safetensors yet"):
+        lm.check_model_spec(str(tmp_path))
+    (tmp_path / "model_config.json").unlink()
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="holds neither an HF model"):
+        lm.check_model_spec(str(tmp_path))
 
 
 def _hub_cache(root):
