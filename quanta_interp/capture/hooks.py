@@ -38,6 +38,12 @@ class GradientCapture:
         Set before the forward when examples are right-padded: positions outside it are skipped (their
         output gradient is zero anyway, as padding comes after each example's supervised position).
         Used by the sketch only, and only for inputs whose (B, S) matches its shape.
+    positions : int or None
+        Set before a backward pass whose gradient reaches only the first `positions` positions (a target
+        inside a longer shared window): later positions are skipped, as their output gradient is zero.
+    retain : bool
+        Several backward passes through one forward (`retain_graph`): input spectra are kept for all of
+        them (until `reset`), and each pass's vectors are read with `pop`.
     dims : dict name → int
         Exact gradient size of each matrix, d_out·(d_in + 1 if bias else d_in).
     dim : int
@@ -47,6 +53,8 @@ class GradientCapture:
     def __init__(self, modules: dict[str, torch.nn.Linear], sketch: TensorSketch | None = None):
         self.modules, self.sketch = modules, sketch
         self.valid: torch.Tensor | None = None
+        self.positions: int | None = None
+        self.retain = False
         self._grads: dict[str, torch.Tensor] = {}
         self._spectra: dict[tuple, torch.Tensor] = {}  # input spectra shared by matrices reading one input
         self._readers: dict[tuple, int] = {}
@@ -97,20 +105,21 @@ class GradientCapture:
 
     def _contribution(self, name: str, mod: torch.nn.Linear, a: torch.Tensor, g: torch.Tensor, key: tuple):
         bias = mod.bias is not None
+        cut = slice(None, self.positions)
         if self.sketch is None:
             if bias:
                 a = torch.cat([a, a.new_ones(*a.shape[:-1], 1)], -1)
-            return torch.einsum("bso,bsi->boi", g.float(), a.float()).flatten(1)
+            return torch.einsum("bso,bsi->boi", g[:, cut].float(), a[:, cut].float()).flatten(1)
         valid = self.valid if self.valid is not None and self.valid.shape == a.shape[:2] else None
         spectrum = self._spectra.get(key)
         if spectrum is None:
             spectrum = self.sketch.input_spectrum(a[valid] if valid is not None else a, bias)
             self._spectra[key] = spectrum
         self._readers[key] -= 1
-        if self._readers[key] == 0:
+        if self._readers[key] == 0 and not self.retain:
             del self._spectra[key]
         if valid is None:
-            return self.sketch.matrix_spectrum(name, g, spectrum)
+            return self.sketch.matrix_spectrum(name, g[:, cut], spectrum[:, cut])
         example = valid.nonzero()[:, 0]
         return self.sketch.matrix_spectrum(name, g[valid], spectrum, example, len(g))
 
@@ -129,10 +138,14 @@ class GradientCapture:
             out.register_hook(backward_hook)
         return forward_hook
 
-    def __enter__(self) -> GradientCapture:
+    def reset(self) -> None:
+        """Forget gradients and input spectra: before a new forward when `retain` keeps them."""
         self._grads.clear()
         self._spectra.clear()
         self._readers.clear()
+
+    def __enter__(self) -> GradientCapture:
+        self.reset()
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
         return self
 
@@ -166,6 +179,13 @@ class GradientCapture:
         if self.sketch is not None:
             return self.sketch.combine(self._grads)
         return torch.cat([self._grads[n] for n in self.modules], 1)
+
+    def pop(self) -> torch.Tensor:
+        """`vectors()` of the backward passes since the last `pop`, then cleared for the next one."""
+        try:
+            return self.vectors()
+        finally:
+            self._grads.clear()
 
 
 @contextmanager

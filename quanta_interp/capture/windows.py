@@ -18,7 +18,8 @@ import torch
 from .hooks import GradientCapture, activation_grads_only
 from .modules import is_unembedding, select_modules
 
-__all__ = ["window_batch", "window_losses", "per_token_gradients", "per_sample_gradients", "forward_backward_floor"]
+__all__ = ["window_batch", "window_losses", "logits_at", "per_token_gradients", "per_sample_gradients",
+           "forward_backward_floor"]
 
 
 def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,27 +65,29 @@ def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Te
     return torch.from_numpy(out), torch.from_numpy(lengths), torch.from_numpy(ys)
 
 
-def _supervised_positions(model: torch.nn.Module, lengths: torch.Tensor) -> list:
-    """Pre-hooks that feed only each window's last real position to the unembedding."""
-    def keep_last(mod, args):
-        x = args[0]
-        return (x[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1][:, None], *args[1:])
-
-    return [m.register_forward_pre_hook(keep_last) for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and is_unembedding(name)]
-
-
-def _loss_at_last_position(model, windows: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def logits_at(model, windows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Logits at chosen positions only, float (B, K, V): the unembedding, when an `nn.Linear`, is fed only
+    `positions` (int64 (B, K), indices into each row of `windows` (B, T)), so the (B, T, V) logits never exist."""
     device = next(model.parameters()).device
-    handles = _supervised_positions(model, lengths)
+    positions = positions.to(device)
+    rows = torch.arange(len(positions), device=device)[:, None]
+
+    def keep(mod, args):
+        return (args[0][rows, positions], *args[1:])
+
+    handles = [m.register_forward_pre_hook(keep) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and is_unembedding(name)]
     try:
         logits = model(windows.to(device))
     finally:
         for h in handles:
             h.remove()
-    if logits.shape[1] != 1:  # a model without a linear unembedding: pick the positions here
-        logits = logits[torch.arange(len(logits), device=device), lengths.to(device) - 1][:, None]
-    return torch.nn.functional.cross_entropy(logits[:, 0].float(), targets.to(device), reduction="none")
+    return logits if handles else logits[rows, positions]  # a model without a linear unembedding
+
+
+def _loss_at_last_position(model, windows: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = logits_at(model, windows, (lengths - 1)[:, None])
+    return torch.nn.functional.cross_entropy(logits[:, 0].float(), targets.to(logits.device), reduction="none")
 
 
 def window_losses(model, docs: Sequence[np.ndarray], rows: np.ndarray, *, batch_tokens: int = 1024,
