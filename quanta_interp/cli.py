@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import BACKENDS, ParameterError, check_device
+from .config import BACKENDS, ParameterError, check_device, parse_seed
 
 __all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
 
@@ -52,7 +52,7 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None, devic
     parser.add_argument("--out", default=out, required=out is None, help="output folder" +
                         (f" (default: {out})" if out else ""))
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        parser.add_argument("--seed", type=parse_seed, default=0, help="random seed, an integer ≥ 0 (default: 0)")
     if device:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 

@@ -24,10 +24,12 @@ from functools import cache
 from typing import Any, TypeVar
 
 __all__ = ["BACKENDS", "SPLITS", "Config", "ParameterError", "check_choice", "field_docs", "add_arguments", "from_args", "given_args", "parse_int_list",
-           "parse_float_list", "parse_str_list", "check_positive_int", "check_finite", "check_device"]
+           "parse_float_list", "parse_str_list", "check_positive_int", "check_finite", "check_device",
+           "check_tokenizer", "parse_seed", "MAX_BPE_VOCAB"]
 
 BACKENDS = ("serial", "processes", "ray")  # where sweep runs execute: `executors.map_runs`, `--backend`
 SPLITS = ("train", "val", "all")  # which documents of a corpus a measurement reads
+MAX_BPE_VOCAB = 1 << 20  # largest bpe-N: above any published vocabulary (256k); ≥ 2^32 aborts the tokenizers library
 
 C = TypeVar("C", bound="Config")
 
@@ -85,6 +87,7 @@ class Config:
 
     Subclasses are frozen dataclasses with an attribute docstring under each field and override
     `_checks()`, which returns (field name, check(name, value)) pairs; a check raises `ParameterError`.
+    Every field named `seed` or `*_seed` is checked here: a non-negative integer (numpy refuses others).
 
     Raises
     ------
@@ -103,6 +106,9 @@ class Config:
         ParameterError
             The first field, in `_checks` order, whose value is not accepted.
         """
+        for f in dataclasses.fields(self):
+            if f.name == "seed" or f.name.endswith("_seed"):
+                check_positive_int(f.name, getattr(self, f.name), low=0)
         for name, check in self._checks():
             check(name, getattr(self, name))
         return self
@@ -210,6 +216,22 @@ def check_finite(name: str, value, *, low: float | None = None, high: float | No
         raise ParameterError(name, f"must be ≤ {high}, got {value!r}")
 
 
+def check_tokenizer(name: str, value) -> None:
+    """Raise `ParameterError(name, …)` unless `value` is "char" or "bpe-N" with 257 ≤ N ≤ `MAX_BPE_VOCAB`.
+
+    Checked before any corpus is read: N ≥ 2^32 would abort the tokenizers library (no Python error).
+
+    Raises
+    ------
+    ParameterError
+        `value` is neither form, or N lies outside the bounds.
+    """
+    m = re.fullmatch(r"bpe-(\d+)", str(value))
+    if value != "char" and not (m and 257 <= int(m.group(1)) <= MAX_BPE_VOCAB):
+        raise ParameterError(name, f"must be 'char' or 'bpe-N' with 257 ≤ N ≤ {MAX_BPE_VOCAB} (256 bytes + merges), "
+                                   f"got {value!r}")
+
+
 def check_device(device: str) -> None:
     """`ParameterError('device', …)` unless torch can use `device` here (CUDA present, index in range)."""
     if device == "cpu":
@@ -234,6 +256,19 @@ def check_device(device: str) -> None:
 
 
 # ---------------------------------------------------------------- the CLI side
+
+def parse_seed(text: str) -> int:
+    """argparse `type=` for --seed: an integer ≥ 0 (numpy's generators refuse negative seeds).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not a non-negative integer.
+    """
+    if not re.fullmatch(r"\s*\d+\s*", text):
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return int(text)
+
 
 def parse_int_list(text: str) -> tuple[int, ...]:
     """'10,20,40' → (10, 20, 40); '0-3,7' → (0, 1, 2, 3, 7); 'geom:10:1500:30' → 30 integers spaced

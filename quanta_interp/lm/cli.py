@@ -108,22 +108,40 @@ def _load(args) -> int:
 
 
 def _train(args) -> int:
-    from ..corpora import load_corpus
     from . import train
 
-    corpus = load_corpus(args.corpus, args.tokenizer, seed=getattr(args, "seed", 0))
-    cfg = from_args(TrainConfig, args, d_vocab=corpus.vocab_size)
-    _print(train(cfg, corpus.documents("train"), val_tokens=corpus.documents("val") or None,
+    cfg = from_args(TrainConfig, args, d_vocab=1)  # every setting checked before the corpus is read
+    corpus = _corpus(args, cfg.seed)
+    val = corpus.documents("val")
+    if not val:
+        print(f"note: corpus {args.corpus!r} has {len(corpus.doc_ids())} document, so no held-out 'val' split: "
+              "val_loss is not measured (pass a folder of several .txt files)")
+    _print(train(cfg.replace(d_vocab=corpus.vocab_size), corpus.documents("train"), val_tokens=val or None,
                  tokenizer=corpus.tokenizer, run_dir=args.out))
     return 0
+
+
+def _corpus(args, seed: int):
+    """The training corpus, `--tokenizer` checked first; a note when bpe-N learned fewer tokens than asked."""
+    from ..config import check_tokenizer
+    from ..corpora import load_corpus
+
+    check_tokenizer("tokenizer", args.tokenizer)
+    corpus = load_corpus(args.corpus, args.tokenizer, seed=seed)
+    if args.tokenizer != "char" and corpus.vocab_size < int(args.tokenizer[4:]):
+        print(f"note: {args.tokenizer} asked, but corpus {args.corpus!r} yields only {corpus.vocab_size} tokens "
+              "(every merge it supports); the model's vocabulary is that")
+    return corpus
 
 
 def _family(args) -> int:
     from ..config import given_args
     from .scaling import LADDER, family_configs, train_family
 
-    configs = family_configs(_sizes(args.sizes) if args.sizes else LADDER, corpus=args.corpus, tokenizer=args.tokenizer,
-                             **given_args(TrainConfig, args))
+    sizes = _sizes(args.sizes) if args.sizes else LADDER
+    from_args(TrainConfig, args, d_vocab=1)  # shared settings checked before the corpus is read
+    _corpus(args, 0)
+    configs = family_configs(sizes, corpus=args.corpus, tokenizer=args.tokenizer, **given_args(TrainConfig, args))
     results = train_family(configs, args.out, **backend_kwargs(args))
     for r in results:
         print(f"{r['name']:10s} N={r['n_params_non_embedding']:>9d} val_loss={r['val_loss']}")
@@ -132,15 +150,15 @@ def _family(args) -> int:
 
 def _docs(model, args, split: str = "val"):
     from ..config import ParameterError
-    from ..corpora import load_corpus
-    from . import corpus_tokenizer
+    from .losses import model_corpus
 
-    corpus = load_corpus(args.corpus, corpus_tokenizer(model))
+    corpus = model_corpus(model, args.corpus)
     docs = [d[: args.max_tokens] for d in corpus.documents(None if split == "all" else split)]
     if sum(max(len(d) - 1, 0) for d in docs) == 0:  # token p is scored from the tokens before it
         where = "holds no document" if not docs else "has no token after a first one to score"
-        raise ParameterError("split", f"{split!r} of corpus {args.corpus!r} {where} ({len(corpus.doc_ids())} documents, "
-                                      f"{corpus.tokens.size} tokens in all); pass --split all or a larger corpus")
+        raise ParameterError("split", f"{split!r} of corpus {args.corpus!r} {where} ({len(corpus.doc_ids())} "
+                                      f"document(s), {corpus.tokens.size} tokens in all; one document has no 'val'): "
+                                      "pass --split all, or a folder of several documents")
     return docs
 
 

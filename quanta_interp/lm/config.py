@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import Config, ParameterError, check_finite, check_positive_int
+from ..config import Config, ParameterError, check_choice, check_finite, check_positive_int
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "ACT_FNS"]
+
+# The activations a native TransformerLens MLP accepts (transformer_lens.model_bridge.sources.native.model),
+# listed here so a bad --act-fn is refused before anything is written (a test keeps the two in step).
+ACT_FNS = ("gelu", "gelu_new", "relu", "silu", "swish", "solu", "solu_ln")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class TrainConfig(Config):
     n_ctx: int = 128
     """Context length in tokens: training windows and the model's maximum."""
     act_fn: str = "gelu"
-    """MLP activation (a TransformerLens name: gelu, relu, silu, …)."""
+    """MLP activation: gelu, gelu_new, relu, silu, swish, solu or solu_ln (TransformerLens's names)."""
     steps: int = 1000
     """Optimiser steps."""
     batch_size: int = 32
@@ -72,7 +76,7 @@ class TrainConfig(Config):
 
         ints = ("n_layers", "d_model", "d_mlp", "n_ctx", "steps", "batch_size", "eval_every", "eval_batches",
                 "checkpoint_every")
-        return [("d_vocab", vocab), *[(k, positive) for k in ints], ("n_heads", heads),
+        return [("d_vocab", vocab), *[(k, positive) for k in ints], ("n_heads", heads), ("act_fn", check_choice(ACT_FNS)),
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
                 ("warmup", lambda n, v: check_finite(n, v, low=0)),
                 ("weight_decay", lambda n, v: check_finite(n, v, low=0.0)),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ParameterError, check_tokenizer
 from ..corpora import load_corpus
 from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
@@ -43,9 +44,21 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
     Raises
     ------
     ParameterError
-        A setting `TrainConfig` rejects (e.g. a d_model not divisible by its n_heads).
+        A setting `TrainConfig` rejects (e.g. a d_model not divisible by its n_heads), a bad `tokenizer`, or a
+        corpus whose train or held-out 'val' documents (one document has none) hold no window of n_ctx + 1
+        tokens: each member trains on the first and is scored on the second.
     """
-    d_vocab = train_kw.pop("d_vocab", None) or load_corpus(corpus, tokenizer).vocab_size
+    check_tokenizer("tokenizer", tokenizer)
+    tokens = load_corpus(corpus, tokenizer)
+    d_vocab = train_kw.pop("d_vocab", None) or tokens.vocab_size
+    need = TrainConfig(**{**train_kw, "d_vocab": d_vocab}).n_ctx + 1
+    for split in ("train", "val"):
+        n = tokens.stream(split).size
+        if n < need:
+            raise ParameterError("corpus", f"{corpus!r}: its {split!r} split holds {len(tokens.doc_ids(split))} of "
+                                           f"{len(tokens.doc_ids())} documents ({n} tokens), fewer than one window of "
+                                           f"n_ctx + 1 = {need}; each member trains on 'train' and is scored on "
+                                           "'val': pass a folder of several .txt files")
     out = []
     for n_layers, d_model in sizes:
         heads = max(1, d_model // 16)
@@ -125,13 +138,18 @@ def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[di
     FileNotFoundError
         `root` is not a sweep folder.
     ValueError
-        Fewer than 3 members finished.
+        Fewer than 3 members finished, or members with different tokenizers (they would read different ids).
     """
     from ..io import read_json
     from .loading import load
 
     done = family_members(root)
     models = [load(p, device=device) for _, p, _ in done]
+    prints = {name: m.tokenizer.fingerprint() if m.tokenizer is not None else None
+              for (name, _, _), m in zip(done, models, strict=True)}
+    if len(set(prints.values())) > 1:
+        raise ValueError(f"family {root}: its members use different tokenizers {prints}; every member must read the "
+                         "same ids: train the family with one --corpus and --tokenizer")
     return models, [{"name": name, "val_loss": read_json(p / "result.json")["val_loss"]} for name, p, _ in done]
 
 

@@ -157,11 +157,11 @@ def train(config: TrainConfig, train_tokens, *, val_tokens=None, tokenizer: Toke
     if tokenizer is not None and tokenizer.vocab_size > cfg["d_vocab"]:
         raise ValueError(f"config: d_vocab={cfg['d_vocab']} is smaller than the tokenizer's vocab_size "
                          f"{tokenizer.vocab_size}")
+    torch.manual_seed(cfg["seed"])
+    model = build_model(config)  # before the run folder opens: a model that cannot be built writes nothing
     run = _open_run(run_dir, cfg, tokenizer)
     if run is not None and run.done:
         return run.result()
-    torch.manual_seed(cfg["seed"])
-    model = build_model(config)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=(0.9, 0.95))
     step, state = 0, {"best_val_loss": None, "val_loss": None, "recent": []}

@@ -88,10 +88,13 @@ class SweepConfig(Config):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ParameterError(name, f"must be an integer ≥ 0, got {v!r}")
 
+        def grid(name, v):  # a line through the points needs two of them
+            check_positive_int(name, v, low=2)
+
         positive = check_positive_int
         return [("widths", widths), ("max_width", positive), ("n_widths", positive), ("activations", activations),
                 ("seed_budget", positive), ("min_seeds", seeds), ("max_seeds", seeds),
                 ("target", check_choice(TARGETS)), ("interval", interval),
                 ("optimizer", check_choice(OPTIMIZERS)), ("adam_steps", steps), ("lbfgs_steps", steps),
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("dtype", check_choice(DTYPES)),
-                ("n_train", positive), ("n_test", positive)]
+                ("n_train", grid), ("n_test", grid)]
