@@ -5,13 +5,51 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["register"]
 
-def _load(cfg):
+def _load(cfg, model=None):
+    """The corpus, read with `model`'s own tokenizer when there is one (the only ids it may be fed), and the
+    documents of the statistics' split."""
     from ..corpora import load_corpus
+    from ..lm.losses import model_corpus
 
-    corpus = load_corpus(cfg.corpus, cfg.tokenizer, seed=cfg.seed)
-    return corpus, corpus.documents(None if cfg.split == "all" else cfg.split)
+    corpus = (model_corpus(model, cfg.corpus, seed=cfg.seed) if model is not None else
+              load_corpus(cfg.corpus, cfg.tokenizer or "char", seed=cfg.seed))
+    return corpus, _split_docs(corpus, cfg, "stats", 2)
+
+
+def _split_docs(corpus, cfg, part: str, need: int) -> list:
+    """The documents `part` reads; `ParameterError('split', …)` when they hold fewer than `need` tokens."""
+    from ..config import ParameterError
+
+    split = cfg.split_for(part)
+    docs = corpus.documents(None if split == "all" else split)
+    n = sum(d.size for d in docs)
+    if n < need:
+        what = f"the LM's windows of n_ctx + 1 = {need} tokens" if part == "lm" else "any statistic"
+        raise ParameterError("split", f"{split!r} of corpus {cfg.corpus!r} holds {len(docs)} of its "
+                                      f"{len(corpus.doc_ids())} documents ({n} tokens), too few for {what}: pass "
+                                      "--split all, or a folder of several documents (one document has no 'val')")
+    return docs
+
+
+def _model(cfg):
+    """The LM of `--model` (None without), loaded after the cheap checks; its n_ctx bounds `--n-ctx`."""
+    from ..config import ParameterError
+    from ..corpora import check_corpus_source
+
+    if not cfg.model:
+        return None
+    from .. import lm
+
+    check_corpus_source(cfg.corpus)  # before the model loads
+    model = lm.load(cfg.model)
+    if cfg.n_ctx is not None and cfg.n_ctx > model.cfg.n_ctx:
+        raise ParameterError("n_ctx", f"({cfg.n_ctx}) exceeds the context of model {cfg.model!r} "
+                                      f"({model.cfg.n_ctx}); pass at most {model.cfg.n_ctx}")
+    return model
 
 
 def _write(args: argparse.Namespace, name: str, result: dict) -> Path:
@@ -55,17 +93,16 @@ def _cmd_correlations(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gamma(cfg, corpus, docs) -> dict:
+def _gamma(cfg, corpus, docs, model) -> dict:
     from .entropy import fit_gamma, ngram_entropy
     from .pipeline import lm_entropy_report
 
-    out = {"ngram": ngram_entropy(docs, cfg.n_max)}
-    if cfg.model:
-        from .. import lm
-
-        model = lm.load(cfg.model)
+    out = {"tokenizer": corpus.tokenizer.spec, "split": cfg.split_for("stats"), "ngram": ngram_entropy(docs, cfg.n_max)}
+    if model is not None:
         n_ctx = cfg.n_ctx or model.cfg.n_ctx
-        out["lm"] = lm_entropy_report(model.bridge, corpus.stream("val"), n_ctx=n_ctx, seed=cfg.seed)
+        lm_docs = _split_docs(corpus, cfg, "lm", n_ctx + 1)
+        out["lm"] = {"split": cfg.split_for("lm"), **lm_entropy_report(model.bridge, np.concatenate(lm_docs),
+                                                                         n_ctx=n_ctx, seed=cfg.seed, progress=True)}
         out["gamma"] = out["lm"]["gamma_offset"]
     else:
         ng = out["ngram"]
@@ -80,8 +117,9 @@ def _gamma(cfg, corpus, docs) -> dict:
 
 def _cmd_entropy(args: argparse.Namespace) -> int:
     cfg = _stats(args)
-    corpus, docs = _load(cfg)
-    rep = _gamma(cfg, corpus, docs)
+    model = _model(cfg)
+    corpus, docs = _load(cfg, model)
+    rep = _gamma(cfg, corpus, docs, model)
     _write(args, "entropy.json", rep)
     for n, h, ok in zip(rep["ngram"]["n"], rep["ngram"]["H"], rep["ngram"]["reliable"], strict=True):
         print(f"H_{n} = {h:.4f} nats (n-gram{'' if ok else ', unreliable'})")
@@ -93,11 +131,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .pipeline import prediction
 
     cfg = _stats(args)
-    corpus, docs = _load(cfg)
+    model = _model(cfg)
+    corpus, docs = _load(cfg, model)
     betas = _betas(cfg, docs, corpus.vocab_size)
     if "error" in betas["beta_op"]:
         raise ValueError(betas["beta_op"]["error"])
-    gam = _gamma(cfg, corpus, docs)
+    gam = _gamma(cfg, corpus, docs, model)
     pred = prediction(betas["beta_op"], gam["gamma"])
     _write(args, "predict.json", {"correlations": betas, "entropy": gam, "prediction": pred})
     _show_fit("beta", betas["beta_op"], "beta")

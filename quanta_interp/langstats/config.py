@@ -13,6 +13,7 @@ from ..config import (
     check_choice,
     check_finite,
     check_positive_int,
+    check_tokenizer,
     parse_int_list,
 )
 
@@ -33,10 +34,10 @@ class StatsConfig(Config):
 
     corpus: str = "shakespeare"
     """'shakespeare', a text file or folder, or hf:NAME."""
-    tokenizer: str = "char"
-    """'char' or 'bpe-N'."""
-    split: str = "train"
-    """Documents used: train, val or all."""
+    tokenizer: str | None = None
+    """'char' or 'bpe-N' (default: char; with model, the model's own tokenizer, the only one it reads)."""
+    split: str | None = None
+    """Documents used: train, val or all (default: train; the LM of model reads val, its held-out documents)."""
     max_lag: int = 1000
     """Largest lag n of the default log-spaced lags."""
     n_lags: int = 20
@@ -52,7 +53,7 @@ class StatsConfig(Config):
     model: str | None = None
     """A trained LM (run folder or name) whose per-position validation loss gives H_n at long contexts."""
     n_ctx: int | None = field(default=None, metadata={"parse": int})
-    """Context the LM is evaluated at (default: its n_ctx)."""
+    """Context the LM is evaluated at, ≥ 6 (γ is fitted on H_2 … H_(n_ctx−1)) (default: the model's n_ctx)."""
     seed: int = 0
     """Seeds pair sampling and the bootstrap."""
 
@@ -61,10 +62,30 @@ class StatsConfig(Config):
             if v is not None:
                 check_positive_int(name, v)
 
-        return [("split", check_choice(SPLITS)), ("max_lag", check_positive_int),
+        def tokenizer(name, v):
+            if v is not None and self.model is not None:
+                raise ParameterError(name, "is not used with a model: the model reads the corpus only through its own "
+                                           "tokenizer; leave tokenizer out")
+            if v is not None:
+                check_tokenizer(name, v)
+
+        def n_ctx(name, v):
+            optional_positive(name, v)
+            if v is not None and v < 6:
+                raise ParameterError(name, f"must be ≥ 6 (γ is fitted on H_2 … H_(n_ctx−1), ≥ 4 points), got {v}")
+
+        def split(name, v):
+            if v is not None:
+                check_choice(SPLITS)(name, v)
+
+        return [("tokenizer", tokenizer), ("split", split), ("max_lag", check_positive_int),
                 ("n_lags", check_positive_int), ("lags", _positive_list),
                 ("max_pairs", optional_positive), ("floor_factor", lambda n, v: check_finite(n, v, low=0.0)),
-                ("n_max", check_positive_int), ("n_ctx", optional_positive)]
+                ("n_max", check_positive_int), ("n_ctx", n_ctx)]
+
+    def split_for(self, part: str) -> str:
+        """The split a part reads: `split` when given, else "val" for the LM ("lm") and "train" otherwise."""
+        return self.split or ("val" if part == "lm" else "train")
 
 
 def _json_object(text: str) -> dict:
@@ -128,7 +149,8 @@ class MeasureConfig(Config):
             if name == "max_steps" and v < self.min_steps:
                 raise ParameterError(name, f"must be ≥ min_steps ({self.min_steps}), got {v}")
 
-        return [("budgets", budgets), ("model_config", model), ("n_val_tokens", check_positive_int),
+        return [("tokenizer", check_tokenizer), ("budgets", budgets), ("model_config", model),
+                ("n_val_tokens", check_positive_int),
                 ("epochs", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("min_steps", steps),
                 ("max_steps", steps), ("n_boot", check_positive_int)]
 

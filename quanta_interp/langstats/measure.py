@@ -18,7 +18,7 @@ __all__ = ["position_losses", "data_limited_run", "sweep_configs", "fit_alpha_me
 
 
 def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1024, batch_size: int = 64,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0, progress: bool = False) -> np.ndarray:
     """Mean next-token loss (nats) at each position of `n_windows` random windows of `n_ctx` tokens.
 
     Entry k is the loss of predicting a token from the k+1 tokens before it (L_n, n = k+1 ≤ n_ctx−1).
@@ -31,6 +31,8 @@ def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1
         A bridge model (`lm.load(...).bridge`) with `cfg.n_ctx` ≥ n_ctx; set to eval mode here.
     tokens : int ndarray (T,)
         A validation stream; windows start at random offsets (drawn with replacement from `seed`).
+    progress : bool
+        Show a progress bar over the windows.
 
     Returns
     -------
@@ -51,7 +53,7 @@ def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1
     starts = np.random.default_rng(seed).integers(0, tokens.size - n_ctx, size=n_windows)
     windows = np.stack([tokens[s: s + n_ctx] for s in starts]).astype(np.int64)
     model.eval()
-    return token_losses(model, windows, context=n_ctx, batch_size=batch_size, progress=False)[:, 1:].mean(0)
+    return token_losses(model, windows, context=n_ctx, batch_size=batch_size, progress=progress)[:, 1:].mean(0)
 
 
 def sweep_configs(config: MeasureConfig) -> list[dict]:

@@ -6,6 +6,8 @@ and `measure_report` (which trains through the lm layer); none plots.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,7 +75,7 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
     return out
 
 
-def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0) -> dict:
+def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress: bool = False) -> dict:
     """γ from a per-position loss curve H_n (n = 1, 2, …), fitted both ways: with an H_∞ offset and as the
     raw log-log slope (the paper's practical fit).
 
@@ -83,6 +85,8 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0) -> dict:
         H_n (or its upper bound L_n) in nats for n = 1 … K.
     n_min : int
         Smallest n fitted.
+    progress : bool
+        Say on stderr when each fit starts (the offset fit's 1000 bootstrap refits take minutes on a CPU).
 
     Returns
     -------
@@ -97,13 +101,20 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0) -> dict:
     """
     losses = np.asarray(losses, dtype=float)
     n, rng = np.arange(1, losses.size + 1), (n_min, losses.size)
-    return {"n": n, "H": losses, "n_range": list(rng),
-            "gamma_offset": fit_gamma(n, losses, offset=True, n_range=rng, seed=seed),
-            "gamma_raw": fit_gamma(n, losses, offset=False, n_range=rng, seed=seed)}
+    out = {"n": n, "H": losses, "n_range": list(rng)}
+    for key, offset, what in (("gamma_offset", True, "with H_∞ free: 1000 bootstrap refits, minutes on a CPU"),
+                              ("gamma_raw", False, "raw log-log: seconds")):
+        t0 = time.perf_counter()
+        if progress:
+            print(f"fitting γ {what} …", file=sys.stderr, flush=True)
+        out[key] = fit_gamma(n, losses, offset=offset, n_range=rng, seed=seed)
+        if progress:
+            print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return out
 
 
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, progress: bool = False) -> dict:
     """H_n from a trained model's per-position validation loss (an upper bound), and γ fitted both ways.
 
     Parameters
@@ -111,7 +122,9 @@ def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: i
     model
         A bridge model, as for `position_losses`.
     val_tokens : int ndarray (T,)
-        A validation token stream.
+        A validation token stream, tokenized with the model's own tokenizer (`lm.losses.model_corpus`).
+    progress : bool
+        Show the forward passes and the fits on stderr.
 
     Returns
     -------
@@ -125,8 +138,8 @@ def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: i
     """
     from .measure import position_losses
 
-    losses = position_losses(model, val_tokens, n_ctx=n_ctx, n_windows=n_windows, seed=seed)
-    return gamma_report(losses, n_min=n_min, seed=seed)
+    losses = position_losses(model, val_tokens, n_ctx=n_ctx, n_windows=n_windows, seed=seed, progress=progress)
+    return gamma_report(losses, n_min=n_min, seed=seed, progress=progress)
 
 
 def prediction(beta: dict, gamma: dict) -> dict:

@@ -6,7 +6,50 @@ import numpy as np
 
 from ..io import progress as _progress
 
-__all__ = ["token_losses", "next_token_losses", "as_documents", "windows"]
+__all__ = ["token_losses", "next_token_losses", "as_documents", "windows", "model_corpus"]
+
+
+def model_corpus(model, source: str, *, flag: str = "corpus", **kwargs):
+    """`source` tokenized with `model`'s own tokenizer: the only ids a model may be fed.
+
+    A corpus tokenized any other way (a fresh char vocabulary built from itself, another BPE) maps the
+    same id to another token, and the model answers confidently about text it never saw.
+
+    Parameters
+    ----------
+    model
+        A `LoadedModel` or a bridge with a `.tokenizer` (see `lm.corpus_tokenizer`).
+    source : str
+        As for `corpora.load_corpus`.
+    flag : str
+        The parameter named in the error (the CLI shows it as its flag).
+    **kwargs
+        Passed to `load_corpus` (seed, edition, val_fraction, max_documents).
+
+    Returns
+    -------
+    corpora.TokenizedCorpus
+
+    Raises
+    ------
+    ParameterError
+        The model reads characters (a char tokenizer) and `source` holds characters outside them.
+    ValueError
+        The model has no tokenizer, or `source` cannot be read (see `load_corpus`).
+    """
+    from ..config import ParameterError
+    from ..corpora import load_corpus
+    from .loading import corpus_tokenizer
+
+    tokenizer = corpus_tokenizer(model)
+    try:
+        return load_corpus(source, tokenizer, **kwargs)
+    except ValueError as e:
+        if not str(e).startswith("characters "):  # the char tokenizer's refusal of unseen characters
+            raise
+        raise ParameterError(flag, f"{source!r} holds {str(e).split(' are not')[0]} that the model's own char "
+                                   "vocabulary lacks (it never saw them): pass a corpus written in the characters "
+                                   "the model was trained on") from None
 
 
 def next_token_losses(logits, targets):

@@ -75,10 +75,9 @@ def _model(spec: str, device: str):
 
 
 def _corpus(model, source: str, **kwargs):
-    from ..corpora import load_corpus
-    from ..lm import corpus_tokenizer
+    from ..lm.losses import model_corpus
 
-    return load_corpus(source, tokenizer=corpus_tokenizer(model), **kwargs)
+    return model_corpus(model, source, **kwargs)
 
 
 def discover_corpus(model, summary: dict):
@@ -117,6 +116,9 @@ def _fit(args, neurons):
         check_model(read_discover(cfg.discover)[0], cfg.model, cfg.discover)
     model = _model(cfg.model, args.device)
     corpus = _corpus(model, cfg.corpus)
+    if cfg.context > int(model.cfg.n_ctx):
+        print(f"note: context {cfg.context} is more than model {cfg.model!r} reads; windows of its n_ctx "
+              f"({int(model.cfg.n_ctx)}) tokens are used")
     sample = corpus_sample(corpus, n_windows=cfg.windows, context=min(cfg.context, int(model.cfg.n_ctx)),
                            split=None if cfg.split == "all" else cfg.split, seed=cfg.seed)
     insp = LayerInspector(cfg.layer, hook=cfg.hook, neurons=neurons, top_k=cfg.top_k, intervals=cfg.intervals,

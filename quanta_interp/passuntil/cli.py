@@ -59,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     sampler = PassUntil(r=cfg.r, k_max=cfg.k_max, batch_size=cfg.batch_size, temperature=cfg.temperature,
                         top_k=cfg.top_k, seed=cfg.seed)
     model = lm.load(cfg.model, device=args.device)
+    _check_vocabulary(lm.corpus_tokenizer(model), instances, "instances" if cfg.instances else "task")
     run = RunDir(args.out, cfg.to_dict())
     records = sampler.run(model.bridge, instances, tokenizer=model.tokenizer, run_dir=run)
     passes, samples = [r["passes"] for r in records], [r["samples"] for r in records]
@@ -74,6 +75,21 @@ def _run(args: argparse.Namespace) -> int:
     print(f"task PU {t['pu']:.4g} (95% CI {t['ci'][0]:.4g}–{t['ci'][1]:.4g}) over {t['n_instances']} instances, "
           f"{t['total_samples']} samples; wrote {run.path / 'result.json'}")
     return 0
+
+
+def _check_vocabulary(tokenizer, instances, param: str) -> None:
+    """`ParameterError(param, …)` before anything is written when a prompt or answer holds text the model's own
+    tokenizer cannot encode (a char model never saw '+'): its PU would be 0 for a reason that is not the model's
+    skill."""
+    from ..config import ParameterError
+
+    for inst in instances:
+        try:
+            tokenizer.encode(inst.prompt + inst.answer)
+        except ValueError as e:
+            raise ParameterError(param, f"instance {inst.prompt!r} → {inst.answer!r} holds {str(e).split(' are not')[0]} "
+                                        "that the model's own vocabulary lacks: give --instances in text the model "
+                                        "can read, or a model trained on such text") from None
 
 
 def _points(args: argparse.Namespace):
@@ -97,12 +113,24 @@ def _points(args: argparse.Namespace):
         raise ValueError("give --n and --pu with one PU per size, or --runs with `passuntil run` folders")
     if args.per_instance:
         raise ValueError("--per-instance needs --runs (per-instance pass rates)")
+    from ..config import ParameterError, check_finite
+
+    for n, pu in zip(args.n, args.pu, strict=True):
+        check_finite("n", n, low=0.0, low_open=True)  # model sizes
+        if not 0 < pu <= 1:  # NaN fails too
+            raise ParameterError("pu", f"must lie in (0, 1] (task pass rates: log(−log PU) must exist), got {pu}")
     return np.array(args.n), np.array(args.pu)
 
 
 def _analyse(args: argparse.Namespace) -> int:
+    from ..config import ParameterError, check_finite
     from .scaling import classify_emergence, fit_emergence_models, fit_task_scaling
 
+    for at in args.at or ():
+        check_finite("at", at, low=0.0, low_open=True)  # a model size: log N must exist
+    check_finite("significance", args.significance, low=0.0, low_open=True)
+    if args.significance >= 1:
+        raise ParameterError("significance", f"must be < 1, got {args.significance}")
     N, pu = _points(args)
     if args.cmd == "emergence":
         out = {"emergence": classify_emergence(N, pu, significance=args.significance, seed=args.seed)}
@@ -110,15 +138,47 @@ def _analyse(args: argparse.Namespace) -> int:
             out["models"] = fit_emergence_models(N, pu if pu.ndim == 1 else pu.mean(axis=1))
     else:
         out = fit_task_scaling(N, pu, predict_at=args.at, per_instance=args.per_instance, seed=args.seed).to_dict()
+    _check_answer(out, args.cmd)
     path = atomic_write_json(Path(args.out) / f"{args.cmd}.json", out)
     print(json.dumps(out, indent=1, default=str))
     print(f"wrote {path}")
     return 0
 
 
+def _check_answer(out, what: str, key: str = "") -> None:
+    """ValueError naming the first NaN or infinite number in `out` (nested dicts, lists, dataclass fields):
+    an answer is finite or refused."""
+    import dataclasses
+    import math
+
+    if dataclasses.is_dataclass(out):
+        out = dataclasses.asdict(out)
+    if isinstance(out, dict):
+        for k, v in out.items():
+            _check_answer(v, what, f"{key}.{k}" if key else str(k))
+    elif isinstance(out, (list, tuple)):
+        for i, v in enumerate(out):
+            _check_answer(v, what, f"{key}[{i}]")
+    elif isinstance(out, float) and not math.isfinite(out):
+        raise ValueError(f"{what}: {key} came out {out}; the points cannot support it (check --n, --pu and --at, "
+                         "or give more sizes)")
+
+
 def _pass_at_k(args: argparse.Namespace) -> int:
+    from ..config import ParameterError, check_finite, check_positive_int
     from .estimators import pass_at_k, pass_at_k_from_rate
 
+    for k in args.k:
+        check_positive_int("k", k)
+    if args.p is not None:
+        check_finite("p", args.p, low=0.0, high=1.0)
+    elif args.n is not None and args.c is not None:
+        check_positive_int("n", args.n)
+        if not 0 <= args.c <= args.n:
+            raise ParameterError("c", f"must be passes among the --n samples, 0 ≤ c ≤ {args.n}, got {args.c}")
+        if max(args.k) > args.n:
+            raise ParameterError("k", f"must be ≤ n ({args.n}) for the unbiased estimate from n samples, "
+                                      f"got {max(args.k)}")
     if args.p is not None:
         values = pass_at_k_from_rate(args.p, args.k)
     elif args.n is not None and args.c is not None:

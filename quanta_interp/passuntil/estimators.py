@@ -228,10 +228,10 @@ def pass_at_k_from_rate(p, k):
     Raises
     ------
     ValueError
-        Some p outside [0, 1] or k < 1.
+        Some p outside [0, 1] or NaN, or k < 1.
     """
     p_arr = np.asarray(p, dtype=float)
-    if np.any((p_arr < 0) | (p_arr > 1)) or np.any(np.asarray(k) < 1):
+    if not np.all((p_arr >= 0) & (p_arr <= 1)) or np.any(np.asarray(k) < 1):  # NaN fails the first
         raise ValueError("pass_at_k_from_rate needs 0 ≤ p ≤ 1 and k ≥ 1")
     out = -np.expm1(np.asarray(k, dtype=float) * np.log1p(-p_arr))
     return out if np.ndim(out) else float(out)

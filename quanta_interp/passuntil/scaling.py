@@ -186,14 +186,18 @@ def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, n_bo
     Raises
     ------
     ValueError
-        Invalid N or pu (see `check_pu`; ≥ 3 sizes), `per_instance` with a 1-D `pu`, fewer than two sizes with
+        Invalid N or pu (see `check_pu`; ≥ 3 sizes), a `predict_at` size that is not positive and finite,
+        `per_instance` with a 1-D `pu`, fewer than two sizes with
         task PU < 1, or `level` outside [0, 1] (not checked up front: numpy's percentile raises it).
     """
     n, p = check_pu(N, pu)
     if per_instance and p.ndim != 2:
         raise ValueError("per_instance=True needs pu as a sizes × instances matrix")
     x = np.log(n)
-    x_new = np.log(np.atleast_1d(np.asarray(predict_at if predict_at is not None else [], dtype=float)))
+    at = np.atleast_1d(np.asarray(predict_at if predict_at is not None else [], dtype=float))
+    if not np.all(np.isfinite(at) & (at > 0)):
+        raise ValueError(f"predict_at must be positive finite model sizes, got {at.tolist()}")
+    x_new = np.log(at)
     task = p if p.ndim == 1 else p.mean(axis=1)
     a, slope = _line(x, _F(task))
     f = _F(task)
@@ -252,7 +256,8 @@ def classify_emergence(N, pu, *, significance: float = 0.05, n_boot: int = 2000,
     -------
     dict
         `class` ("linear", "convex" or "concave"), `curvature` (quadratic coefficient on centred log N;
-        > 0 convex), `curvature_se` (OLS; NaN with 3 sizes), `p_value`, `significance`, `test`, `n_sizes`.
+        > 0 convex), `curvature_se` (OLS; None with 3 sizes, where the bootstrap test needs none), `p_value`,
+        `significance`, `test`, `n_sizes`.
 
     Raises
     ------
@@ -281,7 +286,7 @@ def classify_emergence(N, pu, *, significance: float = 0.05, n_boot: int = 2000,
         p_value = float(min(1.0, 2 * min(np.mean(b <= 0), np.mean(b >= 0))))
         test = "bootstrap over instances of the quadratic coefficient"
     label = "linear" if p_value >= significance else ("convex" if q > 0 else "concave")
-    return {"class": label, "curvature": q, "curvature_se": se, "p_value": p_value,
+    return {"class": label, "curvature": q, "curvature_se": se if np.isfinite(se) else None, "p_value": p_value,
             "significance": significance, "test": test, "n_sizes": int(n.size)}
 
 

@@ -35,6 +35,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("fit", help="fit α_N, α_D or α_S of finished sweeps; writes fit.json and a figure")
     p.add_argument("sweeps", nargs="+", help="sweep folders written by `sweep`")
+    p.add_argument("--max-late-slope", type=float, default=None,
+                   help="N and D: leave out runs whose loss still falls faster than this at the end, −d log L / "
+                        "d log step, e.g. 0.1 (not converged; default: keep all)")
     add_common(p, out="runs/sparse_parity/fit")
     p.set_defaults(func=_fit)
 
@@ -88,12 +91,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ..config import check_finite
     from ..io import Sweep, atomic_write_json
     from .figures import plot_scaling
     from .sweep import fit_exponent, members
     from .task import predictions
 
     out, fits = Path(args.out), {}
+    if args.max_late_slope is not None:
+        check_finite("max_late_slope", args.max_late_slope)
     for folder in args.sweeps:
         sweep = Sweep.open(folder, hint="run `quanta sparse-parity sweep`")
         kind = sweep.name.removeprefix("sparse-parity-")
@@ -102,7 +108,8 @@ def _fit(args: argparse.Namespace) -> int:
             raise ValueError(f"{folder} has no finished runs yet; run the sweep first")
         res = members(results)
         z = res[0]["config"]["zipf_exponent"]
-        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind), "theory": predictions(z)}
+        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=args.max_late_slope),
+                                    "theory": predictions(z)}
     atomic_write_json(out / "fit.json", fits)
     for kind in sorted({f["kind"] for f in fits.values()}):
         plot_scaling({k: f for k, f in fits.items() if f["kind"] == kind}, out / f"loss_vs_{kind}",

@@ -199,8 +199,9 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     Raises
     ------
     ValueError
-        Fewer than 3 distinct x values in `x_range` (after leaving out unconverged members), a loss that is
-        not positive and finite, or an unknown `loss`.
+        Fewer than 3 distinct x values in `x_range`, a loss that is not positive and finite, or an unknown `loss`.
+    ParameterError
+        `max_late_slope` leaves fewer than 3 points.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -214,9 +215,13 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
         slopes = np.array([max((late_slope(r) if "curve" in r else np.nan for r in results if x_of(r) == xv),
                                key=lambda v: -np.inf if np.isnan(v) else v) for xv in x])
     use = np.ones(x.size, dtype=bool) if max_late_slope is None or slopes is None else slopes <= max_late_slope
+    if x.size < 3:
+        what = {"N": "widths", "D": "dataset sizes", "S": "logged steps"}.get(kind, "x values")
+        raise ValueError(f"the sweep has {x.size} distinct {what}; a power-law fit needs ≥ 3: sweep more values")
     if use.sum() < 3:
-        raise ValueError(f"only {int(use.sum())} of {x.size} points converged in steps (late slope ≤ "
-                         f"{max_late_slope}); train longer or fit without max_late_slope")
+        raise ParameterError("max_late_slope", f"leaves only {int(use.sum())} of {x.size} points converged in steps "
+                                               f"(late slope ≤ {max_late_slope}); train longer, or raise or leave "
+                                               "out max_late_slope")
     fit = fit_power_law(x[use], y[use], x_range=x_range, n_boot=n_boot)
     lo, hi = fit.x_range
     inside = use & (x >= lo) & (x <= hi)
