@@ -104,3 +104,14 @@ def test_batches_hold_whole_windows_and_bad_input(tiny, docs):
     cap = GradientCapture.for_model(select_modules(tiny, "all"), 16)
     with pytest.raises(ValueError, match="longer than the model's n_ctx = 32; cut the targets with doc_windows"):
         shared_prefix_gradients(tiny, cap, docs, np.array([[0, 0, 40]]))
+
+
+def test_bench_rows_share_one_window_with_half_to_full_context(docs):
+    from quanta_interp.bench.qdg import doc_rows
+
+    rows = doc_rows(docs, context=32, n_targets=10, seed=3)
+    context = rows[:, 2] - rows[:, 1]
+    assert len(np.unique(rows[:, :2], axis=0)) == 1 and rows[0, 0] == 0  # doc 1 has only 30 tokens
+    assert context.min() >= 16 and context.max() < 32 and len(np.unique(context)) == 10
+    with pytest.raises(ValueError, match="longer than 64 tokens"):
+        doc_rows(docs, context=64, n_targets=4, seed=0)
