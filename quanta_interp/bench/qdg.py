@@ -52,6 +52,14 @@ def _windows(docs, n: int, context: int, seed: int) -> np.ndarray:
     return np.array(rows)
 
 
+def _default_capture(model, seed: int):
+    """(every linear layer but the unembedding, the default TensorSketch capture over them): what the rows time."""
+    from ..capture import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM, GradientCapture, select_modules
+
+    modules = select_modules(model, "all")
+    return modules, GradientCapture.for_model(modules, DEFAULT_PROJECTION_DIM, matrix_dim=DEFAULT_MATRIX_DIM, seed=seed)
+
+
 def _paper_grad(model, modules, tokens, target, at: int) -> np.ndarray:
     """The paper's per-token gradient: forward+backward of the whole sequence, the loss of the token
     predicted at position `at`, every chosen weight's `.grad` flattened (what it stored per token)."""
@@ -98,19 +106,9 @@ def gradient_costs(model, docs, *, n: int, context: int, doc_len: int, n_paper: 
     """
     import torch
 
-    from ..capture import (
-        DEFAULT_MATRIX_DIM,
-        DEFAULT_PROJECTION_DIM,
-        GradientCapture,
-        forward_backward_floor,
-        grads_only_for,
-        per_token_gradients,
-        select_modules,
-        window_batch,
-    )
+    from ..capture import forward_backward_floor, grads_only_for, per_token_gradients, window_batch
 
-    modules = select_modules(model, "all")
-    cap = GradientCapture.for_model(modules, DEFAULT_PROJECTION_DIM, matrix_dim=DEFAULT_MATRIX_DIM, seed=seed)
+    modules, cap = _default_capture(model, seed)
     batch = window_batch(docs, _windows(docs, n, context, seed))
 
     def ours():
@@ -216,17 +214,10 @@ def doc_costs(model, docs, *, context: int, n_targets: int, n_paper: int, seed: 
     """
     import torch
 
-    from ..capture import (
-        DEFAULT_MATRIX_DIM,
-        DEFAULT_PROJECTION_DIM,
-        GradientCapture,
-        grads_only_for,
-        select_modules,
-    )
+    from ..capture import grads_only_for
     from ..capture.doc import forward_groups, shared_prefix_gradients
 
-    modules = select_modules(model, "all")
-    cap = GradientCapture.for_model(modules, DEFAULT_PROJECTION_DIM, matrix_dim=DEFAULT_MATRIX_DIM, seed=seed)
+    modules, cap = _default_capture(model, seed)
     rows = doc_rows(docs, context=context, n_targets=n_targets, seed=seed)
     shared_prefix_gradients(model, cap, docs, rows[:2] - [0, 0, context // 4])  # warm-up, short prefixes
 
