@@ -87,18 +87,22 @@ def score(index: int, runs: Path, resamples: int, device: str) -> dict:
 def why(row: dict) -> list[str]:
     """The measurements behind a draw's misses (ARI below target, slope interval not covering −(α + 1))."""
     g, out = row["geometry"], []
+    unlearned = f"{1 - row['share_from_learned']:.1%} of the kept samples from unlearned subtasks"
     if row["ari"] < TARGET_ARI:
         out.append(f"ARI {row['ari']:.3f}: other-subtask |cos| {g['other_subtask']:.3f} (same-pattern "
                    f"{g['same_subtask_same_pattern']:.3f}); split subtasks (recall < 0.9) "
-                   f"{ {t: round(row['recall'][t], 2) for t in row['split_subtasks']} }; "
-                   f"{len(row['mixed_clusters'])} cluster(s) < 0.9 pure")
+                   f"{ {t: round(row['recall'][str(t)], 2) for t in row['split_subtasks']} }; clusters < 0.9 pure "
+                   f"{[m['subtasks'] for m in row['mixed_clusters']]}; {unlearned}")
     best = row["resampled_covers"] if row["resampled_covers"] is not None else row["rank_bootstrap_covers"]
-    if not best:
+    if row["slope"] is None:
+        out.append(f"no slope: {row['K']} learned subtask(s) among the samples, a fit needs 3 ranks")
+    elif not best:
         rare = min(row["fitted_subtask_samples"].values()) if row["fitted_subtask_samples"] else 0
         out.append(f"slope {row['slope']} vs {row['predicted_slope']:.2f}: true sizes give {row['truth_slope']:.3f} "
                    f"(CI {'covers' if row['truth_covers'] else 'misses'}); ranks {row['fit_ranks']}; rarest fitted "
                    f"subtask {rare} samples; recall of fitted subtasks "
-                   f"{ {t: round(row['recall'][t], 2) for t in row['fitted_subtask_samples'] if t in row['recall']} }")
+                   f"{ {t: round(row['recall'][t], 2) for t in row['fitted_subtask_samples'] if t in row['recall']} }; "
+                   f"{unlearned}")
     return out
 
 
@@ -143,7 +147,7 @@ def figure(rows: list[dict], out: Path) -> None:
                 a.plot([i + dx] * 2, np.array(r[key]) - pred[i], color="C1" if dx < 0 else "C2",
                        label=label if i == 0 else None)
     a.plot(x, [np.nan if r["slope"] is None else r["slope_error"] for r in scored], "ko", ms=3, label="slope at K")
-    a.plot(x, [r["truth_slope"] - p for r, p in zip(scored, pred, strict=True)], "x", color="0.5", label="true sizes")
+    a.plot(x, [np.nan if r["truth_slope"] is None else r["truth_slope"] - p for r, p in zip(scored, pred, strict=True)], "x", color="0.5", label="true sizes")
     a.axhline(0, color="k", ls=":")
     a.set(ylabel="slope − (−(α+1))", title="slope error and 95 % intervals")
     a.legend(fontsize=6)
@@ -157,14 +161,27 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", default="runs/qdg_heldout")
     parser.add_argument("--out", default="artifacts/qdg_sparse_parity")
-    parser.add_argument("--resamples", type=int, default=20, help="resamples per draw (0: rank bootstrap only)")
+    parser.add_argument("--resamples", type=int, default=8, help="resamples per draw (0: rank bootstrap only)")
     parser.add_argument("--shard", default="0/1", help="j/n: score the draws with index %% n == j")
     parser.add_argument("--report", action="store_true", help="only assemble heldout.json from the scored draws")
+    parser.add_argument("--rescore", action="store_true",
+                        help="poll for draws scored without resampling and rescore them with --resamples")
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
     j, n = (int(v) for v in args.shard.split("/"))
     resamples = args.resamples if _has_resampling() else 0
-    if not args.report:
+    if args.rescore:  # beside running shards: add the resampled interval to draws they scored without it
+        while resamples:
+            todo = [i for i in range(j, len(TEST), n) if (p := runs / f"draw_{i:02d}" / "heldout_row.json").exists()
+                    and "skipped" not in (old := json.loads(p.read_text())) and not old.get("resampled")]
+            for i in todo:
+                t0 = time.time()
+                atomic_write_json(runs / f"draw_{i:02d}" / "heldout_row.json", score(i, runs, resamples, args.device))
+                print(f"draw {i}: rescored with {resamples} resamples ({time.time() - t0:.0f} s)", flush=True)
+            if not todo and all((runs / f"draw_{i:02d}" / "heldout_row.json").exists() for i in range(j, len(TEST), n)):
+                break
+            time.sleep(0 if todo else 60)
+    elif not args.report:
         for i in range(j, len(TEST), n):
             path = runs / f"draw_{i:02d}" / "heldout_row.json"
             if path.exists():

@@ -283,11 +283,12 @@ def _resampled(G: np.ndarray, labels: np.ndarray, clustering: dict, config: Grou
     from .frequencies import rank_frequency_fit, rank_sizes
     from .stability import resample_quanta, slope_interval
 
-    st = resample_quanta(G, **clustering, resamples=config.resamples, seed=config.seed, reference=labels)
+    st = resample_quanta(G, **clustering, resamples=config.resamples, seed=config.seed, reference=labels,
+                         show_progress=False)
     fits = [rank_frequency_fit(rank_sizes(lab), total=len(rows), fit_ranks=clustering["fit_ranks"],
                                **{**zipf, "seed": config.seed + i})
             for i, (rows, lab) in enumerate(zip(st.rows, st.labels, strict=True))]
     lo, hi = slope_interval(fits)
     return {"resamples": config.resamples, "slope_interval": [float(lo), float(hi)],
-            "slopes": [f["slope"] for f in fits], "ami": float(st.ami),
+            "slopes": [f["slope"] for f in fits], "ami": float(np.mean(st.ami)),
             "quantum_stability": [float(q) for q in st.quantum_stability]}
