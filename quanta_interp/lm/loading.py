@@ -22,7 +22,7 @@ from ..corpora import Tokenizer
 from ..io import read_json
 
 __all__ = ["LoadedModel", "load", "load_hf", "load_run", "on_device", "corpus_tokenizer", "hf_tokenizer", "non_embedding_params",
-           "n_params", "check_model_spec", "SMOLLM2_NAME", "SMOLLM2_NOTE"]
+           "n_params", "check_model_spec", "skeleton", "SMOLLM2_NAME", "SMOLLM2_NOTE"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,29 @@ def check_model_spec(spec) -> str:
         raise ValueError(f"model path {spec!r} does not exist (as a local folder); pass an existing run or HF "
                          "folder, 'smollm2', or a hub name such as EleutherAI/pythia-70m")
     return "hub"
+
+
+def skeleton(spec: str):
+    """The model's modules without its weights (a bridge on the meta device), where they can be built from the
+    spec's config alone: a run folder of `quanta lm train`; None for other specs. For checks such as
+    `select_modules(skeleton(spec), params)` before any weight loads (~0.1 s).
+
+    Raises
+    ------
+    ValueError
+        As `check_model_spec`.
+    """
+    if check_model_spec(spec) != "run":
+        return None
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    path = Path(spec).expanduser()
+    cfg = TransformerBridgeConfig(**read_json(path / "model_config.json", expect=dict, fix=_RETRAIN))
+    return TransformerBridge.boot_native(cfg, device="meta")
+
+
+_RETRAIN = "restore it from the run's training, or retrain the run"
 
 
 def _load_hub(name: str, device: str) -> LoadedModel:
@@ -271,8 +294,7 @@ def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None) 
     weights = path / "weights.safetensors"
     if not weights.exists():
         raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` first")
-    cfg = TransformerBridgeConfig(**read_json(path / "model_config.json", expect=dict,
-                                              fix="restore it from the run's training, or retrain the run"))
+    cfg = TransformerBridgeConfig(**read_json(path / "model_config.json", expect=dict, fix=_RETRAIN))
     bridge = TransformerBridge.boot_native(cfg, device=device)
     bridge.load_state_dict(load_file(weights))  # copied onto the model's device
     tok_path = path / "tokenizer.json"

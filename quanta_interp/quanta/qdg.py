@@ -10,7 +10,12 @@ learning scale N* with the quantization model's predictions tested (`quanta_scal
 What defines the captured gradients (model, corpus, context, threshold, parameters, projection, seed) is
 kept apart from the analysis settings: a rerun on the same `out` with other clusters, counts or fit ranks
 re-clusters the stored gradients in seconds; a rerun asking for more tokens extends the capture; a rerun
-with another capture identity is refused.
+with another capture identity is refused. The corpus is known by its content (`corpora.corpus_identity`).
+
+A run folder cannot lie: one process at a time writes it (`io.RunLock`); every input is checked before
+anything is written, and `identity.json` is written only when the capture starts, so a refused run leaves
+the folder as it found it; every bookkeeping file and every captured row is checked when read (the store's
+checksums, `capture.store`), and a damaged one stops the run with one line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from ..config import (
     parse_float_list,
     parse_int_list,
 )
-from ..io import atomic_write_json, read_json
+from ..io import DamagedFileError, RunLock, atomic_write_json, read_json
 from .clustering import AFFINITIES, ASSIGN_LABELS, METHODS
 
 __all__ = ["QDGConfig", "discover", "capture_stage", "PRESETS", "IDENTITY"]
@@ -40,6 +45,9 @@ __all__ = ["QDGConfig", "discover", "capture_stage", "PRESETS", "IDENTITY"]
 # Settings that define the captured gradients; every other field only changes the analysis or the speed.
 IDENTITY = ("model", "corpus", "context", "min_context", "loss_threshold", "keep_induction", "params",
             "projection_dim", "matrix_sketch_dim", "seed")
+
+MAX_TOKENS = 10_000_000  # n_tokens above this is refused: the paper clusters 10^4, a dense affinity tops out ~10^5
+STORE_BYTES = 64e9  # the largest gradient store (n_tokens × projection_dim float32) accepted
 
 
 def _parse_context(text: str) -> int | str:
@@ -145,6 +153,9 @@ class QDGConfig(Config):
     token_classes: tuple[float, ...] = field(default=(5.0, 0.3, -0.3, 0.98),
                                              metadata={"parse": parse_float_list, "metavar": "HIGH,LOW,SLOPE,R2"})
     """Monogenic/polygenic thresholds over the family (`lm.scaling.TokenClasses`; the paper's for Pythia)."""
+    recapture: bool = False
+    """Capture again the stored rows that no longer match the checksums recorded when they were written (a
+    store damaged on disk is otherwise refused)."""
     device: str = "cpu"
     """torch device: cpu, cuda, cuda:1, … (an unavailable device is an error, never a silent CPU run)."""
     batch_tokens: int = 1024
@@ -155,6 +166,22 @@ class QDGConfig(Config):
     def _checks(self):
         def positive(name, v):
             check_positive_int(name, v)
+
+        def model(name, v):
+            from ..lm.loading import check_model_spec
+
+            try:
+                check_model_spec(v)
+            except ValueError as e:
+                raise ParameterError(name, f"{v!r}: {e}") from None
+
+        def n_tokens(name, v):
+            check_positive_int(name, v)
+            top = min(MAX_TOKENS, int(STORE_BYTES // (4 * self.projection_dim))) if self.projection_dim else MAX_TOKENS
+            if v > top:
+                raise ParameterError(name, f"must be at most {top:,} (a store of n_tokens × projection_dim "
+                                           f"({self.projection_dim}) float32 numbers stays under "
+                                           f"{STORE_BYTES / 1e9:.0f} GB, and the paper clusters 10,000), got {v:,}")
 
         def corpus(name, v):
             from ..corpora import check_corpus_source
@@ -178,9 +205,13 @@ class QDGConfig(Config):
                 check_positive_int(name, v)
 
         def params(name, v):
-            from ..capture.modules import compile_params
+            from ..capture.modules import compile_params, select_modules
+            from ..lm.loading import skeleton
 
             compile_params(v)
+            modules = skeleton(self.model)  # a run folder's module names, read without its weights
+            if modules is not None:
+                select_modules(modules, v)
 
         def dims(name, v):
             validate_dims(self.projection_dim, self.matrix_sketch_dim)
@@ -240,9 +271,11 @@ class QDGConfig(Config):
 
         def family(name, v):
             if v is not None:
-                from .family import check_run_tokenizers, resolve_family
+                from .family import check_members, check_run_tokenizers, resolve_family
 
-                check_run_tokenizers(resolve_family(v), self)
+                members = resolve_family(v)
+                check_members(members, steps=self.family_steps is not None)
+                check_run_tokenizers(members, self)
 
         def steps(name, v):
             if v is None:
@@ -265,14 +298,15 @@ class QDGConfig(Config):
             except ValueError as e:
                 raise ParameterError(name, str(e)) from None
 
-        return [("corpus", corpus), ("n_tokens", positive), ("loss_threshold", threshold), ("context", context),
+        return [("model", model), ("corpus", corpus), ("projection_dim", dims), ("n_tokens", n_tokens),
+                ("loss_threshold", threshold), ("context", context),
                 ("min_context", min_context), ("scan_tokens", scan_tokens), ("params", params),
-                ("projection_dim", dims), ("seed", lambda n, v: None), ("n_clusters", n_clusters),
+                ("seed", lambda n, v: check_positive_int(n, v, low=0)), ("n_clusters", n_clusters),
                 ("affinity", check_choice(AFFINITIES)), ("refine", lambda n, v: check_positive_int(n, v, low=0)),
                 ("method", method), ("assign_labels", check_choice(ASSIGN_LABELS)), ("n_init", positive),
                 ("over_cluster", over), ("cluster_counts", counts),
                 ("fit_ranks", ranks), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device),
-                ("family", family), ("family_steps", steps), ("token_classes", classes)]
+                ("family", family), ("family_steps", steps), ("token_classes", classes), ("recapture", _bool)]
 
     # ------------------------------------------------------------------ derived settings
 
@@ -303,8 +337,17 @@ class QDGConfig(Config):
         return lo, min(max(lo + 3, round(0.09 * self.n_tokens)), max(self.counts()))
 
     def identity(self) -> dict:
-        """The settings that define the captured gradients (`IDENTITY`)."""
-        return {k: getattr(self, k) for k in IDENTITY}
+        """The settings that define the captured gradients (`IDENTITY`); the corpus by its content
+        (`corpora.corpus_identity`: a digest of its files' names and bytes), its source beside it."""
+        from ..corpora import corpus_identity
+
+        return {**{k: getattr(self, k) for k in IDENTITY}, "corpus": corpus_identity(self.corpus),
+                "corpus_source": self.corpus}
+
+
+def _bool(name, v):
+    if not isinstance(v, bool):
+        raise ParameterError(name, f"must be True or False, got {v!r}")
 
 
 PRESETS: dict[str, dict] = {
@@ -318,24 +361,67 @@ PRESETS: dict[str, dict] = {
 
 def _check_layout(out: Path) -> None:
     """Refuse a non-empty `out` without identity.json: a QDG run of an older layout (or something else)."""
-    if out.is_dir() and any(out.iterdir()) and not (out / "identity.json").exists():
+    if out.is_dir() and any(p.name != ".lock" for p in out.iterdir()) and not (out / "identity.json").exists():
         raise ParameterError("out", f"{out} holds files but no identity.json: a QDG run from an older quanta_interp "
                                     "layout, or another folder; run `quanta discover` into a new out folder")
 
 
-def _check_identity(out: Path, config: QDGConfig) -> None:
-    """Refuse an `out` that holds gradients of another capture identity; record this one."""
+_RESTORE = "restore it, or rerun into a new --out folder"
+
+
+def _check_identity(out: Path, config: QDGConfig) -> list[str]:
+    """Refuse an `out` that holds gradients of another capture identity (reads only); returns notes.
+
+    identity.json of a run made before corpora were known by content holds the corpus's path: the same path
+    (as given, or resolved) is accepted with a note, and `discover` then records the corpus's digest.
+    """
     path = out / "identity.json"
-    mine = config.identity()
-    if path.exists():
-        stored = read_json(path)
-        differ = [f"{k} ({stored.get(k)!r} there, {v!r} now)" for k, v in mine.items() if stored.get(k) != v]
-        if differ:
-            raise ParameterError(differ[0].split(" ")[0], f"differs from the gradients stored in {out}: "
-                                 f"{'; '.join(differ)}. Use another out folder; analysis settings alone may change")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, mine)
+    if not path.exists():
+        return []
+    stored = read_json(path, expect=dict, fix=_RESTORE)
+    mine, notes = config.identity(), []
+    old_corpus = stored.get("corpus")
+    if isinstance(old_corpus, str) and old_corpus != mine["corpus"]:
+        if old_corpus.startswith("sha256:") and mine["corpus"].startswith("sha256:"):
+            raise ParameterError("corpus", f"{config.corpus!r}: the corpus changed since the capture in {out} (its "
+                                           "files' names or bytes differ from those captured): use a new --out")
+        legacy = old_corpus not in ("shakespeare",) and not old_corpus.startswith(("hf:", "sha256:"))
+        if legacy and _same_path(old_corpus, config.corpus, out):
+            stored["corpus"] = mine["corpus"]
+            notes.append(f"identity.json predates corpus digests: the corpus at {config.corpus} is taken to be the one "
+                         "captured, and its digest is recorded from now on")
+    differ = [f"{k} ({stored.get(k)!r} there, {getattr(config, k)!r} now)" if k != "corpus" else
+              f"corpus ({stored.get('corpus_source', stored.get(k))!r} there, {config.corpus!r} now)"
+              for k in IDENTITY if stored.get(k) != mine[k]]
+    if differ:
+        raise ParameterError(differ[0].split(" ")[0], f"differs from the gradients stored in {out}: "
+                             f"{'; '.join(differ)}. Use another out folder; analysis settings alone may change")
+    return notes
+
+
+def _same_path(old: str, new: str, out: Path) -> bool:
+    a, b = Path(old).expanduser(), Path(new).expanduser().resolve()
+    return old == new or a.resolve() == b or (not a.is_absolute() and (out.parent / a).resolve() == b)
+
+
+def _write_identity(out: Path, config: QDGConfig) -> None:
+    """Record the capture identity (and the config) when the capture starts: the first write of a run."""
+    atomic_write_json(out / "identity.json", config.identity())
+    atomic_write_json(out / "config.json", config.to_dict())
+
+
+def _check_corpus(config: QDGConfig) -> None:
+    """A file or folder corpus must be readable and hold a non-empty document: checked before any write."""
+    if config.corpus == "shakespeare" or config.corpus.startswith("hf:"):
+        return
+    from ..corpora import load_documents
+
+    try:
+        load_documents(config.corpus)
+    except ValueError as e:
+        raise ParameterError("corpus", f"{config.corpus!r} cannot be used: {e}") from None
+    except OSError as e:
+        raise ParameterError("corpus", f"{config.corpus!r} cannot be read: {e.strerror or e}") from None
 
 
 def _records(corpus, rows: np.ndarray, show: int = 48) -> list[dict]:
@@ -353,58 +439,75 @@ def _records(corpus, rows: np.ndarray, show: int = 48) -> list[dict]:
 def capture_stage(config: QDGConfig, out: Path) -> dict:
     """Scan and capture until `n_tokens` tokens pass the threshold on recheck (or the corpus runs out).
 
-    Loads the model only when there is work left. Returns timings and notes for the summary.
+    Loads the model only when there is work left, and writes identity.json once the model and corpus are
+    loaded and checked, just before the first scan. Rows left pending by a kill are captured, not counted as
+    failed. Returns timings and notes for the summary.
 
     Raises
     ------
     ValueError
         The scan finds fewer than 2 tokens, or fewer than `n_clusters`, in the whole corpus (or in
         `scan_tokens`): the message says what to change.
+    DamagedFileError
+        A bookkeeping file of `out` is damaged (the message names it and the fix).
     """
-    from ..capture import GradientStore, capture_gradients
+    from ..capture import capture_gradients
+    from ..capture.store import mark_pending, open_store
     from .analysis import passing_rows
     from .scan import Scan, block_length, scan_low_loss
 
     info: dict = {"notes": []}
+    repaired = []
     store_dir, scan_dir = out / "gradients", out / "scan"
     model = corpus = None
     docs = None
     t_capture = t_scan = 0.0
     tokens_captured = 0
+    if config.recapture and (store_dir / "capture.json").exists():
+        from ..capture import GradientStore
+
+        bad, _ = GradientStore(store_dir, verify=False).damaged_rows()
+        mark_pending(store_dir, bad)
+        if len(bad):
+            repaired.append(f"recaptured {len(bad)} damaged rows of the gradient store")
     while True:
-        store = GradientStore(store_dir) if (store_dir / "capture.json").exists() else None
-        state = read_json(out / "state.json") if (out / "state.json").exists() else {}
+        store = open_store(store_dir)
+        state = read_json(out / "state.json", fix=_RESTORE) if (out / "state.json").exists() else {}
         passing = passing_rows(store, config.loss_threshold)
-        dry = {"exhausted_at": 0 if store is None else len(store.targets), "scan_tokens": config.scan_tokens}
-        if len(passing) >= config.n_tokens or state == dry:
+        n_have = 0 if store is None else len(store.targets)
+        n_pending = 0 if store is None else int(store.pending.sum())
+        dry = {"exhausted_at": n_have, "scan_tokens": config.scan_tokens}
+        if not n_pending and (len(passing) >= config.n_tokens or state == dry):
             break
         if model is None:
             model, corpus, docs = _load(config, info)
             block, note = block_length(config.context, int(model.cfg.n_ctx))
             if note:
                 info["notes"].append(note)
-        n_have = 0 if store is None else len(store.targets)
-        n_fail = n_have - len(passing)
+            if not (out / "identity.json").exists():
+                _write_identity(out, config)  # the capture starts here: the run's first write
+        n_fail = n_have - n_pending - len(passing)  # finished rows that did not pass; pending ones are still to do
         t0 = time.perf_counter()
         scan = scan_low_loss(model.bridge, docs, scan_dir, n_needed=config.n_tokens + n_fail, block=block,
                              min_context=config.min_context, loss_threshold=config.loss_threshold,
                              exclude_induction=not config.keep_induction, seed=config.seed,
                              batch_tokens=config.batch_tokens, max_tokens=config.scan_tokens)
         t_scan += time.perf_counter() - t0
-        rows = scan.candidates[: config.n_tokens + n_fail]
-        if len(rows) <= n_have:  # nothing new to capture: the scan has run dry
+        rows = scan.candidates[: max(n_have, config.n_tokens + n_fail)]
+        if len(rows) <= n_have and not n_pending:  # nothing new to capture: the scan has run dry
             atomic_write_json(out / "state.json", dry)
             break
-        records = read_json(out / "targets.json") if (out / "targets.json").exists() else []
+        records = _targets_json(out, n_have, len(scan.candidates))[: len(rows)]
         atomic_write_json(out / "targets.json", records + _records(corpus, rows[len(records):]))
         t0 = time.perf_counter()
         store = capture_gradients(model.bridge, docs, rows, store_dir, params=config.params,
                                   projection_dim=config.projection_dim, matrix_sketch_dim=config.matrix_sketch_dim,
                                   batch_tokens=config.batch_tokens, seed=config.seed)
         t_capture += time.perf_counter() - t0
-        tokens_captured += len(rows) - n_have
-    store = GradientStore(store_dir) if (store_dir / "capture.json").exists() else None
+        tokens_captured += len(rows) - n_have + n_pending
+    store = open_store(store_dir)
     passing = passing_rows(store, config.loss_threshold)
+    _targets_json(out, 0 if store is None else len(store.targets), np.inf)  # what the analysis reads, checked
     scan = Scan.load(scan_dir, 0)
     if len(passing) < max(2, config.n_clusters):
         where = (f"the first {scan.tokens_scored} scored tokens (scan_tokens)" if config.scan_tokens
@@ -415,14 +518,17 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
     if len(passing) < config.n_tokens:
         info["notes"].append(f"only {len(passing)} of the {config.n_tokens} tokens asked for pass loss_threshold "
                              f"{config.loss_threshold} in the {scan.tokens_scored} tokens scanned; all are clustered")
+    info_path = out / "model_info.json"
     if model is not None:  # what only the loaded model knows, kept for reruns that do not load it
-        atomic_write_json(out / "model_info.json", {"model_note": model.note, "tokenizer": corpus.tokenizer.fingerprint(),
-                                                    "n_layers": int(model.cfg.n_layers), "block_length": block,
-                                                    "notes": list(info["notes"])})
-    if (out / "model_info.json").exists():
-        stored = read_json(out / "model_info.json")
-        info["notes"] = list(dict.fromkeys(stored.pop("notes") + info["notes"]))
+        atomic_write_json(info_path, {"model_note": model.note, "tokenizer": corpus.tokenizer.fingerprint(),
+                                      "n_layers": int(model.cfg.n_layers), "block_length": block,
+                                      "notes": list(info["notes"])})
+    if info_path.exists():
+        stored = read_json(info_path, expect=dict, fix=_RESTORE)
+        notes = stored.pop("notes", [])
+        info["notes"] = list(dict.fromkeys((notes if isinstance(notes, list) else []) + info["notes"]))
         info.update(stored)
+    info["notes"] += repaired
     if t_scan:
         info["scan_seconds"] = round(t_scan, 2)
     if t_capture:
@@ -431,12 +537,27 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
     return info
 
 
+def _targets_json(out: Path, n_least: int, n_most: float) -> list:
+    """targets.json, checked: a list of target records, at least the `n_least` captured, at most `n_most`."""
+    path = out / "targets.json"
+    if not path.exists():
+        if n_least:
+            raise DamagedFileError(path, f"missing, while {n_least} targets are captured", _RESTORE)
+        return []
+    records = read_json(path, expect=list, fix=_RESTORE)
+    if not n_least <= len(records) <= n_most or not all(isinstance(r, dict) and "context" in r for r in records):
+        raise DamagedFileError(path, f"lists {len(records)} target records where {n_least} are captured", _RESTORE)
+    return records
+
+
 def _load(config: QDGConfig, info: dict):
     from .. import lm
+    from ..capture.modules import select_modules
     from ..corpora import load_corpus
 
     t0 = time.perf_counter()
     model = lm.load(config.model, device=config.device)
+    select_modules(model.bridge, config.params)  # params checked against this model before anything is written
     corpus = load_corpus(config.corpus, tokenizer=lm.corpus_tokenizer(model), seed=config.seed)
     info["load_seconds"] = round(time.perf_counter() - t0, 2)
     return model, corpus, corpus.documents()
@@ -444,6 +565,9 @@ def _load(config: QDGConfig, info: dict):
 
 def discover(config: QDGConfig, out: str | Path):
     """Run (or resume, extend or re-analyse) QDG in `out` and return what it found.
+
+    Holds `out`'s `RunLock` throughout. Every input is checked before anything is written in `out`, and a
+    refused run leaves `out` as it found it.
 
     Parameters
     ----------
@@ -455,21 +579,33 @@ def discover(config: QDGConfig, out: str | Path):
     Raises
     ------
     ParameterError
-        `out` holds gradients of another capture identity, or an analysis setting does not fit the data.
+        `out` holds gradients of another capture identity or another corpus's content, an analysis setting
+        does not fit the data, or the corpus is unreadable or empty.
     ValueError
         Too few tokens pass the loss threshold in the corpus.
+    DamagedFileError
+        A bookkeeping file or captured rows of `out` are damaged (the message names the file and the fix).
+    FolderBusyError
+        Another process is writing `out`.
+    OSError
+        The disk is full (the message says how much space the store needs); a rerun resumes.
     """
     from .analysis import analyse
 
     out = Path(out)
     config.validate()
-    _check_layout(out)
-    _check_identity(out, config)
-    atomic_write_json(out / "config.json", config.to_dict())
-    t0 = time.perf_counter()
-    info = capture_stage(config, out)
-    if config.family:
-        from .family import family_stage
+    _check_corpus(config)
+    with RunLock(out) as lock:
+        _check_layout(out)
+        notes = _check_identity(out, config)
+        if notes:
+            _write_identity(out, config)  # a pre-digest identity.json, upgraded
+        t0 = time.perf_counter()
+        info = capture_stage(config, out)
+        info["notes"] = [*([lock.note] if lock.note else []), *notes, *info["notes"]]
+        atomic_write_json(out / "config.json", config.to_dict())
+        if config.family:
+            from .family import family_stage
 
-        info.update(family_stage(config, out))
-    return analyse(out, config, extra={**info, "wall_seconds_this_run": round(time.perf_counter() - t0, 1)})
+            info.update(family_stage(config, out))
+        return analyse(out, config, extra={**info, "wall_seconds_this_run": round(time.perf_counter() - t0, 1)})
