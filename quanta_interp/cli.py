@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import BACKENDS, ParameterError, check_device, parse_seed
 
-__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "GROUPS"]
+__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "few_points_note", "GROUPS"]
 
 GROUPS: dict[str, tuple[str, str]] = {
     "sparse-parity": ("quanta_interp.sparse_parity.cli", "multitask sparse parity: train, sweep, fit, neurons"),
@@ -93,6 +93,14 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def few_points_note(what: str, n_points: int, *, enough: int = 6) -> None:
+    """Print a note when a fit rests on fewer than `enough` points: a pairs bootstrap of 3 or 4 points redraws
+    almost only the points themselves, so its interval looks tight without meaning it (3 points: zero width)."""
+    if n_points < enough:
+        print(f"note: {what} rests on {n_points} points; a bootstrap of so few barely varies, so its interval is "
+              "not a trustworthy uncertainty: fit more points")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -68,10 +68,14 @@ def _betas(cfg, docs, vocab_size: int) -> dict:
 
 
 def _show_fit(label: str, fit: dict, key: str) -> None:
+    from ..cli import few_points_note
+
     if "error" in fit:
         print(f"{label}: not fitted — {fit['error']}")
     else:
         print(f"{label} = {fit[key]:.3f}  95% CI [{fit[key + '_ci'][0]:.3f}, {fit[key + '_ci'][1]:.3f}]")
+        if "fit" in fit:
+            few_points_note(label, fit["fit"].n_points)
 
 
 def _stats(args: argparse.Namespace):

@@ -172,13 +172,16 @@ class RHMConfig(Config):
     L: int = 4
     """Depth of the hierarchy (sequences have s^L tokens)."""
     samples: int = 100_000
-    """Sequences sampled."""
+    """Sequences sampled (≥ 16: one pair per sequence and lag, and the noise floor is fitted on 1/16 of them)."""
     floor_factor: float = 2.0
     """Fit only lags whose norm exceeds this × the sampling-noise floor."""
     seed: int = 0
     """Seeds the grammar and the samples."""
 
     def _checks(self):
+        def samples(name, v):  # one pair per sequence and lag; the noise floor is fitted on 1/16, 1/4 and all
+            check_positive_int(name, v, low=16)
+
         positive = check_positive_int
-        return [(k, positive) for k in ("v", "m", "s", "L", "samples")] + [
-            ("floor_factor", lambda n, v: check_finite(n, v, low=0.0))]
+        return [(k, positive) for k in ("v", "m", "s", "L")] + [
+            ("samples", samples), ("floor_factor", lambda n, v: check_finite(n, v, low=0.0))]

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import add_backend, add_common, backend_kwargs, positive_int
+from ..cli import add_backend, add_common, backend_kwargs, few_points_note, positive_int
 from ..config import add_arguments, from_args, parse_str_list
 from .config import TrainConfig
 
@@ -79,7 +79,8 @@ def _corpus_args(p: argparse.ArgumentParser, tokenizer: bool = True) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--context", type=positive_int, default=64, help="tokens of context per prediction (default: 64)")
+    p.add_argument("--context", type=positive_int, default=None,
+                   help="tokens of context per prediction, at most the model's n_ctx (default: 64, or n_ctx if smaller)")
     p.add_argument("--max-tokens", type=positive_int, default=4000, help="tokens evaluated per document (default: 4000)")
 
 
@@ -162,6 +163,20 @@ def _docs(model, args, split: str = "val"):
     return docs
 
 
+def _context(args, model) -> int:
+    """--context, checked against the model's n_ctx; the default 64 is capped there with a note."""
+    from ..config import ParameterError
+
+    n_ctx = int(model.cfg.n_ctx)
+    if args.context is None:
+        if n_ctx < 64:
+            print(f"note: context {n_ctx} tokens, the model's n_ctx (the default 64 is more than it reads)")
+        return min(64, n_ctx)
+    if args.context > n_ctx:
+        raise ParameterError("context", f"({args.context}) exceeds the model's n_ctx ({n_ctx}); pass at most {n_ctx}")
+    return args.context
+
+
 def _losses(args) -> int:
     import numpy as np
 
@@ -171,10 +186,11 @@ def _losses(args) -> int:
 
     check_corpus_source(args.corpus)  # before the model loads
     model = load(args.model, device=args.device)
-    losses = token_losses(model.bridge, _docs(model, args, args.split), context=args.context)
+    context = _context(args, model)
+    losses = token_losses(model.bridge, _docs(model, args, args.split), context=context)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_save_npy(Path(args.out) / "losses.npy", losses)
-    summary = {"model": args.model, "split": args.split, "context": args.context,
+    summary = {"model": args.model, "split": args.split, "context": context,
                "n_tokens": int(np.isfinite(losses).sum()), "mean_loss": float(np.nanmean(losses))}
     atomic_write_json(Path(args.out) / "summary.json", summary)
     _print(summary)
@@ -182,16 +198,20 @@ def _losses(args) -> int:
 
 
 def _scaling(args) -> int:
-
+    from ..config import check_finite
     from ..io import atomic_save_npy, atomic_write_json
-    from .scaling import analyse, load_family
+    from .scaling import TokenClasses, analyse, load_family
 
-    models, info = load_family(args.family, device=args.device)
     thresholds = dict(high=args.high, low=args.low, slope=args.slope, r2=args.r2)
+    for name, value in thresholds.items():  # before the models load; NaN would label no token, silently
+        check_finite(name, value)
+    TokenClasses(**thresholds)
+    models, info = load_family(args.family, device=args.device)
     summary, losses, _ = analyse([m.bridge for m in models], [m["name"] for m in info], _docs(models[0], args),
-                                 context=args.context, thresholds=thresholds)
+                                 context=_context(args, models[0]), thresholds=thresholds)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_save_npy(Path(args.out) / "losses.npy", losses)
     atomic_write_json(Path(args.out) / "summary.json", summary)
     print(f"α_N = {summary['alpha_N']:.4f} CI {summary['alpha_N_ci']}; token classes {summary['token_classes']}")
+    few_points_note("α_N", summary["fit"].n_points)
     return 0

@@ -59,6 +59,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ..cli import few_points_note
     from ..io import Sweep, atomic_write_json
     from .analysis import fit_scaling, scaling_table
     from .plots import plot_scaling
@@ -74,6 +75,8 @@ def _fit(args: argparse.Namespace) -> int:
     for act, f in fits.items():
         ci = f["exponent_ci"]
         print(f"{act}: exponent {f['exponent']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{act}: too few widths")
+        if ci:
+            few_points_note(f"the {act} exponent", f["fit"]["n_points"])
     print(f"wrote {Path(args.out) / 'scaling.json'}")
     return 0
 

@@ -76,10 +76,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from ..cli import backend_kwargs
-    from ..config import from_args
+    from ..config import check_positive_int, from_args
     from .config import SparseParityConfig
     from .sweep import run_sweep
 
+    for seed in args.seeds:  # before the sweep folder opens
+        check_positive_int("seeds", seed, low=0)
     results = run_sweep(args.kind, from_args(SparseParityConfig, args), args.values, args.seeds, args.out,
                         device=args.device, **backend_kwargs(args))
     for r in results:
@@ -91,6 +93,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ..cli import few_points_note
     from ..config import check_finite
     from ..io import Sweep, atomic_write_json
     from .figures import plot_scaling
@@ -117,6 +120,7 @@ def _fit(args: argparse.Namespace) -> int:
     for name, f in fits.items():
         print(f"{name}: α = {f['fit']['exponent']:.3f} {f['fit']['exponent_ci']} "
               f"(theory α_{f['kind']} = {f['theory']['alpha_' + f['kind']]:.3f})")
+        few_points_note(f"α_{f['kind']} of {name}", f["fit"]["n_points"])
     print(f"wrote {out / 'fit.json'}")
     return 0
 
@@ -146,12 +150,14 @@ def _qdg(args: argparse.Namespace) -> int:
 def _neurons(args: argparse.Namespace) -> int:
     import torch
 
+    from ..config import check_finite
     from ..io import atomic_write_json
     from .ablation import ablation_matrix, carriers
     from .figures import plot_heatmap
     from .task import LEARNED_BITS
     from .training import load_trained
 
+    check_finite("threshold", args.threshold, low=0.0)  # NaN would make no unit a carrier, silently
     model, cfg, _ = load_trained(args.run, args.device)
     task = cfg.task()
     m = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))

@@ -92,6 +92,23 @@ def test_lm_losses_and_neurons_refuse_characters_the_model_never_saw(char_model,
         assert not out.exists()
 
 
+def test_lm_losses_context_is_checked_against_the_model(char_model, tmp_cache, capsys):
+    base = ["lm", "losses", "--model", str(char_model / "model"), "--corpus", str(char_model / "lower")]
+    assert main([*base, "--context", "999", "--out", str(char_model / "refused")]) == 2
+    assert "--context (999) exceeds the model's n_ctx (16); pass at most 16" in capsys.readouterr().err
+    assert not (char_model / "refused").exists()
+    assert main([*base, "--out", str(char_model / "losses")]) == 0  # the default 64 is capped, and says so
+    assert "note: context 16 tokens, the model's n_ctx" in capsys.readouterr().out
+    assert json.loads((char_model / "losses" / "summary.json").read_text())["context"] == 16
+
+
+def test_fits_on_few_points_say_their_interval_is_not_trustworthy(char_model, tmp_cache, capsys):
+    assert main(["langstats", "correlations", "--corpus", str(char_model / "lower"), "--lags", "1,2,4",
+                 "--floor-factor", "0", "--out", str(char_model / "corr")]) == 0
+    out = capsys.readouterr().out
+    assert "note: beta (op norm) rests on 3 points; a bootstrap of so few barely varies" in out, out
+
+
 def test_passuntil_run_refuses_instances_outside_the_vocabulary_before_writing(char_model, tmp_cache, capsys):
     out = char_model / "pu"
     assert main(["passuntil", "run", "--model", str(char_model / "model"), "--task", "addition", "--n-instances", "2",
