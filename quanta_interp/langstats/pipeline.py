@@ -160,6 +160,22 @@ def prediction(beta: dict, gamma: dict) -> dict:
     return alpha_d(beta["beta"], beta["beta_ci"], gamma["gamma"], gamma["gamma_ci"])
 
 
+def _check_budgets(config: MeasureConfig) -> None:
+    """Every budget fits the corpus's training tokens and a window, and 'val' holds a window: checked before the
+    sweep folder opens (each run would otherwise fail in turn, after the smaller ones trained)."""
+    from ..config import ParameterError
+    from ..corpora import load_corpus
+    from ..lm.training import split_tokens
+
+    corpus = load_corpus(config.corpus, config.tokenizer, seed=config.seed)
+    need = config.train_settings()["n_ctx"] + 1
+    n_train = split_tokens(corpus, config.corpus, "train", need).size
+    split_tokens(corpus, config.corpus, "val", need)
+    if max(config.budgets) > n_train or min(config.budgets) < need:
+        raise ParameterError("budgets", f"must lie between one window (n_ctx + 1 = {need}) and the {n_train} "
+                                        f"training tokens of corpus {config.corpus!r}, got {list(config.budgets)}")
+
+
 def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = None) -> dict:
     """Run (or resume) the data-limited sweep under `root` and fit the measured α_D; `executor` goes to
     `map_runs` (backend, workers, address, resources).
@@ -178,13 +194,15 @@ def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = 
 
     Raises
     ------
+    ParameterError
+        A budget over the corpus's training tokens or under one window, or a split without one window.
     ValueError
-        A budget over the corpus's training tokens, an unknown backend, or fewer than 4 distinct budgets
-        for the free-offset fit.
+        An unknown backend, or fewer than 4 distinct budgets for the free-offset fit.
     """
     from ..executors import map_runs
     from .measure import data_limited_run, fit_alpha_measured, sweep_configs
 
+    _check_budgets(config)
     seed, n_boot = config.seed, config.n_boot
     runs = map_runs(data_limited_run, sweep_configs(config), root=root, name=f"langstats-{config.tokenizer}",
                     desc=f"data-limited sweep ({config.tokenizer})", **(executor or {}))

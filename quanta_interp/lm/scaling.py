@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ParameterError, check_tokenizer
+from ..config import check_tokenizer
 from ..corpora import load_corpus
 from ..executors import map_runs
 from ..fitting import fit_power_law, fit_range_sensitivity
 from .config import TrainConfig
+from .training import split_tokens
 
 __all__ = ["LADDER", "CPU_TRAIN", "family_configs", "train_family", "train_member", "family_members", "load_family", "loss_matrix", "fit_alpha_n",
            "TokenClasses", "analyse", "PAPER_CLASSES"]
@@ -53,12 +54,7 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
     d_vocab = train_kw.pop("d_vocab", None) or tokens.vocab_size
     need = TrainConfig(**{**train_kw, "d_vocab": d_vocab}).n_ctx + 1
     for split in ("train", "val"):
-        n = tokens.stream(split).size
-        if n < need:
-            raise ParameterError("corpus", f"{corpus!r}: its {split!r} split holds {len(tokens.doc_ids(split))} of "
-                                           f"{len(tokens.doc_ids())} documents ({n} tokens), fewer than one window of "
-                                           f"n_ctx + 1 = {need}; each member trains on 'train' and is scored on "
-                                           "'val': pass a folder of several .txt files")
+        split_tokens(tokens, corpus, split, need)
     out = []
     for n_layers, d_model in sizes:
         heads = max(1, d_model // 16)

@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .loading import n_params, non_embedding_params
 from .losses import as_documents
 
-__all__ = ["train", "build_model"]
+__all__ = ["train", "build_model", "split_tokens"]
 
 _CKPT = "checkpoint.safetensors"
 
@@ -70,6 +70,34 @@ def _window_loss(model, windows):
 
     logits = model(windows[:, :-1])
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+
+
+def split_tokens(corpus, source: str, split: str, need: int) -> np.ndarray:
+    """The tokens of one split of a `TokenizedCorpus`, checked before any run folder opens.
+
+    Parameters
+    ----------
+    corpus : corpora.TokenizedCorpus
+    source : str
+        The corpus as the user named it, for the message.
+    split : {"train", "val"}
+    need : int
+        Fewest tokens accepted (one window of n_ctx + 1).
+
+    Raises
+    ------
+    ParameterError
+        ('corpus', …) the split holds fewer than `need` tokens (a one-document corpus has no 'val').
+    """
+    from ..config import ParameterError
+
+    tokens = corpus.stream(split)
+    if tokens.size < need:
+        raise ParameterError("corpus", f"{source!r}: its {split!r} split holds {len(corpus.doc_ids(split))} of "
+                                       f"{len(corpus.doc_ids())} documents ({tokens.size} tokens), fewer than one window "
+                                       f"of n_ctx + 1 = {need}; models train on 'train' and are scored on 'val': pass "
+                                       "a folder of several .txt files")
+    return tokens
 
 
 def _stream(tokens, name: str, cfg: dict) -> np.ndarray:

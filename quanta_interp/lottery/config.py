@@ -15,7 +15,7 @@ from ..config import (
     parse_int_list,
     parse_str_list,
 )
-from .experiment import ACTIVATIONS, DTYPES, OPTIMIZERS, TARGETS
+from .experiment import ACTIVATIONS, DTYPES, OPTIMIZERS, TARGETS, make_grid
 
 __all__ = ["SweepConfig", "DTYPES"]
 
@@ -91,10 +91,17 @@ class SweepConfig(Config):
         def grid(name, v):  # a line through the points needs two of them
             check_positive_int(name, v, low=2)
 
+        def finite_target(name, v):  # before the sweep folder opens: exp on (0, 1000) overflows
+            try:
+                make_grid(self.target, v, self.n_train)
+                make_grid(self.target, v, self.n_test, midpoints=True)
+            except ValueError as e:
+                raise ParameterError(name, f"{tuple(v)}: {e}") from None
+
         positive = check_positive_int
         return [("widths", widths), ("max_width", positive), ("n_widths", positive), ("activations", activations),
                 ("seed_budget", positive), ("min_seeds", seeds), ("max_seeds", seeds),
                 ("target", check_choice(TARGETS)), ("interval", interval),
                 ("optimizer", check_choice(OPTIMIZERS)), ("adam_steps", steps), ("lbfgs_steps", steps),
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("dtype", check_choice(DTYPES)),
-                ("n_train", grid), ("n_test", grid)]
+                ("n_train", grid), ("n_test", grid), ("interval", finite_target)]

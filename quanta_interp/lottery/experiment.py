@@ -102,7 +102,8 @@ def make_grid(target, interval: tuple[float, float], n: int, *, midpoints: bool 
     if n < 2:
         raise ValueError(f"grid size must be ≥ 2, got {n}")
     x = lo + (np.arange(n) + 0.5) * (hi - lo) / n if midpoints else np.linspace(lo, hi, n)
-    y = np.asarray(target_fn(target)(x), dtype=float)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite values are refused below
+        y = np.asarray(target_fn(target)(x), dtype=float)
     if y.shape != x.shape:
         raise ValueError(f"target must map an array of shape {x.shape} to the same shape, got {y.shape}")
     bad = ~np.isfinite(y)

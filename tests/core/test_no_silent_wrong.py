@@ -109,6 +109,15 @@ def test_fits_on_few_points_say_their_interval_is_not_trustworthy(char_model, tm
     assert "note: beta (op norm) rests on 3 points; a bootstrap of so few barely varies" in out, out
 
 
+def test_langstats_measure_checks_budgets_before_the_sweep_opens(char_model, tmp_cache, capsys):
+    out = char_model / "measure"  # 'lower' has one training document of ~1300 characters
+    assert main(["langstats", "measure", "--corpus", str(char_model / "lower"), "--budgets", "100,400,1600,6400",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--budgets must lie between one window (n_ctx + 1 = 65) and the 1305 training tokens" in err, err
+    assert not out.exists()  # the old sweep trained the smaller budgets, then failed on the largest
+
+
 def test_passuntil_run_refuses_instances_outside_the_vocabulary_before_writing(char_model, tmp_cache, capsys):
     out = char_model / "pu"
     assert main(["passuntil", "run", "--model", str(char_model / "model"), "--task", "addition", "--n-instances", "2",
