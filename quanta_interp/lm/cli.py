@@ -110,9 +110,11 @@ def _load(args) -> int:
 
 def _train(args) -> int:
     from . import train
+    from .training import split_tokens
 
     cfg = from_args(TrainConfig, args, d_vocab=1)  # every setting checked before the corpus is read
     corpus = _corpus(args, cfg.seed)
+    split_tokens(corpus, args.corpus, "train", cfg.n_ctx + 1)
     val = corpus.documents("val")
     if not val:
         print(f"note: corpus {args.corpus!r} has {len(corpus.doc_ids())} document, so no held-out 'val' split: "

@@ -91,12 +91,13 @@ def split_tokens(corpus, source: str, split: str, need: int) -> np.ndarray:
     """
     from ..config import ParameterError
 
-    tokens = corpus.stream(split)
+    tokens, docs = corpus.stream(split), corpus.doc_ids(split)
     if tokens.size < need:
-        raise ParameterError("corpus", f"{source!r}: its {split!r} split holds {len(corpus.doc_ids(split))} of "
-                                       f"{len(corpus.doc_ids())} documents ({tokens.size} tokens), fewer than one window "
-                                       f"of n_ctx + 1 = {need}; models train on 'train' and are scored on 'val': pass "
-                                       "a folder of several .txt files")
+        fix = ("models are scored on held-out 'val' documents: pass a folder of several .txt files" if not docs else
+               "pass a longer corpus or a smaller n_ctx")
+        raise ParameterError("corpus", f"{source!r}: its {split!r} split holds {len(docs)} of {len(corpus.doc_ids())} "
+                                       f"documents ({tokens.size} tokens), fewer than one window of n_ctx + 1 = {need}; "
+                                       f"{fix}")
     return tokens
 
 

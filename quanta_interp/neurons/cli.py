@@ -119,6 +119,8 @@ def _fit(args, neurons):
     if cfg.context > int(model.cfg.n_ctx):
         print(f"note: context {cfg.context} is more than model {cfg.model!r} reads; windows of its n_ctx "
               f"({int(model.cfg.n_ctx)}) tokens are used")
+    if cfg.top_k > cfg.windows * min(cfg.context, int(model.cfg.n_ctx)):
+        print(f"note: top_k {cfg.top_k} is more than the {cfg.windows} windows hold; every position is shown")
     sample = corpus_sample(corpus, n_windows=cfg.windows, context=min(cfg.context, int(model.cfg.n_ctx)),
                            split=None if cfg.split == "all" else cfg.split, seed=cfg.seed)
     insp = LayerInspector(cfg.layer, hook=cfg.hook, neurons=neurons, top_k=cfg.top_k, intervals=cfg.intervals,

@@ -90,6 +90,7 @@ ROWS = [
     (["lm", "family", "--corpus", "TEXT", "--tokenizer", "bpe-99999999999"], "--tokenizer must be 'char' or 'bpe-N'"),
     (["lm", "family", "--corpus", "TEXT", "--act-fn", "bogus"], "--act-fn must be one of"),
     (["lm", "family", "--corpus", "TEXT"], "its 'val' split holds 0 of 1 documents (0 tokens)"),
+    (["lm", "train", "--corpus", "TEXT", "--n-ctx", "5000"], "n_ctx + 1 = 5001; pass a longer corpus or a smaller n_ctx"),
     (["lm", "family", "--sizes", "2y3"], "--sizes must be comma-separated LAYERSxWIDTH sizes"),
     (["lm", "family", "--lr", "-1"], "--lr must be > 0.0"),
     (["lm", "losses", "--corpus", NOPE], f"--corpus '{NOPE}' is neither 'shakespeare'"),
