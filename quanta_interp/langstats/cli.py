@@ -17,7 +17,14 @@ def _load(cfg, model=None):
 
     corpus = (model_corpus(model, cfg.corpus, seed=cfg.seed) if model is not None else
               load_corpus(cfg.corpus, cfg.tokenizer or "char", seed=cfg.seed))
-    return corpus, _split_docs(corpus, cfg, "stats", 2)
+    docs = _split_docs(corpus, cfg, "stats", 2)
+    if model is not None:  # the LM's split too, before any statistic is computed
+        _split_docs(corpus, cfg, "lm", _lm_ctx(cfg, model) + 1)
+    return corpus, docs
+
+
+def _lm_ctx(cfg, model) -> int:
+    return cfg.n_ctx or int(model.cfg.n_ctx)
 
 
 def _split_docs(corpus, cfg, part: str, need: int) -> list:
@@ -103,7 +110,7 @@ def _gamma(cfg, corpus, docs, model) -> dict:
 
     out = {"tokenizer": corpus.tokenizer.spec, "split": cfg.split_for("stats"), "ngram": ngram_entropy(docs, cfg.n_max)}
     if model is not None:
-        n_ctx = cfg.n_ctx or model.cfg.n_ctx
+        n_ctx = _lm_ctx(cfg, model)
         lm_docs = _split_docs(corpus, cfg, "lm", n_ctx + 1)
         out["lm"] = {"split": cfg.split_for("lm"), **lm_entropy_report(model.bridge, np.concatenate(lm_docs),
                                                                          n_ctx=n_ctx, seed=cfg.seed, progress=True)}
