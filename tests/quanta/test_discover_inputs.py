@@ -49,6 +49,12 @@ def _summary(out) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+def _quanta(out) -> list:
+    """The partition clusters.json holds: each quantum's members as (doc, pos), quanta sorted (labels aside)."""
+    clusters = json.loads((out / "clusters.json").read_text())
+    return sorted(sorted((m["doc"], m["pos"]) for m in c["members"]) for c in clusters)
+
+
 def _no_model(monkeypatch):
     from quanta_interp import lm
 
@@ -114,7 +120,7 @@ def test_a_refused_run_leaves_the_folder_as_it_found_it(tiny, capsys):
     assert _last_error(capsys).startswith(f"quanta discover: error: --family member nope: model path "
                                           f"'{tiny / 'nope'}' does not exist")
     assert list(out.iterdir()) == []
-    assert main(_args(tiny, out)) == 0 and _summary(out)["clusters"] == _summary(tiny / "base")["clusters"]
+    assert main(_args(tiny, out)) == 0 and _quanta(out) == _quanta(tiny / "base")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -167,7 +173,7 @@ def test_a_kill_mid_capture_leaves_rows_pending_and_the_rerun_captures_only_them
     assert len(np.load(out / "gradients" / "status.npy")) == 40  # not 64: pending rows are not failures
     np.testing.assert_allclose(np.load(out / "gradients" / "gradients.npy"),
                                np.load(tiny / "base" / "gradients" / "gradients.npy"), atol=1e-5)
-    assert _summary(out)["clusters"] == _summary(tiny / "base")["clusters"]
+    assert _quanta(out) == _quanta(tiny / "base")
 
 
 def test_a_second_writer_is_refused_naming_the_first(tiny, capsys):
@@ -251,4 +257,56 @@ def test_garbage_in_the_gradients_is_refused_and_recaptured_to_the_undisturbed_r
     assert main(_args(tiny, out, "--recapture")) == 0
     assert "recaptured 1 damaged rows of the gradient store" in _summary(out)["notes"]
     np.testing.assert_allclose(np.load(path), np.load(tiny / "base" / "gradients" / "gradients.npy"), atol=1e-5)
-    assert _summary(out)["clusters"] == _summary(tiny / "base")["clusters"]
+    assert _quanta(out) == _quanta(tiny / "base")
+
+
+KILL = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    torch.set_num_threads(1)  # as in the test session
+    from quanta_interp.capture import store
+    from quanta_interp.quanta import frequencies, scan
+    from quanta_interp.cli import main
+
+    stage, calls = sys.argv[1], {"n": 0}
+
+    def killing(real, when):
+        def wrapper(*a, **k):
+            if when(*a):
+                calls["n"] += 1
+                if calls["n"] >= 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(*a, **k)
+        return wrapper
+
+    always = lambda *a: True
+    if stage == "scan":
+        scan._block_losses = killing(scan._block_losses, always)
+    elif stage == "capture":
+        store.per_token_gradients = killing(store.per_token_gradients, always)
+    elif stage == "before-status":  # gradients, checksums and losses of a batch written, its status not
+        store.atomic_save_npy = killing(store.atomic_save_npy, lambda path, arr: path.name == "status.npy")
+    elif stage == "allocation":  # the store allocated, capture.json not yet written
+        calls["n"] = 1
+        store.atomic_write_json = killing(store.atomic_write_json, always)
+    elif stage == "analysis":  # the first output of the analysis
+        calls["n"] = 1
+        frequencies.write_rank_frequency = killing(frequencies.write_rank_frequency, always)
+    main(sys.argv[2:])
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["scan", "capture", "before-status", "allocation", "analysis"])
+def test_a_kill_9_at_any_stage_is_completed_by_a_rerun_to_the_undisturbed_result(tiny, stage):
+    from quanta_interp.cli import main
+
+    out = tiny / f"kill-{stage}"
+    run = subprocess.run([sys.executable, "-c", KILL, stage, *_args(tiny, out)], capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr[-800:]
+    assert not (out / "summary.json").exists()
+    assert main(_args(tiny, out)) == 0
+    np.testing.assert_allclose(np.load(out / "gradients" / "gradients.npy"),
+                               np.load(tiny / "base" / "gradients" / "gradients.npy"), atol=1e-5)
+    assert _quanta(out) == _quanta(tiny / "base")
+    assert _summary(out)["notes"][0].startswith(f"{out} was left locked by a process that is no longer running")
