@@ -4,7 +4,7 @@
 - `hooks`: per-example gradients Σ_s g_s a_sᵀ from one backward (`GradientCapture`);
 - `sketch`: where they go when projected — a seeded `TensorSketch` of the whole gradient in k numbers;
 - `windows`: LM targets as context windows, B per backward (`per_token_gradients`), and the floor;
-- `store`: resumable, extendable on-disk gradients (`capture_gradients`, `GradientStore`);
+- `store`: resumable, extendable, checksummed on-disk gradients (`capture_gradients`, `GradientStore`, `open_store`);
 - `sharding`: the same capture split over `executors.map_runs` (local processes, Ray);
 - `activations`: activations at the predicting position (`capture_activations`).
 """
@@ -18,7 +18,8 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "sharding": ["capture_gradients_sharded"],
     "dims": ["DEFAULT_MATRIX_DIM", "DEFAULT_PROJECTION_DIM", "validate_dims"],
     "sketch": ["TensorSketch"],
-    "store": ["GradientStore", "capture_gradients", "length_batches"],
+    "store": ["DamagedRowsError", "GradientStore", "capture_gradients", "length_batches", "mark_pending", "open_store",
+              "row_checksums"],
     "windows": ["forward_backward_floor", "per_sample_gradients", "per_token_gradients", "window_batch",
                 "window_losses"],
 })
