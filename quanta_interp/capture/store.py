@@ -140,7 +140,8 @@ class GradientStore:
         self.losses = _array(p / "losses.npy", np.float32, (n,))
         self.targets = _array(p / "targets.npy", np.int64, (n, 3))
         if not (p / "checksums.npy").exists() and ("checksums" not in meta or "shards" in meta):
-            self._seal()  # a store written before checksums, or gathered from shards: recorded now
+            self.checksums = self._seal()  # a store written before checksums, or gathered from shards
+            return
         self.checksums = _array(p / "checksums.npy", np.uint32, (n, 4))
         if verify:
             bad, files = self.damaged_rows()
@@ -148,12 +149,17 @@ class GradientStore:
                 raise DamagedRowsError(p / "gradients.npy" if files == ["gradients.npy"] else p, bad,
                                        int((self.status != 0).sum()), files)
 
-    def _seal(self) -> None:
+    def _seal(self) -> np.ndarray:
+        """Checksum the captured rows as they are now and record them (when the folder can be written)."""
         sums = np.zeros((len(self.status), 4), np.uint32)
         done = np.flatnonzero(self.status != 0)
         sums[done] = row_checksums(self.gradients, self.status, self.losses, self.targets, done)
-        atomic_save_npy(self.path / "checksums.npy", sums)
-        atomic_write_json(self.path / "capture.json", {**self.meta, "checksums": _CHECKSUMS})
+        try:
+            atomic_save_npy(self.path / "checksums.npy", sums)
+            atomic_write_json(self.path / "capture.json", {**self.meta, "checksums": _CHECKSUMS})
+        except OSError:  # a read-only copy of an older store: read as it is
+            pass
+        return sums
 
     def damaged_rows(self) -> tuple[np.ndarray, list[str]]:
         """(captured rows whose checksums differ, the files in which they differ), checked now."""
