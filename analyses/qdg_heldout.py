@@ -27,7 +27,7 @@ import numpy as np
 from qdg_sparse_parity import DEFAULT, trained
 
 from quanta_interp.io import atomic_write_json
-from quanta_interp.quanta.ground_truth import TEST, TUNING, GroundTruthConfig, ground_truth
+from quanta_interp.quanta.ground_truth import TEST, TUNING, GroundTruthConfig, ground_truth, heldout_draw
 
 TARGET_ARI, COVER_SHARE = 0.9, 0.8
 
@@ -125,6 +125,35 @@ def summarise(rows: list[dict]) -> dict:
             "misses": {r["draw"]["index"]: why(r) for r in scored if why(r)}}
 
 
+def table(rows: list[dict]) -> str:
+    """The per-draw table as markdown (heldout.md)."""
+
+    def f(v, fmt=".2f"):
+        return "—" if v is None else format(v, fmt)
+
+    def ci(v):
+        return "—" if v is None else f"[{v[0]:.2f}, {v[1]:.2f}]"
+
+    lines = ["| draw | Zipf | subtasks | width | wd | seed | learned (K) | ARI | homog. | slope | −(α+1) | rank-bootstrap CI "
+             "| resampled interval (AMI) | covered (rank / resampled) | true-size slope |", "|" + "---|" * 15]
+    for r in rows:
+        d = r["draw"]
+        if "ari" not in r:
+            lines.append(f"| {d['index']} | {d['zipf_exponent']:g} | {d['n_tasks']} | {d['width']} | "
+                         f"{d['weight_decay']:g} | {d['seed']} | {r['n_learned']} | {r['skipped']} |" + " |" * 8)
+            continue
+        res = r.get("resampled")
+        ami = f" ({res['ami']:.2f})" if res else ""
+        covered = "/".join({True: "yes", False: "no", None: "—"}[r[k]]
+                           for k in ("rank_bootstrap_covers", "resampled_covers"))
+        lines.append(f"| {d['index']} | {d['zipf_exponent']:g} | {d['n_tasks']} | {d['width']} | {d['weight_decay']:g} "
+                     f"| {d['seed']} | {r['learned']} ({r['K']}) | {r['ari']:.3f} | {r['homogeneity']:.3f} "
+                     f"| {f(r['slope'])} | {r['predicted_slope']:.2f} | {ci(r['rank_bootstrap_ci'])} "
+                     f"| {ci(r['resampled_interval'])}{ami} | {covered} "
+                     f"| {f(r['truth_slope'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def figure(rows: list[dict], out: Path) -> None:
     """ARI per draw, and the slope's error vs −(α + 1) with both intervals (rank bootstrap, resampled)."""
     from quanta_interp.report import new_figure, save_figure
@@ -173,7 +202,8 @@ def main() -> None:
     if args.rescore:  # beside running shards: add the resampled interval to draws they scored without it
         while resamples:
             todo = [i for i in range(j, len(TEST), n) if (p := runs / f"draw_{i:02d}" / "heldout_row.json").exists()
-                    and "skipped" not in (old := json.loads(p.read_text())) and not old.get("resampled")]
+                    and "skipped" not in (old := json.loads(p.read_text())) and not old.get("resampled")
+                    and old["slope"] is not None]  # no slope at K (< 3 ranks): no interval to resample
             for i in todo:
                 t0 = time.time()
                 atomic_write_json(runs / f"draw_{i:02d}" / "heldout_row.json", score(i, runs, resamples, args.device))
@@ -186,7 +216,7 @@ def main() -> None:
             path = runs / f"draw_{i:02d}" / "heldout_row.json"
             if path.exists():
                 old = json.loads(path.read_text())
-                if "skipped" in old or old.get("resampled") or not resamples:
+                if "skipped" in old or old.get("resampled") or old["slope"] is None or not resamples:
                     continue
             t0 = time.time()
             row = score(i, runs, resamples, args.device)
@@ -197,11 +227,16 @@ def main() -> None:
             if (p := runs / f"draw_{i:02d}" / "heldout_row.json").exists()]
     report = {"tuning": [{"task": c.to_dict(), "sample_seeds": list(s)} for c, s in TUNING],
               "test": [{"task": c.to_dict(), "sample_seeds": list(s)} for c, s in TEST],
-              "clustering": DEFAULT, "n_samples": GroundTruthConfig.n_samples, "summary": summarise(rows),
+              "budget_rule": " ".join(heldout_draw.__doc__.split()), "clustering": DEFAULT,
+              "n_samples": GroundTruthConfig.n_samples, "resamples": sorted({r["resampled"]["resamples"] for r in rows
+                                                                            if r.get("resampled")}),
+              "machine": "2 shared CPU cores (4 other engineers' jobs beside it), nice 10", "summary": summarise(rows),
               "rows": rows}
     atomic_write_json(out / "heldout.json", report)
     if rows:
         figure(rows, out)
+        (out / "heldout.md").write_text(table(rows))
+        print(table(rows))
     print(json.dumps(report["summary"], indent=1))
 
 

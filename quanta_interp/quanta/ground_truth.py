@@ -288,7 +288,7 @@ def _resampled(G: np.ndarray, labels: np.ndarray, clustering: dict, config: Grou
     fits = [rank_frequency_fit(rank_sizes(lab), total=len(rows), fit_ranks=clustering["fit_ranks"],
                                **{**zipf, "seed": config.seed + i})
             for i, (rows, lab) in enumerate(zip(st.rows, st.labels, strict=True))]
-    lo, hi = slope_interval(fits)
-    return {"resamples": config.resamples, "slope_interval": [float(lo), float(hi)],
+    interval = slope_interval(fits)  # None when fewer than 2 resamples could be fitted
+    return {"resamples": config.resamples, "slope_interval": interval and [float(v) for v in interval],
             "slopes": [f["slope"] for f in fits], "ami": float(np.mean(st.ami)),
             "quantum_stability": [float(q) for q in st.quantum_stability]}
