@@ -223,7 +223,10 @@ def load_npy(path: str | os.PathLike, *, dtype=None, shape: tuple | None = None,
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError) as e:
-        problem = "empty" if path.stat().st_size == 0 else f"not a readable .npy array: {str(e).splitlines()[0][:80]}"
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "pickle" in why:
+            why = "it holds pickled Python objects, not numbers"
+        problem = "empty" if path.stat().st_size == 0 else f"not a readable .npy array: {why[:90]}"
         raise DamagedFileError(path, problem, fix) from None
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise DamagedFileError(path, f"holds {arr.dtype}, not {np.dtype(dtype)}", fix)

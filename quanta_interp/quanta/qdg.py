@@ -472,7 +472,7 @@ def capture_stage(config: QDGConfig, out: Path) -> dict:
             repaired.append(f"recaptured {len(bad)} damaged rows of the gradient store")
     while True:
         store = open_store(store_dir)
-        state = read_json(out / "state.json", fix=_RESTORE) if (out / "state.json").exists() else {}
+        state = read_json(out / "state.json", expect=dict, fix=_RESTORE) if (out / "state.json").exists() else {}
         passing = passing_rows(store, config.loss_threshold)
         n_have = 0 if store is None else len(store.targets)
         n_pending = 0 if store is None else int(store.pending.sum())

@@ -218,6 +218,7 @@ def _truncate(p):
     ("targets.json", lambda p: p.write_text("{}"), "holds a dict, not a JSON list"),
     ("targets.json", lambda p: p.write_text("[]"), "lists 0 target records where 40 are captured"),
     ("state.json", lambda p: p.write_text(""), "empty"),
+    ("state.json", lambda p: p.write_text("[]"), "holds a list, not a JSON object"),
     ("scan/state.json", lambda p: p.write_text('{"seconds": 1}'), "lacks the scan's tokens_scored"),
     ("scan/candidates.npy", _truncate, "not a readable .npy array"),
     ("model_info.json", lambda p: p.write_text("[]"), "holds a list, not a JSON object"),
