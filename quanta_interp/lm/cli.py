@@ -93,14 +93,22 @@ def _print(d: dict) -> None:
 def _load(args) -> int:
     import torch
 
+    from ..config import ParameterError
     from . import load, n_params, non_embedding_params
+    from .losses import unseen_characters
 
     model = load(args.model, device=args.device)
     info = {"spec": model.spec, "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model,
             "n_ctx": model.cfg.n_ctx, "d_vocab": model.cfg.d_vocab, "n_params": n_params(model.bridge),
             "n_params_non_embedding": non_embedding_params(model.bridge), "note": model.note}
     if model.tokenizer is not None:
-        ids = model.tokenizer.encode(args.prompt)[-model.cfg.n_ctx:]
+        try:
+            ids = model.tokenizer.encode(args.prompt)[-model.cfg.n_ctx:]
+        except ValueError as e:
+            raise unseen_characters(e, "prompt", repr(args.prompt), "give text in the characters the model was "
+                                                                    "trained on") from None
+        if not ids:
+            raise ParameterError("prompt", f"{args.prompt!r} has no token: give text whose next token to predict")
         with torch.inference_mode():
             logits = model.bridge(torch.tensor([ids], device=args.device))
         info["next_token"] = model.tokenizer.decode([int(logits[0, -1].argmax())])

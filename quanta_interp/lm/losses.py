@@ -6,7 +6,7 @@ import numpy as np
 
 from ..io import progress as _progress
 
-__all__ = ["token_losses", "next_token_losses", "as_documents", "windows", "model_corpus"]
+__all__ = ["token_losses", "next_token_losses", "as_documents", "windows", "model_corpus", "unseen_characters"]
 
 
 def model_corpus(model, source: str, *, flag: str = "corpus", **kwargs):
@@ -37,7 +37,6 @@ def model_corpus(model, source: str, *, flag: str = "corpus", **kwargs):
     ValueError
         The model has no tokenizer, or `source` cannot be read (see `load_corpus`).
     """
-    from ..config import ParameterError
     from ..corpora import load_corpus
     from .loading import corpus_tokenizer
 
@@ -45,11 +44,21 @@ def model_corpus(model, source: str, *, flag: str = "corpus", **kwargs):
     try:
         return load_corpus(source, tokenizer, **kwargs)
     except ValueError as e:
-        if not str(e).startswith("characters "):  # the char tokenizer's refusal of unseen characters
-            raise
-        raise ParameterError(flag, f"{source!r} holds {str(e).split(' are not')[0]} that the model's own char "
-                                   "vocabulary lacks (it never saw them): pass a corpus written in the characters "
-                                   "the model was trained on") from None
+        raise unseen_characters(e, flag, repr(source), "pass a corpus written in the characters the model was "
+                                                       "trained on") from None
+
+
+def unseen_characters(error: ValueError, param: str, what: str, fix: str) -> ValueError:
+    """The error to raise for `error` from a model's tokenizer: a char tokenizer's refusal of characters it
+    never saw becomes `ParameterError(param, "{what} holds characters '…' (n in all) that the model's own
+    vocabulary lacks: {fix}")`; any other error comes back unchanged."""
+    from ..config import ParameterError
+
+    text = str(error)
+    if not text.startswith("characters "):  # corpora.Tokenizer's wording for unseen characters
+        return error
+    return ParameterError(param, f"{what} holds {text.split(' are not')[0]} that the model's own vocabulary lacks "
+                                 f"(it never saw them): {fix}")
 
 
 def next_token_losses(logits, targets):

@@ -81,15 +81,14 @@ def _check_vocabulary(tokenizer, instances, param: str) -> None:
     """`ParameterError(param, …)` before anything is written when a prompt or answer holds text the model's own
     tokenizer cannot encode (a char model never saw '+'): its PU would be 0 for a reason that is not the model's
     skill."""
-    from ..config import ParameterError
+    from ..lm.losses import unseen_characters
 
     for inst in instances:
         try:
             tokenizer.encode(inst.prompt + inst.answer)
         except ValueError as e:
-            raise ParameterError(param, f"instance {inst.prompt!r} → {inst.answer!r} holds {str(e).split(' are not')[0]} "
-                                        "that the model's own vocabulary lacks: give --instances in text the model "
-                                        "can read, or a model trained on such text") from None
+            raise unseen_characters(e, param, f"instance {inst.prompt!r} → {inst.answer!r}", "give --instances in "
+                                    "text the model can read, or a model trained on such text") from None
 
 
 def _points(args: argparse.Namespace):

@@ -69,7 +69,7 @@ def test_langstats_entropy_feeds_the_model_its_own_ids(char_model, tmp_cache, mo
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--corpus", "UNSEEN"], "holds characters '#&1Z[]' (6 in all) that the model's own char vocabulary lacks"),
+    (["--corpus", "UNSEEN"], "holds characters '#&1Z[]' (6 in all) that the model's own vocabulary lacks"),
     (["--corpus", "LOWER", "--n-ctx", "99"], "--n-ctx (99) exceeds the context of model"),
     (["--corpus", "LOWER/a.txt"], "--split 'val' of corpus"),  # one document: no held-out split for the LM
 ])
@@ -88,8 +88,17 @@ def test_lm_losses_and_neurons_refuse_characters_the_model_never_saw(char_model,
                  ["neurons", "layer", "--layer", "0", "--model", str(char_model / "model")]):
         out = char_model / "refused"
         assert main([*argv, "--corpus", str(char_model / "unseen.txt"), "--out", str(out)]) == 2
-        assert "--corpus" in (err := capsys.readouterr().err) and "model's own char vocabulary lacks" in err, err
+        assert "--corpus" in (err := capsys.readouterr().err) and "model's own vocabulary lacks" in err, err
         assert not out.exists()
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("", "--prompt '' has no token"),  # was a tensor-size error from inside the model
+    ("Zebra #1", "--prompt 'Zebra #1' holds characters '#1Z' (3 in all) that the model's own vocabulary lacks"),
+])
+def test_lm_load_prompt_is_checked_against_the_vocabulary(char_model, capsys, prompt, message):
+    assert main(["lm", "load", str(char_model / "model"), "--prompt", prompt]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_lm_losses_context_is_checked_against_the_model(char_model, tmp_cache, capsys):
