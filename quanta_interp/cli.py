@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .config import BACKENDS, ParameterError, check_device, parse_seed
 
-__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "few_points_note", "GROUPS"]
+__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "few_points_note", "vocab_note",
+           "GROUPS"]
 
 GROUPS: dict[str, tuple[str, str]] = {
     "sparse-parity": ("quanta_interp.sparse_parity.cli", "multitask sparse parity: train, sweep, fit, neurons"),
@@ -101,6 +102,14 @@ def few_points_note(what: str, n_points: int, *, enough: int = 6) -> None:
     if n_points < enough:
         print(f"note: {what} rests on {n_points} points; a bootstrap of so few barely varies, so its interval is "
               "not a trustworthy uncertainty: fit more points")
+
+
+def vocab_note(tokenizer: str, corpus) -> None:
+    """Print a note when "bpe-N" learned fewer than N tokens on `corpus` (a `TokenizedCorpus`): every merge the
+    text supports is made, and the vocabulary is what it is."""
+    if tokenizer.startswith("bpe-") and corpus.vocab_size < int(tokenizer[4:]):
+        print(f"note: {tokenizer} asked, but the corpus yields only {corpus.vocab_size} tokens (every merge it "
+              "supports); the vocabulary is that")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,11 +12,15 @@ __all__ = ["register"]
 def _load(cfg, model=None):
     """The corpus, read with `model`'s own tokenizer when there is one (the only ids it may be fed), and the
     documents of the statistics' split."""
+    from ..cli import vocab_note
     from ..corpora import load_corpus
     from ..lm.losses import model_corpus
 
-    corpus = (model_corpus(model, cfg.corpus, seed=cfg.seed) if model is not None else
-              load_corpus(cfg.corpus, cfg.tokenizer or "char", seed=cfg.seed))
+    if model is not None:
+        corpus = model_corpus(model, cfg.corpus, seed=cfg.seed)
+    else:
+        corpus = load_corpus(cfg.corpus, cfg.tokenizer or "char", seed=cfg.seed)
+        vocab_note(cfg.tokenizer or "char", corpus)
     docs = _split_docs(corpus, cfg, "stats", 2)
     if model is not None:  # the LM's split too, before any statistic is computed
         _split_docs(corpus, cfg, "lm", _lm_ctx(cfg, model) + 1)

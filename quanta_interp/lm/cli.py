@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import add_backend, add_common, backend_kwargs, few_points_note, positive_int
+from ..cli import add_backend, add_common, backend_kwargs, few_points_note, positive_int, vocab_note
 from ..config import add_arguments, from_args, parse_str_list
 from .config import TrainConfig
 
@@ -139,9 +139,7 @@ def _corpus(args, seed: int):
 
     check_tokenizer("tokenizer", args.tokenizer)
     corpus = load_corpus(args.corpus, args.tokenizer, seed=seed)
-    if args.tokenizer != "char" and corpus.vocab_size < int(args.tokenizer[4:]):
-        print(f"note: {args.tokenizer} asked, but corpus {args.corpus!r} yields only {corpus.vocab_size} tokens "
-              "(every merge it supports); the model's vocabulary is that")
+    vocab_note(args.tokenizer, corpus)
     return corpus
 
 
