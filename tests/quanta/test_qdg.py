@@ -185,7 +185,7 @@ def test_whole_document_context_is_capped_at_the_models_n_ctx_and_said_once(tiny
     assert main(argv[: argv.index("--context")] + argv[argv.index("--context") + 2:] + ["--context", "doc"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["block_length"] == 32 and summary["context_tokens"]["max"] <= 32  # the model's n_ctx
-    assert summary["notes"] == ["context doc is longer than the model's n_ctx = 32; capped at 32 tokens"]
+    assert summary["notes"].count("context doc is longer than the model's n_ctx = 32; capped at 32 tokens") == 1
     assert capsys.readouterr().out.count("capped at 32 tokens") == 1
 
 
@@ -195,7 +195,8 @@ def test_three_or_four_tokens_still_give_a_summary_and_say_why_a_picture_is_miss
     out = tiny_run / "four"
     assert main(_args(tiny_run, out, "--n-tokens", "4", "--clusters", "2", "--over-cluster", "1", "--refine", "0")) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_tokens"] == 4 and len(summary["clusters"]) == 2 and summary["notes"] == []
+    assert summary["n_tokens"] == 4 and len(summary["clusters"]) == 2
+    assert not any("umap" in n for n in summary["notes"])  # other notes (a slope on few ranks) may be there
     assert (out / "umap.png").exists() and (out / "browser.html").exists()
     # refined, a token alone in its cluster has no other member to be like and joins the other: the outputs
     # list the quanta that kept members, never an empty one
@@ -207,7 +208,8 @@ def test_three_or_four_tokens_still_give_a_summary_and_say_why_a_picture_is_miss
     three = tiny_run / "three"
     assert main(_args(tiny_run, three, "--n-tokens", "3", "--clusters", "2", "--over-cluster", "1")) == 0
     summary = json.loads((three / "summary.json").read_text())
-    assert summary["n_tokens"] == 3 and summary["notes"] == ["umap.png not drawn: UMAP needs at least 4 points, got 3"]
+    assert summary["n_tokens"] == 3
+    assert [n for n in summary["notes"] if "umap" in n] == ["umap.png not drawn: UMAP needs at least 4 points, got 3"]
     assert not (three / "umap.png").exists() and (three / "clusters.json").exists()
     assert main(_args(tiny_run, tiny_run / "four8", "--n-tokens", "4", "--clusters", "2")) == 2
     assert "--over-cluster × n_clusters (8 × 2) must be below n_tokens (4)" in capsys.readouterr().err
