@@ -311,3 +311,22 @@ def test_a_kill_9_at_any_stage_is_completed_by_a_rerun_to_the_undisturbed_result
                                np.load(tiny / "base" / "gradients" / "gradients.npy"), atol=1e-5)
     assert _quanta(out) == _quanta(tiny / "base")
     assert _summary(out)["notes"][0].startswith(f"{out} was left locked by a process that is no longer running")
+
+
+def test_family_members_are_checked_before_any_model_loads(tmp_path):
+    from quanta_interp.config import ParameterError
+    from quanta_interp.quanta.family import check_members
+
+    members = []
+    for name, size in (("a", 300), ("b", 200), ("c", 400)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model_config.json").write_text("{}")
+        (tmp_path / name / "weights.safetensors").write_bytes(b"")
+        members.append({"name": name, "spec": str(tmp_path / name), "n_params": size})
+    with pytest.raises(ParameterError, match=r"^family members must grow in non-embedding size in family order, got "
+                                             r"a 300, b 200, c 400; list them smallest first"):
+        check_members(members)
+    check_members(members, steps=True)  # checkpoints of one model: the steps are the scale
+    (tmp_path / "b" / "weights.safetensors").unlink()
+    with pytest.raises(ParameterError, match=f"^family member b: run folder {tmp_path / 'b'} has no weights"):
+        check_members(members, steps=True)
