@@ -98,8 +98,11 @@ def why(row: dict) -> list[str]:
         out.append(f"no slope: {row['K']} learned subtask(s) among the samples, a fit needs 3 ranks")
     elif not best:
         rare = min(row["fitted_subtask_samples"].values()) if row["fitted_subtask_samples"] else 0
-        out.append(f"slope {row['slope']} vs {row['predicted_slope']:.2f}: true sizes give {row['truth_slope']:.3f} "
-                   f"(CI {'covers' if row['truth_covers'] else 'misses'}); ranks {row['fit_ranks']}; rarest fitted "
+        ci = row["truth_ci"]
+        truth_ci = ("a zero-width CI: the rank bootstrap of a 3-point fit" if ci[1] - ci[0] < 1e-9
+                    else f"CI {'covers' if row['truth_covers'] else 'misses'}")
+        out.append(f"slope {row['slope']:.3f} vs {row['predicted_slope']:.2f}: true sizes give {row['truth_slope']:.3f} "
+                   f"({truth_ci}); ranks {row['fit_ranks']}; rarest fitted "
                    f"subtask {rare} samples; recall of fitted subtasks "
                    f"{ {t: round(row['recall'][t], 2) for t in row['fitted_subtask_samples'] if t in row['recall']} }; "
                    f"{unlearned}")
