@@ -209,7 +209,9 @@ def main() -> None:
                     and old["slope"] is not None]  # no slope at K (< 3 ranks): no interval to resample
             for i in todo:
                 t0 = time.time()
-                atomic_write_json(runs / f"draw_{i:02d}" / "heldout_row.json", score(i, runs, resamples, args.device))
+                path = runs / f"draw_{i:02d}" / "heldout_row.json"
+                train_seconds = json.loads(path.read_text())["train_seconds"]  # the model is only loaded now
+                atomic_write_json(path, {**score(i, runs, resamples, args.device), "train_seconds": train_seconds})
                 print(f"draw {i}: rescored with {resamples} resamples ({time.time() - t0:.0f} s)", flush=True)
             if not todo and all((runs / f"draw_{i:02d}" / "heldout_row.json").exists() for i in range(j, len(TEST), n)):
                 break
