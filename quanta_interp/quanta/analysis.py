@@ -68,24 +68,30 @@ class QuantaFit:
     sizes_by_k : dict int → int ndarray
         Cluster sizes, largest first, at each cluster count of the envelope.
     fit : dict
-        `frequencies.rank_frequency_fit` of the envelope.
+        `frequencies.rank_frequency_fit` of the envelope; with resamples also `slope_interval` (the 95 % interval
+        over resamples, `stability.slope_interval`), `slope_interval_covers` and `slope_median_resampled`.
     clustering : QuantaClustering
         The fitted estimator (embedding, merge tree, …).
+    stability : stability.Stability or None
+        The resamples behind each quantum's stability and the slope interval (None when `resamples` is 0).
     """
 
     labels: np.ndarray
     sizes_by_k: dict
     fit: dict
     clustering: object
+    stability: object = None
 
 
 def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinity: str = "unsigned",
                    method: str = "dense", assign_labels: str = "kmeans", n_init: int = 10, over_cluster: int = 1,
                    refine: int = 0, alpha_n: float | None = None, alpha_n_source: str | None = None, seed: int = 0,
-                   show_progress: bool = True) -> QuantaFit:
+                   resamples: int = 0, show_progress: bool = True) -> QuantaFit:
     """QDG's analysis of gradient rows G (n × dim): quanta at `n_clusters`, the rank-frequency envelope over
     `counts` and its fit over `fit_ranks` (Michaud et al. 2023, §5). The one code path of `quanta discover`
-    and of the sparse-parity ground truth (`ground_truth`).
+    and of the sparse-parity ground truth (`ground_truth`). With `resamples` ≥ 2 the analysis is repeated on
+    bootstrap draws of the rows (`stability.resample_quanta`): every quantum's stability and a slope interval
+    that includes the clustering's variance.
 
     Raises
     ------
@@ -103,7 +109,22 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
                   for k in progress(counts, desc="clusterings for the envelope", leave=False, disable=not show_progress)}
     fit = rank_frequency_fit(envelope(list(sizes_by_k.values())), total=len(G), fit_ranks=fit_ranks,
                              alpha_n=alpha_n, alpha_n_source=alpha_n_source, seed=seed)
-    return QuantaFit(qc.labels_, sizes_by_k, fit, qc)
+    stability = None
+    if resamples:
+        from .stability import resample_quanta, slope_interval
+
+        stability = resample_quanta(G, n_clusters=n_clusters, counts=counts, fit_ranks=fit_ranks, resamples=resamples,
+                                    reference=qc.labels_, affinity=affinity, method=method, assign_labels=assign_labels,
+                                    n_init=n_init, over_cluster=over_cluster, refine=refine, alpha_n=alpha_n,
+                                    alpha_n_source=alpha_n_source, seed=seed, show_progress=show_progress)
+        interval = slope_interval(stability.fits, reference=fit, seed=seed)
+        slopes = stability.slopes
+        fit = {**fit, "slope_interval": None if interval is None else list(interval),
+               "slope_median_resampled": None if np.all(np.isnan(slopes)) else float(np.nanmedian(slopes)),
+               "slope_interval_covers": f"{resamples} bootstrap resamples of the tokens, each clustered with its own "
+                                        "seed and fitted with its rank bootstrap (basic bootstrap interval about "
+                                        "the full-data slope); the gradients are held fixed"}
+    return QuantaFit(qc.labels_, sizes_by_k, fit, qc, stability)
 
 
 def _quanta_scaling(out: Path, config, rows: np.ndarray, reference: np.ndarray, order: np.ndarray,
@@ -142,6 +163,7 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     from .browser import write_browser
     from .clustering import umap_embedding, unit_rows
     from .frequencies import alpha_n_from, plot_rank_frequency, plot_umap, write_rank_frequency
+    from .stability import SUBSAMPLE, subsample_fits
 
     out, t0 = Path(out), time.perf_counter()
     store, targets = GradientStore(out / "gradients"), read_json(out / "targets.json")
@@ -149,14 +171,20 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     G = np.asarray(store.gradients[rows])
     counts = config.counts()
     alpha, source = alpha_n_from(config.alpha_n)
+    notes = list((extra or {}).pop("notes", []))
+    resamples = config.resamples
+    if resamples and not subsample_fits(len(rows), config.n_clusters, counts):
+        notes.append(f"no resampling: an {SUBSAMPLE:.0%} subsample of {len(rows)} tokens cannot hold cluster counts up to "
+                     f"{max(counts)}, so quanta carry no stability and the slope no resampled interval")
+        resamples = 0
     quanta = cluster_quanta(G, n_clusters=config.n_clusters, counts=counts, fit_ranks=config.ranks(),
                             affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
                             n_init=config.n_init, over_cluster=config.over_cluster, refine=config.refine, alpha_n=alpha,
-                            alpha_n_source=source, seed=config.seed)
-    qc, sizes_by_k, fit = quanta.clustering, quanta.sizes_by_k, quanta.fit
+                            alpha_n_source=source, seed=config.seed, resamples=resamples)
+    qc, sizes_by_k, fit, stab = quanta.clustering, quanta.sizes_by_k, quanta.fit, quanta.stability
     write_rank_frequency(out, sizes_by_k, fit)
-    plot_rank_frequency(out / "rank_frequency", sizes_by_k, fit, title=f"QDG quanta: {config.model}")
-    notes = list((extra or {}).pop("notes", []))
+    plot_rank_frequency(out / "rank_frequency", sizes_by_k, fit, title=f"QDG quanta: {config.model}",
+                        resampled=None if stab is None else stab.envelopes)
     try:
         plot_umap(out / "umap", umap_embedding(G, random_state=config.seed), qc.labels_)
     except ValueError as e:
@@ -172,7 +200,15 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
         top = Counter(r["target"] for r in recs).most_common(10)
         shown = unit_rows(G[idx[:20]])  # clustering already refused zero rows
         clusters.append({"rank": rank + 1, "label": int(c), "size": len(recs), "top_targets": top, "members": recs,
-                         "cos": np.round(shown @ shown.T, 2).tolist()})
+                         "cos": np.round(shown @ shown.T, 2).tolist(),
+                         **({} if stab is None else {"stability": round(float(stab.quantum_stability[c]), 3)})})
+    if len(clusters) < config.n_clusters:
+        notes.append(f"{len(clusters)} quanta, not the {config.n_clusters} asked for: refinement emptied "
+                     f"{config.n_clusters - len(clusters)} (a token alone in its cluster has no other member to "
+                     "resemble, so it leaves)")
+    if fit.get("slope") is not None and (fit["n_ranks_fitted"] < 10 or len(rows) < 500):
+        notes.append(f"the slope rests on {fit['n_ranks_fitted']} ranks of {len(rows)} tokens: too little for a "
+                     "trustworthy exponent; cluster more tokens (n_tokens) before reading it")
     scaling, family = None, None
     if config.family:
         scaling, family = _quanta_scaling(out, config, rows, store.losses[rows], order, qc.labels_, fit, alpha, source)
@@ -186,6 +222,8 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     lengths = store.targets[rows, 2] - store.targets[rows, 1]
     timings = {k: v for k, v in (extra or {}).items() if k.endswith(("seconds", "per_second"))}
     timings["analysis_seconds"] = round(time.perf_counter() - t0, 2)
+    if extra and "wall_seconds_this_run" in extra:  # discover measured the stages before this one
+        extra = {**extra, "wall_seconds_this_run": round(extra["wall_seconds_this_run"] + timings["analysis_seconds"], 1)}
     if scan.get("seconds"):
         timings["scan_tokens_per_second_total"] = round(scan["tokens_forwarded"] / scan["seconds"], 1)
     summary = {
@@ -197,8 +235,9 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
         "context_tokens": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())},
         "n_nan_gradients": int((store.status == -1).sum()),
         "n_above_threshold_on_recheck": int((store.ok & (store.losses >= config.loss_threshold)).sum()),
-        "clusters": [{"rank": c["rank"], "label": c["label"], "size": c["size"], "top_targets": c["top_targets"][:5]}
-                     for c in clusters],
+        "clusters": [{"rank": c["rank"], "label": c["label"], "size": c["size"], "top_targets": c["top_targets"][:5],
+                      **({"stability": c["stability"]} if "stability" in c else {})} for c in clusters],
+        **({} if stab is None else {"stability": stab.summary()}),
         "rank_frequency": fit, "envelope_ks": list(counts), "timings": timings, "notes": notes,
     }
     if scaling is not None:
@@ -212,7 +251,7 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
                            f"of per-token gradients ({ctx})."
                            + (f" Loss curves over {len(family['x'])} family members." if family else "")
                            + f" {summary.get('model_note', '')}",
-                  n_tokens=len(rows), family=family)
+                  n_tokens=len(rows), family=family, n_resamples=resamples)
     for note in notes:
         print(f"quanta discover: {note}")
     fitted = fit.get("slope")

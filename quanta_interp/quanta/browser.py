@@ -29,6 +29,8 @@ STYLE = """
 svg text { fill:var(--fg); font-size:10px; } svg .axis { stroke:var(--muted); stroke-width:1; fill:none; }
 svg .band { fill:var(--hi); opacity:.18; } svg .line { stroke:var(--hi); stroke-width:2; fill:none; }
 svg .dot { fill:var(--hi); } svg .nstar { stroke:#D55E00; stroke-width:1.5; stroke-dasharray:4 3; }
+.badge { display:inline-block; border-radius:4px; padding:0 .3rem; font-size:11px; margin-left:.25rem; color:#fff; }
+.badge.stable { background:#0072B2; } .badge.shaky { background:#E69F00; } .badge.dissolves { background:#D55E00; }
 """
 
 BODY = """<h1 id="title"></h1><p class="muted" id="subtitle"></p>
@@ -45,18 +47,25 @@ const nStarText = c => c.censored === 'left' ? `≤ ${sci(F.x[0])} (learned by t
   : c.censored === 'right' ? 'not learned within the family'
   : `${sci(c.n_star)} [${sci(c.n_star_ci[0])}, ${c.n_star_ci[1] === null ? '∞' : sci(c.n_star_ci[1])}]`;  // JSON null: ∞
 const starKey = c => c.n_star === null || c.n_star === undefined ? Infinity : c.n_star;
+const hasStab = D.clusters.some(c => c.stability !== undefined && c.stability !== null);
+const stabKind = v => v >= 0.75 ? 'stable' : v >= 0.5 ? 'shaky' : 'dissolves';  // Hennig's bands
+function badge(c) { if (c.stability === undefined || c.stability === null) return null;
+  const b = QI.el('span', `${stabKind(c.stability)} ${QI.num(c.stability, 2)}`, `badge ${stabKind(c.stability)}`);
+  b.title = `stability: mean Jaccard of this quantum's best match over ${D.n_resamples} resamples`; return b; }
 function sortBy(key) {
   order = D.clusters.map((c, i) => i);
   if (key === 'nstar') order.sort((a, b) => starKey(D.clusters[a]) - starKey(D.clusters[b]) || a - b);
+  if (key === 'stability') order.sort((a, b) => (D.clusters[b].stability ?? -1) - (D.clusters[a].stability ?? -1) || a - b);
   [...sortBox.querySelectorAll('button')].forEach(b => b.classList.toggle('on', b.dataset.key === key));
   list.replaceChildren();
   order.forEach(i => { const c = D.clusters[i];
     const b = QI.el('button', `#${c.rank} (${c.size})` + (F ? ` N*=${c.censored === 'right' ? '∞' : sci(c.n_star)}` : ''));
+    const g = badge(c); if (g) b.appendChild(g);
     b.dataset.index = i; b.onclick = () => show(i); list.appendChild(b); });
   show(cur);
 }
 sortBox.appendChild(QI.el('span', 'sort by: ', 'muted'));
-[['size', 'size'], ...(F ? [['nstar', 'N* (learning scale)']] : [])].forEach(([key, text]) => {
+[['size', 'size'], ...(hasStab ? [['stability', 'stability']] : []), ...(F ? [['nstar', 'N* (learning scale)']] : [])].forEach(([key, text]) => {
   const b = QI.el('button', text); b.dataset.key = key; b.onclick = () => sortBy(key); sortBox.appendChild(b); });
 const NS = 'http://www.w3.org/2000/svg';
 function svg(tag, attrs, text) { const e = document.createElementNS(NS, tag);
@@ -99,7 +108,8 @@ function show(i) {
   [...list.children].forEach(b => b.classList.toggle('on', Number(b.dataset.index) === cur));
   document.getElementById('where').textContent = `cluster ${order.indexOf(cur) + 1} of ${D.clusters.length}`;
   const box = document.getElementById('cluster'); box.replaceChildren();
-  box.appendChild(QI.el('h2', `Cluster #${c.rank}: ${c.size} tokens (${QI.num(100 * c.size / D.n_tokens, 1)}%)`));
+  const h = QI.el('h2', `Cluster #${c.rank}: ${c.size} tokens (${QI.num(100 * c.size / D.n_tokens, 1)}%)`);
+  const g = badge(c); if (g) h.appendChild(g); box.appendChild(h);
   if (F && c.curve) box.appendChild(QI.el('p', `learned at N* = ${nStarText(c)}; loss falls ${QI.num(c.drop, 2)} nats`, 'nstar-text'));
   const panels = QI.el('div', undefined, 'panels');
   if (F && c.curve) panels.appendChild(panel(`mean loss (IQR band) vs ${F.axis}`, curve(c)));
@@ -125,7 +135,7 @@ cur = Math.max(0, wanted); sortBy('size');
 
 
 def write_browser(path: str | Path, clusters: Sequence[dict], *, title: str, subtitle: str, n_tokens: int,
-                  family: dict | None = None, max_examples: int = 20) -> Path:
+                  family: dict | None = None, n_resamples: int = 0, max_examples: int = 20) -> Path:
     """Write the page.
 
     Parameters
@@ -135,13 +145,17 @@ def write_browser(path: str | Path, clusters: Sequence[dict], *, title: str, sub
         `examples` [{tokens: [str] with the target last, doc_name, pos, loss}]; optional `rank` (default its
         position), `cos` (a small square matrix of the members' gradient cosines, drawn as a heatmap) and,
         with `family`, `curve` {mean, q25, q75: loss per member}, `n_star`, `n_star_ci`, `censored`, `drop`
-        (`scaling.quanta_scaling`'s per-quantum entries).
+        (`scaling.quanta_scaling`'s per-quantum entries), `stability` (mean best-match Jaccard over resamples,
+        `stability.jaccard_stability`: drawn as a badge, stable ≥ 0.75 > shaky ≥ 0.5 > dissolves; the index can
+        be sorted by it).
     family : dict or None
         `x` (each member's scale) and `axis` ("N" or "step"): draws each quantum's loss curve and N*, and
         lets the index be sorted by N*.
+    n_resamples : int
+        Resamples behind `stability` (shown in the badge's tooltip).
     """
-    keys = ("n_star", "n_star_ci", "censored", "drop", "curve", "cos")
-    data = {"title": title, "subtitle": subtitle, "n_tokens": n_tokens,
+    keys = ("n_star", "n_star_ci", "censored", "drop", "curve", "cos", "stability")
+    data = {"title": title, "subtitle": subtitle, "n_tokens": n_tokens, "n_resamples": n_resamples,
             "family": None if family is None else {"x": list(family["x"]), "axis": family["axis"]},
             "clusters": [{"rank": c.get("rank", i + 1), "size": c["size"], "top_targets": c["top_targets"][:10],
                           "examples": c["examples"][:max_examples], **{k: c[k] for k in keys if k in c}}

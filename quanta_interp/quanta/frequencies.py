@@ -46,7 +46,7 @@ def _sensitivity_ranges(lo: int, hi: int) -> list[tuple[int, int]]:
 
 def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size: int = 2,
                        fit_ranks: tuple[int, int] | None = None, alpha_n: float | None = None,
-                       alpha_n_source: str | None = None, seed: int = 0) -> dict:
+                       alpha_n_source: str | None = None, seed: int = 0, sensitivity: bool = True) -> dict:
     """Log-log fit of frequency (size / `total` tokens) vs rank, the quantization model's p_k ∝ k^−(α+1).
 
     Parameters
@@ -59,6 +59,8 @@ def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size:
     alpha_n, alpha_n_source
         The parameter-scaling exponent of the same model family and where it comes from: the prediction
         −(α_N + 1) is drawn and reported with that label.
+    sensitivity : bool
+        Also fit the sub-ranges (`range_sensitivity`, `slope_range`); False for the resamples of `stability`.
 
     Returns
     -------
@@ -79,12 +81,14 @@ def rank_frequency_fit(sizes: np.ndarray, *, total: int | None = None, min_size:
         return result
     x = rank[keep].astype(float)
     fit = fit_power_law(x, freq, seed=seed)
-    top = int(x.max())
-    rows = fit_range_sensitivity(x, freq, ranges=_sensitivity_ranges(int(x.min()), top), seed=seed, n_boot=200)
-    slopes = [-r["exponent"] for r in rows]
     result.update(slope=-fit.exponent, slope_ci=[-fit.exponent_ci[1], -fit.exponent_ci[0]], r2=fit.r2,
-                  fit=fit.to_dict(), range_sensitivity=[{**r, "slope": -r["exponent"]} for r in rows],
-                  slope_range=[min(slopes), max(slopes)] if slopes else None)
+                  fit=fit.to_dict())
+    if sensitivity:
+        rows = fit_range_sensitivity(x, freq, ranges=_sensitivity_ranges(int(x.min()), int(x.max())), seed=seed,
+                                     n_boot=200)
+        slopes = [-r["exponent"] for r in rows]
+        result.update(range_sensitivity=[{**r, "slope": -r["exponent"]} for r in rows],
+                      slope_range=[min(slopes), max(slopes)] if slopes else None)
     return result
 
 
@@ -128,9 +132,12 @@ def write_rank_frequency(out: str | Path, sizes_by_k: dict[int, np.ndarray], fit
                                                      "envelope": env, "fit": fit})
 
 
-def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict, *, title: str = "") -> None:
+def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict, *, title: str = "",
+                        resampled: Sequence[np.ndarray] | None = None) -> None:
     """Frequency vs rank (log-log): every cluster count faint, the envelope bold, the fitted ranks shaded,
-    the fitted slope and, when α_N is known, the predicted −(α_N + 1) labelled with its source."""
+    the fitted slope and, when α_N is known, the predicted −(α_N + 1) labelled with its source. `resampled`
+    envelopes (`stability.Stability.envelopes`) are drawn as the band they span, and the slope interval that
+    includes them is in the label."""
     from ..report import new_figure, save_figure
 
     fig, ax = new_figure(size=(6.0, 4.4))
@@ -140,6 +147,13 @@ def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit
         ax.loglog(np.arange(1, s.size + 1), s / n, color="0.8", lw=0.7)
     env = envelope(list(sizes_by_k.values()))
     ranks = np.arange(1, env.size + 1)
+    if resampled:
+        width = max(len(e) for e in resampled)
+        E = np.stack([np.pad(e, (0, width - len(e))) for e in resampled]).astype(float) / n
+        E[E == 0] = np.nan
+        r = np.arange(1, width + 1)
+        lo_e, hi_e = np.nanmin(E, 0), np.nanmax(E, 0)
+        ax.fill_between(r, lo_e, hi_e, color="C1", alpha=0.25, lw=0, label=f"envelopes of {len(resampled)} resamples")
     ax.loglog(ranks[env > 0], env[env > 0] / n, "o-", ms=2.5, lw=1, label=f"envelope over {len(sizes_by_k)} cluster counts")
     lo, hi = fit.get("fit_ranks", (1, env.size))
     ax.axvspan(lo, hi, color="C0", alpha=0.07, lw=0, label=f"fitted ranks {lo}–{hi}")
@@ -147,7 +161,9 @@ def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit
         f = fit["fit"]
         r = np.geomspace(*f["x_range"], 20)
         ax.loglog(r, f["prefactor"] * r ** (-f["exponent"]), "--", color="C3",
-                  label=f"fit slope {fit['slope']:.2f} [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}]")
+                  label=f"fit slope {fit['slope']:.2f} [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}] (fit)"
+                  + (f"\n95 % over resamples [{fit['slope_interval'][0]:.2f}, {fit['slope_interval'][1]:.2f}]"
+                     if fit.get("slope_interval") else ""))
         if fit.get("predicted_slope") is not None:
             at = np.sqrt(r[0] * r[-1])
             pre = f["prefactor"] * at ** (-f["exponent"]) / at ** fit["predicted_slope"]

@@ -140,6 +140,11 @@ class QDGConfig(Config):
     fit_ranks: tuple[int, int] | None = field(default=None, metadata={"parse": _parse_ranks, "metavar": "LO-HI"})
     """Envelope ranks fitted, inclusive (the paper: 100-900 of 10k tokens); default: the paper's range scaled
     to n_tokens (1 % to 9 % of the tokens)."""
+    resamples: int = 10
+    """Resamples of the analysis behind every quantum's stability, the partition agreement (AMI) and the slope
+    interval that includes the clustering's variance: each clusters the tokens again with its own seed and counts
+    its quanta on a bootstrap draw of them (`stability.resample_quanta`); each costs about one clustering. 0 skips
+    them, otherwise 2 … 200."""
     alpha_n: float | str | None = field(default=None, metadata={"parse": _parse_alpha, "metavar": "X|SUMMARY"})
     """α_N for the predicted slope −(α_N + 1): a number, or the summary.json of `quanta lm scaling` on this
     model's family (default: no prediction)."""
@@ -258,6 +263,11 @@ class QDGConfig(Config):
                 raise ParameterError(name, f"{v[0]}-{v[1]} go past the largest cluster count ({top}), so no "
                                            f"clustering has rank {v[1]}; lower the upper rank or raise cluster_counts")
 
+        def resamples(name, v):
+            from .stability import check_resamples
+
+            check_resamples(name, v, self.n_tokens)
+
         def alpha(name, v):
             if isinstance(v, (int, float)):
                 check_finite(name, v, low=0.0)
@@ -305,7 +315,7 @@ class QDGConfig(Config):
                 ("affinity", check_choice(AFFINITIES)), ("refine", lambda n, v: check_positive_int(n, v, low=0)),
                 ("method", method), ("assign_labels", check_choice(ASSIGN_LABELS)), ("n_init", positive),
                 ("over_cluster", over), ("cluster_counts", counts),
-                ("fit_ranks", ranks), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device),
+                ("fit_ranks", ranks), ("resamples", resamples), ("alpha_n", alpha), ("batch_tokens", positive), ("device", device),
                 ("family", family), ("family_steps", steps), ("token_classes", classes), ("recapture", _bool)]
 
     # ------------------------------------------------------------------ derived settings

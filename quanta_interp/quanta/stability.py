@@ -1,0 +1,291 @@
+"""How much of QDG's answer survives resampling: every quantum's stability, the partition agreement, and a
+slope interval that includes the clustering's own variance.
+
+The analysis of the stored gradients is repeated `resamples` times — no gradient is recomputed. Resample i
+clusters a subsample of 80 % of the tokens, drawn without replacement (Hennig's "subsetting"; Monti et al. 2003,
+*Mach. Learn.* 52, 91), with its own seed, and counts its quanta on a bootstrap draw of that subsample (the
+sampling noise of every frequency). A bootstrap draw is not clustered itself: its duplicated tokens form spurious
+tight pairs that steepen the envelope. From the resamples:
+
+- each quantum's **stability**: the clusterwise stability of Hennig (2007, *Comput. Stat. Data Anal.* 52, 258):
+  the mean over resamples of the Jaccard similarity between the quantum (restricted to the subsample) and its
+  best-matching cluster of the resample; ≥ 0.75 is a stable cluster, < 0.5 one that dissolves;
+- the run's **partition agreement**: adjusted mutual information between the reference partition and each
+  resample on the tokens it clustered (1 = the same partition, 0 = chance);
+- the **slope interval**: each resample's rank-frequency slope, with the rank bootstrap of its own fit mixed in,
+  reflected about the full-data slope (`slope_interval`): it covers which tokens were sampled, the clustering
+  seed, the frequencies' sampling noise and the fit's scatter, not the model, the context or the sketch (those are
+  held fixed);
+- the **consensus** partition: the co-association of every pair of tokens (the share of the resamples holding
+  both that put them in one quantum), cut by average linkage and refined like the clustering (each token to the
+  quantum it is most co-associated with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ParameterError, check_positive_int
+from ..io import progress
+
+__all__ = ["Stability", "resample_quanta", "slope_interval", "jaccard_stability", "check_resamples",
+           "consensus_labels", "subsample_fits", "MAX_RESAMPLES", "SUBSAMPLE"]
+
+MAX_RESAMPLES = 200
+SUBSAMPLE = 0.8  # share of the tokens each resample clusters
+
+
+def subsample_size(n: int) -> int:
+    """Tokens each resample clusters: `SUBSAMPLE` of n."""
+    return int(round(SUBSAMPLE * n))
+
+
+def subsample_fits(n: int, n_clusters: int, counts) -> bool:
+    """Whether a subsample of n tokens can be clustered into n_clusters and every count (each < its size)."""
+    return max(n_clusters, *counts) < subsample_size(n)
+
+
+def check_resamples(name: str, v: int, n_tokens: int) -> None:
+    """0 (no resampling) or 2 … `MAX_RESAMPLES` resamples.
+
+    Raises
+    ------
+    ParameterError
+        Not an integer, 1 (one resample has no spread), or more than `MAX_RESAMPLES`.
+    """
+    check_positive_int(name, v, low=0)
+    if v == 1 or v > MAX_RESAMPLES:
+        raise ParameterError(name, f"must be 0 (no resampling) or between 2 and {MAX_RESAMPLES}, got {v}")
+
+
+@dataclass(frozen=True)
+class Stability:
+    """What the resamples of one clustering say about it (see the module docstring).
+
+    Attributes
+    ----------
+    rows : list of int ndarray (m,)
+        The bootstrap draw (with replacement) from resample i's subsample that its quanta were counted on.
+    labels : list of int ndarray (m,)
+        Each resample's quanta at n_clusters, one per entry of `rows[i]`.
+    fits : list of dict
+        Each resample's `rank_frequency_fit` of its envelope.
+    envelopes : list of int ndarray
+        Each resample's envelope (cluster size by rank).
+    quantum_stability : float ndarray (k,)
+        Per reference label 0 … k−1: mean best-match Jaccard over the resamples.
+    ami : float ndarray (resamples,)
+        AMI between the reference partition and each resample's clustering, on the tokens it clustered.
+    subsamples : list of int ndarray (m,)
+        The rows each resample clustered (80 % of them, sorted).
+    partitions : list of int ndarray (m,)
+        Each resample's quanta at n_clusters, one per row of `subsamples[i]`.
+    consensus : int ndarray (n,) or None
+        The consensus partition of all n rows (None when not asked for).
+    """
+
+    rows: list
+    labels: list
+    fits: list
+    envelopes: list
+    quantum_stability: np.ndarray
+    ami: np.ndarray
+    subsamples: list
+    partitions: list
+    consensus: np.ndarray | None = None
+
+    @property
+    def slopes(self) -> np.ndarray:
+        """float (resamples,): each resample's envelope slope (NaN where it could not be fitted)."""
+        return np.array([np.nan if f.get("slope") is None else f["slope"] for f in self.fits])
+
+    def summary(self) -> dict:
+        """JSON-ready figures: resamples, AMI to the reference (mean, min), each resample's slope, the quartiles
+        of the quanta's stability and how many are stable (≥ 0.75) or dissolve (< 0.5)."""
+        q = self.quantum_stability
+        return {"n_resamples": len(self.rows), "ami_mean": float(self.ami.mean()), "ami_min": float(self.ami.min()),
+                "slopes": [None if np.isnan(x) else round(float(x), 4) for x in self.slopes],
+                "stability_quartiles": [float(x) for x in np.nanquantile(q, [0.25, 0.5, 0.75])],
+                "n_stable_quanta": int((q >= 0.75).sum()), "n_dissolving_quanta": int((q < 0.5).sum()),
+                "covers": "80 % subsamples of the tokens, each clustered with its own seed and counted on a bootstrap draw; "
+                          "the gradients (model, context, sketch) are held fixed"}
+
+
+def _onehot(labels: np.ndarray, n_columns: int):
+    from scipy import sparse
+
+    rows = np.arange(len(labels))
+    return sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, labels)), shape=(len(rows), n_columns))
+
+
+def jaccard_stability(reference: np.ndarray, rows: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> np.ndarray:
+    """Hennig's clusterwise bootstrap: per reference cluster, the mean over resamples of the Jaccard similarity
+    between the cluster restricted to the drawn rows and its best-matching cluster of the resample.
+
+    Parameters
+    ----------
+    reference : int ndarray (n,)
+        Reference labels 0 … k−1 of every row.
+    rows, labels : sequences of int ndarrays
+        For each resample, the rows it drew (duplicates allowed: a row counts once, with its first label) and
+        their labels.
+
+    Returns
+    -------
+    float ndarray (k,)
+        In [0, 1]; NaN for a cluster no resample drew.
+    """
+    k = int(reference.max()) + 1
+    total, count = np.zeros(k), np.zeros(k)
+    for r, lab in zip(rows, labels, strict=True):
+        u, first = np.unique(r, return_index=True)
+        lab = np.unique(lab[first], return_inverse=True)[1]
+        overlap = (_onehot(reference[u], k).T @ _onehot(lab, int(lab.max()) + 1)).toarray()
+        a, b = overlap.sum(1), overlap.sum(0)
+        jac = overlap / np.maximum(a[:, None] + b[None, :] - overlap, 1)
+        drawn = a > 0
+        total[drawn] += jac.max(1)[drawn]
+        count[drawn] += 1
+    with np.errstate(invalid="ignore"):
+        return total / count
+
+
+def slope_interval(fits: Sequence[dict], reference: dict | None = None, level: float = 0.95,
+                   seed: int = 0) -> tuple[float, float] | None:
+    """The `level` interval of the rank-frequency slope from resampled fits.
+
+    The resampled slopes are pooled as a mixture, one normal per resample centred on its slope with the spread of
+    its own rank-bootstrap CI, so the interval covers the token sample, the clustering seed and the fit's scatter
+    about its line. With `reference` (the fit of all the tokens) it is the basic bootstrap interval
+    (2·θ̂ − q_hi, 2·θ̂ − q_lo; Davison & Hinkley 1997, eq. 5.6): sorting cluster sizes makes a bootstrap draw's
+    rank-frequency steeper than the data's (order statistics of noisier counts), and reflecting the mixture's
+    quantiles about θ̂ removes that bias instead of adding it twice. Without `reference`, the plain percentile
+    interval of the mixture. None when fewer than 2 resamples could be fitted (or the reference could not).
+
+    Parameters
+    ----------
+    fits : sequence of dict
+        `frequencies.rank_frequency_fit` results of the resamples (`slope`, `slope_ci`).
+    reference : dict or None
+        The same fit of the full data.
+    """
+    ok = [f for f in fits if f.get("slope") is not None]
+    if len(ok) < 2 or (reference is not None and reference.get("slope") is None):
+        return None
+    rng = np.random.default_rng(seed)
+    z = 1.959963984540054
+    draws = np.concatenate([f["slope"] + (f["slope_ci"][1] - f["slope_ci"][0]) / (2 * z) * rng.standard_normal(4000)
+                            for f in ok])
+    tail = (1 - level) / 2
+    lo, hi = float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
+    if reference is None:
+        return lo, hi
+    theta = float(reference["slope"])
+    return 2 * theta - hi, 2 * theta - lo
+
+
+def consensus_labels(rows: Sequence[np.ndarray], partitions: Sequence[np.ndarray], n: int, k: int, *,
+                     refine: int = 10, block_size: int = 4096) -> np.ndarray:
+    """The consensus of partitions of subsets of n rows: average linkage on 1 − co-association (the share of the
+    partitions holding both rows that put them together; 0 for a pair no partition holds), cut at `k` clusters,
+    then up to `refine` rounds moving each row to the cluster it is most co-associated with
+    (`clustering.refine_rows`).
+
+    Parameters
+    ----------
+    rows, partitions : sequences of int ndarray
+        For each partition, the rows it covers (distinct) and their labels.
+    n : int
+    k : int
+        Clusters of the cut.
+
+    Returns
+    -------
+    int ndarray (n,)
+        0 … k'−1, k' ≤ k.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    from .clustering import refine_rows
+
+    together = np.zeros((n, n), np.float32)
+    present = np.zeros((n, n), np.float32)
+    for r, lab in zip(rows, partitions, strict=True):
+        Z = np.zeros((n, int(lab.max()) + 1), np.float32)
+        Z[r, lab] = 1
+        together += Z @ Z.T
+        p = np.zeros(n, np.float32)
+        p[r] = 1
+        present += np.outer(p, p)
+    M = together / np.maximum(present, 1)
+    np.fill_diagonal(M, 1.0)
+    D = 1.0 - M.astype(np.float64)
+    np.fill_diagonal(D, 0.0)
+    cut = fcluster(linkage(squareform(D, checks=False), method="average"), t=k, criterion="maxclust")
+    return refine_rows(cut, lambda s: M[s], np.ones(n, np.float32), rounds=refine, block_size=block_size)
+
+
+def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamples: int, reference: np.ndarray,
+                    affinity: str = "unsigned", method: str = "dense", assign_labels: str = "kmeans", n_init: int = 10,
+                    over_cluster: int = 1, refine: int = 0, alpha_n: float | None = None,
+                    alpha_n_source: str | None = None, seed: int = 0, consensus: bool = False,
+                    show_progress: bool = True) -> Stability:
+    """Repeat QDG's clustering (`analysis.cluster_quanta`'s, same settings) on `resamples` subsamples of 80 % of the
+    rows, resample i with seed `seed + 1 + i`, its envelope counted on a bootstrap draw of its subsample and fitted
+    (see the module docstring).
+
+    Parameters
+    ----------
+    G : float ndarray (n, dim)
+        Gradient rows (as clustered).
+    reference : int ndarray (n,)
+        The partition whose quanta get stability scores and against which AMI is measured.
+    consensus : bool
+        Also compute the consensus partition (`consensus_labels`, at n_clusters).
+    Other parameters as `analysis.cluster_quanta`.
+
+    Raises
+    ------
+    ParameterError
+        `resamples` < 2, a subsample too small for the clustering asked for, or a clustering setting the data
+        cannot take.
+    """
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from .clustering import QuantaClustering
+    from .frequencies import envelope, rank_frequency_fit, rank_sizes
+
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 2:
+        raise ParameterError("resamples", f"must be ≥ 2 to measure a spread, got {resamples!r}")
+    n = len(G)
+    m = subsample_size(n)
+    if not subsample_fits(n, n_clusters, counts):
+        raise ParameterError("resamples", f"a resample clusters {m} of the {n} tokens ({SUBSAMPLE:.0%}), too few for "
+                                          f"cluster counts up to {max(counts)}; use resamples 0 or cluster more tokens")
+    rng = np.random.default_rng(seed)
+    rows, labels, subs, parts, fits, envs, ami = [], [], [], [], [], [], []
+    for i in progress(range(resamples), desc="resampling the clustering", leave=False, disable=not show_progress):
+        sub = np.sort(rng.choice(n, m, replace=False))
+        qc = QuantaClustering(n_clusters, affinity=affinity, method=method,
+                              n_components=max(counts) if over_cluster == 1 else None, assign_labels=assign_labels,
+                              n_init=n_init, over_cluster=over_cluster, refine=refine, random_state=seed + 1 + i)
+        qc.fit(G[sub])
+        draw = np.sort(rng.integers(0, m, m))
+        env = envelope([rank_sizes((qc.labels_ if k == n_clusters else qc.labels_for(k))[draw]) for k in counts])
+        fits.append(rank_frequency_fit(env, total=m, fit_ranks=fit_ranks, alpha_n=alpha_n,
+                                       alpha_n_source=alpha_n_source, seed=seed + 1 + i, sensitivity=False))
+        rows.append(sub[draw])
+        labels.append(qc.labels_[draw])
+        subs.append(sub)
+        parts.append(qc.labels_)
+        envs.append(env)
+        ami.append(adjusted_mutual_info_score(reference[sub], qc.labels_))
+    return Stability(rows=rows, labels=labels, fits=fits, envelopes=envs,
+                     quantum_stability=jaccard_stability(reference, subs, parts), ami=np.array(ami), subsamples=subs,
+                     partitions=parts,
+                     consensus=consensus_labels(subs, parts, n, n_clusters, refine=max(refine, 10)) if consensus
+                     else None)

@@ -1,0 +1,89 @@
+"""Resampled stability of QDG's quanta: Jaccard stability, AMI, the slope interval, the consensus, bad input."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from quanta_interp.config import ParameterError
+from quanta_interp.quanta import QDGConfig
+from quanta_interp.quanta.analysis import cluster_quanta
+from quanta_interp.quanta.stability import consensus_labels, jaccard_stability, resample_quanta, slope_interval
+
+COUNTS, RANKS = [3, 6, 9, 12], (1, 8)
+
+
+def planted(noise: np.ndarray, seed: int = 0, k: int = 9, d: int = 64):
+    """Zipf-sized clusters around random centres, cluster c with noise[c] × N(0, 1) per coordinate."""
+    rng = np.random.default_rng(seed)
+    sizes = np.maximum((240 * np.arange(1, k + 1) ** -1.2 / (np.arange(1, k + 1) ** -1.2).sum()).astype(int), 6)
+    truth = np.repeat(np.arange(k), sizes)
+    G = rng.standard_normal((k, d))[truth] + noise[truth, None] * rng.standard_normal((len(truth), d))
+    return G.astype(np.float32), truth
+
+
+def analyse(G, resamples=6, seed=0):
+    return cluster_quanta(G, n_clusters=9, counts=COUNTS, fit_ranks=RANKS, affinity="angular", resamples=resamples,
+                          seed=seed, show_progress=False)
+
+
+def test_jaccard_stability_by_hand():
+    reference = np.array([0, 0, 0, 1, 1, 1])
+    # resample 1 draws rows 0, 0, 1, 3, 4, 5 and splits nothing; resample 2 joins row 2 with cluster 1
+    rows = [np.array([0, 0, 1, 3, 4, 5]), np.array([0, 1, 2, 3, 4, 5])]
+    labels = [np.array([5, 5, 5, 7, 7, 7]), np.array([0, 0, 1, 1, 1, 1])]
+    # cluster 0: 1 then 2/3 (best match {0, 1}); cluster 1: 1 then 3/4
+    np.testing.assert_allclose(jaccard_stability(reference, rows, labels), [(1 + 2 / 3) / 2, (1 + 3 / 4) / 2])
+    # a reference cluster that no resample drew has no stability (NaN), and does not break the others
+    stab = jaccard_stability(np.append(reference, 2), rows, labels)
+    np.testing.assert_allclose(stab[:2], [(1 + 2 / 3) / 2, (1 + 3 / 4) / 2])
+    assert np.isnan(stab[2])
+
+
+def test_clean_clusters_are_stable_and_noisy_ones_are_not():
+    clean = analyse(planted(np.full(9, 0.2))[0])
+    assert clean.stability.quantum_stability.min() > 0.95
+    assert clean.stability.ami.min() > 0.95
+    noisy = analyse(planted(np.full(9, 2.5))[0])  # the planted clusters drown in noise
+    assert np.median(noisy.stability.quantum_stability) < 0.6
+    assert noisy.stability.ami.mean() < 0.8
+
+
+def test_interval_widens_when_the_clustering_is_unstable_and_contains_the_fit():
+    stable, unstable = analyse(planted(np.full(9, 0.2))[0]), analyse(planted(np.full(9, 2.5))[0])
+    spread = [np.nanstd(q.stability.slopes) for q in (stable, unstable)]  # what resampling adds to the fit's own CI
+    assert spread[1] > 1.5 * spread[0]  # measured: 0.094 vs 0.048
+    for q in (stable, unstable):
+        lo, hi = q.fit["slope_interval"]
+        assert lo <= q.fit["slope"] <= hi
+        assert hi - lo > q.fit["slope_ci"][1] - q.fit["slope_ci"][0]  # wider than the rank bootstrap alone
+
+
+def test_slope_interval_mixes_the_fits():
+    fits = [{"slope": -1.0, "slope_ci": [-1.1, -0.9]}, {"slope": -2.0, "slope_ci": [-2.1, -1.9]}]
+    lo, hi = slope_interval(fits)
+    assert -2.2 < lo < -2.0 and -1.0 < hi < -0.8
+    assert slope_interval(fits[:1]) is None and slope_interval([{"slope": None}] * 3) is None
+    # about a full-data slope of −1.2 the quantiles are reflected: (2·(−1.2) − hi, 2·(−1.2) − lo)
+    rlo, rhi = slope_interval(fits, reference={"slope": -1.2})
+    assert rlo == pytest.approx(-2.4 - hi) and rhi == pytest.approx(-2.4 - lo)
+
+
+def test_consensus_recovers_a_partition_the_resamples_agree_on():
+    truth = np.repeat(np.arange(3), 5)
+    rng = np.random.default_rng(0)
+    rows = [np.sort(rng.choice(15, 12, replace=False)) for _ in range(9)]
+    partitions = [np.argsort(rng.permutation(3))[truth[r]] for r in rows]  # relabelled subsets of the truth
+    partitions[0] = np.zeros(12, int)  # and two dissenting partitions
+    partitions[1] = rng.integers(0, 3, 12)
+    cons = consensus_labels(rows, partitions, 15, 3)
+    assert adjusted_rand_score(truth, cons) == 1.0
+
+
+def test_bad_resamples_are_refused_before_any_clustering():
+    with pytest.raises(ParameterError, match="resamples"):
+        QDGConfig(resamples=1)
+    with pytest.raises(ParameterError, match="resamples"):
+        QDGConfig(resamples=10_000)
+    G, truth = planted(np.full(9, 0.2))
+    with pytest.raises(ParameterError, match="resamples"):
+        resample_quanta(G, n_clusters=9, counts=COUNTS, fit_ranks=RANKS, resamples=1, reference=truth)
