@@ -117,13 +117,13 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
                                     reference=qc.labels_, affinity=affinity, method=method, assign_labels=assign_labels,
                                     n_init=n_init, over_cluster=over_cluster, refine=refine, alpha_n=alpha_n,
                                     alpha_n_source=alpha_n_source, seed=seed, show_progress=show_progress)
-        interval = slope_interval(stability.fits, reference=fit, seed=seed)
+        interval = slope_interval([fit, *stability.fits], seed=seed)
         slopes = stability.slopes
         fit = {**fit, "slope_interval": None if interval is None else list(interval),
                "slope_median_resampled": None if np.all(np.isnan(slopes)) else float(np.nanmedian(slopes)),
-               "slope_interval_covers": f"{resamples} bootstrap resamples of the tokens, each clustered with its own "
-                                        "seed and fitted with its rank bootstrap (basic bootstrap interval about "
-                                        "the full-data slope); the gradients are held fixed"}
+               "slope_interval_covers": f"the full-data fit and {resamples} resamples (80 % of the tokens reclustered "
+                                        "with their own seed, counted on a bootstrap draw), each with its rank "
+                                        "bootstrap; the gradients are held fixed"}
     return QuantaFit(qc.labels_, sizes_by_k, fit, qc, stability)
 
 
@@ -168,6 +168,7 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     out, t0 = Path(out), time.perf_counter()
     store, targets = GradientStore(out / "gradients"), read_json(out / "targets.json")
     rows = passing_rows(store, config.loss_threshold)[: config.n_tokens]
+    rows = rows[np.lexsort((store.targets[rows, 2], store.targets[rows, 0]))]  # by (doc, pos): any capture order
     G = np.asarray(store.gradients[rows])
     counts = config.counts()
     alpha, source = alpha_n_from(config.alpha_n)
