@@ -40,11 +40,11 @@ def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
     import numpy as np
 
     from quanta_interp.capture import GradientStore
-    from quanta_interp.quanta.analysis import cluster_quanta, passing_rows
+    from quanta_interp.quanta.analysis import cluster_quanta, clustered_rows
     from quanta_interp.quanta.ground_truth import METHODS
 
     store = GradientStore(out / "gradients")
-    G = np.asarray(store.gradients[passing_rows(store, config.loss_threshold)[: config.n_tokens]])
+    G = np.asarray(store.gradients[clustered_rows(store, config)])
     table = []
     for name, affinity, over, refine in METHODS:
         c = config.replace(affinity=affinity, over_cluster=over, refine=refine, cluster_counts=None, fit_ranks=None)

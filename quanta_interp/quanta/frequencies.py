@@ -150,10 +150,10 @@ def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit
     if resampled:
         width = max(len(e) for e in resampled)
         E = np.stack([np.pad(e, (0, width - len(e))) for e in resampled]).astype(float) / n
-        E[E == 0] = np.nan
-        r = np.arange(1, width + 1)
-        lo_e, hi_e = np.nanmin(E, 0), np.nanmax(E, 0)
-        ax.fill_between(r, lo_e, hi_e, color="C1", alpha=0.25, lw=0, label=f"envelopes of {len(resampled)} resamples")
+        r = np.arange(1, width + 1)[E.max(0) > 0]  # ranks some resample fills
+        E = np.where(E > 0, E, np.nan)[:, r - 1]
+        ax.fill_between(r, np.nanmin(E, 0), np.nanmax(E, 0), color="C1", alpha=0.25, lw=0,
+                        label=f"envelopes of {len(resampled)} resamples")
     ax.loglog(ranks[env > 0], env[env > 0] / n, "o-", ms=2.5, lw=1, label=f"envelope over {len(sizes_by_k)} cluster counts")
     lo, hi = fit.get("fit_ranks", (1, env.size))
     ax.axvspan(lo, hi, color="C0", alpha=0.07, lw=0, label=f"fitted ranks {lo}–{hi}")
