@@ -124,13 +124,14 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
                                     reference=qc.labels_, affinity=affinity, method=method, assign_labels=assign_labels,
                                     n_init=n_init, over_cluster=over_cluster, refine=refine, alpha_n=alpha_n,
                                     alpha_n_source=alpha_n_source, seed=seed, show_progress=show_progress)
-        interval = slope_interval([fit, *stability.fits], seed=seed)
+        interval = slope_interval([fit, *stability.interval_fits()], seed=seed)
         slopes = stability.slopes
         fit = {**fit, "slope_interval": None if interval is None else list(interval),
                "slope_median_resampled": None if np.all(np.isnan(slopes)) else float(np.nanmedian(slopes)),
                "slope_interval_covers": f"the full-data fit and {resamples} resamples (the tokens reclustered with "
-                                        "their own seed, counted on a bootstrap draw), each with its rank bootstrap; "
-                                        "the gradients and the clustering method are held fixed"}
+                                        "their own seed; the spread of counting them on a bootstrap draw added, its "
+                                        "mean removed), each with its rank bootstrap; the gradients and the "
+                                        "clustering method are held fixed"}
     return QuantaFit(qc.labels_, sizes_by_k, fit, qc, stability)
 
 

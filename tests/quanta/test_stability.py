@@ -8,6 +8,7 @@ from quanta_interp.config import ParameterError
 from quanta_interp.quanta import QDGConfig
 from quanta_interp.quanta.analysis import cluster_quanta
 from quanta_interp.quanta.stability import (
+    Stability,
     consensus_labels,
     jaccard_stability,
     resample_quanta,
@@ -60,6 +61,14 @@ def test_interval_contains_the_fit_and_is_wider_than_the_rank_bootstrap():
         assert lo <= q.fit["slope"] <= hi
         assert hi - lo > q.fit["slope_ci"][1] - q.fit["slope_ci"][0]
         assert np.nanstd(q.stability.slopes) > 0.01  # the resamples' slopes do vary
+
+
+def test_counting_noise_enters_centred():
+    fit = {"slope": -1.0, "slope_ci": [-1.05, -0.95]}
+    st = Stability(rows=[], labels=[], fits=[fit, {**fit, "slope": -1.1}], counted_slopes=[-1.3, -1.2], envelopes=[],
+                   quantum_stability=np.ones(1), ami=np.ones(2), subsamples=[], partitions=[])
+    # counting noise −0.3 and −0.1: its mean −0.2 is removed, its spread kept
+    assert [f["slope"] for f in st.interval_fits()] == pytest.approx([-1.1, -1.0])
 
 
 def test_interval_widens_with_the_resamples_spread():
