@@ -26,9 +26,10 @@ def _cmd(args: argparse.Namespace) -> int:
 
     result = discover(QDGConfig.preset(args.preset, **given_args(QDGConfig, args)), args.out)
     fit = result.summary["rank_frequency"]
-    slope = "none" if result.slope is None else (f"{result.slope:.3f} [{result.slope_ci[0]:.3f}, "
-                                                 f"{result.slope_ci[1]:.3f}] over ranks {fit['fit_ranks'][0]}–"
-                                                 f"{fit['fit_ranks'][1]}")
+    lo, hi = fit.get("slope_interval") or result.slope_ci or (None, None)
+    what = "95 % over resamples" if fit.get("slope_interval") else "rank bootstrap only"
+    slope = "none" if result.slope is None else (f"{result.slope:.3f} [{lo:.3f}, {hi:.3f}] ({what}) over ranks "
+                                                 f"{fit['fit_ranks'][0]}–{fit['fit_ranks'][1]}")
     print(f"{result.n_tokens} tokens → {len(result.cluster_sizes)} clusters; rank-frequency slope {slope}; "
           f"open {Path(args.out) / 'browser.html'}")
     return 0
