@@ -96,9 +96,9 @@ def cluster_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, affinit
                    resamples: int = 0, show_progress: bool = True) -> QuantaFit:
     """QDG's analysis of gradient rows G (n × dim): quanta at `n_clusters`, the rank-frequency envelope over
     `counts` and its fit over `fit_ranks` (Michaud et al. 2023, §5). The one code path of `quanta discover`
-    and of the sparse-parity ground truth (`ground_truth`). With `resamples` ≥ 2 the analysis is repeated on
-    bootstrap draws of the rows (`stability.resample_quanta`): every quantum's stability and a slope interval
-    that includes the clustering's variance.
+    and of the sparse-parity ground truth (`ground_truth`). With `resamples` ≥ 2 the clustering is repeated with
+    other seeds and counted on bootstrap draws (`stability.resample_quanta`): every quantum's stability and a
+    slope interval that includes the clustering's variance.
 
     Raises
     ------
@@ -182,8 +182,8 @@ def analyse(out: str | Path, config, *, extra: dict | None = None):
     notes = list((extra or {}).pop("notes", []))
     resamples = config.resamples
     if resamples and not subsample_fits(len(rows), config.n_clusters, counts):
-        notes.append(f"no resampling: an {SUBSAMPLE:.0%} subsample of {len(rows)} tokens cannot hold cluster counts up to "
-                     f"{max(counts)}, so quanta carry no stability and the slope no resampled interval")
+        notes.append(f"no resampling: a resample of {SUBSAMPLE:.0%} of {len(rows)} tokens cannot hold cluster counts up "
+                     f"to {max(counts)}, so quanta carry no stability and the slope no resampled interval")
         resamples = 0
     quanta = cluster_quanta(G, n_clusters=config.n_clusters, counts=counts, fit_ranks=config.ranks(),
                             affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,

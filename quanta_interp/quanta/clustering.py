@@ -242,7 +242,7 @@ def refine_rows(labels: np.ndarray, similarity_rows, diag: np.ndarray, *, rounds
     ----------
     labels : int ndarray (n,)
     similarity_rows : callable slice → float ndarray (rows in the slice, n)
-        Rows of the n × n similarity (|cos| for `QuantaClustering`, co-association for the consensus).
+        Rows of the n × n similarity (|cos| for `QuantaClustering`).
     diag : float32 ndarray (n,)
         Each row's similarity with itself (left out of its own cluster's mean).
 

@@ -18,10 +18,7 @@ From the resamples:
 - the **slope interval**: the full-data slope and each resample's, with the rank bootstrap of each fit mixed in
   and each resample's counting noise added centred (`Stability.interval_fits`, `slope_interval`): it covers the
   clustering seed, the frequencies' sampling noise and the fit's scatter, not the model, the context, the sketch or
-  the clustering method (those are held fixed);
-- the **consensus** partition: the co-association of every pair of tokens (the share of the resamples holding
-  both that put them in one quantum), cut by average linkage and refined like the clustering (each token to the
-  quantum it is most co-associated with).
+  the clustering method (those are held fixed).
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ from ..config import ParameterError, check_positive_int
 from ..io import progress
 
 __all__ = ["Stability", "resample_quanta", "slope_interval", "jaccard_stability", "check_resamples",
-           "consensus_labels", "subsample_fits", "MAX_RESAMPLES", "SUBSAMPLE"]
+           "subsample_fits", "MAX_RESAMPLES", "SUBSAMPLE"]
 
 MAX_RESAMPLES = 200
 SUBSAMPLE = 1.0  # share of the tokens each resample clusters (see the module docstring)
@@ -88,8 +85,6 @@ class Stability:
         The rows each resample clustered (sorted; all n unless `SUBSAMPLE` < 1).
     partitions : list of int ndarray (m,)
         Each resample's quanta at n_clusters, one per row of `subsamples[i]`.
-    consensus : int ndarray (n,) or None
-        The consensus partition of all n rows (None when not asked for).
     """
 
     rows: list
@@ -101,7 +96,6 @@ class Stability:
     ami: np.ndarray
     subsamples: list
     partitions: list
-    consensus: np.ndarray | None = None
 
     @property
     def slopes(self) -> np.ndarray:
@@ -196,53 +190,10 @@ def slope_interval(fits: Sequence[dict], level: float = 0.95, seed: int = 0) -> 
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
 
 
-def consensus_labels(rows: Sequence[np.ndarray], partitions: Sequence[np.ndarray], n: int, k: int, *,
-                     refine: int = 10, block_size: int = 4096) -> np.ndarray:
-    """The consensus of partitions of subsets of n rows: average linkage on 1 − co-association (the share of the
-    partitions holding both rows that put them together; 0 for a pair no partition holds), cut at `k` clusters,
-    then up to `refine` rounds moving each row to the cluster it is most co-associated with
-    (`clustering.refine_rows`).
-
-    Parameters
-    ----------
-    rows, partitions : sequences of int ndarray
-        For each partition, the rows it covers (distinct) and their labels.
-    n : int
-    k : int
-        Clusters of the cut.
-
-    Returns
-    -------
-    int ndarray (n,)
-        0 … k'−1, k' ≤ k.
-    """
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    from .clustering import refine_rows
-
-    together = np.zeros((n, n), np.float32)
-    present = np.zeros((n, n), np.float32)
-    for r, lab in zip(rows, partitions, strict=True):
-        Z = np.zeros((n, int(lab.max()) + 1), np.float32)
-        Z[r, lab] = 1
-        together += Z @ Z.T
-        p = np.zeros(n, np.float32)
-        p[r] = 1
-        present += np.outer(p, p)
-    M = together / np.maximum(present, 1)
-    np.fill_diagonal(M, 1.0)
-    D = 1.0 - M.astype(np.float64)
-    np.fill_diagonal(D, 0.0)
-    cut = fcluster(linkage(squareform(D, checks=False), method="average"), t=k, criterion="maxclust")
-    return refine_rows(cut, lambda s: M[s], np.ones(n, np.float32), rounds=refine, block_size=block_size)
-
-
 def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamples: int, reference: np.ndarray,
                     affinity: str = "unsigned", method: str = "dense", assign_labels: str = "kmeans", n_init: int = 10,
                     over_cluster: int = 1, refine: int = 0, alpha_n: float | None = None,
-                    alpha_n_source: str | None = None, seed: int = 0, consensus: bool = False,
-                    show_progress: bool = True) -> Stability:
+                    alpha_n_source: str | None = None, seed: int = 0, show_progress: bool = True) -> Stability:
     """Repeat QDG's clustering (`analysis.cluster_quanta`'s, same settings) `resamples` times on the rows (a share
     `SUBSAMPLE` of them), resample i with seed `seed + 1 + i`, its envelope counted on a bootstrap draw and fitted
     (see the module docstring).
@@ -253,8 +204,6 @@ def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamp
         Gradient rows (as clustered).
     reference : int ndarray (n,)
         The partition whose quanta get stability scores and against which AMI is measured.
-    consensus : bool
-        Also compute the consensus partition (`consensus_labels`, at n_clusters).
     Other parameters as `analysis.cluster_quanta`.
 
     Raises
@@ -298,6 +247,4 @@ def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamp
         ami.append(adjusted_mutual_info_score(reference[sub], qc.labels_))
     return Stability(rows=rows, labels=labels, fits=fits, envelopes=envs, counted_slopes=counted,
                      quantum_stability=jaccard_stability(reference, subs, parts), ami=np.array(ami), subsamples=subs,
-                     partitions=parts,
-                     consensus=consensus_labels(subs, parts, n, n_clusters, refine=max(refine, 10)) if consensus
-                     else None)
+                     partitions=parts)

@@ -1,15 +1,13 @@
-"""Resampled stability of QDG's quanta: Jaccard stability, AMI, the slope interval, the consensus, bad input."""
+"""Resampled stability of QDG's quanta: Jaccard stability, AMI, the slope interval, bad input."""
 
 import numpy as np
 import pytest
-from sklearn.metrics import adjusted_rand_score
 
 from quanta_interp.config import ParameterError
 from quanta_interp.quanta import QDGConfig
 from quanta_interp.quanta.analysis import cluster_quanta
 from quanta_interp.quanta.stability import (
     Stability,
-    consensus_labels,
     jaccard_stability,
     resample_quanta,
     slope_interval,
@@ -83,17 +81,6 @@ def test_slope_interval_mixes_the_fits():
     lo, hi = slope_interval(fits)
     assert -2.2 < lo < -2.0 and -1.0 < hi < -0.8
     assert slope_interval(fits[:1]) is None and slope_interval([{"slope": None}] * 3) is None
-
-
-def test_consensus_recovers_a_partition_the_resamples_agree_on():
-    truth = np.repeat(np.arange(3), 5)
-    rng = np.random.default_rng(0)
-    rows = [np.sort(rng.choice(15, 12, replace=False)) for _ in range(9)]
-    partitions = [np.argsort(rng.permutation(3))[truth[r]] for r in rows]  # relabelled subsets of the truth
-    partitions[0] = np.zeros(12, int)  # and two dissenting partitions
-    partitions[1] = rng.integers(0, 3, 12)
-    cons = consensus_labels(rows, partitions, 15, 3)
-    assert adjusted_rand_score(truth, cons) == 1.0
 
 
 def test_bad_resamples_are_refused_before_any_clustering():
