@@ -34,6 +34,7 @@ from ..io import (
     read_json,
 )
 from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
+from .doc import shared_prefix_gradients, window_groups
 from .hooks import GradientCapture
 from .modules import select_modules
 from .windows import per_token_gradients, window_batch
@@ -306,7 +307,8 @@ def _create(out: Path, meta: dict, targets: np.ndarray, old: GradientStore | Non
 def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
                       params: str = "all", projection_dim: int | None = DEFAULT_PROJECTION_DIM,
                       matrix_sketch_dim: int = DEFAULT_MATRIX_DIM, batch_tokens: int = 1024, seed: int = 0,
-                      show_progress: bool = True, recapture: bool = False) -> GradientStore:
+                      show_progress: bool = True, recapture: bool = False,
+                      shared_windows: bool = False) -> GradientStore:
     """Per-token gradients for `targets` ((doc, start, pos) rows) streamed to the store folder `out`.
 
     A rerun resumes: finished rows are kept, pending ones (a kill) are captured. A rerun whose `targets`
@@ -339,6 +341,10 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     recapture : bool
         Rows of the stored capture that differ from their checksums are captured again (otherwise such a
         store is refused with `DamagedRowsError`).
+    shared_windows : bool
+        Targets with the same (doc, start) share one forward (`capture.doc.shared_prefix_gradients`,
+        batched by `window_groups`): the paper's long contexts at about the cost of one forward per window
+        (cut the rows with `doc_windows` first). Same rows, same gradients to float rounding, as False.
 
     Returns
     -------
@@ -358,7 +364,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
         Another process is capturing into `out`.
     ParameterError
         `params` is not a preset or regex, or matches no matrix; `projection_dim` is negative or not an
-        integer; `matrix_sketch_dim` is not a positive integer.
+        integer; `matrix_sketch_dim` is not a positive integer; with `shared_windows`, `batch_tokens` is
+        smaller than the longest window.
     RuntimeError
         A chosen matrix received no gradient (the model does not use it).
     """
@@ -370,11 +377,12 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
             "matrix_sketch_dim": cap.sketch.m if cap.sketch else None, "seed": seed, "dim": cap.dim,
             "layers": cap.dims}
     with RunLock(out):
-        return _capture(model, docs, targets, out, cap, meta, batch_tokens, show_progress, recapture)
+        return _capture(model, docs, targets, out, cap, meta, batch_tokens, show_progress, recapture, shared_windows)
 
 
 def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int, show_progress: bool,
-             recapture: bool) -> GradientStore:
+             recapture: bool, shared_windows: bool) -> GradientStore:
+
     if recapture and (out / "capture.json").exists():
         bad, _ = GradientStore(out, verify=False).damaged_rows()
         mark_pending(out, bad)
@@ -395,9 +403,12 @@ def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int
     bar = progress(total=len(targets), initial=len(targets) - len(todo), desc="per-token gradients", unit="tok",
                    disable=not show_progress)
     try:
-        for batch in length_batches(targets[todo, 2] - targets[todo, 1], batch_tokens):
+        batches = (window_groups(targets[todo], batch_tokens) if shared_windows
+                   else length_batches(targets[todo, 2] - targets[todo, 1], batch_tokens))
+        for batch in batches:
             rows = np.sort(todo[batch])
-            vec, loss = per_token_gradients(model, cap, *window_batch(docs, targets[rows]))
+            vec, loss = (shared_prefix_gradients(model, cap, docs, targets[rows]) if shared_windows
+                         else per_token_gradients(model, cap, *window_batch(docs, targets[rows])))
             finite = torch.isfinite(vec).all(1) & torch.isfinite(loss)
             grads[rows] = torch.where(finite[:, None], vec, 0.0).numpy()
             grads.flush()

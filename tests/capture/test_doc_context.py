@@ -115,3 +115,18 @@ def test_bench_rows_share_one_window_with_half_to_full_context(docs):
     assert context.min() >= 16 and context.max() < 32 and len(np.unique(context)) == 10
     with pytest.raises(ValueError, match="longer than 64 tokens"):
         doc_rows(docs, context=64, n_targets=4, seed=0)
+
+
+def test_the_store_captures_shared_windows_like_the_per_window_path(tiny, docs, tmp_path):
+    from quanta_interp.capture import capture_gradients
+
+    kw = dict(projection_dim=256, matrix_sketch_dim=64, seed=1, batch_tokens=64, show_progress=False)
+    shared = capture_gradients(tiny, docs, ROWS, tmp_path / "shared", shared_windows=True, **kw)
+    plain = capture_gradients(tiny, docs, ROWS, tmp_path / "plain", **kw)
+    a, b = np.load(tmp_path / "shared" / "gradients.npy"), np.load(tmp_path / "plain" / "gradients.npy")
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "shared" / "losses.npy"), np.load(tmp_path / "plain" / "losses.npy"),
+                               atol=1e-6, rtol=1e-6)  # float rounding: the per-window path pads its batches
+    assert (np.load(tmp_path / "shared" / "status.npy") == 1).all() and shared.ok.all() and plain.ok.all()
+    with pytest.raises(ParameterError, match="batch_tokens.*at least 28"):
+        capture_gradients(tiny, docs, ROWS, tmp_path / "small", shared_windows=True, **{**kw, "batch_tokens": 20})
