@@ -3,7 +3,7 @@ rerun on another machine changes (issue 26, point 5).
 
 Reads the gradients of a finished `quanta discover` folder (default `runs/qdg_lm/smollm2`, the README run) and
 clusters them with the default settings and 10 resamples: as stored; with every number perturbed at float32
-rounding level (relative 2^-24 × N(0, 1): what another BLAS, thread count or CPU changes); with another clustering
+rounding level (relative 2^-24 × N(0, 1), `stability.perturb`: what another BLAS, thread count or CPU changes); with another clustering
 seed. For each: the partition's AMI to the unperturbed run, the slope, and whether it lies inside the unperturbed
 run's slope interval. Row order needs no run: `analyse` clusters rows in (doc, pos) order, so the capture order
 cannot matter. Writes artifacts/qdg/smollm2/stability_study.json.
@@ -19,24 +19,30 @@ import numpy as np
 from sklearn.metrics import adjusted_mutual_info_score
 
 from quanta_interp.capture import GradientStore
+from quanta_interp.config import ParameterError
 from quanta_interp.io import atomic_write_json
 from quanta_interp.quanta import QDGConfig
 from quanta_interp.quanta.analysis import cluster_quanta, clustered_rows
+from quanta_interp.quanta.stability import FLOAT32_ROUNDING, perturb
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/qdg_lm/smollm2")
     parser.add_argument("--out", default="artifacts/qdg/smollm2/stability_study.json")
+    parser.add_argument("--perturbation", type=float, default=FLOAT32_ROUNDING,
+                        help="relative noise on every stored number (default: float32 rounding, 2^-24)")
     args = parser.parse_args()
     config = QDGConfig()
+    try:
+        perturb(np.zeros((1, 1)), args.perturbation)  # checked before any clustering
+    except ParameterError as e:
+        parser.error(str(e))
     store = GradientStore(Path(args.run) / "gradients")
     rows = clustered_rows(store, config)
     G = np.asarray(store.gradients[rows], dtype=np.float32)
-    rng = np.random.default_rng(1)
     cases = {"as stored": (G, config.seed),
-             "float32 rounding noise": ((G * (1 + np.float32(2.0 ** -24) * rng.standard_normal(G.shape,
-                                                                                                 np.float32))), config.seed),
+             "float32 rounding noise": (perturb(G, args.perturbation, seed=1), config.seed),
              "clustering seed 7": (G, 7)}
     out, reference = {}, None
     for name, (X, seed) in cases.items():
@@ -58,7 +64,7 @@ def main() -> None:
         print(name, out[name]["slope"], out[name]["ami_to_as_stored"], out[name]["slope_inside_as_stored_interval"],
               flush=True)
     atomic_write_json(args.out, {"run": str(args.run), "n_tokens": len(rows), "resamples": config.resamples,
-                                 "perturbation": "relative 2^-24 x N(0, 1) on every stored number",
+                                 "perturbation": f"relative {args.perturbation:.3g} x N(0, 1) on every stored number",
                                  "row_order": "invariant by construction: rows are clustered in (doc, pos) order",
                                  "cases": out})
 

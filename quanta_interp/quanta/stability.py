@@ -32,10 +32,42 @@ from ..config import ParameterError, check_positive_int
 from ..io import progress
 
 __all__ = ["Stability", "resample_quanta", "slope_interval", "jaccard_stability", "check_resamples",
-           "subsample_fits", "MAX_RESAMPLES", "SUBSAMPLE"]
+           "subsample_fits", "perturb", "MAX_RESAMPLES", "SUBSAMPLE", "FLOAT32_ROUNDING"]
 
 MAX_RESAMPLES = 200
 SUBSAMPLE = 1.0  # share of the tokens each resample clusters (see the module docstring)
+
+
+FLOAT32_ROUNDING = 2.0 ** -24  # unit roundoff of float32: what another BLAS, thread count or CPU changes
+
+
+def perturb(G: np.ndarray, scale: float = FLOAT32_ROUNDING, seed: int = 0) -> np.ndarray:
+    """G with every number multiplied by (1 + scale · N(0, 1)), rounded to float32: the last-bit noise of a rerun
+    on another machine at the default scale (float32's unit roundoff; about half the numbers move by one ulp),
+    for checking that the analysis does not depend on it.
+
+    Parameters
+    ----------
+    G : float ndarray (n, dim)
+    scale : float
+        Relative size of the noise, > 0.
+    seed : int
+
+    Returns
+    -------
+    float32 ndarray (n, dim)
+
+    Raises
+    ------
+    ParameterError
+        `scale` is not a positive finite number.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < np.inf:
+        raise ParameterError("perturbation", f"must be a positive number (relative noise; float32 rounding is "
+                                             f"{FLOAT32_ROUNDING:.2g}), got {scale!r}")
+    noise = np.random.default_rng(seed).standard_normal(np.shape(G))
+    # in float64: in float32, 1 + 2^-24·N rounds back to 1 for |N| < 1 and most numbers would be left untouched
+    return (np.asarray(G, np.float64) * (1 + scale * noise)).astype(np.float32)
 
 
 def subsample_size(n: int) -> int:

@@ -91,3 +91,17 @@ def test_bad_resamples_are_refused_before_any_clustering():
     G, truth = planted(np.full(9, 0.2))
     with pytest.raises(ParameterError, match="resamples"):
         resample_quanta(G, n_clusters=9, counts=COUNTS, fit_ranks=RANKS, resamples=1, reference=truth)
+
+
+def test_perturbation_is_rounding_sized_and_its_bad_scale_refused():
+    from quanta_interp.quanta.stability import FLOAT32_ROUNDING, perturb
+
+    G = np.random.default_rng(0).standard_normal((50, 40)).astype(np.float32)
+    P = perturb(G)
+    rel = np.abs(P.astype(np.float64) / G - 1)
+    assert P.dtype == np.float32 and 0.3 < (P != G).mean() < 0.9  # about half the numbers move by an ulp or so
+    assert rel.max() < 20 * FLOAT32_ROUNDING
+    np.testing.assert_array_equal(perturb(G, seed=3), perturb(G, seed=3))
+    for bad in (0, -1e-7, float("nan"), True):
+        with pytest.raises(ParameterError, match="perturbation must be a positive number"):
+            perturb(G, bad)
