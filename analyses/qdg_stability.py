@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--run", default="runs/qdg_lm/smollm2")
     parser.add_argument("--out", default="artifacts/qdg/smollm2/stability_study.json")
     args = parser.parse_args()
-    config = QDGConfig()
+    config = QDGConfig.build()
     store = GradientStore(Path(args.run) / "gradients")
     rows = clustered_rows(store, config)
     G = np.asarray(store.gradients[rows], dtype=np.float32)
@@ -41,9 +41,7 @@ def main() -> None:
     out, reference = {}, None
     for name, (X, seed) in cases.items():
         t0 = time.perf_counter()
-        q = cluster_quanta(X, n_clusters=config.n_clusters, counts=config.counts(), fit_ranks=config.ranks(),
-                           affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
-                           n_init=config.n_init, over_cluster=config.over_cluster, refine=config.refine, seed=seed,
+        q = cluster_quanta(X, config.clustering, counts=config.counts(), fit_ranks=config.ranks(), seed=seed,
                            resamples=config.resamples, show_progress=False)
         if reference is None:
             reference = q

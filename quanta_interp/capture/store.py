@@ -36,9 +36,9 @@ from ..io import (
 from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
 from .hooks import GradientCapture
 from .modules import select_modules
-from .windows import per_token_gradients, window_batch
+from .windows import length_batches, per_token_gradients, window_batch
 
-__all__ = ["GradientStore", "DamagedRowsError", "open_store", "mark_pending", "capture_gradients", "length_batches",
+__all__ = ["GradientStore", "DamagedRowsError", "open_store", "mark_pending", "recapture_damaged", "capture_gradients",
            "row_checksums"]
 
 _FILES = ("gradients", "status", "losses", "targets")
@@ -179,6 +179,10 @@ class GradientStore:
         """bool (n,): rows not captured yet (status 0), e.g. after a kill."""
         return self.status == 0
 
+    def passing_rows(self, threshold: float) -> np.ndarray:
+        """int64 (m,): rows, ascending, captured with a finite gradient (`ok`) and a loss below `threshold` nats."""
+        return np.flatnonzero(self.ok & (self.losses < threshold))
+
     def valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(row indices with finite gradients, their vectors loaded into memory).
 
@@ -224,42 +228,22 @@ def open_store(path: str | Path, *, verify: bool = True) -> GradientStore | None
         raise
 
 
+def recapture_damaged(path: str | Path) -> int:
+    """Make the captured rows of the store in `path` that differ from their checksums pending, so that the next
+    capture takes them again (`--recapture`); returns how many (0 when `path` holds no store)."""
+    path = Path(path)
+    if not (path / "capture.json").exists():
+        return 0
+    bad, _ = GradientStore(path, verify=False).damaged_rows()
+    mark_pending(path, bad)
+    return len(bad)
+
+
 def mark_pending(path: str | Path, rows: np.ndarray) -> None:
     """Make `rows` of the store pending (status 0), so that the next capture takes them again (`--recapture`)."""
     status = load_npy(Path(path) / "status.npy", dtype=np.int8, fix=_NEW_OUT)
     status[np.asarray(rows, dtype=np.int64)] = 0
     atomic_save_npy(Path(path) / "status.npy", status)
-
-
-def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
-    """Indices into `lengths` grouped into batches of similar window length, each at most `batch_tokens`
-    padded tokens (one window per batch if a window alone is longer): little padding, bounded memory.
-
-    Parameters
-    ----------
-    lengths : int ndarray (n,)
-        Tokens in each window (pos − start).
-    batch_tokens : int
-        Bound on a batch's windows × its longest window.
-
-    Returns
-    -------
-    list of int64 ndarray
-        Longest windows first, each batch in descending length (stable); together a permutation of
-        range(n). Empty for n = 0.
-    """
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, cur, width = [], [], 0
-    for i in order:
-        w = max(width, int(lengths[i]))
-        if cur and w * (len(cur) + 1) > batch_tokens:
-            batches.append(np.array(cur))
-            cur, w = [], int(lengths[i])
-        cur.append(i)
-        width = w
-    if cur:
-        batches.append(np.array(cur))
-    return batches
 
 
 def _create(out: Path, meta: dict, targets: np.ndarray, old: GradientStore | None = None) -> None:
@@ -375,9 +359,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
 
 def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int, show_progress: bool,
              recapture: bool) -> GradientStore:
-    if recapture and (out / "capture.json").exists():
-        bad, _ = GradientStore(out, verify=False).damaged_rows()
-        mark_pending(out, bad)
+    if recapture:
+        recapture_damaged(out)
     old = open_store(out)
     if old is not None:
         same = {k: old.meta.get(k) for k in meta} == meta  # extra bookkeeping keys (n, shards) do not count

@@ -10,8 +10,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from quanta_interp.config import ParameterError
 from quanta_interp.quanta.clustering import QuantaClustering
+from quanta_interp.quanta.config import QDGConfig
 from quanta_interp.quanta.frequencies import envelope, rank_frequency_fit, rank_sizes
-from quanta_interp.quanta.qdg import QDGConfig
 from quanta_interp.quanta.scan import blocks, induction_mask
 
 
@@ -66,15 +66,15 @@ def test_refinement_returns_each_token_to_the_cluster_it_is_most_similar_to():
     for affinity in ("angular", "cosine", "abs"):  # |cos| is read back from every affinity
         other = QuantaClustering(6, affinity=affinity, refine=1).fit(X)
         assert np.allclose(other._abs_cos(other.affinity_[:5]), np.abs(X[:5] @ X.T), atol=2e-3)
-    with pytest.raises(ParameterError, match="^refine needs method='dense'"):
+    with pytest.raises(ParameterError, match="^method knn needs refine 0"):  # one rule, one message (ClusteringConfig)
         QuantaClustering(6, method="knn", refine=3).fit(X)
     with pytest.raises(ParameterError, match="^refine must be a non-negative integer, got -1"):
         QuantaClustering(6, refine=-1).fit(X)
     with pytest.raises(ParameterError, match="^method knn needs affinity angular or cosine"):
-        QDGConfig(method="knn")
+        QDGConfig.build(method="knn")
     with pytest.raises(ParameterError, match="^method knn needs refine 0"):
-        QDGConfig(method="knn", affinity="angular")
-    assert QDGConfig(method="knn", affinity="angular", refine=0).method == "knn"
+        QDGConfig.build(method="knn", affinity="angular")
+    assert QDGConfig.build(method="knn", affinity="angular", refine=0).method == "knn"
     assert QDGConfig.preset("paper").refine == 0
 
 
@@ -272,11 +272,11 @@ def test_a_threshold_that_keeps_no_token_says_what_to_change(tiny_run, capsys):
 
 def test_qdg_config_api_names_python_parameters_and_presets():
     with pytest.raises(ParameterError, match=r"^n_clusters must be between 2 and n_tokens \(100\)"):
-        QDGConfig(n_tokens=100, n_clusters=101)
+        QDGConfig.build(n_tokens=100, n_clusters=101)
     paper = QDGConfig.preset("paper")
     assert (paper.n_tokens, paper.n_clusters, paper.context, paper.fit_ranks) == (10000, 400, "doc", (100, 900))
     assert len(paper.counts()) == 31 and paper.counts()[0] == 10 and paper.counts()[-1] == 1500  # 30 + n_clusters
-    cpu = QDGConfig()
+    cpu = QDGConfig.build()
     assert cpu.n_tokens >= 2000 and cpu.n_clusters >= 60 and cpu.ranks() == (20, 180)
     assert QDGConfig.from_dict(cpu.to_dict()) == cpu
     assert QDGConfig.preset("paper", n_tokens=20000).n_tokens == 20000
