@@ -41,6 +41,7 @@ def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
 
     from quanta_interp.capture import GradientStore
     from quanta_interp.quanta.analysis import cluster_quanta, clustered_rows
+    from quanta_interp.quanta.config import ClusteringConfig
     from quanta_interp.quanta.ground_truth import METHODS
 
     store = GradientStore(out / "gradients")
@@ -48,7 +49,8 @@ def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
     table = []
     for name, affinity, over, refine in METHODS:
         c = config.replace(affinity=affinity, over_cluster=over, refine=refine, cluster_counts=None, fit_ranks=None)
-        q = cluster_quanta(G, c.clustering, counts=c.counts(), fit_ranks=c.ranks(), seed=c.seed, show_progress=False)
+        clustering = ClusteringConfig(c.n_clusters, affinity=affinity, over_cluster=over, refine=refine)  # n_init 10
+        q = cluster_quanta(G, clustering, counts=c.counts(), fit_ranks=c.ranks(), seed=c.seed, show_progress=False)
         sizes = q.sizes_by_k[c.n_clusters]
         table.append({"clustering": name, "affinity": affinity, "over_cluster": over, "refine": refine,
                       "slope": q.fit["slope"], "slope_ci": q.fit["slope_ci"],
