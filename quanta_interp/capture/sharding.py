@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import Config
 from ..io import Sweep, atomic_save_npy, atomic_write_json
+from .doc import window_groups
 from .store import GradientStore, capture_gradients
 from .windows import length_batches
 
@@ -52,21 +53,21 @@ class ShardResult:
 
 
 def _capture_shard(shard: Shard, run_dir, *, load_model: Callable, docs: Sequence[np.ndarray],
-                   targets: np.ndarray) -> ShardResult:
+                   targets: np.ndarray, shared_windows: bool = False) -> ShardResult:
     """`map_runs` worker: capture one contiguous slice of the targets."""
     rows = np.asarray(shard.rows, dtype=np.int64)
     model = load_model()
     store = capture_gradients(getattr(model, "bridge", model), docs, targets[rows], Path(run_dir.path) / "gradients",
                               params=shard.params, projection_dim=shard.projection_dim,
                               matrix_sketch_dim=shard.matrix_sketch_dim, batch_tokens=shard.batch_tokens,
-                              seed=shard.seed, show_progress=False)
+                              seed=shard.seed, show_progress=False, shared_windows=shared_windows)
     return ShardResult(n_rows=len(rows), n_ok=int(store.ok.sum()))
 
 
 def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], targets: np.ndarray,
                               out: str | Path, *, shards: int, params: str = "all", projection_dim: int | None = 16,
                               matrix_sketch_dim: int = 512, batch_tokens: int = 1024, seed: int = 0,
-                              **executor) -> GradientStore:
+                              shared_windows: bool = False, **executor) -> GradientStore:
     """Capture `targets` ((doc, start, pos) rows) in `shards` tasks; the driver gathers the shards into the
     store `out`, rows in the order of `targets`. Shards hold whole batches of the unsharded capture (the
     same `length_batches`), so the result equals `capture_gradients` byte for byte.
@@ -83,8 +84,9 @@ def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], 
         (doc, start, pos) rows: the window `docs[doc][start:pos]` predicts token `pos`.
     shards : int
         Tasks to split the batches into; fewer when there are fewer batches.
-    params, projection_dim, matrix_sketch_dim, batch_tokens, seed
-        As in `capture_gradients` (note the default `projection_dim` here is 16).
+    params, projection_dim, matrix_sketch_dim, batch_tokens, seed, shared_windows
+        As in `capture_gradients` (note the default `projection_dim` here is 16); with `shared_windows` the
+        shards hold whole window groups (`doc.window_groups`).
     **executor
         Passed to `executors.map_runs`: backend, workers, address, resources, retries.
 
@@ -108,14 +110,16 @@ def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], 
     targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)
     if shards < 1:
         raise ValueError(f"shards must be ≥ 1, got {shards}")
-    batches = length_batches(targets[:, 2] - targets[:, 1], batch_tokens)
+    batches = (window_groups(targets, batch_tokens) if shared_windows
+               else length_batches(targets[:, 2] - targets[:, 1], batch_tokens))
     bounds = [len(batches) * i // shards for i in range(shards + 1)]
     configs = [Shard(rows=tuple(np.sort(np.concatenate(batches[lo:hi])).tolist()), params=params,
                      projection_dim=projection_dim, matrix_sketch_dim=matrix_sketch_dim, batch_tokens=batch_tokens,
                      seed=seed)
                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
     out = Path(out)
-    map_runs(partial(_capture_shard, load_model=load_model, docs=list(docs), targets=targets), configs,
+    map_runs(partial(_capture_shard, load_model=load_model, docs=list(docs), targets=targets,
+                     shared_windows=shared_windows), configs,
              root=out / "shards", name="gradient-shards", desc="gradient shards", **executor)
     sweep = Sweep(out / "shards", [c.to_dict() for c in configs], name="gradient-shards")
     parts = [GradientStore(sweep.run_dir(i).path / "gradients") for i in range(len(configs))]

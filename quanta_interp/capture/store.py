@@ -34,6 +34,7 @@ from ..io import (
     read_json,
 )
 from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
+from .doc import shared_prefix_gradients, window_groups
 from .hooks import GradientCapture
 from .modules import select_modules
 from .windows import length_batches, per_token_gradients, window_batch
@@ -290,7 +291,8 @@ def _create(out: Path, meta: dict, targets: np.ndarray, old: GradientStore | Non
 def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, out: str | Path, *,
                       params: str = "all", projection_dim: int | None = DEFAULT_PROJECTION_DIM,
                       matrix_sketch_dim: int = DEFAULT_MATRIX_DIM, batch_tokens: int = 1024, seed: int = 0,
-                      show_progress: bool = True, recapture: bool = False) -> GradientStore:
+                      show_progress: bool = True, recapture: bool = False,
+                      shared_windows: bool = False) -> GradientStore:
     """Per-token gradients for `targets` ((doc, start, pos) rows) streamed to the store folder `out`.
 
     A rerun resumes: finished rows are kept, pending ones (a kill) are captured. A rerun whose `targets`
@@ -323,6 +325,10 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     recapture : bool
         Rows of the stored capture that differ from their checksums are captured again (otherwise such a
         store is refused with `DamagedRowsError`).
+    shared_windows : bool
+        Targets sharing a window (doc, start) share its forward (`doc.shared_prefix_gradients`), batched by
+        whole windows (`doc.window_groups`): the paper's long contexts (`doc.doc_windows`) at a fraction of the
+        per-window cost; rows equal the per-window path's (losses to float rounding).
 
     Returns
     -------
@@ -333,7 +339,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     ------
     ValueError
         `out` holds gradients captured with other settings or other targets; exact gradients would exceed
-        64 GB; a window is empty (start ≥ pos) or runs outside its document.
+        64 GB; a window is empty (start ≥ pos) or runs outside its document; with `shared_windows`, a window
+        is longer than the model's n_ctx.
     DamagedFileError, DamagedRowsError
         A file of the store in `out` is damaged (see `GradientStore`).
     OSError
@@ -342,7 +349,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
         Another process is capturing into `out`.
     ParameterError
         `params` is not a preset or regex, or matches no matrix; `projection_dim` is negative or not an
-        integer; `matrix_sketch_dim` is not a positive integer.
+        integer; `matrix_sketch_dim` is not a positive integer; with `shared_windows`, `batch_tokens` is
+        below the longest window (the message names that minimum).
     RuntimeError
         A chosen matrix received no gradient (the model does not use it).
     """
@@ -353,12 +361,14 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     meta = {"params": params, "projection_dim": projection_dim or 0,
             "matrix_sketch_dim": cap.sketch.m if cap.sketch else None, "seed": seed, "dim": cap.dim,
             "layers": cap.dims}
+    if shared_windows:
+        window_groups(targets, batch_tokens)  # batch_tokens below the longest window: refused before any write
     with RunLock(out):
-        return _capture(model, docs, targets, out, cap, meta, batch_tokens, show_progress, recapture)
+        return _capture(model, docs, targets, out, cap, meta, batch_tokens, show_progress, recapture, shared_windows)
 
 
 def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int, show_progress: bool,
-             recapture: bool) -> GradientStore:
+             recapture: bool, shared_windows: bool) -> GradientStore:
     if recapture:
         recapture_damaged(out)
     old = open_store(out)
@@ -378,9 +388,12 @@ def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int
     bar = progress(total=len(targets), initial=len(targets) - len(todo), desc="per-token gradients", unit="tok",
                    disable=not show_progress)
     try:
-        for batch in length_batches(targets[todo, 2] - targets[todo, 1], batch_tokens):
+        batches = (window_groups(targets[todo], batch_tokens) if shared_windows
+                   else length_batches(targets[todo, 2] - targets[todo, 1], batch_tokens))
+        for batch in batches:
             rows = np.sort(todo[batch])
-            vec, loss = per_token_gradients(model, cap, *window_batch(docs, targets[rows]))
+            vec, loss = (shared_prefix_gradients(model, cap, docs, targets[rows]) if shared_windows
+                         else per_token_gradients(model, cap, *window_batch(docs, targets[rows])))
             finite = torch.isfinite(vec).all(1) & torch.isfinite(loss)
             grads[rows] = torch.where(finite[:, None], vec, 0.0).numpy()
             grads.flush()

@@ -109,17 +109,25 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
 
     Loads the model only when there is work left, and writes identity.json once the model and corpus are
     loaded and checked, just before the first scan. Rows left pending by a kill are captured, not counted as
-    failed. Returns notes, the model's info and timings for the summary.
+    failed. At a context longer than a block (`context="doc"`, or one capped at the model's n_ctx) targets
+    get the paper's context by `capture.doc.doc_windows` (the whole document before them up to the block
+    length C, then ≥ C/2 tokens of it) and share one forward per window (`shared_windows`). Documents too
+    short for `min_context` hold no target; their count is kept with the model's info for the summary.
+    Returns notes, the model's info and timings for the summary.
 
     Raises
     ------
     ValueError
         The scan finds fewer than 2 tokens, or fewer than `n_clusters`, in the whole corpus (or in
         `scan_tokens`): the message says what to change.
+    ParameterError
+        With shared windows, `batch_tokens` is below the block length (one line naming that minimum),
+        before anything is written.
     DamagedFileError
         A bookkeeping file of `out` is damaged (the message names it and the fix).
     """
     from ..capture import capture_gradients
+    from ..capture.doc import doc_windows, window_groups
     from ..capture.store import recapture_damaged
     from .scan import Scan, block_length, scan_low_loss
 
@@ -147,6 +155,9 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
             block, note = block_length(config.context, int(model.cfg.n_ctx))
             if note:
                 notes.append(note)
+            shared = config.context == "doc" or int(config.context) > block
+            if shared:  # one forward per window of up to `block` tokens: batch_tokens must hold one
+                window_groups(np.array([[0, 0, block]]), config.batch_tokens)
             if not run.identity.exists():
                 _write_identity(run, config)  # the capture starts here: the run's first write
         n_fail = n_have - n_pending - len(passing)  # finished rows that did not pass; pending ones are still to do
@@ -157,6 +168,8 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
                              batch_tokens=config.batch_tokens, max_tokens=config.scan_tokens)
         t_scan += time.perf_counter() - t0
         rows = scan.candidates[: max(n_have, config.n_tokens + n_fail)]
+        if shared:  # the paper's context: each target sees its document, ≥ block/2 tokens of it (doc_windows)
+            rows = doc_windows(rows, block)
         if len(rows) <= n_have and not n_pending:  # nothing new to capture: the scan has run dry
             atomic_write_json(run.state, dry)
             break
@@ -165,7 +178,7 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
         t0 = time.perf_counter()
         capture_gradients(model.bridge, docs, rows, run.gradients, params=config.params,
                           projection_dim=config.projection_dim, matrix_sketch_dim=config.matrix_sketch_dim,
-                          batch_tokens=config.batch_tokens, seed=config.seed)
+                          batch_tokens=config.batch_tokens, seed=config.seed, shared_windows=shared)
         t_capture += time.perf_counter() - t0
         tokens_captured += len(rows) - n_have + n_pending
     store = run.store()
@@ -182,8 +195,10 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
         notes.append(f"only {len(passing)} of the {config.n_tokens} tokens asked for pass loss_threshold "
                      f"{config.loss_threshold} in the {scan.tokens_scored} tokens scanned; all are clustered")
     if model is not None:  # what only the loaded model knows, kept for reruns that do not load it
+        short = sum(len(d) - 1 < config.min_context for d in docs)  # no token has min_context tokens before it
         atomic_write_json(run.model_info, {"model_note": model.note, "tokenizer": corpus.tokenizer.fingerprint(),
                                            "n_layers": int(model.cfg.n_layers), "block_length": block,
+                                           "shared_windows": shared, "documents_shorter_than_min_context": short,
                                            "notes": list(notes)})
     model_info = read_json(run.model_info, expect=dict, fix=_RESTORE) if run.model_info.exists() else {}
     stored = model_info.pop("notes", [])

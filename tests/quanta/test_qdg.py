@@ -187,6 +187,19 @@ def test_whole_document_context_is_capped_at_the_models_n_ctx_and_said_once(tiny
     assert summary["block_length"] == 32 and summary["context_tokens"]["max"] <= 32  # the model's n_ctx
     assert summary["notes"].count("context doc is longer than the model's n_ctx = 32; capped at 32 tokens") == 1
     assert capsys.readouterr().out.count("capped at 32 tokens") == 1
+    # the paper's context: the whole document up to 32 tokens, then at least half a window, one forward per window
+    assert summary["shared_windows"] is True and summary["documents_shorter_than_min_context"] == 0
+    targets = np.load(out / "gradients" / "targets.npy")
+    late = targets[targets[:, 2] > 32]
+    assert (targets[targets[:, 2] <= 32, 1] == 0).all() and len(late) and (late[:, 2] - late[:, 1]).min() >= 16
+    # a batch that cannot hold one window: one line naming the minimum, before anything is written
+    refused = tiny_run / "doc_small_batch"
+    argv = [a if a != str(out) else str(refused) for a in argv]
+    assert main(argv[: argv.index("--context")] + argv[argv.index("--context") + 2:]
+                + ["--context", "doc", "--batch-tokens", "20"]) == 2
+    assert _last_error(capsys) == ("quanta discover: error: --batch-tokens must be at least 32, the longest shared "
+                                   "window (one forward per window), got 20")
+    assert not (refused / "identity.json").exists()
 
 
 def test_three_or_four_tokens_still_give_a_summary_and_say_why_a_picture_is_missing(tiny_run, capsys):
