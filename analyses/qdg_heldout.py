@@ -27,7 +27,9 @@ import numpy as np
 from qdg_sparse_parity import DEFAULT, trained
 
 from quanta_interp.io import atomic_write_json
-from quanta_interp.quanta.ground_truth import TEST, TUNING, GroundTruthConfig, ground_truth, heldout_draw
+from quanta_interp.quanta.ground_truth import GroundTruthConfig, ground_truth
+from quanta_interp.sparse_parity import MultitaskSparseParity
+from quanta_interp.sparse_parity.split import TEST, TUNING, heldout_draw
 
 TARGET_ARI, COVER_SHARE = 0.9, 0.8
 
@@ -60,8 +62,8 @@ def score(index: int, runs: Path, resamples: int, device: str) -> dict:
     if len(learned) < 2:
         return {**row, "skipped": f"{len(learned)} subtask(s) learned in {config.steps} steps: no quanta to score"}
     t1 = time.time()
-    rep = ground_truth(model, config.task(), learned, GroundTruthConfig(seed=sample_seed, methods=(DEFAULT,),
-                                                                        resamples=resamples))
+    rep = ground_truth(model, MultitaskSparseParity.of(config), learned, GroundTruthConfig(seed=sample_seed, methods=(DEFAULT,),
+                                                                        resamples=resamples)).report
     m, pred = rep["methods"][DEFAULT], rep["predicted_slope"]
     truth, fit = rep["truth_fit"], m["fit_at_K"]
     lo, hi = rep["fit_ranks"]

@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 
 from quanta_interp.io import Sweep, atomic_write_json, read_json
+from quanta_interp.quanta import QDGConfig, discover
 from quanta_interp.quanta.frequencies import PAPER
-from quanta_interp.quanta.qdg import QDGConfig, discover
 
 OUTPUTS = ("summary.json", "clusters.json", "rank_frequency.csv", "rank_frequency.json", "rank_frequency.png",
            "rank_frequency.svg", "umap.png", "browser.html")
@@ -41,6 +41,7 @@ def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
 
     from quanta_interp.capture import GradientStore
     from quanta_interp.quanta.analysis import cluster_quanta, clustered_rows
+    from quanta_interp.quanta.config import ClusteringConfig
     from quanta_interp.quanta.ground_truth import METHODS
 
     store = GradientStore(out / "gradients")
@@ -48,8 +49,8 @@ def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
     table = []
     for name, affinity, over, refine in METHODS:
         c = config.replace(affinity=affinity, over_cluster=over, refine=refine, cluster_counts=None, fit_ranks=None)
-        q = cluster_quanta(G, n_clusters=c.n_clusters, counts=c.counts(), fit_ranks=c.ranks(), affinity=affinity,
-                           over_cluster=over, refine=refine, seed=c.seed, show_progress=False)
+        clustering = ClusteringConfig(c.n_clusters, affinity=affinity, over_cluster=over, refine=refine)  # n_init 10
+        q = cluster_quanta(G, clustering, counts=c.counts(), fit_ranks=c.ranks(), seed=c.seed, show_progress=False)
         sizes = q.sizes_by_k[c.n_clusters]
         table.append({"clustering": name, "affinity": affinity, "over_cluster": over, "refine": refine,
                       "slope": q.fit["slope"], "slope_ci": q.fit["slope_ci"],
@@ -93,10 +94,10 @@ def main() -> None:
             model = char_family_member(Path(args.family_runs), args.device)
             alpha = args.alpha_n if Path(args.alpha_n).exists() else None
             # char-level: almost every character trigram recurs in a play, so the induction filter is off
-            results["char_lm"] = run_qdg("char_lm", QDGConfig(model=str(model), keep_induction=True, alpha_n=alpha,
+            results["char_lm"] = run_qdg("char_lm", QDGConfig.build(model=str(model), keep_induction=True, alpha_n=alpha,
                                                               device=args.device), runs, artifacts)
         if args.only in (None, "smollm2"):
-            results["smollm2"] = run_qdg("smollm2", QDGConfig(device=args.device), runs, artifacts)
+            results["smollm2"] = run_qdg("smollm2", QDGConfig.build(device=args.device), runs, artifacts)
     for stale in ("fresh_char_lm", "fresh"):  # the previous layout's char model, not from the family
         results.pop(stale, None)
         shutil.rmtree(artifacts / stale, ignore_errors=True)

@@ -24,8 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from quanta_interp.io import RunDir, atomic_write_json
-from quanta_interp.quanta.ground_truth import METHODS, TUNING, GroundTruthConfig, ground_truth
-from quanta_interp.sparse_parity import SparseParityConfig, load_trained, train_sparse_parity
+from quanta_interp.quanta.ground_truth import METHODS, GroundTruth, GroundTruthConfig, ground_truth
+from quanta_interp.sparse_parity import (
+    MultitaskSparseParity,
+    SparseParityConfig,
+    load_trained,
+    train_sparse_parity,
+)
+from quanta_interp.sparse_parity.split import TUNING
 
 (CPU, SEEDS), = TUNING  # the tuning draw of issue 26's split; analyses/qdg_heldout.py scores the test draws
 PAPER = SparseParityConfig(n_tasks=500, n_bits=100, k=3, zipf_exponent=1.4, width=500, steps=30_000,
@@ -53,17 +59,17 @@ def trained(config: SparseParityConfig, folder: Path, device: str):
     return model, result
 
 
-def figures(config: SparseParityConfig, report: dict, arrays: dict, out: Path) -> None:
+def figures(config: SparseParityConfig, scored: GroundTruth, out: Path) -> None:
     """UMAP of the scored gradients coloured by true subtask, and the rank-frequency of truth vs the default
-    clustering, from the arrays `ground_truth` filled for the first sample seed."""
+    clustering, from what `ground_truth` scored for the first sample seed."""
     from quanta_interp.quanta.clustering import umap_embedding
-    from quanta_interp.quanta.frequencies import plot_umap, rank_sizes
-    from quanta_interp.report import new_figure, save_figure
+    from quanta_interp.quanta.frequencies import rank_sizes
+    from quanta_interp.report import new_figure, plot_umap, save_figure
 
-    G, subtask = arrays["gradients"], arrays["subtask"]
+    report, G, subtask = scored.report, scored.gradients, scored.subtask
     plot_umap(out / "umap", umap_embedding(G), subtask, title="per-sample gradients, colour = true subtask")
     K = sum(int(t) in report["learned"] for t in report["subtasks"])  # learned subtasks among the samples
-    labels = arrays["labels"][DEFAULT]
+    labels = scored.labels[DEFAULT]
     fig, ax = new_figure(size=(5.2, 4.0))
     ax = ax[0, 0]
     truth, ours = rank_sizes(np.unique(subtask, return_inverse=True)[1])[:K], rank_sizes(labels)[:K]
@@ -89,11 +95,9 @@ def main() -> None:
     t0 = time.time()
     model, result = trained(config, Path(args.runs) / ("paper" if args.paper_scale else "cpu"), args.device)
     t_train = time.time() - t0
-    arrays: dict = {}  # what the first seed scored, for the figures
-    reports = [ground_truth(model, config.task(), result["learned"], GroundTruthConfig(n_samples=args.n_samples,
-                                                                                    seed=s),
-                            arrays=arrays if s == SEEDS[0] else None)
-               for s in SEEDS]
+    scored = [ground_truth(model, MultitaskSparseParity.of(config), result["learned"],
+                           GroundTruthConfig(n_samples=args.n_samples, seed=s)) for s in SEEDS]
+    reports = [g.report for g in scored]
     table = {}
     for name, *_ in METHODS:
         rows = [r["methods"][name] for r in reports]
@@ -121,7 +125,7 @@ def main() -> None:
                  "0.19 / 0.017 (same pattern / other pattern / other subtask), ARI 0.11 with the angular affinity",
         "reports": reports, "seconds": round(time.time() - t0, 1)}
     atomic_write_json(out / "summary.json", summary)
-    figures(config, reports[0], arrays, out)
+    figures(config, scored[0], out)
     for name, stat in table.items():
         print(f"{name:40s} ARI {stat['ari'][0]:.3f} [{stat['ari'][1]:.3f}, {stat['ari'][2]:.3f}]  homogeneity at "
               f"2^k·K {stat['fine_homogeneity'][0]:.3f}  slope {np.round(stat['slope_at_K'], 2).tolist()}")

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--perturbation", type=float, default=FLOAT32_ROUNDING,
                         help="relative noise on every stored number (default: float32 rounding, 2^-24)")
     args = parser.parse_args()
-    config = QDGConfig()
+    config = QDGConfig.build()
     try:
         perturb(np.zeros((1, 1)), args.perturbation)  # checked before any clustering
     except ParameterError as e:
@@ -47,9 +47,7 @@ def main() -> None:
     out, reference = {}, None
     for name, (X, seed) in cases.items():
         t0 = time.perf_counter()
-        q = cluster_quanta(X, n_clusters=config.n_clusters, counts=config.counts(), fit_ranks=config.ranks(),
-                           affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
-                           n_init=config.n_init, over_cluster=config.over_cluster, refine=config.refine, seed=seed,
+        q = cluster_quanta(X, config.clustering, counts=config.counts(), fit_ranks=config.ranks(), seed=seed,
                            resamples=config.resamples, show_progress=False)
         if reference is None:
             reference = q

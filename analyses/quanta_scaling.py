@@ -17,7 +17,7 @@ from pathlib import Path
 
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lm.scaling import family_members
-from quanta_interp.quanta.qdg import QDGConfig, discover
+from quanta_interp.quanta import QDGConfig, discover
 from quanta_interp.quanta.scaling import PAPER_CLAIM
 
 # the lm_scaling analysis's thresholds for models this small (the paper's 5 → 0.3 nats suit Pythia)
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     largest = family_members(args.family)[-1][1]
-    config = QDGConfig(model=str(largest), keep_induction=True, alpha_n=args.alpha_n, family=args.family,
+    config = QDGConfig.build(model=str(largest), keep_induction=True, alpha_n=args.alpha_n, family=args.family,
                        token_classes=CPU_CLASSES, device=args.device)
     t0 = time.perf_counter()
     result = discover(config, args.runs)

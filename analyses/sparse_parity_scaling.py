@@ -24,7 +24,7 @@ from quanta_interp.sparse_parity.sweep import (
     run_sweep,
     steps_to_learn_fit,
 )
-from quanta_interp.sparse_parity.task import LEARNED_BITS, predictions
+from quanta_interp.sparse_parity.task import LEARNED_BITS, MultitaskSparseParity, predictions
 
 CPU = dict(task=dict(n_tasks=200, n_bits=12, k=3, width=128, steps=20000, batch_size=1000, lr=1e-2,
                      log_every=1000, eval_samples=100),
@@ -87,7 +87,7 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     f_all = fit_exponent(res_n, "N")  # every width at the step budget, converged or not
     window = fit_window(f_all, n_tasks)  # converged widths in the N-limited range
     f_n = fit_exponent(res_n, "N", x_range=window, max_late_slope=MAX_LATE_SLOPE) if window else f_all
-    probs = base.task().probs
+    probs = MultitaskSparseParity.of(base).probs
     used = np.array(f_n["fitted"])
     finite_n = finite_task_exponent(probs, np.array(f_n["n_learned"])[used], np.array(f_n["x"])[used])
     f_d_final = fit_exponent(res_d, "D")  # the final test loss at every D (round 2's estimate)

@@ -115,29 +115,16 @@ def vocab_note(tokenizer: str, corpus) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The `quanta` parser: one subparser per `GROUPS` entry, filled by its module's `register`.
 
-    A group whose own module is missing from this build still parses and answers with an error.
-
     Raises
     ------
     ModuleNotFoundError
-        A group module exists but imports a package that is not installed.
+        A group module imports a package that is not installed.
     """
     parser = _Parser(prog="quanta", description="quanta_interp: mechanistic interpretability of neural scaling laws.")
     sub = parser.add_subparsers(dest="group", metavar="GROUP", parser_class=_Parser)
     for name, (module, help_text) in GROUPS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            importlib.import_module(module).register(p)
-        except ModuleNotFoundError as e:
-            if not (e.name and module.startswith(e.name)):
-                raise
-            p.set_defaults(func=lambda args, n=name: _missing(n))
+        importlib.import_module(module).register(sub.add_parser(name, help=help_text, description=help_text))
     return parser
-
-
-def _missing(name: str) -> int:
-    print(f"quanta: error: the '{name}' group is not part of this build yet", file=sys.stderr)
-    return 2
 
 
 def _flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:

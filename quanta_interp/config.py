@@ -89,6 +89,11 @@ class Config:
     `_checks()`, which returns (field name, check(name, value)) pairs; a check raises `ParameterError`.
     Every field named `seed` or `*_seed` is checked here: a non-negative integer (numpy refuses others).
 
+    A field may itself be a `Config` (a part of the settings, validated on its own construction): its fields
+    keep their names, unique across the whole tree, so they are read (`config.n_clusters`), built
+    (`build(n_clusters=…)`), changed (`replace(n_clusters=…)`), written (`to_dict`) and given as flags
+    (`add_arguments`) as if they were the parent's own; the parent's `_checks` hold the rules between parts.
+
     Raises
     ------
     ParameterError
@@ -116,21 +121,64 @@ class Config:
     def _checks(self) -> Sequence[tuple[str, Callable[[str, Any], None]]]:
         return ()
 
+    def __getattr__(self, name: str):
+        """A field of a part (a `Config` field), read as the config's own: `config.n_clusters`."""
+        for value in self.__dict__.values():
+            if isinstance(value, Config) and name in value.names():
+                return getattr(value, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every setting's name, in field order, a part's (a `Config` field's) in its place."""
+        return _names(cls)
+
+    @classmethod
+    def build(cls: type[C], **settings) -> C:
+        """The config from settings named as in `names()` (a part's fields given flat); absent ones default.
+
+        Raises
+        ------
+        ParameterError
+            A value fails its field's check.
+        TypeError
+            A name is not a setting.
+        """
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            part = _parts(cls).get(f.name)
+            if part is not None:
+                kwargs[f.name] = part.build(**{n: settings.pop(n) for n in part.names() if n in settings})
+            elif f.name in settings:
+                kwargs[f.name] = settings.pop(f.name)
+        if settings:
+            raise TypeError(f"{cls.__name__} has no setting(s) {', '.join(sorted(settings))}")
+        return cls(**kwargs)
+
     def replace(self: C, **changes) -> C:
-        """A copy with `changes` applied and validated.
+        """A copy with `changes` (named as in `names()`) applied and validated.
 
         Raises
         ------
         ParameterError
             A changed value fails its field's check.
         TypeError
-            A name in `changes` is not a field.
+            A name in `changes` is not a setting.
         """
+        for name, part in _parts(type(self)).items():
+            mine = {n: changes.pop(n) for n in part.names() if n in changes}
+            if mine:
+                changes[name] = getattr(self, name).replace(**mine)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """{field: value}, tuples as lists: JSON-able for plain field types, and the input of `from_dict`."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """{setting: value} in `names()` order (a part's fields flat), tuples as lists: JSON-able for plain
+        field types, and the input of `from_dict`."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out.update(value.to_dict() if isinstance(value, Config) else {f.name: _plain(value)})
+        return out
 
     @classmethod
     def from_dict(cls: type[C], data: dict) -> C:
@@ -141,14 +189,36 @@ class Config:
         Raises
         ------
         ParameterError
-            `data` has keys that are not fields, or a value fails its field's check.
+            `data` has keys that are not settings, or a value fails its field's check.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = set(cls.names())
         unknown = sorted(set(data) - names)
         if unknown:
             raise ParameterError("config", f"has unknown keys {unknown}; accepted: {sorted(names)}")
-        hints = typing.get_type_hints(cls)
-        return cls(**{k: _tupled(v, hints[k]) for k, v in data.items()})
+        hints = _hints(cls)
+        return cls.build(**{k: _tupled(v, hints[k]) for k, v in data.items()})
+
+
+@cache
+def _hints(cls: type) -> dict:
+    """{setting: annotation} of a config and its parts (`Config.names()`)."""
+    hints = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        hints.update(_hints(hint) if isinstance(hint, type) and issubclass(hint, Config) else {name: hint})
+    return hints
+
+
+@cache
+def _parts(cls: type) -> dict[str, type[Config]]:
+    """{field: its `Config` class} of the fields of `cls` that are parts of its settings."""
+    return {name: hint for name, hint in typing.get_type_hints(cls).items()
+            if isinstance(hint, type) and issubclass(hint, Config)}
+
+
+@cache
+def _names(cls: type) -> tuple[str, ...]:
+    parts = _parts(cls)
+    return tuple(n for f in dataclasses.fields(cls) for n in (parts[f.name].names() if f.name in parts else (f.name,)))
 
 
 def _plain(value):
@@ -360,6 +430,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[
     for f in dataclasses.fields(cls):
         if f.name in skip or f.metadata.get("cli") is False:
             continue
+        if f.name in _parts(cls):
+            add_arguments(parser, hints[f.name], skip=skip)
+            continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         text = docs.get(f.name, "").replace("%", "%%")
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
@@ -388,8 +461,9 @@ def _scalar_parser(hint, name: str):
 
 
 def given_args(cls: type, args: argparse.Namespace) -> dict:
-    """{field: value} of the options the user gave (see `add_arguments`); absent fields are left out."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    """{setting: value} of the options the user gave (see `add_arguments`; a part's settings flat); absent
+    ones are left out."""
+    return {name: getattr(args, name) for name in cls.names() if hasattr(args, name)}
 
 
 def from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
@@ -400,4 +474,4 @@ def from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
     ParameterError
         A resulting value fails its field's check.
     """
-    return cls(**{**given_args(cls, args), **overrides})
+    return cls.build(**{**given_args(cls, args), **overrides})

@@ -1,8 +1,9 @@
 """Run one function over many configs: in-process, in local processes, or on a Ray cluster.
 
 `map_runs(fn, configs, root=...)` keeps a `Sweep` under `root`: each run gets its own `RunDir`,
-`fn(config, run_dir)` returns a JSON-able result written atomically as `result.json`, and a
-restarted sweep skips every run that already has one. Backends differ only in where `fn` runs;
+`fn(config, run_dir)` returns a JSON-able result (a mapping, or a result with `to_dict()`) written atomically as
+`result.json`, and a restarted sweep skips every run that already has one. A config is a `Config` dataclass (the
+worker gets it as it is; the sweep knows it by `to_dict()`) or a JSON-able mapping. Backends differ only in where `fn` runs;
 with Ray, `root` must be on a filesystem every node sees.
 """
 
@@ -20,12 +21,13 @@ from .io import RunDir, Sweep, progress
 __all__ = ["map_runs", "BACKENDS"]
 
 
-RunFn = Callable[[dict, RunDir | None], Mapping[str, Any]]
+RunFn = Callable[[Any, RunDir | None], Any]
 
 
-def _run_one(fn: RunFn, config: dict, path: str | None) -> Mapping[str, Any]:
+def _run_one(fn: RunFn, config, path: str | None) -> Mapping[str, Any]:
     run_dir = RunDir(path) if path is not None else None
     result = fn(config, run_dir)
+    result = result.to_dict() if hasattr(result, "to_dict") else result
     if run_dir is not None:
         run_dir.write_result(result)
     return result
@@ -42,7 +44,7 @@ def _share_cores(n_threads: int) -> None:
 
 def map_runs(
     fn: RunFn,
-    configs: Iterable[Mapping[str, Any]],
+    configs: Iterable[Any],
     *,
     backend: str = "serial",
     root: str | os.PathLike | None = None,
@@ -62,10 +64,10 @@ def map_runs(
 
     Parameters
     ----------
-    fn : callable (config dict, RunDir or None) -> mapping
+    fn : callable (config, RunDir or None) -> mapping or result with `to_dict()`
         One run; its JSON-able result is written as the run's `result.json`.
-    configs : iterable of mapping
-        One run each; with `root`, JSON-able and all distinct.
+    configs : iterable of Config or mapping
+        One run each, passed to `fn` as given; with `root`, all distinct as JSON (`to_dict()` of a `Config`).
     backend : {"serial", "processes", "ray"}
         In this process, in a local process pool, or as Ray tasks. "processes" with at most one run
         to do runs it in this process.
@@ -89,8 +91,8 @@ def map_runs(
     Returns
     -------
     list of mapping
-        One result per config, in config order; runs finished by an earlier call come back as read
-        from their `result.json`.
+        One result per config, in config order, as JSON (`to_dict()` of a typed result); runs finished by an
+        earlier call come back as read from their `result.json`.
 
     Raises
     ------
@@ -104,9 +106,10 @@ def map_runs(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    configs = [dict(c) for c in configs]
+    configs = [c if hasattr(c, "to_dict") else dict(c) for c in configs]
     ray = _ray_connect(address, resources, workers) if backend == "ray" else None
-    sweep = Sweep(root, configs, name=name) if root is not None else None
+    sweep = (Sweep(root, [c.to_dict() if hasattr(c, "to_dict") else c for c in configs], name=name)
+             if root is not None else None)
     results: list[Mapping[str, Any] | None] = sweep.results() if sweep else [None] * len(configs)
     todo = [i for i, r in enumerate(results) if r is None]
     paths = {i: (str(sweep.run_dir(i).path) if sweep else None) for i in todo}

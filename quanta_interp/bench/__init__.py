@@ -1,7 +1,7 @@
 """`quanta bench NAME`: benchmarks that measure ratios side by side in one process.
 
-Each benchmark is a module with `run(args) -> dict`; this package dispatches and writes the numbers to
-`--out/bench_NAME.json`.
+Each benchmark is a module with `run(args)` returning a `results.BenchResult`; this package dispatches and writes
+its `to_dict()` to `--out/bench_NAME.json`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module(BENCHES[args.name])
-    except ModuleNotFoundError as e:
-        raise ValueError(f"benchmark {args.name!r} is not part of this build yet") from e
-    result = module.run(args)
+    result = importlib.import_module(BENCHES[args.name]).run(args).to_dict()
     path = atomic_write_json(Path(args.out) / f"bench_{args.name}.json", result)
     print(json.dumps(result, indent=2, default=str))
     print(f"wrote {path}")

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
+
+from .results import BenchResult
+
+__all__ = ["run", "LMBench", "SmallModelRates", "SmolLM2Rates"]
 
 
 def _best_of(fn, repeats: int) -> float:
@@ -50,7 +55,41 @@ def _hf_losses(hf, docs, context: int, batch_size: int) -> None:
             next_token_losses(logits, x[:, 1:])
 
 
-def run(args) -> dict:
+@dataclass(frozen=True)
+class SmallModelRates(BenchResult):
+    """The random-init native model: parameters, training and `token_losses` evaluation tokens/s."""
+
+    n_params: int
+    train_tokens_per_s: float
+    eval_tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class SmolLM2Rates(BenchResult):
+    """SmolLM2: `token_losses` vs the plain HF forward + cross-entropy (tokens/s, ratio = HF time / ours against
+    target_ratio), training tokens/s, and the windows' context, batch size and tokens."""
+
+    eval_tokens_per_s: float
+    hf_eval_tokens_per_s: float
+    token_losses_vs_hf_speed_ratio: float
+    target_ratio: float
+    train_tokens_per_s: float
+    context: int
+    batch_size: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class LMBench(BenchResult):
+    """Torch threads, whether `--quick`, and both models' rates."""
+
+    threads: int
+    quick: bool
+    small: SmallModelRates
+    smollm2: SmolLM2Rates
+
+
+def run(args) -> LMBench:
     """Measure side by side in one process; `--quick` shrinks every size.
 
     A random-init native model (2 layers, d_model 64, vocabulary 65) and SmolLM2-135M, on the CPU
@@ -60,7 +99,7 @@ def run(args) -> dict:
 
     Returns
     -------
-    dict
+    LMBench
         "threads", "quick"; "small": "n_params", "train_tokens_per_s", "eval_tokens_per_s"; "smollm2":
         "eval_tokens_per_s", "hf_eval_tokens_per_s", "token_losses_vs_hf_speed_ratio" (HF time / ours),
         "target_ratio" (0.9), "train_tokens_per_s", "context", "batch_size", "tokens".
@@ -72,15 +111,15 @@ def run(args) -> dict:
 
     quick = getattr(args, "quick", False)
     rng = np.random.default_rng(args.seed)
-    out: dict = {"threads": torch.get_num_threads(), "quick": quick}
+    threads = torch.get_num_threads()
 
     small = build_model(TrainConfig(d_vocab=65, n_layers=2, d_model=64, n_heads=4, n_ctx=128, seed=args.seed))
     docs = [rng.integers(0, 65, 2048 if quick else 8192)]
-    out["small"] = {
-        "n_params": n_params(small),
-        "train_tokens_per_s": _train_rate(small, 65, 32, 128, 3 if quick else 10),
-        "eval_tokens_per_s": docs[0].size / _best_of(lambda: token_losses(small, docs, context=128, progress=False), 2),
-    }
+    small_rates = SmallModelRates(
+        n_params=n_params(small),
+        train_tokens_per_s=_train_rate(small, 65, 32, 128, 3 if quick else 10),
+        eval_tokens_per_s=docs[0].size / _best_of(lambda: token_losses(small, docs, context=128, progress=False), 2),
+    )
 
     model = load("smollm2").bridge
     hf = _smollm2_hf()[0].eval()
@@ -95,10 +134,9 @@ def run(args) -> dict:
     for _ in range(2 if quick else 3):  # interleaved, so load changes hit both alike
         t_ours.append(_best_of(ours, 1))
         t_hf.append(_best_of(plain, 1))
-    out["smollm2"] = {
-        "eval_tokens_per_s": n_tok / min(t_ours), "hf_eval_tokens_per_s": n_tok / min(t_hf),
-        "token_losses_vs_hf_speed_ratio": min(t_hf) / min(t_ours), "target_ratio": 0.9,
-        "train_tokens_per_s": _train_rate(model, 49152, 2, 64, 1 if quick else 2),
-        "context": context, "batch_size": batch, "tokens": n_tok,
-    }
-    return out
+    return LMBench(threads=threads, quick=quick, small=small_rates, smollm2=SmolLM2Rates(
+        eval_tokens_per_s=n_tok / min(t_ours), hf_eval_tokens_per_s=n_tok / min(t_hf),
+        token_losses_vs_hf_speed_ratio=min(t_hf) / min(t_ours), target_ratio=0.9,
+        train_tokens_per_s=_train_rate(model, 49152, 2, 64, 1 if quick else 2),
+        context=context, batch_size=batch, tokens=n_tok,
+    ))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..lottery.experiment import SeedEnsemble, make_grid
+from .results import BenchResult
 
-__all__ = ["run"]
+__all__ = ["run", "LotteryBench", "LotteryWidthRow"]
 
 
 def _loop(params: dict, x, y, steps: int, lr: float) -> np.ndarray:
@@ -42,7 +44,32 @@ def _loop(params: dict, x, y, steps: int, lr: float) -> np.ndarray:
     return np.asarray(losses)
 
 
-def run(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class LotteryWidthRow(BenchResult):
+    """One width: vectorised_s and loop_s (wall seconds), speedup (loop / vectorised), max_rel_loss_diff (final
+    per-seed losses), median_loss."""
+
+    width: int
+    vectorised_s: float
+    loop_s: float
+    speedup: float
+    max_rel_loss_diff: float
+    median_loss: float
+
+
+@dataclass(frozen=True)
+class LotteryBench(BenchResult):
+    """`SeedEnsemble` vs a loop over seeds: the sizes, dtype, torch threads and one `LotteryWidthRow` per width."""
+
+    seeds: int
+    adam_steps: int
+    n_train: int
+    dtype: str
+    threads: int
+    rows: list
+
+
+def run(args: argparse.Namespace) -> LotteryBench:
     """Training S seeds of a 1 → N → 1 SiLU MLP on y = x² as one `SeedEnsemble` vs a loop over S modules.
 
     256 seeds at widths 2, 8, 32 and 100 Adam steps (64 seeds, widths 2 and 16, 50 steps with
@@ -50,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
 
     Returns
     -------
-    dict
+    LotteryBench
         "seeds", "adam_steps", "n_train", "dtype", "threads" and "rows", one per width: "width",
         "vectorised_s", "loop_s", "speedup" (loop / vectorised), "max_rel_loss_diff" (final per-seed
         losses, which should agree to rounding) and "median_loss". No target is recorded.
@@ -73,7 +100,7 @@ def run(args: argparse.Namespace) -> dict:
         loop_losses = _loop(ens.init_params(), xt, yt, steps, lr)
         t_loop = time.perf_counter() - t0
         rel = np.abs(loop_losses - ens.train_loss_) / np.maximum(loop_losses, 1e-300)
-        rows.append({"width": width, "vectorised_s": t_vec, "loop_s": t_loop, "speedup": t_loop / t_vec,
-                     "max_rel_loss_diff": float(rel.max()), "median_loss": float(np.median(ens.train_loss_))})
-    return {"seeds": seeds, "adam_steps": steps, "n_train": x.size, "dtype": "float64",
-            "threads": torch.get_num_threads(), "rows": rows}
+        rows.append(LotteryWidthRow(width=width, vectorised_s=t_vec, loop_s=t_loop, speedup=t_loop / t_vec,
+                                    max_rel_loss_diff=float(rel.max()), median_loss=float(np.median(ens.train_loss_))))
+    return LotteryBench(seeds=seeds, adam_steps=steps, n_train=x.size, dtype="float64",
+                        threads=torch.get_num_threads(), rows=rows)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 
-__all__ = ["run"]
+from .results import BenchResult
+
+__all__ = ["run", "NeuronsBench"]
 
 
 def _setup(quick: bool, seed: int):
@@ -27,7 +30,27 @@ def _setup(quick: bool, seed: int):
     return model, load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)), 6, 16, 4
 
 
-def run(args) -> dict:
+@dataclass(frozen=True)
+class NeuronsBench(BenchResult):
+    """A layer in one pass vs one neuron per pass (seconds; the one-by-one layer time estimated from the timed
+    neurons), and HTML pages written per second (see `run`)."""
+
+    model: str
+    layer: int
+    neurons_in_layer: int
+    sample_tokens: int
+    threads: int
+    layer_batch_s: float
+    one_neuron_s: float
+    one_by_one_timed_neurons: int
+    one_by_one_layer_s_estimated: float
+    speedup_layer_batch_vs_one_by_one: float
+    speedup_note: str
+    pages_written: int
+    pages_per_s: float
+
+
+def run(args) -> NeuronsBench:
     """`LayerInspector` on a whole MLP layer in one pass vs one neuron per pass, and HTML pages written/s.
 
     SmolLM2 layer 6 on 16 Shakespeare windows of 64 tokens, 4 neurons timed alone; with `args.quick`, a
@@ -35,7 +58,7 @@ def run(args) -> dict:
 
     Returns
     -------
-    dict
+    NeuronsBench
         "model", "layer", "neurons_in_layer", "sample_tokens", "threads"; "layer_batch_s", "one_neuron_s",
         "one_by_one_timed_neurons", "one_by_one_layer_s_estimated" (one_neuron_s × width),
         "speedup_layer_batch_vs_one_by_one", "speedup_note"; "pages_written" (≤ 200), "pages_per_s".
@@ -64,14 +87,14 @@ def run(args) -> dict:
     n_pages = min(width, 200)
     with tempfile.TemporaryDirectory() as out:
         pages = write_layer(records[:n_pages], out, title="bench")
-    return {
-        "model": model.spec, "layer": layer, "neurons_in_layer": width,
-        "sample_tokens": int(sample.tokens.size), "threads": torch.get_num_threads(),
-        "layer_batch_s": round(t_layer, 3),
-        "one_neuron_s": round(t_single, 3), "one_by_one_timed_neurons": n_single,
-        "one_by_one_layer_s_estimated": round(t_single * width, 1),
-        "speedup_layer_batch_vs_one_by_one": round(t_single * width / t_layer, 1),
-        "speedup_note": "one-by-one = one pass over the sample per neuron, timed on the first neurons and scaled to "
-                        "the layer width; both include building the records",
-        "pages_written": pages["pages"], "pages_per_s": round(pages["pages_per_s"], 1),
-    }
+    return NeuronsBench(
+        model=model.spec, layer=layer, neurons_in_layer=width,
+        sample_tokens=int(sample.tokens.size), threads=torch.get_num_threads(),
+        layer_batch_s=round(t_layer, 3),
+        one_neuron_s=round(t_single, 3), one_by_one_timed_neurons=n_single,
+        one_by_one_layer_s_estimated=round(t_single * width, 1),
+        speedup_layer_batch_vs_one_by_one=round(t_single * width / t_layer, 1),
+        speedup_note="one-by-one = one pass over the sample per neuron, timed on the first neurons and scaled to "
+                     "the layer width; both include building the records",
+        pages_written=pages["pages"], pages_per_s=round(pages["pages_per_s"], 1),
+    )

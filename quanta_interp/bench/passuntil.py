@@ -11,13 +11,54 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..passuntil.estimators import estimate_pass_rate
+from .results import BenchResult
 
 
-def _throughput(quick: bool, seed: int) -> dict:
+@dataclass(frozen=True)
+class SamplerThroughput(BenchResult):
+    """Samples/s of `bridge_sampler` (exact-match and any-checker paths) beside sequences/s of one batched forward,
+    and their ratios (sampler / forward)."""
+
+    model: str
+    batch: int
+    torch_threads: int
+    sequence_tokens: int
+    forward_sequences_per_s: float
+    sampler_exact_match_samples_per_s: float
+    sampler_any_checker_samples_per_s: float
+    ratio_exact_match: float
+    ratio_any_checker: float
+    note: str
+
+
+@dataclass(frozen=True)
+class Allocation(BenchResult):
+    """Samples needed for `quota` of instances to get a CI no wider than `rel_ci_width` × the estimate: sampling
+    until r passes (adaptive: {"r", "samples"}) vs one fixed K (fixed: {"k", "samples"}); None if never met."""
+
+    instances: int
+    pass_rates: str
+    rel_ci_width: float
+    quota: float
+    adaptive: dict | None
+    fixed: dict | None
+    fixed_over_adaptive: float | None
+
+
+@dataclass(frozen=True)
+class PassuntilBench(BenchResult):
+    """Both measurements of `run`."""
+
+    throughput: SamplerThroughput
+    allocation: Allocation
+
+
+def _throughput(quick: bool, seed: int) -> SamplerThroughput:
     import torch
 
     from ..lm import TrainConfig, build_model
@@ -46,12 +87,12 @@ def _throughput(quick: bool, seed: int) -> dict:
     full = bridge_sampler(model, tok)
     s_exact = rate(lambda: exact(inst, batch, seed))
     s_full = rate(lambda: full(inst, batch, seed))
-    return {"model": "2 layers, d_model 64, char vocab 13", "batch": batch, "torch_threads": 1,
-            "sequence_tokens": int(ids.shape[1]), "forward_sequences_per_s": forward,
-            "sampler_exact_match_samples_per_s": s_exact, "sampler_any_checker_samples_per_s": s_full,
-            "ratio_exact_match": s_exact / forward, "ratio_any_checker": s_full / forward,
-            "note": "the sampler runs each distinct prefix once per step (all rows share the prompt); "
-                    "exact-match rows stop at their first wrong token"}
+    return SamplerThroughput(model="2 layers, d_model 64, char vocab 13", batch=batch, torch_threads=1,
+                             sequence_tokens=int(ids.shape[1]), forward_sequences_per_s=forward,
+                             sampler_exact_match_samples_per_s=s_exact, sampler_any_checker_samples_per_s=s_full,
+                             ratio_exact_match=s_exact / forward, ratio_any_checker=s_full / forward,
+                             note="the sampler runs each distinct prefix once per step (all rows share the prompt); "
+                                  "exact-match rows stop at their first wrong token")
 
 
 def _meets(passes, samples, r: int, rel_width: float, quota: float) -> bool:
@@ -61,7 +102,7 @@ def _meets(passes, samples, r: int, rel_width: float, quota: float) -> bool:
     return float(np.mean(rel <= rel_width)) >= quota
 
 
-def _allocation(quick: bool, seed: int, rel_width: float = 1.0, quota: float = 0.9) -> dict:
+def _allocation(quick: bool, seed: int, rel_width: float = 1.0, quota: float = 0.9) -> Allocation:
     rng = np.random.default_rng(seed)
     p = np.exp(rng.uniform(np.log(1e-4), np.log(1e-1), 100 if quick else 500))
     adaptive = None
@@ -76,19 +117,19 @@ def _allocation(quick: bool, seed: int, rel_width: float = 1.0, quota: float = 0
         if _meets(passes, np.full(p.size, big_k), int(big_k), rel_width, quota):
             fixed = {"k": int(big_k), "samples": int(big_k) * p.size}
             break
-    return {"instances": int(p.size), "pass_rates": "log-uniform on [1e-4, 1e-1]", "rel_ci_width": rel_width,
-            "quota": quota, "adaptive": adaptive, "fixed": fixed,
-            "fixed_over_adaptive": fixed["samples"] / adaptive["samples"] if fixed and adaptive else None}
+    return Allocation(instances=int(p.size), pass_rates="log-uniform on [1e-4, 1e-1]", rel_ci_width=rel_width,
+                      quota=quota, adaptive=adaptive, fixed=fixed,
+                      fixed_over_adaptive=fixed["samples"] / adaptive["samples"] if fixed and adaptive else None)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> PassuntilBench:
     """Both measurements, side by side in this process.
 
     Sets torch to one thread for the rest of the process.
 
     Returns
     -------
-    dict
+    PassuntilBench
         "throughput": samples/s of `bridge_sampler` (exact-match and any-checker paths) on a random
         2-layer model for 3-digit addition, beside sequences/s of one batched forward ("ratio_exact_match",
         "ratio_any_checker": sampler / forward). "allocation": on log-uniform pass rates in [1e-4, 1e-1],
@@ -96,4 +137,4 @@ def run(args: argparse.Namespace) -> dict:
         r passes ("adaptive": smallest r and its samples) vs one fixed K ("fixed": smallest K and its
         samples), and "fixed_over_adaptive" (None if either never met the quota). No target is recorded.
     """
-    return {"throughput": _throughput(args.quick, args.seed), "allocation": _allocation(args.quick, args.seed)}
+    return PassuntilBench(throughput=_throughput(args.quick, args.seed), allocation=_allocation(args.quick, args.seed))

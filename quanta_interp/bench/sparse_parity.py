@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
+
+from .results import BenchResult
+
+__all__ = ["run", "SparseParityBench"]
 
 
-def run(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class SparseParityBench(BenchResult):
+    """Batched vs sequential training: widths, steps, batch_size; batched_s and sequential_s (wall seconds);
+    speedup (sequential / batched) against target_speedup; max_per_task_loss_diff_bits (batched vs alone)."""
+
+    widths: list
+    steps: int
+    batch_size: int
+    batched_s: float
+    sequential_s: float
+    speedup: float
+    target_speedup: float
+    max_per_task_loss_diff_bits: float
+    note: str
+
+
+def run(args: argparse.Namespace) -> SparseParityBench:
     """Same configs, same steps: one stacked model for all widths vs one training per width (CPU, 1 thread).
 
     Widths 8 … 256 (8 … 64 with `args.quick`) on 50 subtasks, 10 bits, k 3, Zipf 1.5, batch 1000,
@@ -14,7 +35,7 @@ def run(args: argparse.Namespace) -> dict:
 
     Returns
     -------
-    dict
+    SparseParityBench
         "widths", "steps", "batch_size", "batched_s", "sequential_s", "speedup" (sequential / batched),
         "target_speedup" (3.0), "max_per_task_loss_diff_bits" (batched vs alone, should be ~0) and "note".
     """
@@ -33,8 +54,8 @@ def run(args: argparse.Namespace) -> dict:
     t_seq = time.perf_counter() - t0
     diff = max(abs(a - b) for r, s in zip(batched, alone, strict=True)
                for a, b in zip(r["per_task_loss"], s["per_task_loss"], strict=True))
-    return {"widths": widths, "steps": base.steps, "batch_size": base.batch_size,
-            "batched_s": round(t_batched, 3), "sequential_s": round(t_seq, 3),
-            "speedup": round(t_seq / t_batched, 2), "target_speedup": 3.0,
-            "max_per_task_loss_diff_bits": diff,
-            "note": "CPU, one thread each; wall times on a shared machine are noisy, the ratio less so"}
+    return SparseParityBench(widths=widths, steps=base.steps, batch_size=base.batch_size,
+                             batched_s=round(t_batched, 3), sequential_s=round(t_seq, 3),
+                             speedup=round(t_seq / t_batched, 2), target_speedup=3.0,
+                             max_per_task_loss_diff_bits=diff,
+                             note="CPU, one thread each; wall times on a shared machine are noisy, the ratio less so")

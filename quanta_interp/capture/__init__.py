@@ -18,8 +18,8 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "sharding": ["capture_gradients_sharded"],
     "dims": ["DEFAULT_MATRIX_DIM", "DEFAULT_PROJECTION_DIM", "validate_dims"],
     "sketch": ["TensorSketch"],
-    "store": ["DamagedRowsError", "GradientStore", "capture_gradients", "length_batches", "mark_pending", "open_store",
+    "store": ["DamagedRowsError", "GradientStore", "capture_gradients", "mark_pending", "open_store",
               "row_checksums"],
-    "windows": ["forward_backward_floor", "per_sample_gradients", "per_token_gradients", "window_batch",
+    "windows": ["forward_backward_floor", "length_batches", "per_sample_gradients", "per_token_gradients", "window_batch",
                 "window_losses"],
 })

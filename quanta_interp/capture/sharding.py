@@ -8,33 +8,66 @@ decides how models are loaded.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from ..config import Config
 from ..io import Sweep, atomic_save_npy, atomic_write_json
-from .store import GradientStore, capture_gradients, length_batches
+from .doc import window_groups
+from .store import GradientStore, capture_gradients
+from .windows import length_batches
 
-__all__ = ["capture_gradients_sharded"]
+__all__ = ["capture_gradients_sharded", "Shard", "ShardResult"]
 
 
-def _capture_shard(config: dict, run_dir, *, load_model: Callable, docs: Sequence[np.ndarray],
-                   targets: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class Shard(Config):
+    """One shard of `capture_gradients_sharded`: its rows of the targets and the capture's settings (as there)."""
+
+    rows: tuple[int, ...]
+    """Indices into the targets, ascending: whole batches of the unsharded capture."""
+    params: str
+    """Which matrices (`select_modules`)."""
+    projection_dim: int | None
+    """k numbers per token; None or 0 stores exact gradients."""
+    matrix_sketch_dim: int
+    """m, the buckets of each matrix's own sketch."""
+    batch_tokens: int
+    """Bound on windows × longest window per batch."""
+    seed: int
+    """Seeds the sketch's hashes."""
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a shard captured (its `result.json`): rows, and rows with a finite gradient."""
+
+    n_rows: int
+    n_ok: int
+
+    def to_dict(self) -> dict:
+        return {"n_rows": self.n_rows, "n_ok": self.n_ok}
+
+
+def _capture_shard(shard: Shard, run_dir, *, load_model: Callable, docs: Sequence[np.ndarray],
+                   targets: np.ndarray, shared_windows: bool = False) -> ShardResult:
     """`map_runs` worker: capture one contiguous slice of the targets."""
-    rows = np.asarray(config["rows"])
+    rows = np.asarray(shard.rows, dtype=np.int64)
     model = load_model()
     store = capture_gradients(getattr(model, "bridge", model), docs, targets[rows], Path(run_dir.path) / "gradients",
-                              params=config["params"], projection_dim=config["projection_dim"],
-                              matrix_sketch_dim=config["matrix_sketch_dim"], batch_tokens=config["batch_tokens"],
-                              seed=config["seed"], show_progress=False)
-    return {"n_rows": len(rows), "n_ok": int(store.ok.sum())}  # the sweep's result.json: what each shard captured
+                              params=shard.params, projection_dim=shard.projection_dim,
+                              matrix_sketch_dim=shard.matrix_sketch_dim, batch_tokens=shard.batch_tokens,
+                              seed=shard.seed, show_progress=False, shared_windows=shared_windows)
+    return ShardResult(n_rows=len(rows), n_ok=int(store.ok.sum()))
 
 
 def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], targets: np.ndarray,
                               out: str | Path, *, shards: int, params: str = "all", projection_dim: int | None = 16,
                               matrix_sketch_dim: int = 512, batch_tokens: int = 1024, seed: int = 0,
-                              **executor) -> GradientStore:
+                              shared_windows: bool = False, **executor) -> GradientStore:
     """Capture `targets` ((doc, start, pos) rows) in `shards` tasks; the driver gathers the shards into the
     store `out`, rows in the order of `targets`. Shards hold whole batches of the unsharded capture (the
     same `length_batches`), so the result equals `capture_gradients` byte for byte.
@@ -51,8 +84,9 @@ def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], 
         (doc, start, pos) rows: the window `docs[doc][start:pos]` predicts token `pos`.
     shards : int
         Tasks to split the batches into; fewer when there are fewer batches.
-    params, projection_dim, matrix_sketch_dim, batch_tokens, seed
-        As in `capture_gradients` (note the default `projection_dim` here is 16).
+    params, projection_dim, matrix_sketch_dim, batch_tokens, seed, shared_windows
+        As in `capture_gradients` (note the default `projection_dim` here is 16); with `shared_windows` the
+        shards hold whole window groups (`doc.window_groups`).
     **executor
         Passed to `executors.map_runs`: backend, workers, address, resources, retries.
 
@@ -76,20 +110,22 @@ def capture_gradients_sharded(load_model: Callable, docs: Sequence[np.ndarray], 
     targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)
     if shards < 1:
         raise ValueError(f"shards must be ≥ 1, got {shards}")
-    batches = length_batches(targets[:, 2] - targets[:, 1], batch_tokens)
+    batches = (window_groups(targets, batch_tokens) if shared_windows
+               else length_batches(targets[:, 2] - targets[:, 1], batch_tokens))
     bounds = [len(batches) * i // shards for i in range(shards + 1)]
-    configs = [{"rows": np.sort(np.concatenate(batches[lo:hi])).tolist(), "params": params,
-                "projection_dim": projection_dim, "matrix_sketch_dim": matrix_sketch_dim,
-                "batch_tokens": batch_tokens, "seed": seed}
+    configs = [Shard(rows=tuple(np.sort(np.concatenate(batches[lo:hi])).tolist()), params=params,
+                     projection_dim=projection_dim, matrix_sketch_dim=matrix_sketch_dim, batch_tokens=batch_tokens,
+                     seed=seed)
                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
     out = Path(out)
-    map_runs(partial(_capture_shard, load_model=load_model, docs=list(docs), targets=targets), configs,
+    map_runs(partial(_capture_shard, load_model=load_model, docs=list(docs), targets=targets,
+                     shared_windows=shared_windows), configs,
              root=out / "shards", name="gradient-shards", desc="gradient shards", **executor)
-    sweep = Sweep(out / "shards", configs, name="gradient-shards")
+    sweep = Sweep(out / "shards", [c.to_dict() for c in configs], name="gradient-shards")
     parts = [GradientStore(sweep.run_dir(i).path / "gradients") for i in range(len(configs))]
     meta = {**parts[0].meta, "n": len(targets), "shards": len(parts)}
     out.mkdir(parents=True, exist_ok=True)
-    where = np.concatenate([c["rows"] for c in configs])
+    where = np.concatenate([c.rows for c in configs])
     for name in ("gradients", "status", "losses", "targets"):
         stacked = np.concatenate([np.asarray(getattr(p, name)) for p in parts])
         gathered = np.empty_like(stacked)

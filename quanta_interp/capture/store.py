@@ -37,9 +37,9 @@ from .dims import DEFAULT_MATRIX_DIM, DEFAULT_PROJECTION_DIM
 from .doc import shared_prefix_gradients, window_groups
 from .hooks import GradientCapture
 from .modules import select_modules
-from .windows import per_token_gradients, window_batch
+from .windows import length_batches, per_token_gradients, window_batch
 
-__all__ = ["GradientStore", "DamagedRowsError", "open_store", "mark_pending", "capture_gradients", "length_batches",
+__all__ = ["GradientStore", "DamagedRowsError", "open_store", "mark_pending", "recapture_damaged", "capture_gradients",
            "row_checksums"]
 
 _FILES = ("gradients", "status", "losses", "targets")
@@ -180,6 +180,10 @@ class GradientStore:
         """bool (n,): rows not captured yet (status 0), e.g. after a kill."""
         return self.status == 0
 
+    def passing_rows(self, threshold: float) -> np.ndarray:
+        """int64 (m,): rows, ascending, captured with a finite gradient (`ok`) and a loss below `threshold` nats."""
+        return np.flatnonzero(self.ok & (self.losses < threshold))
+
     def valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(row indices with finite gradients, their vectors loaded into memory).
 
@@ -225,42 +229,22 @@ def open_store(path: str | Path, *, verify: bool = True) -> GradientStore | None
         raise
 
 
+def recapture_damaged(path: str | Path) -> int:
+    """Make the captured rows of the store in `path` that differ from their checksums pending, so that the next
+    capture takes them again (`--recapture`); returns how many (0 when `path` holds no store)."""
+    path = Path(path)
+    if not (path / "capture.json").exists():
+        return 0
+    bad, _ = GradientStore(path, verify=False).damaged_rows()
+    mark_pending(path, bad)
+    return len(bad)
+
+
 def mark_pending(path: str | Path, rows: np.ndarray) -> None:
     """Make `rows` of the store pending (status 0), so that the next capture takes them again (`--recapture`)."""
     status = load_npy(Path(path) / "status.npy", dtype=np.int8, fix=_NEW_OUT)
     status[np.asarray(rows, dtype=np.int64)] = 0
     atomic_save_npy(Path(path) / "status.npy", status)
-
-
-def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
-    """Indices into `lengths` grouped into batches of similar window length, each at most `batch_tokens`
-    padded tokens (one window per batch if a window alone is longer): little padding, bounded memory.
-
-    Parameters
-    ----------
-    lengths : int ndarray (n,)
-        Tokens in each window (pos − start).
-    batch_tokens : int
-        Bound on a batch's windows × its longest window.
-
-    Returns
-    -------
-    list of int64 ndarray
-        Longest windows first, each batch in descending length (stable); together a permutation of
-        range(n). Empty for n = 0.
-    """
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, cur, width = [], [], 0
-    for i in order:
-        w = max(width, int(lengths[i]))
-        if cur and w * (len(cur) + 1) > batch_tokens:
-            batches.append(np.array(cur))
-            cur, w = [], int(lengths[i])
-        cur.append(i)
-        width = w
-    if cur:
-        batches.append(np.array(cur))
-    return batches
 
 
 def _create(out: Path, meta: dict, targets: np.ndarray, old: GradientStore | None = None) -> None:
@@ -342,9 +326,9 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
         Rows of the stored capture that differ from their checksums are captured again (otherwise such a
         store is refused with `DamagedRowsError`).
     shared_windows : bool
-        Targets with the same (doc, start) share one forward (`capture.doc.shared_prefix_gradients`,
-        batched by `window_groups`): the paper's long contexts at about the cost of one forward per window
-        (cut the rows with `doc_windows` first). Same rows, same gradients to float rounding, as False.
+        Targets sharing a window (doc, start) share its forward (`doc.shared_prefix_gradients`), batched by
+        whole windows (`doc.window_groups`): the paper's long contexts (`doc.doc_windows`) at a fraction of the
+        per-window cost; rows equal the per-window path's (losses to float rounding).
 
     Returns
     -------
@@ -355,7 +339,8 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     ------
     ValueError
         `out` holds gradients captured with other settings or other targets; exact gradients would exceed
-        64 GB; a window is empty (start ≥ pos) or runs outside its document.
+        64 GB; a window is empty (start ≥ pos) or runs outside its document; with `shared_windows`, a window
+        is longer than the model's n_ctx.
     DamagedFileError, DamagedRowsError
         A file of the store in `out` is damaged (see `GradientStore`).
     OSError
@@ -365,7 +350,7 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     ParameterError
         `params` is not a preset or regex, or matches no matrix; `projection_dim` is negative or not an
         integer; `matrix_sketch_dim` is not a positive integer; with `shared_windows`, `batch_tokens` is
-        smaller than the longest window.
+        below the longest window (the message names that minimum).
     RuntimeError
         A chosen matrix received no gradient (the model does not use it).
     """
@@ -376,16 +361,16 @@ def capture_gradients(model, docs: Sequence[np.ndarray], targets: np.ndarray, ou
     meta = {"params": params, "projection_dim": projection_dim or 0,
             "matrix_sketch_dim": cap.sketch.m if cap.sketch else None, "seed": seed, "dim": cap.dim,
             "layers": cap.dims}
+    if shared_windows:
+        window_groups(targets, batch_tokens)  # batch_tokens below the longest window: refused before any write
     with RunLock(out):
         return _capture(model, docs, targets, out, cap, meta, batch_tokens, show_progress, recapture, shared_windows)
 
 
 def _capture(model, docs, targets, out: Path, cap, meta: dict, batch_tokens: int, show_progress: bool,
              recapture: bool, shared_windows: bool) -> GradientStore:
-
-    if recapture and (out / "capture.json").exists():
-        bad, _ = GradientStore(out, verify=False).damaged_rows()
-        mark_pending(out, bad)
+    if recapture:
+        recapture_damaged(out)
     old = open_store(out)
     if old is not None:
         same = {k: old.meta.get(k) for k in meta} == meta  # extra bookkeeping keys (n, shards) do not count

@@ -18,8 +18,39 @@ import torch
 from .hooks import GradientCapture, activation_grads_only
 from .modules import is_unembedding, select_modules
 
-__all__ = ["window_batch", "window_losses", "logits_at", "per_token_gradients", "per_sample_gradients",
+__all__ = ["length_batches", "window_batch", "window_losses", "logits_at", "per_token_gradients", "per_sample_gradients",
            "forward_backward_floor"]
+
+
+def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
+    """Indices into `lengths` grouped into batches of similar window length, each at most `batch_tokens`
+    padded tokens (one window per batch if a window alone is longer): little padding, bounded memory.
+
+    Parameters
+    ----------
+    lengths : int ndarray (n,)
+        Tokens in each window (pos − start).
+    batch_tokens : int
+        Bound on a batch's windows × its longest window.
+
+    Returns
+    -------
+    list of int64 ndarray
+        Longest windows first, each batch in descending length (stable); together a permutation of
+        range(n). Empty for n = 0.
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches, cur, width = [], [], 0
+    for i in order:
+        w = max(width, int(lengths[i]))
+        if cur and w * (len(cur) + 1) > batch_tokens:
+            batches.append(np.array(cur))
+            cur, w = [], int(lengths[i])
+        cur.append(i)
+        width = w
+    if cur:
+        batches.append(np.array(cur))
+    return batches
 
 
 def window_batch(docs: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -118,7 +149,6 @@ def window_losses(model, docs: Sequence[np.ndarray], rows: np.ndarray, *, batch_
         As `window_batch`: an empty window or one outside its document.
     """
     from ..io import progress as _progress
-    from .store import length_batches
 
     rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3).copy()
     n_ctx = int(model.cfg.n_ctx)

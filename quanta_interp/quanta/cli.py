@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from .qdg import PRESETS, QDGConfig
+    from .config import PRESETS, QDGConfig
 
     parser.add_argument("--out", default="runs/discover", help="output folder (default: runs/discover)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
@@ -22,9 +22,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from .qdg import QDGConfig, discover
+    from .config import QDGConfig
+    from .qdg import discover
 
     result = discover(QDGConfig.preset(args.preset, **given_args(QDGConfig, args)), args.out)
+    for note in result.summary["notes"]:
+        print(f"quanta discover: {note}")
     fit = result.summary["rank_frequency"]
     lo, hi = fit.get("slope_interval") or result.slope_ci or (None, None)
     what = "95 % over resamples" if fit.get("slope_interval") else "rank bootstrap only"

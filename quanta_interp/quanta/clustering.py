@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ParameterError, check_positive_int
+from ..config import ParameterError
+from .config import ClusteringConfig
 
-__all__ = ["QuantaClustering", "dense_spectral_embedding", "refine_rows", "merge_tree", "cut_tree", "umap_embedding", "unit_rows", "AFFINITIES", "METHODS",
-           "ASSIGN_LABELS"]
-
-AFFINITIES = ("angular", "cosine", "unsigned", "abs")
-METHODS = ("dense", "knn")
-ASSIGN_LABELS = ("kmeans", "cluster_qr")
+__all__ = ["QuantaClustering", "dense_spectral_embedding", "refine_rows", "merge_tree", "cut_tree", "umap_embedding",
+           "unit_rows"]
 
 
 def dense_spectral_embedding(A: np.ndarray, n_components: int) -> np.ndarray:
@@ -108,7 +105,8 @@ class QuantaClustering:
     Raises
     ------
     ParameterError
-        A setting outside its accepted values, or more clusters than tokens (at `fit`).
+        At `fit`: a setting outside its accepted values (`config.ClusteringConfig`'s rules, the same messages),
+        more clusters than tokens, or n_components / n_neighbors the data cannot take.
     """
 
     def __init__(self, n_clusters: int = 400, *, affinity: str = "angular", method: str = "dense",
@@ -120,26 +118,25 @@ class QuantaClustering:
         self.over_cluster, self.refine = over_cluster, refine
         self.center, self.block_size, self.random_state = center, block_size, random_state
 
+    @classmethod
+    def of(cls, config: ClusteringConfig, *, counts=(), random_state: int | None = 0) -> QuantaClustering:
+        """The clustering `config` describes, with spectral components for every cluster count in `counts`
+        (`labels_for`) when there is no merge tree (over_cluster 1)."""
+        return cls(config.n_clusters, affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
+                   n_components=max(counts) if config.over_cluster == 1 and len(counts) else None,
+                   n_init=config.n_init, over_cluster=config.over_cluster, refine=config.refine,
+                   random_state=random_state)
+
     def _validate(self, n: int) -> None:
-        for name, value, accepted in (("affinity", self.affinity, AFFINITIES), ("method", self.method, METHODS),
-                                      ("assign_labels", self.assign_labels, ASSIGN_LABELS)):
-            if value not in accepted:
-                raise ParameterError(name, f"must be one of {', '.join(accepted)}, got {value!r}")
+        ClusteringConfig(self.n_clusters, method=self.method, affinity=self.affinity, assign_labels=self.assign_labels,
+                         n_init=self.n_init, over_cluster=self.over_cluster, refine=self.refine)  # its rules, once
         if not 2 <= self.n_clusters <= n:
             raise ParameterError("n_clusters", f"must be between 2 and the number of tokens ({n}), got {self.n_clusters}")
         if self.n_components is not None and not self.n_clusters <= self.n_components <= n:
             raise ParameterError("n_components", f"must be between n_clusters ({self.n_clusters}) and the number of "
                                                  f"tokens ({n}), got {self.n_components}")
-        if self.method == "knn" and self.affinity in ("unsigned", "abs"):
-            raise ParameterError("affinity", f"{self.affinity!r} needs method='dense' (kNN search is by signed distance)")
         if self.method == "knn" and not 1 <= self.n_neighbors < n:
             raise ParameterError("n_neighbors", f"must be between 1 and {n - 1}, got {self.n_neighbors}")
-        if self.n_init < 1:
-            raise ParameterError("n_init", f"must be ≥ 1, got {self.n_init}")
-        check_positive_int("over_cluster", self.over_cluster)
-        check_positive_int("refine", self.refine, low=0)
-        if self.refine and self.method == "knn":
-            raise ParameterError("refine", "needs method='dense' (it reads the n × n affinity); use refine=0 with knn")
 
     def _values(self, cos: np.ndarray) -> np.ndarray:
         if self.affinity == "abs":

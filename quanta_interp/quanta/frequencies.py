@@ -17,7 +17,7 @@ from ..fitting import fit_power_law, fit_range_sensitivity
 from ..io import atomic_write_json, atomic_write_text, read_json
 
 __all__ = ["rank_sizes", "envelope", "rank_frequency_fit", "alpha_n_from", "write_rank_frequency",
-           "plot_rank_frequency", "plot_umap"]
+           "plot_rank_frequency"]
 
 PAPER = {"slope": -1.237, "predicted_slope": -1.083, "alpha_N": 0.083, "range_sensitivity": [-0.92, -1.24],
          "model": "Pythia 19m-2.7b, 10k tokens, 400 clusters"}
@@ -118,18 +118,18 @@ def alpha_n_from(value: float | str | Path | None) -> tuple[float | None, str]:
     return float(data["alpha_N"]), f"fitted on the family in {path} ({family})"
 
 
-def write_rank_frequency(out: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict) -> None:
-    """`rank_frequency.csv` (rank, size per k, envelope) and `rank_frequency.json` (sizes and the fit)."""
-    out = Path(out)
+def write_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict) -> None:
+    """`stem.csv` (rank, size per k, envelope) and `stem.json` (sizes and the fit)."""
+    stem = Path(stem)
     env = envelope(list(sizes_by_k.values()))
     ks = sorted(sizes_by_k)
     lines = ["rank," + ",".join(f"k{k}" for k in ks) + ",envelope"]
     for r in range(env.size):
         cells = [str(int(sizes_by_k[k][r])) if r < len(sizes_by_k[k]) else "" for k in ks]
         lines.append(f"{r + 1}," + ",".join(cells) + f",{int(env[r])}")
-    atomic_write_text(out / "rank_frequency.csv", "\n".join(lines) + "\n")
-    atomic_write_json(out / "rank_frequency.json", {"sizes_by_k": {str(k): sizes_by_k[k] for k in ks},
-                                                     "envelope": env, "fit": fit})
+    atomic_write_text(stem.with_name(stem.name + ".csv"), "\n".join(lines) + "\n")
+    atomic_write_json(stem.with_name(stem.name + ".json"), {"sizes_by_k": {str(k): sizes_by_k[k] for k in ks},
+                                                             "envelope": env, "fit": fit})
 
 
 def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit: dict, *, title: str = "",
@@ -174,21 +174,3 @@ def plot_rank_frequency(stem: str | Path, sizes_by_k: dict[int, np.ndarray], fit
     if fit.get("alpha_N_source") and fit.get("predicted_slope") is not None:
         fig.text(0.01, 0.005, f"α_N: {fit['alpha_N_source']}", fontsize=6, color="0.4")
     save_figure(fig, stem)
-
-
-def plot_umap(stem: str | Path, xy: np.ndarray, labels: np.ndarray, *, top: int = 8, title: str = "") -> None:
-    """The 2-D UMAP of gradients, the `top` largest clusters coloured, the rest grey."""
-    from ..report import new_figure, save_figure
-
-    fig, ax = new_figure(size=(5.0, 4.4))
-    ax = ax[0, 0]
-    order = np.argsort(-np.bincount(labels))[:top]
-    rest = ~np.isin(labels, order)
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=4, c="0.8", lw=0)
-    for rank, c in enumerate(order):
-        sel = labels == c
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, lw=0, label=f"#{rank + 1} ({sel.sum()})")
-    ax.set(title=title or "UMAP of per-token gradients", xticks=[], yticks=[])
-    ax.legend(fontsize=7, markerscale=2, loc="best")
-    save_figure(fig, stem, formats=("png",))
-

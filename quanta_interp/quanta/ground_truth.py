@@ -9,8 +9,8 @@ sample: ARI, homogeneity and completeness at K = learned subtasks; homogeneity a
 gradient geometry behind them (mean |cos| within a subtask and pattern, within a subtask across patterns,
 across subtasks). The paper had no such check.
 
-`TUNING` and `TEST` are issue 26's split: the task the default clustering was chosen on, and 12 held-out
-draws (`heldout_draw`) never used for a choice (`analyses/qdg_sparse_parity.py`, `analyses/qdg_heldout.py`).
+`sparse_parity.split` holds issue 26's split: the task the default clustering was chosen on (`TUNING`), and 12
+held-out draws (`TEST`) never used for a choice (`analyses/qdg_sparse_parity.py`, `analyses/qdg_heldout.py`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import Config, ParameterError, check_finite, check_positive_int
-from ..sparse_parity.config import SparseParityConfig
+from .config import ClusteringConfig
 
-__all__ = ["GroundTruthConfig", "METHODS", "TUNING", "TEST", "heldout_draw", "draw_samples", "gradient_geometry",
-           "recovery", "ground_truth"]
+__all__ = ["GroundTruthConfig", "GroundTruth", "METHODS", "draw_samples", "gradient_geometry", "recovery",
+           "ground_truth"]
 
 # (name, affinity, over_cluster, refine): the paper's clustering first, the default of `quanta discover` last.
 METHODS = (("paper: spectral, angular", "angular", 1, 0), ("spectral, unsigned", "unsigned", 1, 0),
@@ -32,27 +32,6 @@ METHODS = (("paper: spectral, angular", "angular", 1, 0), ("spectral, unsigned",
            ("unsigned, ×8 then merge", "unsigned", 8, 0),
            ("unsigned, ×8, merge, refined (default)", "unsigned", 8, 10))
 
-
-
-def heldout_draw(n_tasks: int, zipf_exponent: float, width: int, weight_decay: float, seed: int) -> SparseParityConfig:
-    """One held-out sparse-parity task under the test set's training-budget rule, fixed before any was trained:
-    n_bits 100 and k 3 as the tuning task, AdamW lr 1e-3, batch 1000, 20,000 steps whatever the subtask count
-    (how many subtasks get learned then depends on the task, as it should), its own bit subsets and init/data
-    seed (`task_seed` = `seed`, never 0, the tuning task's)."""
-    return SparseParityConfig(n_tasks=n_tasks, n_bits=100, k=3, zipf_exponent=zipf_exponent, task_seed=seed,
-                              width=width, steps=20_000, batch_size=1000, lr=1e-3, weight_decay=weight_decay,
-                              log_every=2000, eval_samples=200, seed=seed)
-
-
-# The split of issue 26, declared before any further choice: QDG's default clustering and the learned-prefix fit
-# window were chosen on TUNING (one task, sample seeds 1–3); TEST is never used for a choice. Entries are
-# (training config, sample seeds of `GroundTruthConfig.seed`).
-TUNING = ((SparseParityConfig(n_tasks=20, n_bits=100, k=3, zipf_exponent=1.4, width=256, steps=30_000, batch_size=2000,
-                              lr=1e-3, weight_decay=0.1, log_every=3000, eval_samples=200, seed=0), (1, 2, 3)),)
-TEST = tuple((heldout_draw(*d), (100 + d[-1],)) for d in (  # (n_tasks, Zipf, width, weight decay, seed)
-    (16, 1.2, 192, 0.1, 1), (32, 1.3, 256, 0.1, 2), (24, 1.5, 128, 0.1, 3), (16, 1.6, 256, 0.0, 4),
-    (40, 1.7, 192, 0.1, 5), (24, 1.8, 256, 0.1, 6), (16, 2.0, 128, 0.1, 7), (40, 1.2, 128, 0.0, 8),
-    (32, 1.5, 192, 0.3, 9), (20, 1.9, 256, 0.03, 10), (28, 1.4, 128, 0.1, 11), (36, 2.0, 192, 0.0, 12)))
 
 
 @dataclass(frozen=True)
@@ -164,8 +143,31 @@ def _short(fit: dict) -> dict:
     return {k: fit.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
 
 
-def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progress: bool = False,
-                 arrays: dict | None = None) -> dict:
+@dataclass(frozen=True)
+class GroundTruth:
+    """What `ground_truth` scored: `report` (its JSON, see there) and what the figures draw.
+
+    Attributes
+    ----------
+    report : dict
+    gradients : float32 ndarray (n, dim)
+        The clustered per-sample gradients.
+    subtask : int64 ndarray (n,)
+        Each sample's true subtask.
+    labels : dict str → int ndarray (n,)
+        Each scored method's quanta at K.
+    """
+
+    report: dict
+    gradients: np.ndarray
+    subtask: np.ndarray
+    labels: dict
+
+    def to_dict(self) -> dict:
+        return self.report
+
+
+def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progress: bool = False) -> GroundTruth:
     """Score QDG's quanta of a trained sparse-parity MLP against its subtasks (see module docstring).
 
     Parameters
@@ -178,8 +180,8 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
 
     Returns
     -------
-    dict
-        `n_samples`, `n_drawn`, `subtasks` (samples per present subtask), `geometry` (`gradient_geometry`),
+    GroundTruth
+        Its `report`: `n_samples`, `n_drawn`, `subtasks` (samples per present subtask), `geometry` (`gradient_geometry`),
         `truth_fit` (rank-frequency fit of the true subtask sizes: the best any clustering can do),
         `predicted_slope` −(α + 1), `fit_ranks` (1 … `learned_prefix`, the subtasks 0, 1, … learned before the
         first unlearned one: subtasks are numbered by frequency, and one learned after a more frequent unlearned
@@ -191,9 +193,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
         rank-frequency fits of its clusters at K (`fit_at_K`) and of the paper's envelope over counts
         2 … 2^k × learned, `recovery` (`recovery` of the learned subtasks at K) and, when `config.resamples`,
         `resampled` (`resamples`, each resample's slope at K over `fit_ranks`, their `slope_interval`, `ami`,
-        `quantum_stability`; see `stability.resample_quanta`).
-        When `arrays` is a dict it also receives what was scored, for figures: "gradients" (float32 (n, dim)),
-        "subtask" (int64 (n,)) and "labels" ({method name: int ndarray (n,) at K}).
+        `quantum_stability`; see `stability.resample_quanta`). Beside it, what was scored, for figures.
 
     Raises
     ------
@@ -243,17 +243,15 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
            "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
            "truth_fit": fit(truth, ranks), "truth_slope_all_learned": fit(truth, all_learned)["slope"],
            "learned_prefix": prefix, "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
-    if arrays is not None:
-        arrays.update(gradients=G, subtask=subtask)
+    labels = {}
     for name, affinity, over, refine in METHODS:
         if name not in config.methods:
             continue
-        quanta = cluster_quanta(G, n_clusters=K, counts=counts, fit_ranks=ranks, affinity=affinity,
-                                over_cluster=over, refine=refine, show_progress=show_progress, **zipf)
+        clustering = ClusteringConfig(K, affinity=affinity, over_cluster=over, refine=refine)
+        quanta = cluster_quanta(G, clustering, counts=counts, fit_ranks=ranks, show_progress=show_progress, **zipf)
         qc = quanta.clustering
         fine_labels = qc.fine_labels_ if over > 1 else qc.labels_for(fine)  # ≤ fine clusters when refined
-        if arrays is not None:
-            arrays.setdefault("labels", {})[name] = quanta.labels
+        labels[name] = quanta.labels
         out["methods"][name] = {
             "affinity": affinity, "over_cluster": over, "refine": refine,
             "ari": float(adjusted_rand_score(subtask, quanta.labels)),
@@ -270,22 +268,21 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
             "recovery": recovery(subtask, quanta.labels, [t for t in present if t in learned]),
         }
         if config.resamples:
-            out["methods"][name]["resampled"] = _resampled(
-                G, quanta.labels, dict(n_clusters=K, counts=counts, fit_ranks=ranks, affinity=affinity,
-                                       over_cluster=over, refine=refine), config, zipf)
-    return out
+            out["methods"][name]["resampled"] = _resampled(G, quanta.labels, clustering, counts, ranks, config, zipf)
+    return GroundTruth(out, G, subtask, labels)
 
 
-def _resampled(G: np.ndarray, labels: np.ndarray, clustering: dict, config: GroundTruthConfig, zipf: dict) -> dict:
-    """The quanta of `G` resampled `config.resamples` times with the `clustering` kwargs of `cluster_quanta`
+def _resampled(G: np.ndarray, labels: np.ndarray, clustering: ClusteringConfig, counts, fit_ranks,
+               config: GroundTruthConfig, zipf: dict) -> dict:
+    """The quanta of `G` resampled `config.resamples` times with the clustering of `cluster_quanta`
     (`stability.resample_quanta`): each resample's slope at K over the same ranks, their `slope_interval`,
     the partition agreement (`ami`) and each reference quantum's stability (mean best-match Jaccard)."""
     from .frequencies import rank_frequency_fit, rank_sizes
     from .stability import resample_quanta, slope_interval
 
-    st = resample_quanta(G, **clustering, resamples=config.resamples, seed=config.seed, reference=labels,
-                         show_progress=False)
-    fits = [rank_frequency_fit(rank_sizes(lab), total=len(rows), fit_ranks=clustering["fit_ranks"],
+    st = resample_quanta(G, clustering, counts=counts, fit_ranks=fit_ranks, resamples=config.resamples,
+                         seed=config.seed, reference=labels, show_progress=False)
+    fits = [rank_frequency_fit(rank_sizes(lab), total=len(rows), fit_ranks=fit_ranks,
                                **{**zipf, "seed": config.seed + i})
             for i, (rows, lab) in enumerate(zip(st.rows, st.labels, strict=True))]
     interval = slope_interval(fits)  # None when fewer than 2 resamples could be fitted

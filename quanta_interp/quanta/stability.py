@@ -28,13 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ParameterError, check_positive_int
+from ..config import ParameterError
 from ..io import progress
+from .config import ClusteringConfig
 
-__all__ = ["Stability", "resample_quanta", "slope_interval", "jaccard_stability", "check_resamples",
-           "subsample_fits", "perturb", "MAX_RESAMPLES", "SUBSAMPLE", "FLOAT32_ROUNDING"]
+__all__ = ["Stability", "resample_quanta", "slope_interval", "jaccard_stability", "subsample_fits", "perturb",
+           "SUBSAMPLE", "FLOAT32_ROUNDING"]
 
-MAX_RESAMPLES = 200
 SUBSAMPLE = 1.0  # share of the tokens each resample clusters (see the module docstring)
 
 
@@ -78,19 +78,6 @@ def subsample_size(n: int) -> int:
 def subsample_fits(n: int, n_clusters: int, counts) -> bool:
     """Whether a subsample of n tokens can be clustered into n_clusters and every count (each < its size)."""
     return max(n_clusters, *counts) < subsample_size(n)
-
-
-def check_resamples(name: str, v: int, n_tokens: int) -> None:
-    """0 (no resampling) or 2 … `MAX_RESAMPLES` resamples.
-
-    Raises
-    ------
-    ParameterError
-        Not an integer, 1 (one resample has no spread), or more than `MAX_RESAMPLES`.
-    """
-    check_positive_int(name, v, low=0)
-    if v == 1 or v > MAX_RESAMPLES:
-        raise ParameterError(name, f"must be 0 (no resampling) or between 2 and {MAX_RESAMPLES}, got {v}")
 
 
 @dataclass(frozen=True)
@@ -222,10 +209,9 @@ def slope_interval(fits: Sequence[dict], level: float = 0.95, seed: int = 0) -> 
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
 
 
-def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamples: int, reference: np.ndarray,
-                    affinity: str = "unsigned", method: str = "dense", assign_labels: str = "kmeans", n_init: int = 10,
-                    over_cluster: int = 1, refine: int = 0, alpha_n: float | None = None,
-                    alpha_n_source: str | None = None, seed: int = 0, show_progress: bool = True) -> Stability:
+def resample_quanta(G: np.ndarray, clustering: ClusteringConfig, *, counts, fit_ranks, resamples: int,
+                    reference: np.ndarray, alpha_n: float | None = None, alpha_n_source: str | None = None, seed: int = 0,
+                    show_progress: bool = True) -> Stability:
     """Repeat QDG's clustering (`analysis.cluster_quanta`'s, same settings) `resamples` times on the rows (a share
     `SUBSAMPLE` of them), resample i with seed `seed + 1 + i`, its envelope counted on a bootstrap draw and fitted
     (see the module docstring).
@@ -236,6 +222,8 @@ def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamp
         Gradient rows (as clustered).
     reference : int ndarray (n,)
         The partition whose quanta get stability scores and against which AMI is measured.
+    clustering : ClusteringConfig
+        The clustering, as `analysis.cluster_quanta` ran it.
     Other parameters as `analysis.cluster_quanta`.
 
     Raises
@@ -253,19 +241,16 @@ def resample_quanta(G: np.ndarray, *, n_clusters: int, counts, fit_ranks, resamp
         raise ParameterError("resamples", f"must be ≥ 2 to measure a spread, got {resamples!r}")
     n = len(G)
     m = subsample_size(n)
-    if not subsample_fits(n, n_clusters, counts):
+    if not subsample_fits(n, clustering.n_clusters, counts):
         raise ParameterError("resamples", f"a resample clusters {m} of the {n} tokens ({SUBSAMPLE:.0%}), too few for "
                                           f"cluster counts up to {max(counts)}; use resamples 0 or cluster more tokens")
     rng = np.random.default_rng(seed)
     rows, labels, subs, parts, fits, envs, ami, counted = [], [], [], [], [], [], [], []
     for i in progress(range(resamples), desc="resampling the clustering", leave=False, disable=not show_progress):
         sub = np.sort(rng.choice(n, m, replace=False))
-        qc = QuantaClustering(n_clusters, affinity=affinity, method=method,
-                              n_components=max(counts) if over_cluster == 1 else None, assign_labels=assign_labels,
-                              n_init=n_init, over_cluster=over_cluster, refine=refine, random_state=seed + 1 + i)
-        qc.fit(G[sub])
+        qc = QuantaClustering.of(clustering, counts=counts, random_state=seed + 1 + i).fit(G[sub])
         draw = np.sort(rng.integers(0, m, m))
-        cuts = [qc.labels_ if k == n_clusters else qc.labels_for(k) for k in counts]
+        cuts = [qc.labels_ if k == clustering.n_clusters else qc.labels_for(k) for k in counts]
         env = envelope([rank_sizes(c) for c in cuts])
         fits.append(rank_frequency_fit(env, total=m, fit_ranks=fit_ranks, alpha_n=alpha_n,
                                        alpha_n_source=alpha_n_source, seed=seed + 1 + i, sensitivity=False))

@@ -3,6 +3,6 @@
 from .._exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "figures": ["new_figure", "save_figure"],
+    "figures": ["new_figure", "save_figure", "plot_umap"],
     "html": ["json_for_script", "page", "write_page"],
 })

@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_write_bytes
 
-__all__ = ["new_figure", "save_figure"]
+__all__ = ["new_figure", "save_figure", "plot_umap"]
 
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -76,3 +77,20 @@ def save_figure(fig, stem: str | os.PathLike, *, formats: tuple[str, ...] = ("pn
                         metadata={"Date": None} if fmt == "svg" else None)
             paths.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buf.getvalue()))
     return paths
+
+
+def plot_umap(stem: str | Path, xy: np.ndarray, labels: np.ndarray, *, top: int = 8, title: str = "") -> None:
+    """`stem.png`: a 2-D embedding (n × 2 floats, e.g. `quanta.clustering.umap_embedding` of gradients) with
+    the `top` largest of the int (n,) `labels` coloured, the rest grey."""
+    fig, ax = new_figure(size=(5.0, 4.4))
+    ax = ax[0, 0]
+    order = np.argsort(-np.bincount(labels))[:top]
+    rest = ~np.isin(labels, order)
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=4, c="0.8", lw=0)
+    for rank, c in enumerate(order):
+        sel = labels == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, lw=0, label=f"#{rank + 1} ({sel.sum()})")
+    ax.set(title=title or "UMAP of per-token gradients", xticks=[], yticks=[])
+    ax.legend(fontsize=7, markerscale=2, loc="best")
+    save_figure(fig, stem, formats=("png",))
+

@@ -6,13 +6,30 @@ whole neuron × subtask matrix of loss increases comes from one forward pass.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from ..config import ParameterError
-from .task import MultitaskSparseParity, to_bits
+from .task import LEARNED_BITS, MultitaskSparseParity, to_bits
 
-__all__ = ["ablation_matrix", "carriers"]
+__all__ = ["ablation_matrix", "carriers", "write_ablation", "Ablation"]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """What `write_ablation` wrote: `matrix` (`ablation_matrix`'s keys, "carriers" and "threshold_bits" added)
+    as `path` (neurons.json) holds it, and the subtasks the model learned (base loss < 0.1 bits)."""
+
+    matrix: dict
+    learned: list
+    path: Path
+
+    def to_dict(self) -> dict:
+        return self.matrix
 
 
 def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples: int = 500,
@@ -74,3 +91,31 @@ def carriers(increase: list[list[float]], threshold: float = 0.1) -> list[list[i
     m = torch.tensor(increase)
     return [[int(j) for j in torch.argsort(m[:, i], descending=True) if m[j, i] > threshold]
             for i in range(m.shape[1])]
+
+
+def write_ablation(run: str | os.PathLike, out: str | os.PathLike | None = None, *, samples: int = 500,
+                   threshold: float = 0.1, seed: int = 0, device: str = "cpu") -> Ablation:
+    """The ablation matrix of a trained run (`ablation_matrix`, `samples` per subtask drawn with `seed`) and its
+    `carriers` above `threshold` bits, written to `out/neurons.json` with its heatmap (`out` defaults to `run`).
+
+    Raises
+    ------
+    ParameterError
+        `threshold` is not a finite number ≥ 0 (NaN would make no unit a carrier, silently), or `samples` < 1.
+    """
+    from ..config import check_finite
+    from ..io import atomic_write_json
+    from .figures import plot_heatmap
+    from .training import load_trained
+
+    check_finite("threshold", threshold, low=0.0)
+    model, cfg, _ = load_trained(run, device)
+    m = ablation_matrix(model, MultitaskSparseParity.of(cfg), samples, torch.Generator().manual_seed(seed))
+    m["carriers"] = carriers(m["increase"], threshold)
+    m["threshold_bits"] = threshold
+    out = Path(out or run)
+    path = atomic_write_json(out / "neurons.json", m)
+    plot_heatmap([list(r) for r in zip(*m["increase"], strict=True)], out / "neurons",
+                 xlabels=list(range(cfg.width)), xlabel="hidden unit", cbar="loss increase (bits)",
+                 title="ablation: loss increase per subtask", vmax=None)
+    return Ablation(m, [i for i, b in enumerate(m["base_loss"]) if b < LEARNED_BITS], path)

@@ -94,34 +94,14 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from ..cli import few_points_note
-    from ..config import check_finite
-    from ..io import Sweep, atomic_write_json
-    from .figures import plot_scaling
-    from .sweep import fit_exponent, members
-    from .task import predictions
+    from .sweep import fit_sweeps
 
-    out, fits = Path(args.out), {}
-    if args.max_late_slope is not None:
-        check_finite("max_late_slope", args.max_late_slope)
-    for folder in args.sweeps:
-        sweep = Sweep.open(folder, hint="run `quanta sparse-parity sweep`")
-        kind = sweep.name.removeprefix("sparse-parity-")
-        results = [r for r in sweep.results() if r is not None]
-        if not results:
-            raise ValueError(f"{folder} has no finished runs yet; run the sweep first")
-        res = members(results)
-        z = res[0]["config"]["zipf_exponent"]
-        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=args.max_late_slope),
-                                    "theory": predictions(z)}
-    atomic_write_json(out / "fit.json", fits)
-    for kind in sorted({f["kind"] for f in fits.values()}):
-        plot_scaling({k: f for k, f in fits.items() if f["kind"] == kind}, out / f"loss_vs_{kind}",
-                     xlabel={"N": "parameters", "D": "training samples D", "S": "steps"}[kind])
-    for name, f in fits.items():
+    result = fit_sweeps(args.sweeps, args.out, max_late_slope=args.max_late_slope)
+    for name, f in result.fits.items():
         print(f"{name}: α = {f['fit']['exponent']:.3f} {f['fit']['exponent_ci']} "
               f"(theory α_{f['kind']} = {f['theory']['alpha_' + f['kind']]:.3f})")
         few_points_note(f"α_{f['kind']} of {name}", f["fit"]["n_points"])
-    print(f"wrote {out / 'fit.json'}")
+    print(f"wrote {result.path}")
     return 0
 
 
@@ -131,10 +111,11 @@ def _qdg(args: argparse.Namespace) -> int:
     from ..quanta.ground_truth import GroundTruthConfig, ground_truth
 
     config = from_args(GroundTruthConfig, args)  # settings first: checking them is cheap
+    from .task import MultitaskSparseParity
     from .training import load_trained
 
     model, cfg, result = load_trained(args.run, args.device)
-    report = ground_truth(model, cfg.task(), result["learned"], config, show_progress=True)
+    report = ground_truth(model, MultitaskSparseParity.of(cfg), result["learned"], config, show_progress=True).report
     path = atomic_write_json(Path(args.out or args.run) / "qdg.json", report)
     g = report["geometry"]
     print(f"{report['n_samples']} samples of {len(report['subtasks'])} subtasks; mean |cos| same pattern "
@@ -148,27 +129,10 @@ def _qdg(args: argparse.Namespace) -> int:
 
 
 def _neurons(args: argparse.Namespace) -> int:
-    import torch
+    from .ablation import write_ablation
 
-    from ..config import check_finite
-    from ..io import atomic_write_json
-    from .ablation import ablation_matrix, carriers
-    from .figures import plot_heatmap
-    from .task import LEARNED_BITS
-    from .training import load_trained
-
-    check_finite("threshold", args.threshold, low=0.0)  # NaN would make no unit a carrier, silently
-    model, cfg, _ = load_trained(args.run, args.device)
-    task = cfg.task()
-    m = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))
-    m["carriers"] = carriers(m["increase"], args.threshold)
-    m["threshold_bits"] = args.threshold
-    out = Path(args.out or args.run)
-    atomic_write_json(out / "neurons.json", m)
-    plot_heatmap([list(r) for r in zip(*m["increase"], strict=True)], out / "neurons",
-                 xlabels=list(range(cfg.width)), xlabel="hidden unit", cbar="loss increase (bits)",
-                 title="ablation: loss increase per subtask", vmax=None)
-    learned = [i for i, b in enumerate(m["base_loss"]) if b < LEARNED_BITS]
-    print(json.dumps({"learned": learned, "carriers": {i: m["carriers"][i] for i in learned}}))
-    print(f"wrote {out / 'neurons.json'}")
+    result = write_ablation(args.run, args.out, samples=args.samples, threshold=args.threshold, seed=args.seed,
+                            device=args.device)
+    print(json.dumps({"learned": result.learned, "carriers": {i: result.matrix["carriers"][i] for i in result.learned}}))
+    print(f"wrote {result.path}")
     return 0

@@ -81,9 +81,3 @@ class SparseParityConfig(Config):
         return [("n_tasks", task), *positive, ("n_train", n_train), ("activation", check_choice(ACTIVATIONS)),
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
                 ("weight_decay", lambda n, v: check_finite(n, v, low=0.0))]
-
-    def task(self):
-        """The `MultitaskSparseParity` task this config trains on."""
-        from .task import MultitaskSparseParity
-
-        return MultitaskSparseParity(self.n_tasks, self.n_bits, self.k, self.zipf_exponent, self.task_seed)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -21,7 +23,8 @@ from .config import KINDS, MEMBER_KEYS, SparseParityConfig
 from .task import LEARNED_BITS
 from .training import train_sparse_parity_batched
 
-__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "finite_task_exponent",
+__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "fit_sweeps",
+           "SweepFits", "finite_task_exponent",
            "learning_order", "steps_to_learn_fit"]
 
 LOSSES = ("final", "best")
@@ -162,6 +165,55 @@ def _by_x(results: Sequence[dict], x_of, loss: str = "final") -> tuple[np.ndarra
     y = np.array([np.mean([_loss(r, loss) for r in results if x_of(r) == x]) for x in xs])
     learned = np.array([np.mean([r["n_learned"] for r in results if x_of(r) == x]) for x in xs])
     return np.array(xs, dtype=float), y, learned
+
+
+@dataclass(frozen=True)
+class SweepFits:
+    """What `fit_sweeps` wrote: `fits` ("KIND FOLDER" → {"kind", `fit_exponent`'s keys, "theory":
+    `task.predictions`}) as `path` (fit.json) holds it, and the figures beside it."""
+
+    fits: dict
+    path: Path
+
+    def to_dict(self) -> dict:
+        return self.fits
+
+
+def fit_sweeps(sweeps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+               max_late_slope: float | None = None) -> SweepFits:
+    """Fit α of every finished sweep folder (`fit_exponent` of its members, beside the theory's exponents) and
+    write `out/fit.json` and one figure per kind (`loss_vs_N`, `loss_vs_D`, `loss_vs_S`).
+
+    Raises
+    ------
+    ParameterError
+        `max_late_slope` is not a finite number.
+    ValueError
+        A folder is not a sweep, or has no finished run yet.
+    """
+    from ..config import check_finite
+    from ..io import Sweep, atomic_write_json
+    from .figures import plot_scaling
+    from .task import predictions
+
+    out, fits = Path(out), {}
+    if max_late_slope is not None:
+        check_finite("max_late_slope", max_late_slope)
+    for folder in sweeps:
+        sweep = Sweep.open(folder, hint="run `quanta sparse-parity sweep`")
+        kind = sweep.name.removeprefix("sparse-parity-")
+        results = [r for r in sweep.results() if r is not None]
+        if not results:
+            raise ValueError(f"{folder} has no finished runs yet; run the sweep first")
+        res = members(results)
+        z = res[0]["config"]["zipf_exponent"]
+        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=max_late_slope),
+                                    "theory": predictions(z)}
+    path = atomic_write_json(out / "fit.json", fits)
+    for kind in sorted({f["kind"] for f in fits.values()}):
+        plot_scaling({k: f for k, f in fits.items() if f["kind"] == kind}, out / f"loss_vs_{kind}",
+                     xlabel={"N": "parameters", "D": "training samples D", "S": "steps"}[kind])
+    return SweepFits(fits, path)
 
 
 def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, float] | None = None,

@@ -90,6 +90,11 @@ class MultitaskSparseParity:
         self._subsets_t = torch.from_numpy(self.subsets)
         self._probs_t = torch.from_numpy(self.probs)
 
+    @classmethod
+    def of(cls, config) -> MultitaskSparseParity:
+        """The task a `SparseParityConfig` trains on (its n_tasks, n_bits, k, zipf_exponent, task_seed)."""
+        return cls(config.n_tasks, config.n_bits, config.k, config.zipf_exponent, config.task_seed)
+
     def to(self, device: str | torch.device) -> MultitaskSparseParity:
         """Sample on `device` (pass generators made for that device); returns self, moved in place."""
         self._subsets_t, self._probs_t = self._subsets_t.to(device), self._probs_t.to(device)

@@ -131,7 +131,7 @@ def _train_batched(configs: Sequence[SparseParityConfig], run_dir, device: torch
         if diff:
             raise ParameterError("configs", f"of one batched run may differ only in {', '.join(MEMBER_KEYS)}; "
                                             f"they differ in {', '.join(sorted(diff))}")
-    task = configs[0].task().to(device)
+    task = MultitaskSparseParity.of(configs[0]).to(device)
     keys = [(c["seed"], c["n_train"]) for c in cfgs]
     streams = {key: _DataStream(task, key[0], key[1], shared["batch_size"], device) for key in dict.fromkeys(keys)}
     order = list(streams)

@@ -72,6 +72,34 @@ def test_sketched_cosines_track_exact_ones(tiny, docs):
     assert 0 < err.mean() <= 0.02 and cosines(exact).abs().mean() > 0.05
 
 
+def test_the_store_captures_shared_windows_as_the_per_window_path(tiny, docs, tmp_path):
+    from quanta_interp.capture import GradientStore, capture_gradients
+
+    rows = doc_windows(np.array([[d, 0, p] for d, p in [(0, 9), (0, 13), (0, 17), (0, 24), (0, 27), (0, 33), (0, 38),
+                                                        (0, 45), (0, 51), (0, 58), (1, 7), (1, 21)]]), 16)
+    kw = dict(batch_tokens=40, show_progress=False)
+    exact = capture_gradients(tiny, docs, rows, tmp_path / "exact", projection_dim=None, **kw)
+    shared = capture_gradients(tiny, docs, rows, tmp_path / "shared", projection_dim=None, shared_windows=True, **kw)
+    np.testing.assert_array_equal(shared.targets, rows)
+    assert shared.ok.all() and shared.meta == exact.meta
+    np.testing.assert_allclose(shared.losses, exact.losses, atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(shared.gradients, exact.gradients, atol=1e-5, rtol=1e-4)
+    sketched = capture_gradients(tiny, docs, rows, tmp_path / "sketched", projection_dim=DEFAULT_PROJECTION_DIM,
+                                 matrix_sketch_dim=DEFAULT_MATRIX_DIM, shared_windows=True, **kw)
+
+    def cosines(v):
+        v = np.asarray(v, np.float64)
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return (v @ v.T)[np.triu_indices(len(v), 1)]
+
+    assert np.abs(cosines(sketched.gradients) - cosines(exact.gradients)).mean() <= 0.02
+    longest = int((rows[:, 2] - rows[:, 1]).max())
+    with pytest.raises(ParameterError, match=f"^batch_tokens must be at least {longest}, the longest shared window"):
+        capture_gradients(tiny, docs, rows, tmp_path / "refused", shared_windows=True, batch_tokens=longest - 1)
+    assert not (tmp_path / "refused").exists()
+    assert isinstance(GradientStore(tmp_path / "shared"), GradientStore)  # reopened, checksums verified
+
+
 def test_the_paper_context_rule_keeps_half_a_window():
     pos = np.arange(1, 200)
     rows = doc_windows(np.stack([np.zeros_like(pos), np.full_like(pos, 7), pos], 1), 64)
@@ -116,17 +144,3 @@ def test_bench_rows_share_one_window_with_half_to_full_context(docs):
     with pytest.raises(ValueError, match="longer than 64 tokens"):
         doc_rows(docs, context=64, n_targets=4, seed=0)
 
-
-def test_the_store_captures_shared_windows_like_the_per_window_path(tiny, docs, tmp_path):
-    from quanta_interp.capture import capture_gradients
-
-    kw = dict(projection_dim=256, matrix_sketch_dim=64, seed=1, batch_tokens=64, show_progress=False)
-    shared = capture_gradients(tiny, docs, ROWS, tmp_path / "shared", shared_windows=True, **kw)
-    plain = capture_gradients(tiny, docs, ROWS, tmp_path / "plain", **kw)
-    a, b = np.load(tmp_path / "shared" / "gradients.npy"), np.load(tmp_path / "plain" / "gradients.npy")
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
-    np.testing.assert_allclose(np.load(tmp_path / "shared" / "losses.npy"), np.load(tmp_path / "plain" / "losses.npy"),
-                               atol=1e-6, rtol=1e-6)  # float rounding: the per-window path pads its batches
-    assert (np.load(tmp_path / "shared" / "status.npy") == 1).all() and shared.ok.all() and plain.ok.all()
-    with pytest.raises(ParameterError, match="batch_tokens.*at least 28"):
-        capture_gradients(tiny, docs, ROWS, tmp_path / "small", shared_windows=True, **{**kw, "batch_tokens": 20})

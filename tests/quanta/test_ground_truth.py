@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from quanta_interp.quanta.ground_truth import GroundTruthConfig, draw_samples, ground_truth
-from quanta_interp.sparse_parity import SparseParityConfig, train_sparse_parity
+from quanta_interp.sparse_parity import MultitaskSparseParity, SparseParityConfig, train_sparse_parity
 
 # 6 subtasks of 2 bits among 30, Zipf 1.4; weight decay makes each subtask its own hidden units (as the
 # paper's task does at 500 subtasks); 4 subtasks are learned in ~4 s on one core.
@@ -25,7 +25,7 @@ def trained():
 def test_quanta_of_a_tiny_task_are_recovered_where_the_papers_clustering_is_not(trained):
     model, result = trained
     assert result["learned"] == [0, 1, 2, 3]
-    out = ground_truth(model, TINY.task(), result["learned"], GroundTruthConfig(n_samples=600, methods=METHODS))
+    out = ground_truth(model, MultitaskSparseParity.of(TINY), result["learned"], GroundTruthConfig(n_samples=600, methods=METHODS)).report
     assert out["n_samples"] == 600 and out["share_from_learned"] > 0.9
     g = out["geometry"]  # a subtask's samples split by their bit pattern, and subtasks are well apart
     assert g["same_subtask_same_pattern"] > g["same_subtask_other_pattern"] > 1.5 * g["other_subtask"]
@@ -37,21 +37,22 @@ def test_quanta_of_a_tiny_task_are_recovered_where_the_papers_clustering_is_not(
     assert sizes[0] > 2 * sizes[1] > 2 * sizes[3]  # samples follow the Zipf frequencies of the task
     assert out["truth_fit"]["predicted_slope"] == -1.4 and out["fit_ranks"] == [1, 4] and out["learned_prefix"] == 4
     # −(α + 1) holds over the subtasks learned before the first unlearned one: 0, 1 (then at least 3 ranks)
-    gap = ground_truth(model, TINY.task(), [0, 1, 3], GroundTruthConfig(n_samples=300, methods=METHODS[2:]))
+    gap = ground_truth(model, MultitaskSparseParity.of(TINY), [0, 1, 3], GroundTruthConfig(n_samples=300, methods=METHODS[2:])).report
     assert gap["learned_prefix"] == 2 and gap["fit_ranks"] == [1, 3] and gap["methods"][METHODS[2]]["refine"] == 10
 
 
 def test_the_default_row_is_what_quanta_discover_runs():
+    from quanta_interp.quanta.config import QDGConfig
     from quanta_interp.quanta.ground_truth import METHODS as ROWS
-    from quanta_interp.quanta.qdg import QDGConfig
 
     defaults = [(a, o, r) for name, a, o, r in ROWS if name.endswith("(default)")]
-    assert defaults == [(QDGConfig.affinity, QDGConfig.over_cluster, QDGConfig.refine)] and ROWS[-1][0] == METHODS[2]
+    c = QDGConfig.build()
+    assert defaults == [(c.affinity, c.over_cluster, c.refine)] and ROWS[-1][0] == METHODS[2]
 
 
 def test_bad_input_is_one_line_naming_what_to_change(trained):
     model, result = trained
-    task = TINY.task()
+    task = MultitaskSparseParity.of(TINY)
     with pytest.raises(ValueError, match="only 1 subtask"):
         ground_truth(model, task, [0], GroundTruthConfig(n_samples=100))
     with pytest.raises(ValueError, match=r"loss_threshold 1e-30 keeps no sample of \d+ drawn; raise it"):
@@ -64,7 +65,7 @@ def test_bad_input_is_one_line_naming_what_to_change(trained):
 
 def test_samples_are_drawn_from_the_task_distribution_and_kept_by_loss(trained):
     model, _ = trained
-    x, y, subtask, pattern, drawn = draw_samples(model, TINY.task(), 300, loss_threshold=0.1, seed=3)
+    x, y, subtask, pattern, drawn = draw_samples(model, MultitaskSparseParity.of(TINY), 300, loss_threshold=0.1, seed=3)
     assert len(subtask) == 300 and drawn >= 300 and set(np.unique(pattern)) <= {0, 1, 2, 3}
     assert np.array_equal(x[:, :6].argmax(1).numpy(), subtask)
 

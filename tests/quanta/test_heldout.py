@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from quanta_interp.config import ParameterError
-from quanta_interp.quanta.ground_truth import TEST, TUNING, GroundTruthConfig, ground_truth, recovery
-from quanta_interp.sparse_parity import SparseParityConfig, train_sparse_parity
+from quanta_interp.quanta.ground_truth import GroundTruthConfig, ground_truth, recovery
+from quanta_interp.sparse_parity import MultitaskSparseParity, SparseParityConfig, train_sparse_parity
+from quanta_interp.sparse_parity.split import TEST, TUNING
 
 DEFAULT = "unsigned, ×8, merge, refined (default)"
 # Another Zipf exponent, bit subsets and seed than the tuning task and tests/quanta/test_ground_truth.py's TINY;
@@ -38,8 +39,8 @@ def test_the_split_is_declared_disjoint_and_spans_the_issue():
 def test_a_tiny_heldout_draw_is_recovered_in_seconds(trained):
     model, result = trained
     assert result["learned"] == [0, 1, 2, 3]
-    out = ground_truth(model, HELDOUT.task(), result["learned"],
-                       GroundTruthConfig(n_samples=500, methods=(DEFAULT,), seed=5))
+    out = ground_truth(model, MultitaskSparseParity.of(HELDOUT), result["learned"],
+                       GroundTruthConfig(n_samples=500, methods=(DEFAULT,), seed=5)).report
     m = out["methods"][DEFAULT]
     assert m["ari"] >= 0.75 and out["fit_ranks"] == [1, 4]  # measured 0.815 (subtask 1's samples split 2 : 1)
     lo, hi = m["fit_at_K"]["slope_ci"]
@@ -52,8 +53,8 @@ def test_resampled_interval_of_a_tiny_draw(trained):
     if not hasattr(stability, "resample_quanta"):
         pytest.skip("stability.resample_quanta (issue 26, points 1-2) has not landed")
     model, result = trained
-    out = ground_truth(model, HELDOUT.task(), result["learned"],
-                       GroundTruthConfig(n_samples=500, methods=(DEFAULT,), seed=5, resamples=4))
+    out = ground_truth(model, MultitaskSparseParity.of(HELDOUT), result["learned"],
+                       GroundTruthConfig(n_samples=500, methods=(DEFAULT,), seed=5, resamples=4)).report
     r = out["methods"][DEFAULT]["resampled"]
     assert r["resamples"] == 4 and len(r["slopes"]) == 4 and 0 < r["ami"] <= 1
     lo, hi = r["slope_interval"]

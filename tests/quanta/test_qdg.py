@@ -10,8 +10,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from quanta_interp.config import ParameterError
 from quanta_interp.quanta.clustering import QuantaClustering
+from quanta_interp.quanta.config import QDGConfig
 from quanta_interp.quanta.frequencies import envelope, rank_frequency_fit, rank_sizes
-from quanta_interp.quanta.qdg import QDGConfig
 from quanta_interp.quanta.scan import blocks, induction_mask
 
 
@@ -66,15 +66,15 @@ def test_refinement_returns_each_token_to_the_cluster_it_is_most_similar_to():
     for affinity in ("angular", "cosine", "abs"):  # |cos| is read back from every affinity
         other = QuantaClustering(6, affinity=affinity, refine=1).fit(X)
         assert np.allclose(other._abs_cos(other.affinity_[:5]), np.abs(X[:5] @ X.T), atol=2e-3)
-    with pytest.raises(ParameterError, match="^refine needs method='dense'"):
+    with pytest.raises(ParameterError, match="^method knn needs refine 0"):  # one rule, one message (ClusteringConfig)
         QuantaClustering(6, method="knn", refine=3).fit(X)
     with pytest.raises(ParameterError, match="^refine must be a non-negative integer, got -1"):
         QuantaClustering(6, refine=-1).fit(X)
     with pytest.raises(ParameterError, match="^method knn needs affinity angular or cosine"):
-        QDGConfig(method="knn")
+        QDGConfig.build(method="knn")
     with pytest.raises(ParameterError, match="^method knn needs refine 0"):
-        QDGConfig(method="knn", affinity="angular")
-    assert QDGConfig(method="knn", affinity="angular", refine=0).method == "knn"
+        QDGConfig.build(method="knn", affinity="angular")
+    assert QDGConfig.build(method="knn", affinity="angular", refine=0).method == "knn"
     assert QDGConfig.preset("paper").refine == 0
 
 
@@ -187,6 +187,19 @@ def test_whole_document_context_is_capped_at_the_models_n_ctx_and_said_once(tiny
     assert summary["block_length"] == 32 and summary["context_tokens"]["max"] <= 32  # the model's n_ctx
     assert summary["notes"].count("context doc is longer than the model's n_ctx = 32; capped at 32 tokens") == 1
     assert capsys.readouterr().out.count("capped at 32 tokens") == 1
+    # the paper's context: the whole document up to 32 tokens, then at least half a window, one forward per window
+    assert summary["shared_windows"] is True and summary["documents_shorter_than_min_context"] == 0
+    targets = np.load(out / "gradients" / "targets.npy")
+    late = targets[targets[:, 2] > 32]
+    assert (targets[targets[:, 2] <= 32, 1] == 0).all() and len(late) and (late[:, 2] - late[:, 1]).min() >= 16
+    # a batch that cannot hold one window: one line naming the minimum, before anything is written
+    refused = tiny_run / "doc_small_batch"
+    argv = [a if a != str(out) else str(refused) for a in argv]
+    assert main(argv[: argv.index("--context")] + argv[argv.index("--context") + 2:]
+                + ["--context", "doc", "--batch-tokens", "20"]) == 2
+    assert _last_error(capsys) == ("quanta discover: error: --batch-tokens must be at least 32, the longest shared "
+                                   "window (one forward per window), got 20")
+    assert not (refused / "identity.json").exists()
 
 
 def test_three_or_four_tokens_still_give_a_summary_and_say_why_a_picture_is_missing(tiny_run, capsys):
@@ -272,11 +285,11 @@ def test_a_threshold_that_keeps_no_token_says_what_to_change(tiny_run, capsys):
 
 def test_qdg_config_api_names_python_parameters_and_presets():
     with pytest.raises(ParameterError, match=r"^n_clusters must be between 2 and n_tokens \(100\)"):
-        QDGConfig(n_tokens=100, n_clusters=101)
+        QDGConfig.build(n_tokens=100, n_clusters=101)
     paper = QDGConfig.preset("paper")
     assert (paper.n_tokens, paper.n_clusters, paper.context, paper.fit_ranks) == (10000, 400, "doc", (100, 900))
     assert len(paper.counts()) == 31 and paper.counts()[0] == 10 and paper.counts()[-1] == 1500  # 30 + n_clusters
-    cpu = QDGConfig()
+    cpu = QDGConfig.build()
     assert cpu.n_tokens >= 2000 and cpu.n_clusters >= 60 and cpu.ranks() == (20, 180)
     assert QDGConfig.from_dict(cpu.to_dict()) == cpu
     assert QDGConfig.preset("paper", n_tokens=20000).n_tokens == 20000

@@ -6,6 +6,7 @@ import pytest
 from quanta_interp.config import ParameterError
 from quanta_interp.quanta import QDGConfig
 from quanta_interp.quanta.analysis import cluster_quanta
+from quanta_interp.quanta.config import ClusteringConfig
 from quanta_interp.quanta.stability import (
     Stability,
     jaccard_stability,
@@ -26,8 +27,8 @@ def planted(noise: np.ndarray, seed: int = 0, k: int = 9, d: int = 64):
 
 
 def analyse(G, resamples=6, seed=0):
-    return cluster_quanta(G, n_clusters=9, counts=COUNTS, fit_ranks=RANKS, affinity="angular", resamples=resamples,
-                          seed=seed, show_progress=False)
+    return cluster_quanta(G, ClusteringConfig(9, affinity="angular", over_cluster=1, refine=0), counts=COUNTS,
+                          fit_ranks=RANKS, resamples=resamples, seed=seed, show_progress=False)
 
 
 def test_jaccard_stability_by_hand():
@@ -85,12 +86,13 @@ def test_slope_interval_mixes_the_fits():
 
 def test_bad_resamples_are_refused_before_any_clustering():
     with pytest.raises(ParameterError, match="resamples"):
-        QDGConfig(resamples=1)
+        QDGConfig.build(resamples=1)
     with pytest.raises(ParameterError, match="resamples"):
-        QDGConfig(resamples=10_000)
+        QDGConfig.build(resamples=10_000)
     G, truth = planted(np.full(9, 0.2))
     with pytest.raises(ParameterError, match="resamples"):
-        resample_quanta(G, n_clusters=9, counts=COUNTS, fit_ranks=RANKS, resamples=1, reference=truth)
+        resample_quanta(G, ClusteringConfig(9, over_cluster=1, refine=0), counts=COUNTS, fit_ranks=RANKS, resamples=1,
+                        reference=truth)
 
 
 def test_perturbation_is_rounding_sized_and_its_bad_scale_refused():
