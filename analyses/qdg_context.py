@@ -98,13 +98,11 @@ def analyse(run: Path, work: Path, n: int, resamples: int, out: Path) -> dict:
     same_token = np.sum(U["block"] * U["paper"], axis=1)
     iu = np.triu_indices(n, 1)
     pair = {k: (u @ u.T)[iu] for k, u in U.items()}
-    config = QDGConfig(n_tokens=n, n_clusters=max(2, round(n / 25)), resamples=resamples)
+    config = QDGConfig.build(n_tokens=n, n_clusters=max(2, round(n / 25)), resamples=resamples)
     fits, t0 = {}, time.perf_counter()
     for name, g in G.items():
-        q = cluster_quanta(g, n_clusters=config.n_clusters, counts=config.counts(), fit_ranks=config.ranks(),
-                           affinity=config.affinity, method=config.method, assign_labels=config.assign_labels,
-                           n_init=config.n_init, over_cluster=config.over_cluster, refine=config.refine,
-                           seed=config.seed, resamples=resamples)
+        q = cluster_quanta(g, config.clustering, counts=config.counts(), fit_ranks=config.ranks(), seed=config.seed,
+                           resamples=resamples)
         fits[name] = q
     cross = _partition_ami(fits["block"].labels, fits["paper"].labels)
     # cross-context AMI between resamples too, so both sides of the comparison carry the same seed noise
@@ -113,7 +111,7 @@ def analyse(run: Path, work: Path, n: int, resamples: int, out: Path) -> dict:
     within = {k: [float(x) for x in f.stability.ami] for k, f in fits.items()}
     baseline_min = min(min(v) for v in within.values())
     result = {
-        "run": str(run), "n_tokens": n, "n_clusters": config.n_clusters, "resamples": resamples,
+        "run": str(run), "n_tokens": n, "n_clusters": config.clustering.n_clusters, "resamples": resamples,
         "contexts": {"block": "each target's 64-token block prefix (the default `--context 64`; 8–63 tokens)",
                      "paper": f"the preceding document, shared windows of C = {CONTEXT} (`doc_windows`): the whole "
                               f"document before a target in its first {CONTEXT} tokens, else {CONTEXT // 2}–"
