@@ -17,7 +17,8 @@ from .correlations import CorrelationDecay
 from .entropy import fit_gamma
 from .predict import alpha_d, horizon
 
-__all__ = ["default_lags", "beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report"]
+__all__ = ["default_lags", "beta_report", "gamma_report", "gamma_vs_h_inf", "lm_entropy_report", "prediction",
+           "measure_report"]
 
 
 def default_lags(max_lag: int, n: int = 20) -> list[int]:
@@ -75,6 +76,10 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
     return out
 
 
+H_INF_FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
+"""H_∞ values tried by `gamma_report`, as fractions of the smallest H_n fitted."""
+
+
 def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress: bool = False) -> dict:
     """γ from a per-position loss curve H_n (n = 1, 2, …), fitted both ways: with an H_∞ offset and as the
     raw log-log slope (the paper's practical fit).
@@ -92,7 +97,7 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
     -------
     dict
         `n` (int ndarray (K,)), `H` (the losses), `n_range` ([n_min, K]), `gamma_offset` and `gamma_raw`
-        (`fit_gamma` results).
+        (`fit_gamma` results), and `h_inf_sensitivity` (`gamma_vs_h_inf` rows, the fitted H_∞ among them).
 
     Raises
     ------
@@ -110,7 +115,44 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
         out[key] = fit_gamma(n, losses, offset=offset, n_range=rng, seed=seed)
         if progress:
             print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    out["h_inf_sensitivity"] = gamma_vs_h_inf(losses, extra=[out["gamma_offset"]["H_inf"]], n_min=n_min, seed=seed)
     return out
+
+
+def gamma_vs_h_inf(losses: np.ndarray, *, extra: Sequence[float] = (), n_min: int = 2, seed: int = 0) -> list[dict]:
+    """γ of H_n − H_∞ ∝ n^-γ with H_∞ held fixed at each of `H_INF_FRACTIONS` of the smallest H_n fitted
+    (0: the raw log-log fit) and at each `extra` value (e.g. the fitted H_∞, whose row reproduces the
+    offset fit's γ and R²): how much of γ the choice of H_∞ sets. Pure power-law fits, seconds.
+
+    Parameters
+    ----------
+    losses : float ndarray (K,)
+        H_n in nats for n = 1 … K.
+    extra : sequence of float
+        More H_∞ values (nats), each below every H_n fitted.
+    n_min : int
+        Smallest n fitted.
+
+    Returns
+    -------
+    list of dict
+        Rows {`H_inf` (nats), `fraction` (of the smallest H_n), `gamma`, `gamma_ci` (95 %, 200 bootstrap
+        resamples), `r2` (of log(H_n − H_∞))}, by increasing H_∞.
+
+    Raises
+    ------
+    ValueError
+        As `fit_gamma` (an `extra` H_∞ not below every H_n, too few points).
+    """
+    losses = np.asarray(losses, dtype=float)
+    n, rng = np.arange(1, losses.size + 1), (n_min, losses.size)
+    floor = float(losses[n_min - 1:].min())
+    rows = []
+    for h_inf in sorted({*(f * floor for f in H_INF_FRACTIONS), *map(float, extra)}):
+        fit = fit_gamma(n, losses, offset=h_inf, n_range=rng, n_boot=200, seed=seed)["fit"]
+        rows.append({"H_inf": h_inf, "fraction": h_inf / floor, "gamma": fit.exponent,
+                     "gamma_ci": list(fit.exponent_ci), "r2": fit.r2})
+    return rows
 
 
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,
