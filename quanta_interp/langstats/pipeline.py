@@ -77,7 +77,7 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
 
 
 H_INF_FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
-"""H_∞ values tried by `gamma_report`, as fractions of the smallest H_n fitted."""
+"""H_∞ values tried by `gamma_vs_h_inf`, as fractions of the smallest H_n fitted."""
 
 
 def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress: bool = False) -> dict:
@@ -97,7 +97,7 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
     -------
     dict
         `n` (int ndarray (K,)), `H` (the losses), `n_range` ([n_min, K]), `gamma_offset` and `gamma_raw`
-        (`fit_gamma` results), and `h_inf_sensitivity` (`gamma_vs_h_inf` rows, the fitted H_∞ among them).
+        (`fit_gamma` results). `gamma_vs_h_inf` tells how much of γ the choice of H_∞ sets.
 
     Raises
     ------
@@ -115,7 +115,6 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
         out[key] = fit_gamma(n, losses, offset=offset, n_range=rng, seed=seed)
         if progress:
             print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    out["h_inf_sensitivity"] = gamma_vs_h_inf(losses, extra=[out["gamma_offset"]["H_inf"]], n_min=n_min, seed=seed)
     return out
 
 
