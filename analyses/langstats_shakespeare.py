@@ -55,7 +55,7 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     gammas = gamma_report(sweep["position_losses"][-1], seed=args.seed)
     gam, gam_raw = gammas["gamma_offset"], gammas["gamma_raw"]
     try:
-        pred = prediction(betas["beta_op"], gam)
+        pred = prediction(betas.require("op"), gam)
     except ValueError as e:  # e.g. a flat per-position curve: γ ≤ 0 predicts nothing
         pred = {"alpha_D": None, "alpha_D_ci": None, "error": f"no prediction: {e}"}
     h_inf = gam["H_inf"]
@@ -67,10 +67,10 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     measured = sweep["fit_free_offset"]
     return to_jsonable({
         "tokenizer": tokenizer, "vocab_size": corpus.vocab_size, "n_train_tokens": int(sum(d.size for d in docs)),
-        "beta": betas["beta_op"]["beta"], "beta_ci": betas["beta_op"]["beta_ci"],
-        "beta_fro": betas["beta_fro"].get("beta"), "lags_used": betas["beta_op"]["lags_used"],
-        "noise_floor_op_at_full_pairs": float(betas["spectrum"]["floor_op"][0]),
-        "noise_floor_exponent": betas["spectrum"]["floor_exponent_op"],
+        "beta": betas.require("op")["beta"], "beta_ci": betas.beta_op["beta_ci"],
+        "beta_fro": (betas.beta_fro or {}).get("beta"), "lags_used": betas.beta_op["lags_used"],
+        "noise_floor_op_at_full_pairs": float(betas.spectrum["floor_op"][0]),
+        "noise_floor_exponent": betas.spectrum["floor_exponent_op"],
         "gamma": gam["gamma"], "gamma_ci": gam["gamma_ci"], "H_inf": h_inf,
         "gamma_raw_loglog": gam_raw["gamma"], "gamma_raw_loglog_ci": gam_raw["gamma_ci"],
         "alpha_D_predicted": pred["alpha_D"], "alpha_D_predicted_ci": pred["alpha_D_ci"],
@@ -80,12 +80,12 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
         "alpha_D_measured_with_H_inf": sweep.get("fit_entropy_offset", {}).get("alpha_D"),
         "alpha_D_measured_with_H_inf_ci": sweep.get("fit_entropy_offset", {}).get("alpha_D_ci"),
         "alpha_D_measured_sensitivity": measured["sensitivity"],
-        "beta_sensitivity": betas["beta_op"]["sensitivity"], "gamma_sensitivity": gam["sensitivity"],
+        "beta_sensitivity": betas.beta_op["sensitivity"], "gamma_sensitivity": gam["sensitivity"],
         "model": {**scale["model"], "device": args.device}, "sweep": {k: sweep[k] for k in
                                                                       ("P", "best_val_loss", "steps")},
-        "detail": {"spectrum": betas["spectrum"], "ngram": ngram, "position_losses": sweep["position_losses"],
+        "detail": {"spectrum": betas.spectrum, "ngram": ngram, "position_losses": sweep["position_losses"],
                    "gamma_prefactor": gam["fit"].prefactor, "measured_fit": measured["fit"],
-                   "beta_fit": betas["beta_op"]["fit"]},
+                   "beta_fit": betas.beta_op["fit"]},
     })
 
 

@@ -142,3 +142,14 @@ def test_alpha_d_is_compared_only_when_both_intervals_can_decide():
     assert compare_alpha_d(None, None, 0.19, [0.09, 0.56]).verdict == "undetermined"
     with pytest.raises(ValueError, match="tolerance must be > 0"):
         compare_alpha_d(0.2, [0.1, 0.3], 0.2, [0.1, 0.3], tolerance=0)
+
+
+def test_beta_report_keeps_an_unfitted_norm_as_none_with_its_reason():
+    from quanta_interp.langstats.pipeline import beta_report
+
+    docs = [np.random.default_rng(0).integers(0, 4, 20_000)]  # independent tokens: no lag clears the floor
+    rep = beta_report(docs, 4, [1, 2, 4, 8], seed=0, progress=False)
+    assert rep.beta_op is None and rep.floor_const is None and "floor" in rep.errors["op"]
+    assert rep.to_dict()["beta_op"] == {"error": rep.errors["op"]} and "floor_const" not in rep.to_dict()
+    with pytest.raises(ValueError, match="floor"):
+        rep.require("op")
