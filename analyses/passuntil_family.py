@@ -143,7 +143,7 @@ def analyse(results: list[dict], cfg: dict) -> dict:
     except ValueError as e:  # one seed per size, or a model at PU = 1: no verdict, and the reason
         out["emergence"] = {"class": "undetermined", "reason": str(e)}
     if sizes.size >= 5:
-        out["emergence_models"] = fit_emergence_models(sizes, mean_pu)
+        out["emergence_models"] = fit_emergence_models(sizes, mean_pu).to_dict()
     out["validation"] = {"instance_ci_coverage_all": float(np.concatenate(covered).mean()), "nominal": 0.95,
                          "task_ci_contains_exact": int(sum(m["exact_in_task_ci"] for m in models)),
                          "n_models": len(models), "n_instance_cis": int(np.concatenate(covered).size)}

@@ -140,7 +140,7 @@ def _analyse(args: argparse.Namespace) -> int:
         sizes = np.unique(N)
         if sizes.size >= 5:  # the two-component laws on the seed mean per size
             task = pu if pu.ndim == 1 else pu.mean(axis=1)
-            out["models"] = fit_emergence_models(sizes, [task[N == n].mean() for n in sizes])
+            out["models"] = fit_emergence_models(sizes, [task[N == n].mean() for n in sizes]).to_dict()
     else:
         passes, samples = counts if args.per_instance else (None, None)
         out = fit_task_scaling(N, pu, predict_at=args.at, per_instance=args.per_instance, passes=passes,

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import least_squares
 
-__all__ = ["TaskScalingFit", "EmergenceTest", "fit_task_scaling", "classify_emergence", "fit_emergence_models",
+__all__ = ["TaskScalingFit", "EmergenceTest", "EmergenceModels", "fit_task_scaling", "classify_emergence", "fit_emergence_models",
            "emergence_curve", "check_pu"]
 
 
@@ -424,7 +424,37 @@ def emergence_curve(name: str, params, x: np.ndarray) -> np.ndarray:
     return th[0] + th[1] * x if name == "linear" else _two_line_model(name)(th, x)
 
 
-def fit_emergence_models(N, pu) -> dict:
+@dataclass(frozen=True)
+class EmergenceModels:
+    """The linear, multi-step and multiple-circuit laws of F = log(−log PU) fitted to one PU per size.
+
+    Attributes
+    ----------
+    models : dict
+        "linear", "multi_step", "multi_circuit" → {`params` (for `emergence_curve`), `rss`, `k`
+        (parameters), `aic`, `aicc` (NaN when n ≤ k + 1)}.
+    best : str
+        The model with the lowest `criterion`.
+    criterion : str
+        "aicc" from 6 sizes on, "aic" with 5.
+    best_aic : str
+        The model with the lowest plain AIC.
+    n_sizes : int
+        Sizes fitted.
+    """
+
+    models: dict
+    best: str
+    criterion: str
+    best_aic: str
+    n_sizes: int
+
+    def to_dict(self) -> dict:
+        """The fields as a dict, for JSON."""
+        return asdict(self)
+
+
+def fit_emergence_models(N, pu) -> EmergenceModels:
     """Fit linear, multi-step (PU = Π_j exp(−c_j N^−α_j)) and soft two-circuit models; compare AIC.
 
     The circuits' soft maximum is −log PU = (Σ_i (c_i N^−α_i)^−1)^−1, a soft minimum of their −log PU.
@@ -435,10 +465,7 @@ def fit_emergence_models(N, pu) -> dict:
 
     Returns
     -------
-    dict
-        `models`: {"linear", "multi_step", "multi_circuit"} → {`params` (for `emergence_curve`), `rss`,
-        `k` (parameters), `aic`, `aicc` (NaN when n ≤ k + 1)}; `best` (by `criterion`), `criterion`
-        ("aicc" or "aic"), `best_aic` (by plain AIC) and `n_sizes`.
+    EmergenceModels
 
     Raises
     ------
@@ -466,5 +493,5 @@ def fit_emergence_models(N, pu) -> dict:
         aicc = aic + 2 * k * (k + 1) / (x.size - k - 1) if x.size > k + 1 else float("nan")
         out[name] = {"params": best.x.tolist(), "rss": rss, "k": k, "aic": aic, "aicc": aicc}
     crit = "aicc" if x.size >= 6 else "aic"
-    return {"models": out, "best": min(out, key=lambda m: out[m][crit]), "criterion": crit,
-            "best_aic": min(out, key=lambda m: out[m]["aic"]), "n_sizes": int(n.size)}
+    return EmergenceModels(models=out, best=min(out, key=lambda m: out[m][crit]), criterion=crit,
+                           best_aic=min(out, key=lambda m: out[m]["aic"]), n_sizes=int(n.size))

@@ -115,10 +115,10 @@ def test_emergence_refuses_one_seed_per_size():
 
 
 def test_aic_picks_the_generating_model():
-    assert fit_emergence_models(N, noisy(multi_step(N), 0.01, 3))["best"] == "multi_step"
-    assert fit_emergence_models(N, noisy(multi_circuit(N), 0.01, 4))["best"] == "multi_circuit"
+    assert fit_emergence_models(N, noisy(multi_step(N), 0.01, 3)).best == "multi_step"
+    assert fit_emergence_models(N, noisy(multi_circuit(N), 0.01, 4)).best == "multi_circuit"
     lin = fit_emergence_models(N, noisy(law(N, 400.0, 0.5), 0.05, 5))
-    assert lin["best"] == "linear" and lin["models"]["linear"]["k"] == 2
+    assert lin.best == "linear" and lin.models["linear"]["k"] == 2 and lin.to_dict()["criterion"] == "aicc"
 
 
 @pytest.mark.parametrize("n,pu,match", [
