@@ -100,11 +100,10 @@ def analyse(results: list[dict], cfg: dict) -> dict:
         task = task_pass_rate(res["passes"], res["samples"], r=r, method="unbiased", seed=seed)
         inside = (rates.lower <= p_exact) & (p_exact <= rates.upper)
         models.append({"width": res["width"], "model_seed": res["model_seed"], "N": res["n_params_non_embedding"],
-                       "final_train_loss": res["final_train_loss"], "pu": task["pu"], "pu_ci": task["ci"],
-                       "exact_p": float(p_exact.mean()),
-                       "exact_in_task_ci": task["ci"][0] <= p_exact.mean() <= task["ci"][1],
-                       "instance_ci_coverage": float(inside.mean()), "n_censored": task["n_censored"],
-                       "total_samples": task["total_samples"], "sampling_s": res["sampling_s"]})
+                       "final_train_loss": res["final_train_loss"], "pu": task.pu, "pu_ci": list(task.ci),
+                       "exact_p": float(p_exact.mean()), "exact_in_task_ci": task.ci[0] <= p_exact.mean() <= task.ci[1],
+                       "instance_ci_coverage": float(inside.mean()), "n_censored": task.n_censored,
+                       "total_samples": task.total_samples, "sampling_s": res["sampling_s"]})
         pu.append(rates.estimate)
         exact.append(p_exact)
         covered.append(inside)

@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     method = "unbiased" if cfg.r >= 2 else "mle"
     rates = estimate_pass_rate(passes, samples, r=cfg.r, method=method)
     result = {"model": cfg.model, "n_params": lm.n_params(model.bridge), "N": lm.non_embedding_params(model.bridge),
-              "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed),
+              "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed).to_dict(),
               "instances": [{**rec, "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
                             for rec, e, lo, hi, lp in zip(records, rates.estimate, rates.lower, rates.upper,
                                                           rates.log_p, strict=True)]}
