@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                                               + (f"_steps{args.steps}" if args.steps is not None else "")
                                               + (f"_w{args.widths.replace(',', '-')}" if args.widths is not None else "")),
                        name="passuntil_family")
-    summary = analyse(list(results), cfg | {"widths": scale["widths"]})
+    summary = analyse(list(results), cfg | {"widths": scale["widths"], "model_seeds": list(range(args.seeds))})
     summary["wall_s"] = time.perf_counter() - t0
     out = Path(args.out)
     atomic_write_json(out / "summary.json", summary)
