@@ -1,8 +1,9 @@
 """Task scaling law PU(N) = exp(−c·N^−α), emergence classes, multi-step / multiple-circuits fits.
 
 Everything works on F(N) = log(−log PU) against x = log N, where the law is a line F = log c − α·x.
-`pu` is either task-level (one value per size) or a matrix sizes × instances; with instances, the task
-PU is the instance mean and every CI is a bootstrap over instances (paired across sizes).
+`pu` is either task-level (one value per model) or a matrix models × instances; with instances, the task
+PU is the instance mean and the fits' CIs are bootstraps over instances (paired across models). A size may
+repeat (seeds); `classify_emergence` needs it to, since it weighs curvature against seed-to-seed noise.
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, pass
 
     `per_instance=True` fits one line per instance to its PassUntil counts (`passes`, `samples`) by
     maximum likelihood and predicts the mean of the instance curves, as the paper does: it removes the
-    bias of mixing instances of different difficulty. α, c and R² stay those of the task-mean line.
+    bias of mixing instances of different difficulty. α, c and R² stay those of the task-mean line. Its
+    prediction CI resamples the fitted instance curves, so it holds the spread of instances, not each
+    line's own fitting error (small where an instance has many samples, large where it passed at once).
 
     Parameters
     ----------
