@@ -55,7 +55,7 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     gammas = gamma_report(sweep["position_losses"][-1], seed=args.seed)
     gam, gam_raw = gammas["gamma_offset"], gammas["gamma_raw"]
     try:
-        pred = prediction(betas["beta_op"], gam)
+        pred = prediction(betas.require("op"), gam)
     except ValueError as e:  # e.g. a flat per-position curve: γ ≤ 0 predicts nothing
         pred = {"alpha_D": None, "alpha_D_ci": None, "error": f"no prediction: {e}"}
     h_inf = gam["H_inf"]
@@ -67,10 +67,10 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
     measured = sweep["fit_free_offset"]
     return to_jsonable({
         "tokenizer": tokenizer, "vocab_size": corpus.vocab_size, "n_train_tokens": int(sum(d.size for d in docs)),
-        "beta": betas["beta_op"]["beta"], "beta_ci": betas["beta_op"]["beta_ci"],
-        "beta_fro": betas["beta_fro"].get("beta"), "lags_used": betas["beta_op"]["lags_used"],
-        "noise_floor_op_at_full_pairs": float(betas["spectrum"]["floor_op"][0]),
-        "noise_floor_exponent": betas["spectrum"]["floor_exponent_op"],
+        "beta": betas.require("op")["beta"], "beta_ci": betas.beta_op["beta_ci"],
+        "beta_fro": (betas.beta_fro or {}).get("beta"), "lags_used": betas.beta_op["lags_used"],
+        "noise_floor_op_at_full_pairs": float(betas.spectrum["floor_op"][0]),
+        "noise_floor_exponent": betas.spectrum["floor_exponent_op"],
         "gamma": gam["gamma"], "gamma_ci": gam["gamma_ci"], "H_inf": h_inf,
         "gamma_raw_loglog": gam_raw["gamma"], "gamma_raw_loglog_ci": gam_raw["gamma_ci"],
         "alpha_D_predicted": pred["alpha_D"], "alpha_D_predicted_ci": pred["alpha_D_ci"],
@@ -80,13 +80,76 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
         "alpha_D_measured_with_H_inf": sweep.get("fit_entropy_offset", {}).get("alpha_D"),
         "alpha_D_measured_with_H_inf_ci": sweep.get("fit_entropy_offset", {}).get("alpha_D_ci"),
         "alpha_D_measured_sensitivity": measured["sensitivity"],
-        "beta_sensitivity": betas["beta_op"]["sensitivity"], "gamma_sensitivity": gam["sensitivity"],
+        "beta_sensitivity": betas.beta_op["sensitivity"], "gamma_sensitivity": gam["sensitivity"],
         "model": {**scale["model"], "device": args.device}, "sweep": {k: sweep[k] for k in
                                                                       ("P", "best_val_loss", "steps")},
-        "detail": {"spectrum": betas["spectrum"], "ngram": ngram, "position_losses": sweep["position_losses"],
+        "detail": {"spectrum": betas.spectrum, "ngram": ngram, "position_losses": sweep["position_losses"],
                    "gamma_prefactor": gam["fit"].prefactor, "measured_fit": measured["fit"],
-                   "beta_fit": betas["beta_op"]["fit"]},
+                   "beta_fit": betas.beta_op["fit"]},
     })
+
+
+def assess(s: dict, detail: dict, scale: dict, *, tolerance: float = 0.05, seed: int = 0) -> dict:
+    """γ's fit quality and its dependence on H_∞, and predicted vs measured α_D decided only where both
+    intervals are narrower than `tolerance` — else "undetermined", with what data would decide it.
+    Reads only the summary entry and its detail (no model, no training): seconds."""
+    from quanta_interp.langstats.pipeline import gamma_vs_h_inf
+    from quanta_interp.langstats.predict import compare_alpha_d
+
+    h = np.asarray(detail["position_losses"][-1])
+    rows = gamma_vs_h_inf(h, extra=[s["H_inf"]], seed=seed)
+    n = np.arange(2, h.size + 1)  # the offset fit's own R², of log H_n (as `fit_power_law` scores it)
+    log_h, log_fit = np.log(h[1:]), np.log(detail["gamma_prefactor"] * n ** -s["gamma"] + s["H_inf"])
+    r2 = 1 - np.sum((log_h - log_fit) ** 2) / np.sum((log_h - log_h.mean()) ** 2)
+    cmp = compare_alpha_d(s["alpha_D_predicted"], s["alpha_D_predicted_ci"], s["alpha_D_measured"],
+                          s["alpha_D_measured_ci"], tolerance=tolerance)
+    tokens_per_step = scale["model"]["batch_size"] * scale["model"]["n_ctx"]
+    epochs = [st * tokens_per_step / p for p, st in zip(s["sweep"]["P"], s["sweep"]["steps"], strict=True)]
+    capped = [p for p, e in zip(s["sweep"]["P"], epochs, strict=True) if e < scale["sweep"]["epochs"] - 1e-9]
+    needs = {
+        "steps": f"{len(capped)} of {len(epochs)} budgets stopped at the {scale['sweep']['max_steps']}-step cap "
+                 f"before {scale['sweep']['epochs']:g} epochs (P ≥ {min(capped):.0f}; the largest saw "
+                 f"{min(epochs):.2g} epochs): train each to its early-stopping minimum, "
+                 f"≈ {scale['sweep']['epochs'] * max(capped) / tokens_per_step:.0f} steps at P = {max(capped):.0f}"
+        if capped else "every budget reached its epochs",
+        "seeds": "1 model per budget: the measured interval is a bootstrap over budgets only; ≥ 3 seeds per P "
+                 "would put model-level noise in it",
+        "P": f"P spans {np.log10(max(s['sweep']['P']) / min(s['sweep']['P'])):.1f} decades of the "
+             f"{s['n_train_tokens']} training tokens"
+             + (f"; the intervals must shrink {cmp.narrowing_needed:.0f}×" if cmp.narrowing_needed else "")
+             + ": more decades of P (a larger corpus), and a γ from a model that uses long contexts",
+    }
+    budget = {"epochs_per_budget": epochs, "n_capped_budgets": len(capped),
+              "steps_to_reach_epochs": scale["sweep"]["epochs"] * sum(capped) / tokens_per_step}
+    return {"gamma_fit_r2": float(r2), "gamma_raw_loglog_r2": rows[0]["r2"], "gamma_vs_H_inf": rows,
+            "smallest_H_n_fitted": float(h[1:].min()),
+            "alpha_D_comparison": {**cmp.to_dict(), **budget,
+                                   "would_decide_it": needs if cmp.verdict == "undetermined" else None}}
+
+
+RHM_CHECKS = [dict(v=8, m=3, s=3, L=4, n=60_000), dict(v=16, m=2, s=4, L=4, n=30_000)]
+
+
+def rhm_check(seed: int = 0) -> dict:
+    """β measured on Random Hierarchy Model sequences vs the analytic ln m / ln s, for the `RHM_CHECKS`
+    grammars (the log-norms averaged over 3 grammars each, as tests/langstats does): seconds."""
+    from quanta_interp.langstats.correlations import CorrelationDecay, fit_beta
+    from quanta_interp.langstats.rhm import RandomHierarchyModel
+
+    rows = []
+    for c in RHM_CHECKS:
+        lags = [c["s"] ** k for k in range(c["L"])]
+        logs, floors = [], []
+        for g in range(seed, seed + 3):
+            rhm = RandomHierarchyModel(c["v"], c["m"], c["s"], c["L"], seed=g)
+            est = CorrelationDecay(lags, n_shuffles=1, seed=g).fit(rhm.sample(c["n"]), c["v"])
+            logs.append(np.log(est.op_norm_))
+            floors.append(est.floor_op_)
+        fit = fit_beta(lags, np.exp(np.mean(logs, 0)), np.mean(floors, 0), n_boot=200, seed=seed)
+        rows.append({**c, "grammars": 3, "beta_analytic": rhm.beta, "beta": fit["beta"], "beta_ci": fit["beta_ci"],
+                     "lags_used": fit["lags_used"]})
+    return {"what": "β of RHM sequences vs the analytic ln m / ln s (analyses/langstats_shakespeare.py rhm_check)",
+            "checks": rows}
 
 
 def plot(s: dict, out: Path) -> None:
@@ -153,19 +216,31 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plots", action="store_true", help="numbers only (e.g. on a machine without matplotlib)")
     parser.add_argument("--plot-only", action="store_true", help="redraw figures from summary.json + detail_*.json")
+    parser.add_argument("--assess-only", action="store_true",
+                        help="add γ's fit quality, its H_∞ sensitivity and the α_D verdict to summary.json (seconds)")
     args = parser.parse_args()
     scale = SCALES["paper" if args.paper_scale else "cpu"]
     out = Path(args.out)
     summary_path = out / "summary.json"
     summary = read_json(summary_path) if summary_path.exists() else {}
     wanted = args.tokenizers.split(",") if args.tokenizers else list(scale["tokenizers"])
+    if not args.plot_only:
+        atomic_write_json(out / "rhm_beta.json", to_jsonable(rhm_check(args.seed)))
     for tok in wanted:
         if tok not in scale["tokenizers"]:
             raise SystemExit(f"--tokenizers: {tok!r} is not one of {list(scale['tokenizers'])}")
         if args.plot_only:
             plot({**summary[tok], "detail": read_json(out / f"detail_{tok}.json")}, out)
             continue
+        if args.assess_only:
+            summary[tok].update(to_jsonable(assess(summary[tok], read_json(out / f"detail_{tok}.json"), scale,
+                                                   seed=args.seed)))
+            atomic_write_json(summary_path, summary)
+            print(f"{tok}: γ R² {summary[tok]['gamma_fit_r2']:.2f}; α_D comparison "
+                  f"{summary[tok]['alpha_D_comparison']['verdict']}")
+            continue
         s = analyse(tok, scale["tokenizers"][tok], scale, args)
+        s.update(to_jsonable(assess(s, s["detail"], scale, seed=args.seed)))
         atomic_write_json(out / f"detail_{tok}.json", s.pop("detail"))
         summary[tok] = s
         atomic_write_json(summary_path, summary)

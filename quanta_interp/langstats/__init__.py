@@ -13,6 +13,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "entropy": ["fit_gamma", "ngram_entropy"],
     "predict": ["alpha_d", "horizon"],
     "measure": ["position_losses", "fit_alpha_measured", "collapse"],
-    "pipeline": ["beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report", "default_lags"],
+    "pipeline": ["BetaReport", "beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report", "default_lags"],
     "rhm": ["RandomHierarchyModel"],
 })

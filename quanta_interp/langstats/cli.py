@@ -71,7 +71,7 @@ def _write(args: argparse.Namespace, name: str, result: dict) -> Path:
     return path
 
 
-def _betas(cfg, docs, vocab_size: int) -> dict:
+def _betas(cfg, docs, vocab_size: int):
     from .pipeline import beta_report, default_lags
 
     lags = cfg.lags or default_lags(cfg.max_lag, cfg.n_lags)
@@ -100,11 +100,11 @@ def _cmd_correlations(args: argparse.Namespace) -> int:
     cfg = _stats(args)
     corpus, docs = _load(cfg)
     rep = _betas(cfg, docs, corpus.vocab_size)
-    _write(args, "correlations.json", rep)
+    written = rep.to_dict()
+    _write(args, "correlations.json", written)
     for norm in ("op", "fro"):
-        _show_fit(f"beta ({norm} norm)", rep[f"beta_{norm}"], "beta")
-    if "error" in rep["beta_op"]:
-        raise ValueError(rep["beta_op"]["error"])
+        _show_fit(f"beta ({norm} norm)", written[f"beta_{norm}"], "beta")
+    rep.require("op")
     return 0
 
 
@@ -149,12 +149,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = _model(cfg)
     corpus, docs = _load(cfg, model)
     betas = _betas(cfg, docs, corpus.vocab_size)
-    if "error" in betas["beta_op"]:
-        raise ValueError(betas["beta_op"]["error"])
+    beta = betas.require("op")
     gam = _gamma(cfg, corpus, docs, model)
-    pred = prediction(betas["beta_op"], gam["gamma"])
-    _write(args, "predict.json", {"correlations": betas, "entropy": gam, "prediction": pred})
-    _show_fit("beta", betas["beta_op"], "beta")
+    pred = prediction(beta, gam["gamma"])
+    _write(args, "predict.json", {"correlations": betas.to_dict(), "entropy": gam, "prediction": pred})
+    _show_fit("beta", beta, "beta")
     _show_fit("gamma", gam["gamma"], "gamma")
     _show_fit("alpha_D = gamma/(2 beta)", pred, "alpha_D")
     return 0

@@ -17,7 +17,7 @@ from ..config import (
     parse_int_list,
 )
 
-__all__ = ["StatsConfig", "MeasureConfig", "RHMConfig", "DEFAULT_MODEL", "SPLITS"]
+__all__ = ["StatsConfig", "MeasureConfig", "BudgetRunConfig", "RHMConfig", "DEFAULT_MODEL", "SPLITS"]
 
 DEFAULT_MODEL = {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_mlp": 256, "n_ctx": 64, "batch_size": 32,
                  "lr": 3e-3, "warmup": 50, "eval_every": 50}
@@ -157,6 +157,25 @@ class MeasureConfig(Config):
     def train_settings(self) -> dict:
         """DEFAULT_MODEL with `model_config` applied (the per-run steps are added by the sweep)."""
         return {**DEFAULT_MODEL, **self.model_config}
+
+
+@dataclass(frozen=True)
+class BudgetRunConfig(Config):
+    """One budget of the data-limited sweep, as `measure.sweep_configs` writes it and the worker rebuilds it
+    (`BudgetRunConfig.from_dict(config)`); `MeasureConfig` checked every value already."""
+
+    P: int
+    """Training tokens."""
+    source: str
+    """The corpus."""
+    tokenizer: str
+    """'char' or 'bpe-N'."""
+    seed: int
+    """Seeds the corpus split and the model."""
+    n_val_tokens: int
+    """Validation tokens."""
+    model: dict
+    """`lm.TrainConfig` settings, `steps` included (without d_vocab and seed, which the run adds)."""
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ resume it); `position_losses` gives L_n, the validation loss at context length n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..fitting import fit_power_law, fit_range_sensitivity
 from ..io import RunDir
-from .config import MeasureConfig
+from .config import BudgetRunConfig, MeasureConfig
 
 __all__ = ["position_losses", "data_limited_run", "sweep_configs", "fit_alpha_measured", "collapse"]
 
@@ -75,44 +75,47 @@ def sweep_configs(config: MeasureConfig) -> list[dict]:
             for p in config.budgets]
 
 
-def data_limited_run(config: dict, run_dir: RunDir | None) -> dict:
+def data_limited_run(config: Mapping, run_dir: RunDir | None) -> dict:
     """Train on the first P training tokens; return the best validation loss and the per-position losses.
 
     Parameters
     ----------
-    config : dict
-        One entry of `sweep_configs`.
+    config : mapping
+        One entry of `sweep_configs` (rebuilt as a `BudgetRunConfig` here, at the worker's boundary).
     run_dir : RunDir
         Where the LM is trained (under `lm/`); given by `map_runs` with a root.
 
     Returns
     -------
     dict
-        `P`, `best_val_loss` and `final_val_loss` (nats per token), `position_losses` (list of n_ctx − 1
-        floats, L_n in nats), `steps`.
+        The run's `result.json` (a `map_runs` result must be JSON-able): `P`, `best_val_loss` and
+        `final_val_loss` (nats per token), `position_losses` (list of n_ctx − 1 floats, L_n in nats), `steps`.
 
     Raises
     ------
     ValueError
         run_dir is None, or P exceeds the corpus's training tokens.
+    ParameterError
+        `config` has keys that are not `BudgetRunConfig` fields.
     """
     from .. import lm
     from ..corpora import load_corpus
 
     if run_dir is None:
         raise ValueError("data_limited_run needs a run folder (map_runs(..., root=...)) to keep the weights")
-    corpus = load_corpus(config["source"], config["tokenizer"], seed=config["seed"])
+    cfg = BudgetRunConfig.from_dict(dict(config))
+    corpus = load_corpus(cfg.source, cfg.tokenizer, seed=cfg.seed)
     train = corpus.stream("train")
-    if config["P"] > train.size:
-        raise ValueError(f"P={config['P']} exceeds the {train.size} training tokens of {config['source']}")
-    val = corpus.stream("val")[: config["n_val_tokens"]]
-    model_cfg = lm.TrainConfig(**{**config["model"], "d_vocab": corpus.vocab_size, "seed": config["seed"]})
+    if cfg.P > train.size:
+        raise ValueError(f"P={cfg.P} exceeds the {train.size} training tokens of {cfg.source}")
+    val = corpus.stream("val")[: cfg.n_val_tokens]
+    model_cfg = lm.TrainConfig(**{**cfg.model, "d_vocab": corpus.vocab_size, "seed": cfg.seed})
     lm_dir = run_dir.path / "lm"  # lm.train writes its own result.json; the sweep's marks the point done
-    result = lm.train(model_cfg, train[: config["P"]], val_tokens=val, tokenizer=corpus.tokenizer,
+    result = lm.train(model_cfg, train[: cfg.P], val_tokens=val, tokenizer=corpus.tokenizer,
                       run_dir=lm_dir, progress=False)
     model = lm.load(str(lm_dir), device=model_cfg.device).bridge
-    losses = position_losses(model, val, n_ctx=model_cfg.n_ctx, seed=config["seed"])
-    return {"P": config["P"], "best_val_loss": float(result["best_val_loss"]), "position_losses": losses.tolist(),
+    losses = position_losses(model, val, n_ctx=model_cfg.n_ctx, seed=cfg.seed)
+    return {"P": cfg.P, "best_val_loss": float(result["best_val_loss"]), "position_losses": losses.tolist(),
             "final_val_loss": float(result["val_loss"]), "steps": model_cfg.steps}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from .correlations import CorrelationDecay
 from .entropy import fit_gamma
 from .predict import alpha_d, horizon
 
-__all__ = ["default_lags", "beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report"]
+__all__ = ["default_lags", "BetaReport", "beta_report", "gamma_report", "gamma_vs_h_inf", "lm_entropy_report", "prediction",
+           "measure_report"]
 
 
 def default_lags(max_lag: int, n: int = 20) -> list[int]:
@@ -33,8 +35,54 @@ def default_lags(max_lag: int, n: int = 20) -> list[int]:
     return np.unique(np.round(np.logspace(0, np.log10(max_lag), n)).astype(int)).tolist()
 
 
+@dataclass(frozen=True)
+class BetaReport:
+    """‖C(n)‖ over lags, the noise floor, and β fitted on each norm, as `beta_report` returns it.
+
+    Attributes
+    ----------
+    spectrum : dict
+        `CorrelationDecay.to_dict()`: the norms, floors and lags.
+    floor_factor : float
+        Lags fitted only where the norm exceeds this × the floor.
+    beta_op, beta_fro : dict or None
+        `fit_beta` results for the operator and Frobenius norms; None where too few lags clear the floor.
+    errors : dict
+        Norm ("op", "fro") → why it was not fitted, for each None above.
+    floor_const : float or None
+        c in the floor c/√P (operator norm), when `beta_op` is fitted.
+    horizon_at_corpus : float or None
+        n* at the pairs counted at the smallest lag, when `beta_op` is fitted.
+    """
+
+    spectrum: dict
+    floor_factor: float
+    beta_op: dict | None
+    beta_fro: dict | None
+    errors: dict
+    floor_const: float | None = None
+    horizon_at_corpus: float | None = None
+
+    def require(self, norm: str = "op") -> dict:
+        """The `fit_beta` result of `norm` ("op" or "fro"); ValueError with the reason when it was not fitted."""
+        fit = self.beta_op if norm == "op" else self.beta_fro
+        if fit is None:
+            raise ValueError(self.errors[norm])
+        return fit
+
+    def to_dict(self) -> dict:
+        """The JSON of `correlations.json`: an unfitted norm as {`error`: reason}; `floor_const` and
+        `horizon_at_corpus` only when `beta_op` is fitted."""
+        out = {"spectrum": self.spectrum, "floor_factor": self.floor_factor}
+        for norm, fit in (("op", self.beta_op), ("fro", self.beta_fro)):
+            out[f"beta_{norm}"] = fit if fit is not None else {"error": self.errors[norm]}
+        if self.beta_op is not None:
+            out["floor_const"], out["horizon_at_corpus"] = self.floor_const, self.horizon_at_corpus
+        return out
+
+
 def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int], *, max_pairs: int | None = None,
-                floor_factor: float = 2.0, seed: int = 0, progress: bool = True) -> dict:
+                floor_factor: float = 2.0, seed: int = 0, progress: bool = True) -> BetaReport:
     """‖C(n)‖ (operator and Frobenius) over lags, the noise floor, and β fits for both norms.
 
     Parameters
@@ -46,11 +94,8 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
 
     Returns
     -------
-    dict
-        `spectrum` (`CorrelationDecay.to_dict()`), `floor_factor`, `beta_op` and `beta_fro` (`fit_beta`
-        results, or {`error`: message} when too few lags clear the floor); when `beta_op` is fitted also
-        `floor_const` (c in the floor c/√P, from the operator norm) and `horizon_at_corpus` (n* at the
-        pairs counted at the smallest lag).
+    BetaReport
+        A norm whose lags do not clear the floor often enough is None there, with its reason in `errors`.
 
     Raises
     ------
@@ -60,19 +105,22 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
     """
     est = CorrelationDecay(lags, max_pairs=max_pairs, floor_factor=floor_factor, seed=seed)
     est.fit(docs, vocab_size, progress=progress)
-    out = {"spectrum": est.to_dict(), "floor_factor": floor_factor}
+    fits, errors = {}, {}
     for norm in ("op", "fro"):
         try:
-            out[f"beta_{norm}"] = est.fit_beta(norm)
+            fits[norm] = est.fit_beta(norm)
         except ValueError as e:
-            out[f"beta_{norm}"] = {"error": str(e)}
-    fit = out["beta_op"].get("fit")
-    if fit is not None:
-        ref = est.floor_scaling_[-1]
-        out["floor_const"] = ref["op"] * np.sqrt(ref["n_pairs"])
-        out["horizon_at_corpus"] = float(horizon(int(est.n_pairs_[0]), fit.exponent, fit.prefactor,
-                                                 out["floor_const"]))
-    return out
+            fits[norm], errors[norm] = None, str(e)
+    floor_const = horizon_n = None
+    if fits["op"] is not None:
+        fit, ref = fits["op"]["fit"], est.floor_scaling_[-1]
+        floor_const = ref["op"] * np.sqrt(ref["n_pairs"])
+        horizon_n = float(horizon(int(est.n_pairs_[0]), fit.exponent, fit.prefactor, floor_const))
+    return BetaReport(est.to_dict(), floor_factor, fits["op"], fits["fro"], errors, floor_const, horizon_n)
+
+
+H_INF_FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
+"""H_∞ values tried by `gamma_vs_h_inf`, as fractions of the smallest H_n fitted."""
 
 
 def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress: bool = False) -> dict:
@@ -92,7 +140,7 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
     -------
     dict
         `n` (int ndarray (K,)), `H` (the losses), `n_range` ([n_min, K]), `gamma_offset` and `gamma_raw`
-        (`fit_gamma` results).
+        (`fit_gamma` results). `gamma_vs_h_inf` tells how much of γ the choice of H_∞ sets.
 
     Raises
     ------
@@ -111,6 +159,42 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
         if progress:
             print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return out
+
+
+def gamma_vs_h_inf(losses: np.ndarray, *, extra: Sequence[float] = (), n_min: int = 2, seed: int = 0) -> list[dict]:
+    """γ of H_n − H_∞ ∝ n^-γ with H_∞ held fixed at each of `H_INF_FRACTIONS` of the smallest H_n fitted
+    (0: the raw log-log fit) and at each `extra` value (e.g. the fitted H_∞, whose row reproduces the
+    offset fit's γ and R²): how much of γ the choice of H_∞ sets. Pure power-law fits, seconds.
+
+    Parameters
+    ----------
+    losses : float ndarray (K,)
+        H_n in nats for n = 1 … K.
+    extra : sequence of float
+        More H_∞ values (nats), each below every H_n fitted.
+    n_min : int
+        Smallest n fitted.
+
+    Returns
+    -------
+    list of dict
+        Rows {`H_inf` (nats), `fraction` (of the smallest H_n), `gamma`, `gamma_ci` (95 %, 200 bootstrap
+        resamples), `r2` (of log(H_n − H_∞))}, by increasing H_∞.
+
+    Raises
+    ------
+    ValueError
+        As `fit_gamma` (an `extra` H_∞ not below every H_n, too few points).
+    """
+    losses = np.asarray(losses, dtype=float)
+    n, rng = np.arange(1, losses.size + 1), (n_min, losses.size)
+    floor = float(losses[n_min - 1:].min())
+    rows = []
+    for h_inf in sorted({*(f * floor for f in H_INF_FRACTIONS), *map(float, extra)}):
+        fit = fit_gamma(n, losses, offset=h_inf, n_range=rng, n_boot=200, seed=seed)["fit"]
+        rows.append({"H_inf": h_inf, "fraction": h_inf / floor, "gamma": fit.exponent,
+                     "gamma_ci": list(fit.exponent_ci), "r2": fit.r2})
+    return rows
 
 
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,
@@ -143,7 +227,7 @@ def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: i
 
 
 def prediction(beta: dict, gamma: dict) -> dict:
-    """α_D = γ/(2β) from a `beta_report()["beta_op"]` and a `fit_gamma` result.
+    """α_D = γ/(2β) from a `beta_report().beta_op` and a `fit_gamma` result.
 
     Returns
     -------

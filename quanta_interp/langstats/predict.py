@@ -7,10 +7,11 @@ n*(P) = (A√P/c)^(1/β); the loss then follows the entropy at that horizon, L(P
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["alpha_d", "horizon"]
+__all__ = ["alpha_d", "horizon", "AlphaDComparison", "compare_alpha_d"]
 
 _Z95 = 1.959963984540054
 
@@ -86,3 +87,81 @@ def horizon(n_pairs: float | np.ndarray, beta: float, prefactor: float, floor_co
     if np.any(p <= 0) or beta <= 0 or prefactor <= 0 or floor_const <= 0:
         raise ValueError("n_pairs, beta, prefactor and floor_const must all be positive")
     return (prefactor * np.sqrt(p) / floor_const) ** (1.0 / beta)
+
+
+@dataclass(frozen=True)
+class AlphaDComparison:
+    """Predicted vs measured α_D against a tolerance, decided only when both intervals can decide it.
+
+    Attributes
+    ----------
+    verdict : str
+        "met" (|predicted − measured| ≤ tolerance), "missed", or "undetermined" (no prediction, or an
+        interval wider than the tolerance: then neither outcome is shown).
+    difference : float or None
+        predicted − measured (None without a prediction).
+    tolerance : float
+        The largest |difference| that counts as agreement.
+    predicted_width, measured_width : float or None
+        Widths (hi − lo) of the two 95 % intervals; each must be < `tolerance` for a verdict.
+    narrowing_needed : float or None
+        How many times the wider interval must shrink to fall below the tolerance (1 when decided).
+    reason : str
+        Why this verdict, in words.
+    """
+
+    verdict: str
+    difference: float | None
+    tolerance: float
+    predicted_width: float | None
+    measured_width: float | None
+    narrowing_needed: float | None
+    reason: str
+
+    def to_dict(self) -> dict:
+        """The fields as a dict, for JSON."""
+        return asdict(self)
+
+
+def compare_alpha_d(predicted: float | None, predicted_ci: Sequence[float] | None, measured: float,
+                    measured_ci: Sequence[float], *, tolerance: float = 0.05) -> AlphaDComparison:
+    """Compare α_D = γ/(2β) with the measured exponent only where both 95 % intervals are narrower than
+    `tolerance`; otherwise the comparison is "undetermined" (an interval that wide admits both outcomes).
+
+    Parameters
+    ----------
+    predicted, predicted_ci : float and (float, float), or None
+        The prediction and its interval; None when there is no prediction (γ ≤ 0).
+    measured, measured_ci : float and (float, float)
+        The measured exponent and its interval.
+    tolerance : float
+        Agreement threshold on |predicted − measured| (the issue's 0.05), > 0.
+
+    Returns
+    -------
+    AlphaDComparison
+
+    Raises
+    ------
+    ValueError
+        `tolerance` not positive, or a non-finite measured value or interval.
+    """
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be > 0, got {tolerance}")
+    if not (np.isfinite(measured) and np.all(np.isfinite(measured_ci))):
+        raise ValueError(f"measured α_D and its interval must be finite, got {measured} {list(measured_ci)}")
+    m_width = float(measured_ci[1] - measured_ci[0])
+    if predicted is None or predicted_ci is None:
+        return AlphaDComparison("undetermined", None, tolerance, None, m_width, None,
+                                "no prediction (γ ≤ 0 at this scale)")
+    p_width = float(predicted_ci[1] - predicted_ci[0])
+    diff = float(predicted - measured)
+    widest = max(p_width, m_width)
+    if widest >= tolerance:
+        wide = [name for name, w in (("predicted", p_width), ("measured", m_width)) if w >= tolerance]
+        return AlphaDComparison("undetermined", diff, tolerance, p_width, m_width, widest / tolerance,
+                                f"the {' and '.join(wide)} interval{'s are' if len(wide) > 1 else ' is'} wider than "
+                                f"the tolerance {tolerance:g} (widths {p_width:.3g} / {m_width:.3g})")
+    verdict = "met" if abs(diff) <= tolerance else "missed"
+    return AlphaDComparison(verdict, diff, tolerance, p_width, m_width, 1.0,
+                            f"|predicted − measured| = {abs(diff):.3g} {'≤' if verdict == 'met' else '>'} {tolerance:g}")

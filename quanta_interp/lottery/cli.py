@@ -101,7 +101,7 @@ def _dissect(args: argparse.Namespace) -> int:
     from .tickets import dissect
 
     net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
-    report = dissect(net, target=config["target"], interval=tuple(config["interval"]), tol=args.tol, seed=args.seed)
+    report = dissect(net, target=config.target, interval=config.interval, tol=args.tol, seed=args.seed)
     d = {"seed_index": index, **report.to_dict(curves=True)}
     atomic_write_json(Path(args.out) / "dissect.json", d)
     plot_tickets(d, Path(args.out) / "tickets")
@@ -117,7 +117,7 @@ def _neurons(args: argparse.Namespace) -> int:
     from .tickets import neuron_curves
 
     net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
-    curves = {"seed_index": index, **neuron_curves(net, interval=tuple(config["interval"]))}
+    curves = {"seed_index": index, **neuron_curves(net, interval=config.interval)}
     atomic_write_json(Path(args.out) / "neurons.json", curves)
     plot_neurons(curves, Path(args.out) / "neurons")
     print(f"wrote {Path(args.out) / 'neurons.json'} and neurons.png/svg ({net.width} neurons)")

@@ -17,7 +17,7 @@ from ..config import (
 )
 from .experiment import ACTIVATIONS, DTYPES, OPTIMIZERS, TARGETS, make_grid
 
-__all__ = ["SweepConfig", "DTYPES"]
+__all__ = ["SweepConfig", "RunConfig", "DTYPES"]
 
 
 
@@ -105,3 +105,36 @@ class SweepConfig(Config):
                 ("optimizer", check_choice(OPTIMIZERS)), ("adam_steps", steps), ("lbfgs_steps", steps),
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("dtype", check_choice(DTYPES)),
                 ("n_train", grid), ("n_test", grid), ("interval", finite_target)]
+
+
+@dataclass(frozen=True)
+class RunConfig(Config):
+    """One (activation, width) run of a sweep, as `runs.sweep_configs` writes it and a worker rebuilds it
+    (`RunConfig.from_dict(config)`); the sweep's `SweepConfig` checked every value already."""
+
+    activation: str
+    """Hidden activation."""
+    width: int
+    """Hidden width N."""
+    n_seeds: int
+    """Seeds trained together."""
+    target: str
+    """The function fitted."""
+    interval: tuple[float, float]
+    """The input interval [low, high]."""
+    optimizer: str
+    """adam, lbfgs, or adam then lbfgs."""
+    adam_steps: int
+    """Adam steps."""
+    lbfgs_steps: int
+    """L-BFGS iterations after Adam."""
+    lr: float
+    """Adam learning rate."""
+    dtype: str
+    """float64 or float32."""
+    n_train: int
+    """Training points."""
+    n_test: int
+    """Test points (midpoints)."""
+    seed: int
+    """Seeds the initial weights."""

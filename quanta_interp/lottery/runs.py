@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..config import ParameterError
 from ..executors import map_runs
 from ..io import RunDir, Sweep, read_json
-from .config import SweepConfig
+from .config import RunConfig, SweepConfig
 from .experiment import MLP1D, SeedEnsemble, make_grid, seed_network
 
 __all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run", "log_widths"]
@@ -49,42 +50,45 @@ def sweep_configs(config: SweepConfig) -> list[dict]:
             for act in config.activations for w in sorted(set(widths))]
 
 
-def _ensemble(config: dict, device: str = "cpu") -> SeedEnsemble:
-    return SeedEnsemble(config["width"], config["n_seeds"], activation=config["activation"],
-                        optimizer=config["optimizer"], adam_steps=config["adam_steps"],
-                        lbfgs_steps=config["lbfgs_steps"], lr=config["lr"], dtype=config["dtype"],
-                        seed=config["seed"], device=device)
+def _ensemble(cfg: RunConfig, device: str = "cpu") -> SeedEnsemble:
+    return SeedEnsemble(cfg.width, cfg.n_seeds, activation=cfg.activation, optimizer=cfg.optimizer,
+                        adam_steps=cfg.adam_steps, lbfgs_steps=cfg.lbfgs_steps, lr=cfg.lr, dtype=cfg.dtype,
+                        seed=cfg.seed, device=device)
 
 
-def train_run(config: dict, run_dir: RunDir | None, device: str = "cpu") -> dict:
+def train_run(config: Mapping, run_dir: RunDir | None, device: str = "cpu") -> dict:
     """Train one (activation, width) ensemble; save weights (w, b, v: (S, N); c: (S,)) and per-seed losses.
 
     Parameters
     ----------
-    config : dict
-        One entry of `sweep_configs`.
+    config : mapping
+        One entry of `sweep_configs` (rebuilt as a `RunConfig` here, at the worker's boundary).
     run_dir : RunDir or None
         Where the weights go (None: not saved).
 
     Returns
     -------
     dict
-        `activation`, `width`, `n_seeds`, `train_mse` and `test_mse` (ndarray (S,), MSE on the
-        training grid and on `n_test` midpoints), `median_test_mse`, `seconds`.
+        The run's `result.json` (a `map_runs` result must be JSON-able): `activation`, `width`, `n_seeds`,
+        `train_mse` and `test_mse` (ndarray (S,), MSE on the training grid and on `n_test` midpoints),
+        `median_test_mse`, `seconds`.
 
     Raises
     ------
     ValueError
         A bad interval, target, grid size, width, activation, optimizer or dtype in `config`.
+    ParameterError
+        `config` has keys that are not `RunConfig` fields.
     """
-    x, y = make_grid(config["target"], config["interval"], config["n_train"])
-    xt, yt = make_grid(config["target"], config["interval"], config["n_test"], midpoints=True)
+    cfg = RunConfig.from_dict(dict(config))
+    x, y = make_grid(cfg.target, cfg.interval, cfg.n_train)
+    xt, yt = make_grid(cfg.target, cfg.interval, cfg.n_test, midpoints=True)
     start = time.perf_counter()
-    model = _ensemble(config, device).fit(x, y)
+    model = _ensemble(cfg, device).fit(x, y)
     test = model.loss(xt, yt)
     if run_dir is not None:
         run_dir.save_weights(model.params_)
-    return {"activation": config["activation"], "width": config["width"], "n_seeds": config["n_seeds"],
+    return {"activation": cfg.activation, "width": cfg.width, "n_seeds": cfg.n_seeds,
             "train_mse": model.train_loss_, "test_mse": test, "median_test_mse": float(np.median(test)),
             "seconds": time.perf_counter() - start}
 
@@ -102,15 +106,17 @@ def run_sweep(configs: list[dict], out: str | os.PathLike, *, device: str = "cpu
                     desc="lottery widths", **executor)
 
 
-def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, dict, dict, int]:
+def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, dict, RunConfig, int]:
     """One network of a finished run (default: the seed with the median test loss), its result and config.
 
     Returns
     -------
     network : MLP1D
         The chosen seed, in float64.
-    result, config : dict
-        The run's `result.json` and `config.json`.
+    result : dict
+        The run's `result.json`.
+    config : RunConfig
+        Its `config.json`.
     seed_index : int
         The seed returned.
 
@@ -126,13 +132,13 @@ def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[ML
         raise FileNotFoundError(f"{path} is not a finished lottery run (needs result.json and weights.safetensors); "
                                 "pass a folder under SWEEP/runs/")
     run = RunDir(path)
-    result, config, weights = run.result(), read_json(path / "config.json"), run.load_weights()
+    result, config, weights = run.result(), RunConfig.from_dict(read_json(path / "config.json")), run.load_weights()
     losses = np.asarray(result["test_mse"], dtype=float)
     if seed_index is None:
         seed_index = int(np.argsort(losses)[losses.size // 2])
     if not 0 <= seed_index < losses.size:
         raise ParameterError("seed_index", f"must be in 0..{losses.size - 1}, got {seed_index}")
-    return seed_network(weights, seed_index, config["activation"]), result, config, seed_index
+    return seed_network(weights, seed_index, config.activation), result, config, seed_index
 
 
 def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation: str | None = None) -> Path:
@@ -198,11 +204,11 @@ def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: i
     _, result, config, _ = load_run(run, 0)
     losses = np.asarray(result["train_mse"], dtype=float)
     peaks = loss_peaks(np.maximum(losses, np.finfo(float).tiny), prominence=prominence)
-    x, y = make_grid(config["target"], config["interval"], n_points)
+    x, y = make_grid(config.target, config.interval, n_points)
     weights, solutions = RunDir(Path(run)).load_weights(), []
     for p in peaks:
-        net = seed_network(weights, p["representative"], config["activation"])
+        net = seed_network(weights, p["representative"], config.activation)
         solutions.append({"seed": p["representative"], "x": x, "target": y, "prediction": net.predict(x),
                           "w": net.w, "b": net.b, "v": net.v, "c": net.c})
-    return {"activation": config["activation"], "width": config["width"], "n_seeds": losses.size,
+    return {"activation": config.activation, "width": config.width, "n_seeds": losses.size,
             "losses": losses, "peaks": peaks, "solutions": solutions}

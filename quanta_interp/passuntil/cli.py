@@ -28,7 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_run)
     for name, help_text in (("fit", "fit log(−log PU) = log c − α log N"),
                             ("predict", "fit, then predict PU at --at with a bootstrap CI"),
-                            ("emergence", "linear / convex / concave, and AIC of multi-step vs multi-circuit")):
+                            ("emergence", "linear / convex / concave against seeds (≥ 2 runs per size), and AIC of multi-step vs "
+                                          "multi-circuit")):
         p = sub.add_parser(name, help=help_text)
         add_common(p, out="runs/passuntil_fit")
         p.add_argument("--n", type=float, nargs="+", help="model sizes N")
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     method = "unbiased" if cfg.r >= 2 else "mle"
     rates = estimate_pass_rate(passes, samples, r=cfg.r, method=method)
     result = {"model": cfg.model, "n_params": lm.n_params(model.bridge), "N": lm.non_embedding_params(model.bridge),
-              "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed),
+              "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed).to_dict(),
               "instances": [{**rec, "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
                             for rec, e, lo, hi, lp in zip(records, rates.estimate, rates.lower, rates.upper,
                                                           rates.log_p, strict=True)]}
@@ -92,7 +93,8 @@ def _check_vocabulary(tokenizer, instances, param: str) -> None:
 
 
 def _points(args: argparse.Namespace):
-    """(N, pu): a task-level vector from --n/--pu, or a sizes × instances table from --runs."""
+    """(N, pu, counts): a task-level vector from --n/--pu, or a models × instances table from --runs with
+    its (passes, samples) (None from --n/--pu). A size may repeat: seeds of one size."""
     import numpy as np
 
     if args.runs:
@@ -102,12 +104,12 @@ def _points(args: argparse.Namespace):
         if missing:
             raise ParameterError("runs", f"{missing[0]} is not a finished `quanta passuntil run` folder (no result.json)")
         results = [read_json(Path(r) / "result.json") for r in args.runs]
-        # per-instance fits use exp of the unbiased log-p (stored as null when no pass was seen)
-        table = [[(np.exp(i["log_p"]) if i["log_p"] is not None else 0.0) if args.per_instance else i["pu"]
-                  for i in res["instances"]] for res in results]
-        if len({len(row) for row in table}) != 1:
+        if len({len(res["instances"]) for res in results}) != 1:
             raise ValueError("--runs: every run must cover the same instances")
-        return np.array([res["N"] for res in results], dtype=float), np.array(table)
+        table, passes, samples = ([[i[key] for i in res["instances"]] for res in results]
+                                  for key in ("pu", "passes", "samples"))
+        return (np.array([res["N"] for res in results], dtype=float), np.array(table),
+                (np.array(passes), np.array(samples)))
     if not args.n or not args.pu or len(args.n) != len(args.pu):
         raise ValueError("give --n and --pu with one PU per size, or --runs with `passuntil run` folders")
     if args.per_instance:
@@ -118,10 +120,12 @@ def _points(args: argparse.Namespace):
         check_finite("n", n, low=0.0, low_open=True)  # model sizes
         if not 0 < pu <= 1:  # NaN fails too
             raise ParameterError("pu", f"must lie in (0, 1] (task pass rates: log(−log PU) must exist), got {pu}")
-    return np.array(args.n), np.array(args.pu)
+    return np.array(args.n), np.array(args.pu), None
 
 
 def _analyse(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..config import ParameterError, check_finite
     from .scaling import classify_emergence, fit_emergence_models, fit_task_scaling
 
@@ -130,13 +134,17 @@ def _analyse(args: argparse.Namespace) -> int:
     check_finite("significance", args.significance, low=0.0, low_open=True)
     if args.significance >= 1:
         raise ParameterError("significance", f"must be < 1, got {args.significance}")
-    N, pu = _points(args)
+    N, pu, counts = _points(args)
     if args.cmd == "emergence":
-        out = {"emergence": classify_emergence(N, pu, significance=args.significance, seed=args.seed)}
-        if N.size >= 5:
-            out["models"] = fit_emergence_models(N, pu if pu.ndim == 1 else pu.mean(axis=1))
+        out = {"emergence": classify_emergence(N, pu, significance=args.significance).to_dict()}
+        sizes = np.unique(N)
+        if sizes.size >= 5:  # the two-component laws on the seed mean per size
+            task = pu if pu.ndim == 1 else pu.mean(axis=1)
+            out["models"] = fit_emergence_models(sizes, [task[N == n].mean() for n in sizes]).to_dict()
     else:
-        out = fit_task_scaling(N, pu, predict_at=args.at, per_instance=args.per_instance, seed=args.seed).to_dict()
+        passes, samples = counts if args.per_instance else (None, None)
+        out = fit_task_scaling(N, pu, predict_at=args.at, per_instance=args.per_instance, passes=passes,
+                               samples=samples, seed=args.seed).to_dict()
     _check_answer(out, args.cmd)
     path = atomic_write_json(Path(args.out) / f"{args.cmd}.json", out)
     print(json.dumps(out, indent=1, default=str))

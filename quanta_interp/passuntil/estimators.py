@@ -7,13 +7,13 @@ are means over instances with a bootstrap CI over instances.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import special, stats
 from scipy.optimize import brentq
 
-__all__ = ["PassRates", "estimate_pass_rate", "task_pass_rate", "pass_at_k", "pass_at_k_from_rate",
+__all__ = ["PassRates", "TaskPassRate", "estimate_pass_rate", "task_pass_rate", "pass_at_k", "pass_at_k_from_rate",
            "METHODS", "CI_METHODS"]
 
 METHODS = ("mle", "unbiased", "logp")
@@ -154,8 +154,39 @@ def estimate_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", ci: 
     return PassRates(est, lo, up, log_p, censored, method, ci, level)
 
 
+@dataclass(frozen=True)
+class TaskPassRate:
+    """Task PU = mean of the instance estimates, with its bootstrap CI, as `task_pass_rate` returns it.
+
+    Attributes
+    ----------
+    pu : float
+        Task PU.
+    ci : (float, float)
+        [lower, upper] at `level`.
+    level : float
+        CI coverage.
+    method : str
+        The per-instance estimator.
+    n_instances, n_censored, total_samples : int
+        Instances, instances capped before the r-th pass, and the sum of `samples`.
+    """
+
+    pu: float
+    ci: tuple[float, float]
+    level: float
+    method: str
+    n_instances: int
+    n_censored: int
+    total_samples: int
+
+    def to_dict(self) -> dict:
+        """The fields as a dict for JSON (`ci` as a list)."""
+        return {**asdict(self), "ci": list(self.ci)}
+
+
 def task_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", level: float = 0.95,
-                   n_boot: int = 2000, seed: int = 0) -> dict:
+                   n_boot: int = 2000, seed: int = 0) -> TaskPassRate:
     """Task PU = mean of instance estimates, with a percentile bootstrap CI over instances.
 
     With no pass anywhere the estimate is 0 and the upper bound is the mean exact per-instance bound.
@@ -170,9 +201,7 @@ def task_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", level: f
 
     Returns
     -------
-    dict
-        `pu` (task PU), `ci` ([lower, upper] at `level`), `level`, `method`, `n_instances`,
-        `n_censored` (instances capped before the r-th pass), `total_samples` (sum of `samples`).
+    TaskPassRate
 
     Raises
     ------
@@ -186,9 +215,9 @@ def task_pass_rate(passes, samples, *, r: int = 1, method: str = "mle", level: f
     lo, up = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
     if est.mean() == 0:
         up = float(rates.upper.mean())
-    return {"pu": float(est.mean()), "ci": [float(lo), float(up)], "level": level, "method": method,
-            "n_instances": int(est.size), "n_censored": int(rates.censored.sum()),
-            "total_samples": int(np.sum(samples))}
+    return TaskPassRate(pu=float(est.mean()), ci=(float(lo), float(up)), level=level, method=method,
+                        n_instances=int(est.size), n_censored=int(rates.censored.sum()),
+                        total_samples=int(np.sum(samples)))
 
 
 def pass_at_k(n, c, k):

@@ -1,8 +1,9 @@
 """Task scaling law PU(N) = exp(−c·N^−α), emergence classes, multi-step / multiple-circuits fits.
 
 Everything works on F(N) = log(−log PU) against x = log N, where the law is a line F = log c − α·x.
-`pu` is either task-level (one value per size) or a matrix sizes × instances; with instances, the task
-PU is the instance mean and every CI is a bootstrap over instances (paired across sizes).
+`pu` is either task-level (one value per model) or a matrix models × instances; with instances, the task
+PU is the instance mean and the fits' CIs are bootstraps over instances (paired across models). A size may
+repeat (seeds); `classify_emergence` needs it to, since it weighs curvature against seed-to-seed noise.
 """
 
 from __future__ import annotations
@@ -14,21 +15,25 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import least_squares
 
-__all__ = ["TaskScalingFit", "fit_task_scaling", "classify_emergence", "fit_emergence_models", "emergence_curve",
-           "check_pu"]
+__all__ = ["TaskScalingFit", "EmergenceTest", "EmergenceModels", "fit_task_scaling", "classify_emergence", "fit_emergence_models",
+           "emergence_curve", "check_pu"]
 
 
-def check_pu(N, pu, *, min_sizes: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Validate sizes and PU values for log(−log PU): N distinct and > 0, PU in (0, 1] (instances may be 0).
+def check_pu(N, pu, *, min_sizes: int = 3, distinct: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Validate sizes and PU values for log(−log PU): N > 0 (distinct unless `distinct=False`), PU in (0, 1]
+    (instances may be 0).
 
     Parameters
     ----------
-    N : float array-like (n_sizes,)
-        Model sizes (parameters); any order.
-    pu : float array-like (n_sizes,) or (n_sizes, n_instances)
-        Task PU per size, or per-instance PU; instance values may be 0 as long as each size's mean is > 0.
+    N : float array-like (n_models,)
+        Model sizes (parameters); any order. With `distinct=False` a size may repeat: one row per trained
+        model, the repeats being seeds of that size.
+    pu : float array-like (n_models,) or (n_models, n_instances)
+        Task PU per model, or per-instance PU; instance values may be 0 as long as each row's mean is > 0.
     min_sizes : int
-        Fewest sizes accepted.
+        Fewest distinct sizes accepted.
+    distinct : bool
+        Refuse repeated sizes.
 
     Returns
     -------
@@ -38,15 +43,16 @@ def check_pu(N, pu, *, min_sizes: int = 3) -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     ValueError
-        N not 1-D or shorter than `min_sizes`, non-finite, ≤ 0 or repeated; `pu` not 1-D/2-D with one row
-        per size; PU non-finite or outside [0, 1], or a task-level PU of 0.
+        N not 1-D or with fewer than `min_sizes` distinct sizes, non-finite, ≤ 0 or (with `distinct`)
+        repeated; `pu` not 1-D/2-D with one row per size; PU non-finite or outside [0, 1], or a task-level
+        PU of 0.
     """
     n = np.asarray(N, dtype=float)
     p = np.asarray(pu, dtype=float)
-    if n.ndim != 1 or n.size < min_sizes:
-        raise ValueError(f"N must list at least {min_sizes} model sizes, got {n.size}")
-    if np.any(~np.isfinite(n)) or np.any(n <= 0) or np.unique(n).size != n.size:
-        raise ValueError("N must be distinct positive model sizes")
+    if n.ndim != 1 or np.unique(n).size < min_sizes:
+        raise ValueError(f"N must list at least {min_sizes} model sizes, got {np.unique(n).size}")
+    if np.any(~np.isfinite(n)) or np.any(n <= 0) or (distinct and np.unique(n).size != n.size):
+        raise ValueError("N must be distinct positive model sizes" if distinct else "N must be positive model sizes")
     if p.ndim not in (1, 2) or p.shape[0] != n.size:
         raise ValueError(f"pu must have one row per size ({n.size}), got shape {p.shape}")
     task = p if p.ndim == 1 else p.mean(axis=1)
@@ -86,15 +92,36 @@ def _law(a: float, slope: float, x: np.ndarray) -> np.ndarray:
     return np.exp(-np.exp(a + slope * x))
 
 
-def _predict(x: np.ndarray, p: np.ndarray, x_new: np.ndarray, per_instance: bool) -> np.ndarray:
-    """Predicted task PU at x_new: the task-mean line, or the mean of per-instance lines (an instance
-    with fewer than two sizes at 0 < PU < 1 keeps its value at the largest size)."""
-    if p.ndim == 1 or not per_instance:
-        a, s = _line(x, _F(p if p.ndim == 1 else p.mean(axis=1)))
-        return _law(a, s, x_new)
-    a, s, ok = _lines(x, _F(p))
-    curves = np.where(ok[None, :], _law(a[None, :], s[None, :], x_new[:, None]), p[np.argmax(x)][None, :])
-    return curves.mean(axis=1)
+def _instance_lines(x: np.ndarray, passes: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-instance (intercept, slope) of F = log(−log p) against x = log N, by maximum likelihood of the
+    PassUntil counts.
+
+    Rows are models (x repeats for seeds of one size), columns instances. The log-likelihood kernel
+    c·log p + (K − c)·log(1 − p), p = exp(−exp(a + s·x)), is that of sampling until r passes (negative
+    binomial) and of a capped run (binomial) alike, so an instance that passed every sample at some size
+    (estimate 1, F = −∞) still pulls its line down there instead of being dropped — dropping those points
+    fits each line to the sizes below a jump only and extrapolates the slow pre-jump trend.
+    """
+    from scipy.optimize import minimize
+
+    mean = float(x.mean())
+    xc = x - mean
+    a_out, s_out = np.empty(passes.shape[1]), np.empty(passes.shape[1])
+    for i in range(passes.shape[1]):
+        c, k = passes[:, i].astype(float), samples[:, i].astype(float)
+
+        def nll(theta, c=c, k=k):
+            u = np.exp(np.clip(theta[0] + theta[1] * xc, -50, 50))  # −log p
+            value = -np.sum(-c * u + (k - c) * np.log(-np.expm1(-u)))
+            with np.errstate(over="ignore"):  # u/expm1(u) → 0 where p → 0
+                d_eta = c * u - (k - c) * u / np.expm1(u)
+            return value, np.array([d_eta.sum(), (d_eta * xc).sum()])
+
+        f0 = _F(np.clip((c + 0.5) / (k + 1), 1e-12, 1 - 1e-12))
+        start = np.polyfit(xc, f0, 1)[::-1] if np.unique(xc).size > 1 else np.array([f0.mean(), 0.0])
+        fit = minimize(nll, start, jac=True, method="L-BFGS-B", bounds=[(-50, 50), (-50, 50)])
+        a_out[i], s_out[i] = fit.x[0] - fit.x[1] * mean, fit.x[1]
+    return a_out, s_out
 
 
 @dataclass(frozen=True)
@@ -114,7 +141,8 @@ class TaskScalingFit:
     N : tuple of float
         Sizes fitted.
     per_instance : bool
-        Whether `prediction` is the mean of per-instance curves rather than the task-mean law.
+        Whether `prediction` is the mean of per-instance curves (fitted to the counts by maximum
+        likelihood) rather than the task-mean law.
     predict_at, prediction : tuple of float
         Sizes asked for and the predicted task PU at each.
     prediction_ci : tuple of (float, float)
@@ -144,35 +172,43 @@ class TaskScalingFit:
 
 
 def _resamples(p: np.ndarray, x: np.ndarray, n_boot: int, rng: np.random.Generator):
-    """Bootstrap PU tables: instances resampled (2-D), or F residuals resampled (1-D)."""
+    """Bootstrap PU tables with their instance indices: instances resampled (2-D), or F residuals
+    resampled (1-D; indices None)."""
     if p.ndim == 2:
         for _ in range(n_boot):
-            yield p[:, rng.integers(0, p.shape[1], p.shape[1])]
+            idx = rng.integers(0, p.shape[1], p.shape[1])
+            yield p[:, idx], idx
         return
     f = _F(p)
     a, s = _line(x, f)
     fit = a + s * x
     resid = (f - fit) * np.sqrt(x.size / max(x.size - 2, 1))
     for _ in range(n_boot):
-        yield np.exp(-np.exp(fit + rng.choice(resid, x.size)))
+        yield np.exp(-np.exp(fit + rng.choice(resid, x.size))), None
 
 
-def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, n_boot: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> TaskScalingFit:
+def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, passes=None, samples=None,
+                     n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> TaskScalingFit:
     """Fit log(−log PU) = log c − α log N and predict PU at `predict_at` (e.g. a held-out size).
 
-    `per_instance=True` (needs a sizes × instances `pu`) fits one line per instance and predicts the
-    mean of the instance curves, as in the paper: it removes the bias of mixing instances of different
-    difficulty, but noisy instance estimates (few passes each) bias it down; pass exp(log_p) there.
+    `per_instance=True` fits one line per instance to its PassUntil counts (`passes`, `samples`) by
+    maximum likelihood and predicts the mean of the instance curves, as the paper does: it removes the
+    bias of mixing instances of different difficulty. α, c and R² stay those of the task-mean line. Its
+    prediction CI resamples the fitted instance curves, so it holds the spread of instances, not each
+    line's own fitting error (small where an instance has many samples, large where it passed at once).
 
     Parameters
     ----------
-    N : float array-like (n_sizes,)
-        Model sizes (non-embedding parameters); distinct, > 0.
-    pu : float array-like (n_sizes,) or (n_sizes, n_instances)
-        Task PU per size, or per-instance PU (task PU = row mean).
+    N : float array-like (n_models,)
+        Model sizes (non-embedding parameters), > 0; a size may repeat (seeds: one row per model).
+    pu : float array-like (n_models,) or (n_models, n_instances)
+        Task PU per model, or per-instance PU (task PU = row mean).
     predict_at : float array-like or None
         Sizes to predict PU at (> 0).
+    per_instance : bool
+        Predict from per-instance maximum-likelihood lines (needs `passes` and `samples`).
+    passes, samples : int array-like (n_models, n_instances) or None
+        PassUntil counts per model and instance (passes seen, samples drawn), for `per_instance`.
     n_boot : int
         Bootstrap resamples: over instances (paired across sizes) for a 2-D `pu`, over residuals in
         log(−log PU) for a 1-D one.
@@ -186,13 +222,20 @@ def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, n_bo
     Raises
     ------
     ValueError
-        Invalid N or pu (see `check_pu`; ≥ 3 sizes), a `predict_at` size that is not positive and finite,
-        `per_instance` with a 1-D `pu`, fewer than two sizes with
-        task PU < 1, or `level` outside [0, 1] (not checked up front: numpy's percentile raises it).
+        Invalid N or pu (see `check_pu`; ≥ 3 distinct sizes), a `predict_at` size that is not positive and
+        finite, `per_instance` without `passes` and `samples` of `pu`'s 2-D shape (or with passes > samples),
+        fewer than two sizes with task PU < 1, or `level` outside [0, 1] (not checked up front: numpy's
+        percentile raises it).
     """
-    n, p = check_pu(N, pu)
-    if per_instance and p.ndim != 2:
-        raise ValueError("per_instance=True needs pu as a sizes × instances matrix")
+    n, p = check_pu(N, pu, distinct=False)
+    lines = None
+    if per_instance:
+        if passes is None or samples is None or p.ndim != 2:
+            raise ValueError("per_instance=True needs pu as a models × instances matrix and its passes and samples")
+        c, k = np.asarray(passes, dtype=float), np.asarray(samples, dtype=float)
+        if c.shape != p.shape or k.shape != p.shape or np.any(c < 0) or np.any(c > k):
+            raise ValueError(f"passes and samples must have pu's shape {p.shape}, with 0 ≤ passes ≤ samples")
+        lines = _instance_lines(np.log(n), c, k)
     x = np.log(n)
     at = np.atleast_1d(np.asarray(predict_at if predict_at is not None else [], dtype=float))
     if not np.all(np.isfinite(at) & (at > 0)):
@@ -204,21 +247,29 @@ def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, n_bo
     ok = np.isfinite(f)
     ss_tot = float(np.sum((f[ok] - f[ok].mean()) ** 2))
     r2 = 1 - float(np.sum((f[ok] - a - slope * x[ok]) ** 2)) / ss_tot if ss_tot > 0 else 1.0
+
+    def predict(table: np.ndarray, idx) -> np.ndarray:
+        if lines is None:
+            a_t, s_t = _line(x, _F(table if table.ndim == 1 else table.mean(axis=1)))
+            return _law(a_t, s_t, x_new)
+        a_i, s_i = (lines[0], lines[1]) if idx is None else (lines[0][idx], lines[1][idx])
+        return _law(a_i[None, :], s_i[None, :], x_new[:, None]).mean(axis=1)
+
     rng = np.random.default_rng(seed)
     alphas, preds = [], []
-    for pb in _resamples(p, x, n_boot, rng):
+    for pb, idx in _resamples(p, x, n_boot, rng):
         tb = pb if pb.ndim == 1 else pb.mean(axis=1)
         if np.any(tb <= 0) or np.sum(tb < 1) < 2:
             continue
         alphas.append(-_line(x, _F(tb))[1])
-        preds.append(_predict(x, pb, x_new, per_instance))
+        preds.append(predict(pb, idx))
     q = [50 * (1 - level), 50 * (1 + level)]
     alpha_ci = tuple(float(v) for v in np.percentile(alphas, q)) if alphas else (np.nan, np.nan)
     pred_ci = np.percentile(np.array(preds), q, axis=0).T if preds and x_new.size else np.empty((0, 2))
     return TaskScalingFit(
         alpha=-slope, alpha_ci=alpha_ci, c=float(np.exp(a)), r2=r2, N=tuple(n.tolist()),
         per_instance=per_instance, predict_at=tuple(np.exp(x_new).tolist()),
-        prediction=tuple(_predict(x, p, x_new, per_instance).tolist()),
+        prediction=tuple(predict(p, None).tolist()),
         prediction_ci=tuple((float(lo), float(hi)) for lo, hi in pred_ci), level=level,
     )
 
@@ -235,59 +286,114 @@ def _curvature(x: np.ndarray, f: np.ndarray) -> tuple[float, float]:
     return float(coef[2]), float(np.sqrt(s2 * np.linalg.inv(X.T @ X)[2, 2]))
 
 
-def classify_emergence(N, pu, *, significance: float = 0.05, n_boot: int = 2000, seed: int = 0) -> dict:
-    """"linear" (plain scaling), "convex" (sub-scaling) or "concave" (accelerated emergence).
+@dataclass(frozen=True)
+class EmergenceTest:
+    """Linear vs quadratic law of F = log(−log PU) in log N, weighed against model-level noise (seeds).
 
-    Tests the quadratic term of F = log(−log PU) in log N against 0 at `significance` (PassUntil, Hu et
-    al. ICLR 2024: F linear = plain scaling, convex = sub-scaling, concave = accelerated emergence): a t-test
-    on task-level PU (needs ≥ 4 sizes) or, for a sizes × instances matrix, a two-sided bootstrap over
-    instances (≥ 3 sizes).
+    Attributes
+    ----------
+    label : str
+        "linear" (plain scaling), "convex" (sub-scaling) or "concave" (accelerated emergence); JSON key `class`.
+    curvature : float
+        Quadratic coefficient of F on centred log N (> 0 convex, < 0 concave).
+    curvature_se : float
+        Its OLS standard error from the residuals of every model (seed-to-seed noise plus lack of fit).
+    f_statistic : float
+        (RSS_linear − RSS_quadratic) / (RSS_quadratic / (n_models − 3)): the likelihood-ratio test of the
+        nested Gaussian models in its exact form (= t² of the quadratic coefficient).
+    p_value : float
+        P(F(1, n_models − 3) ≥ f_statistic).
+    significance : float
+        Level below which the quadratic law is accepted.
+    aicc_linear, aicc_quadratic : float
+        Small-sample AIC of each law over the models (parameters: coefficients plus the noise variance).
+    aicc_prefers : str
+        "linear" or "quadratic", the law with the lower AICc.
+    n_sizes, n_models, min_seeds : int
+        Distinct sizes, models fitted, and the fewest models (seeds) at any size.
+    test : str
+        The test, in words.
+    """
+
+    label: str
+    curvature: float
+    curvature_se: float
+    f_statistic: float
+    p_value: float
+    significance: float
+    aicc_linear: float
+    aicc_quadratic: float
+    aicc_prefers: str
+    n_sizes: int
+    n_models: int
+    min_seeds: int
+    test: str
+
+    def to_dict(self) -> dict:
+        """The fields as a dict for JSON, `label` under the key `class`."""
+        d = asdict(self)
+        return {"class": d.pop("label"), **d}
+
+
+def classify_emergence(N, pu, *, significance: float = 0.05) -> EmergenceTest:
+    """"linear" (plain scaling), "convex" (sub-scaling) or "concave" (accelerated emergence), against seeds.
+
+    PassUntil (Hu et al., ICLR 2024): F = log(−log PU) linear in log N is plain scaling, convex is
+    sub-scaling, concave is accelerated emergence. The quadratic law is tested against the linear one by
+    the F-test of the nested least-squares fits over every trained model, so the curvature is weighed
+    against the spread between seeds of one size (model-level noise), not against the sampling noise of
+    instances; AICc of both laws is reported beside it.
 
     Parameters
     ----------
-    N : float array-like (n_sizes,)
-        Model sizes; distinct, > 0.
-    pu : float array-like (n_sizes,) or (n_sizes, n_instances)
-        Task PU per size, or per-instance PU.
-    n_boot, seed
-        Bootstrap resamples and seed (2-D `pu` only); resamples with a task PU of 0 or 1 are dropped.
+    N : float array-like (n_models,)
+        Model size of each trained model; every size must appear at least twice (seeds).
+    pu : float array-like (n_models,) or (n_models, n_instances)
+        Task PU per model, or per-instance PU (reduced to the row mean).
+    significance : float
+        Test level, in (0, 1).
 
     Returns
     -------
-    dict
-        `class` ("linear", "convex" or "concave"), `curvature` (quadratic coefficient on centred log N;
-        > 0 convex), `curvature_se` (OLS; None with 3 sizes, where the bootstrap test needs none), `p_value`,
-        `significance`, `test`, `n_sizes`.
+    EmergenceTest
 
     Raises
     ------
     ValueError
-        `significance` outside (0, 1), invalid N or pu (see `check_pu`), or a task PU of 1 at some size.
+        `significance` outside (0, 1); invalid N or pu (see `check_pu`; ≥ 3 sizes); a size with a single
+        model ("one seed per size": the test needs model-level noise); a task PU of 1 for some model.
     """
     if not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")
-    n, p = check_pu(N, pu, min_sizes=3 if np.ndim(pu) == 2 else 4)
-    x = np.log(n)
+    n, p = check_pu(N, pu, min_sizes=3, distinct=False)
+    sizes, counts = np.unique(n, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"classify_emergence needs at least 2 models (seeds) per size to weigh the curvature "
+                         f"against model-level noise; N = {sizes[np.argmin(counts)]:g} has 1 (train more seeds per size)")
     task = p if p.ndim == 1 else p.mean(axis=1)
     if np.any(task >= 1):
-        raise ValueError("classify_emergence needs task PU < 1 at every size (log(−log 1) is −inf)")
-    q, se = _curvature(x, _F(task))
-    if p.ndim == 1:
-        p_value = float(2 * stats.t.sf(abs(q / se), x.size - 3)) if se > 0 else 0.0
-        test = "t-test on the quadratic coefficient (OLS, task level)"
-    else:
-        rng = np.random.default_rng(seed)
-        boots = []
-        for _ in range(n_boot):
-            tb = p[:, rng.integers(0, p.shape[1], p.shape[1])].mean(axis=1)
-            if np.all((tb > 0) & (tb < 1)):
-                boots.append(_curvature(x, _F(tb))[0])
-        b = np.asarray(boots)
-        p_value = float(min(1.0, 2 * min(np.mean(b <= 0), np.mean(b >= 0))))
-        test = "bootstrap over instances of the quadratic coefficient"
+        raise ValueError("classify_emergence needs task PU < 1 for every model (log(−log 1) is −inf)")
+    x, f = np.log(n), _F(task)
+    xc = x - x.mean()
+    rss = []
+    for degree in (1, 2):
+        X = np.vander(xc, degree + 1, increasing=True)
+        coef, *_ = np.linalg.lstsq(X, f, rcond=None)
+        rss.append(max(float(np.sum((f - X @ coef) ** 2)), 1e-300))
+    q, se = _curvature(x, f)
+    dof = n.size - 3
+    f_stat = (rss[0] - rss[1]) / (rss[1] / dof)
+    p_value = float(stats.f.sf(f_stat, 1, dof))
+    aicc = [n.size * np.log(r / n.size) + 2 * k + 2 * k * (k + 1) / (n.size - k - 1) if n.size > k + 1
+            else float("inf") for r, k in zip(rss, (3, 4), strict=True)]
     label = "linear" if p_value >= significance else ("convex" if q > 0 else "concave")
-    return {"class": label, "curvature": q, "curvature_se": se if np.isfinite(se) else None, "p_value": p_value,
-            "significance": significance, "test": test, "n_sizes": int(n.size)}
+    return EmergenceTest(
+        label=label, curvature=q, curvature_se=se, f_statistic=float(f_stat), p_value=p_value,
+        significance=significance, aicc_linear=float(aicc[0]), aicc_quadratic=float(aicc[1]),
+        aicc_prefers="linear" if aicc[0] <= aicc[1] else "quadratic", n_sizes=int(sizes.size),
+        n_models=int(n.size), min_seeds=int(counts.min()),
+        test="F-test (likelihood ratio of nested least squares) of the quadratic vs the linear law in log N "
+             "over every model: residuals are seed-to-seed noise plus lack of fit")
 
 
 def _two_line_model(kind: str):
@@ -321,7 +427,37 @@ def emergence_curve(name: str, params, x: np.ndarray) -> np.ndarray:
     return th[0] + th[1] * x if name == "linear" else _two_line_model(name)(th, x)
 
 
-def fit_emergence_models(N, pu) -> dict:
+@dataclass(frozen=True)
+class EmergenceModels:
+    """The linear, multi-step and multiple-circuit laws of F = log(−log PU) fitted to one PU per size.
+
+    Attributes
+    ----------
+    models : dict
+        "linear", "multi_step", "multi_circuit" → {`params` (for `emergence_curve`), `rss`, `k`
+        (parameters), `aic`, `aicc` (NaN when n ≤ k + 1)}.
+    best : str
+        The model with the lowest `criterion`.
+    criterion : str
+        "aicc" from 6 sizes on, "aic" with 5.
+    best_aic : str
+        The model with the lowest plain AIC.
+    n_sizes : int
+        Sizes fitted.
+    """
+
+    models: dict
+    best: str
+    criterion: str
+    best_aic: str
+    n_sizes: int
+
+    def to_dict(self) -> dict:
+        """The fields as a dict, for JSON."""
+        return asdict(self)
+
+
+def fit_emergence_models(N, pu) -> EmergenceModels:
     """Fit linear, multi-step (PU = Π_j exp(−c_j N^−α_j)) and soft two-circuit models; compare AIC.
 
     The circuits' soft maximum is −log PU = (Σ_i (c_i N^−α_i)^−1)^−1, a soft minimum of their −log PU.
@@ -332,10 +468,7 @@ def fit_emergence_models(N, pu) -> dict:
 
     Returns
     -------
-    dict
-        `models`: {"linear", "multi_step", "multi_circuit"} → {`params` (for `emergence_curve`), `rss`,
-        `k` (parameters), `aic`, `aicc` (NaN when n ≤ k + 1)}; `best` (by `criterion`), `criterion`
-        ("aicc" or "aic"), `best_aic` (by plain AIC) and `n_sizes`.
+    EmergenceModels
 
     Raises
     ------
@@ -363,5 +496,5 @@ def fit_emergence_models(N, pu) -> dict:
         aicc = aic + 2 * k * (k + 1) / (x.size - k - 1) if x.size > k + 1 else float("nan")
         out[name] = {"params": best.x.tolist(), "rss": rss, "k": k, "aic": aic, "aicc": aicc}
     crit = "aicc" if x.size >= 6 else "aic"
-    return {"models": out, "best": min(out, key=lambda m: out[m][crit]), "criterion": crit,
-            "best_aic": min(out, key=lambda m: out[m]["aic"]), "n_sizes": int(n.size)}
+    return EmergenceModels(models=out, best=min(out, key=lambda m: out[m][crit]), criterion=crit,
+                           best_aic=min(out, key=lambda m: out[m]["aic"]), n_sizes=int(n.size))

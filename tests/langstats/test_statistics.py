@@ -5,7 +5,8 @@ import pytest
 
 from quanta_interp.langstats.correlations import Correlation, CorrelationDecay, fit_beta, pair_counts
 from quanta_interp.langstats.entropy import fit_gamma, ngram_entropy
-from quanta_interp.langstats.predict import alpha_d, horizon
+from quanta_interp.langstats.pipeline import gamma_vs_h_inf
+from quanta_interp.langstats.predict import alpha_d, compare_alpha_d, horizon
 from quanta_interp.langstats.rhm import RandomHierarchyModel
 
 
@@ -116,3 +117,39 @@ def test_alpha_d_prediction_and_horizon():
     assert n4 / n1 == pytest.approx(4.0)
     with pytest.raises(ValueError, match="beta must be a positive"):
         alpha_d(0.0, [0, 0], 0.3, [0.3, 0.3])
+
+
+def test_gamma_vs_h_inf_shows_how_much_of_gamma_the_offset_sets():
+    n = np.arange(1, 64)
+    h = 1.1 + 2.0 * n ** -0.4
+    rows = gamma_vs_h_inf(h, extra=[1.1])
+    raw = fit_gamma(n, h, offset=False, n_range=(2, 63), n_boot=10)
+    assert rows[0]["fraction"] == 0 and rows[0]["gamma"] == pytest.approx(raw["gamma"], rel=1e-9)
+    true = next(r for r in rows if r["H_inf"] == 1.1)
+    assert true["gamma"] == pytest.approx(0.4, abs=1e-9) and true["r2"] == pytest.approx(1.0)
+    gammas = [r["gamma"] for r in rows]
+    assert gammas == sorted(gammas) and gammas[0] < 0.2  # γ grows with the H_∞ assumed: it is set by H_∞
+
+
+def test_alpha_d_is_compared_only_when_both_intervals_can_decide():
+    wide = compare_alpha_d(0.161, [0.002, 0.332], 0.227, [0.07, 0.72])  # the char run of 2026-11-29
+    assert wide.verdict == "undetermined" and wide.narrowing_needed == pytest.approx(0.65 / 0.05)
+    assert "predicted and measured intervals are wider than the tolerance 0.05" in wide.reason
+    assert compare_alpha_d(0.20, [0.19, 0.21], 0.22, [0.21, 0.23]).verdict == "met"
+    assert compare_alpha_d(0.20, [0.19, 0.21], 0.30, [0.29, 0.31]).verdict == "missed"
+    one = compare_alpha_d(0.20, [0.19, 0.21], 0.30, [0.20, 0.40])  # a miss the wide interval cannot show
+    assert one.verdict == "undetermined" and one.reason.startswith("the measured interval is wider")
+    assert compare_alpha_d(None, None, 0.19, [0.09, 0.56]).verdict == "undetermined"
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        compare_alpha_d(0.2, [0.1, 0.3], 0.2, [0.1, 0.3], tolerance=0)
+
+
+def test_beta_report_keeps_an_unfitted_norm_as_none_with_its_reason():
+    from quanta_interp.langstats.pipeline import beta_report
+
+    docs = [np.random.default_rng(0).integers(0, 4, 20_000)]  # independent tokens: no lag clears the floor
+    rep = beta_report(docs, 4, [1, 2, 4, 8], seed=0, progress=False)
+    assert rep.beta_op is None and rep.floor_const is None and "floor" in rep.errors["op"]
+    assert rep.to_dict()["beta_op"] == {"error": rep.errors["op"]} and "floor_const" not in rep.to_dict()
+    with pytest.raises(ValueError, match="floor"):
+        rep.require("op")

@@ -46,8 +46,15 @@ def test_run_fit_predict_emergence_from_run_folders(family, capsys):
     pred = read_json(root / "fit" / "predict.json")
     lo, hi = pred["prediction_ci"][0]
     assert 0 <= lo <= pred["prediction"][0] <= hi <= 1 and pred["N"] == sorted(pred["N"])
-    assert main(["passuntil", "emergence", "--runs", *runs, "--out", str(root / "fit")]) == 0
-    assert read_json(root / "fit" / "emergence.json")["emergence"]["class"] in ("linear", "convex", "concave")
+    assert main(["passuntil", "predict", "--runs", *runs, "--at", "1e6", "--per-instance", "--out",
+                 str(root / "inst")]) == 0
+    pred = read_json(root / "inst" / "predict.json")
+    assert pred["per_instance"] and 0 <= pred["prediction_ci"][0][0] <= pred["prediction"][0] <= 1
+    assert main(["passuntil", "emergence", "--runs", *runs, "--out", str(root / "fit")]) == 2  # one seed per size
+    assert "needs at least 2 models (seeds) per size" in capsys.readouterr().err
+    assert main(["passuntil", "emergence", "--runs", *runs, *runs, "--out", str(root / "fit")]) == 0
+    out = read_json(root / "fit" / "emergence.json")["emergence"]
+    assert out["class"] in ("linear", "convex", "concave") and out["min_seeds"] == 2 and out["n_models"] == 6
 
 
 def test_fit_from_points_and_pass_at_k(tmp_path, capsys):
@@ -66,6 +73,8 @@ def test_fit_from_points_and_pass_at_k(tmp_path, capsys):
     (["predict", "--n", "1e4", "2e4", "4e4", "--pu", "0.1", "0.2", "0.3", "--at", "8e4", "--per-instance"],
      "--per-instance needs --runs"),
     (["pass-at-k", "--k", "3"], "needs --n and --c"),
+    (["emergence", "--n", "1e4", "2e4", "4e4", "--pu", "0.1", "0.2", "0.3"],
+     "needs at least 2 models (seeds) per size to weigh the curvature against model-level noise; N = 10000 has 1"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert main(["passuntil", *argv, "--out", str(tmp_path)]) == 2

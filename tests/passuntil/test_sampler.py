@@ -57,7 +57,7 @@ def test_sampler_estimates_agree_with_exact_teacher_forced_probability(tiny):
     inside = (rates.lower <= exact) & (exact <= rates.upper)
     assert inside.mean() >= 0.85  # 95% intervals; 40 instances
     task = task_pass_rate(passes, samples, r=3, method="unbiased")
-    assert task["ci"][0] <= exact.mean() <= task["ci"][1]
+    assert task.ci[0] <= exact.mean() <= task.ci[1]
     done = ~rates.censored
     assert abs(np.mean(rates.log_p[done] - np.log(exact[done]))) < 0.5  # unbiased log-p: error averages out
 

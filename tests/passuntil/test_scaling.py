@@ -63,45 +63,69 @@ def test_held_out_prediction_from_measured_instances_lies_in_its_bootstrap_ci():
 
 def test_per_instance_fit_removes_the_bias_of_mixing_instances():
     truth, _, _ = instance_table(0, spread=1.0)  # every instance follows the law, with its own c_i
+    k = np.full(truth.shape, 10.0**7)  # counts this large pin each instance's p: the lines are the truth's
     task = fit_task_scaling(N[:-1], truth[:-1], predict_at=[N[-1]], n_boot=50)
-    inst = fit_task_scaling(N[:-1], truth[:-1], predict_at=[N[-1]], per_instance=True, n_boot=50)
-    assert inst.prediction[0] == pytest.approx(truth[-1].mean(), rel=1e-9)
+    inst = fit_task_scaling(N[:-1], truth[:-1], predict_at=[N[-1]], per_instance=True, passes=(truth * k)[:-1],
+                            samples=k[:-1], n_boot=50)
+    assert inst.prediction[0] == pytest.approx(truth[-1].mean(), rel=1e-3)
     assert task.prediction[0] < 0.98 * truth[-1].mean()  # the mean of the laws is not itself a law
     with pytest.raises(ValueError, match="per_instance"):
-        fit_task_scaling(N, truth.mean(axis=1), per_instance=True)
+        fit_task_scaling(N, truth, per_instance=True)
 
 
-def test_emergence_classes_of_synthetic_laws():
-    assert classify_emergence(N, noisy(law(N, 400.0, 0.5), 0.02, 0))["class"] == "linear"
-    convex = classify_emergence(N, noisy(multi_step(N), 0.02, 1))
-    concave = classify_emergence(N, noisy(multi_circuit(N), 0.02, 2))
-    assert (convex["class"], concave["class"]) == ("convex", "concave")
-    assert convex["p_value"] < 0.05 and convex["curvature"] > 0 > concave["curvature"]
-    linear_hits = sum(classify_emergence(N, noisy(law(N, 400.0, 0.5), 0.05, s))["class"] == "linear"
+def test_per_instance_fit_keeps_instances_that_passed_every_sample():
+    """Instance laws (α = 2) rising from PU 0.05 to 0.98: at the sizes below the held-out one most instances
+    pass all r = 3 samples (estimate 1, F = −∞). Dropping those points, as the least-squares fit on the
+    estimates did, fits each line to the lower sizes only and predicted 0.92 here; the likelihood of the
+    counts keeps them."""
+    rng = np.random.default_rng(0)
+    n = np.logspace(3, 4.2, 7)
+    c = np.exp(rng.normal(np.log(4e6), 0.5, 300))
+    truth = law(n[:, None], c[None, :], 2.0)
+    k = rng.negative_binomial(3, truth) + 3  # samples until the 3rd pass
+    fit = fit_task_scaling(n[:-1], (2 / (k - 1))[:-1], predict_at=[n[-1]], per_instance=True,
+                           passes=np.full(k.shape, 3)[:-1], samples=k[:-1], n_boot=100)
+    assert np.mean(k[-2] == 3) > 0.8  # the case: most instances passed every sample below the held-out size
+    assert fit.prediction[0] == pytest.approx(truth[-1].mean(), abs=0.01)
+
+
+def seeded(pu_fn, sd, seed, seeds=3):
+    """Task PU of `seeds` models per size: the law plus model-level noise in F."""
+    return np.repeat(N, seeds), noisy(np.repeat(pu_fn(N), seeds), sd, seed)
+
+
+def test_emergence_classes_of_synthetic_laws_against_seed_noise():
+    n, pu = seeded(lambda m: law(m, 400.0, 0.5), 0.02, 2)
+    linear = classify_emergence(n, pu)
+    assert linear.label == "linear" and linear.aicc_prefers == "linear" and linear.min_seeds == 3
+    convex = classify_emergence(*seeded(multi_step, 0.02, 1))
+    concave = classify_emergence(*seeded(multi_circuit, 0.02, 2))
+    assert (convex.label, concave.label) == ("convex", "concave")
+    assert convex.p_value < 0.05 and convex.curvature > 0 > concave.curvature
+    assert convex.f_statistic == pytest.approx((convex.curvature / convex.curvature_se) ** 2, rel=1e-6)
+    assert convex.to_dict()["class"] == "convex"
+    linear_hits = sum(classify_emergence(*seeded(lambda m: law(m, 400.0, 0.5), 0.05, s)).label == "linear"
                       for s in range(40))
     assert linear_hits >= 34  # the test's false-positive rate is about its 5% significance
 
 
-def test_emergence_with_instances_uses_the_bootstrap():
-    _, pu, _ = instance_table(0, spread=0.0)  # identical instances: the task mean follows the law
-    out = classify_emergence(N[:4], pu[:4], n_boot=300)
-    assert out["class"] == "linear" and "bootstrap" in out["test"]
-    truth, _, _ = instance_table(0, spread=1.0)  # mixing hard and easy instances bends the mean down
-    assert classify_emergence(N, truth, n_boot=300)["class"] == "concave"
+def test_emergence_refuses_one_seed_per_size():
+    with pytest.raises(ValueError, match=r"needs at least 2 models \(seeds\) per size .* N = 100000 has 1"):
+        classify_emergence(N, law(N, 400.0, 0.5))
 
 
 def test_aic_picks_the_generating_model():
-    assert fit_emergence_models(N, noisy(multi_step(N), 0.01, 3))["best"] == "multi_step"
-    assert fit_emergence_models(N, noisy(multi_circuit(N), 0.01, 4))["best"] == "multi_circuit"
+    assert fit_emergence_models(N, noisy(multi_step(N), 0.01, 3)).best == "multi_step"
+    assert fit_emergence_models(N, noisy(multi_circuit(N), 0.01, 4)).best == "multi_circuit"
     lin = fit_emergence_models(N, noisy(law(N, 400.0, 0.5), 0.05, 5))
-    assert lin["best"] == "linear" and lin["models"]["linear"]["k"] == 2
+    assert lin.best == "linear" and lin.models["linear"]["k"] == 2 and lin.to_dict()["criterion"] == "aicc"
 
 
 @pytest.mark.parametrize("n,pu,match", [
     ([1e5, 1e6], [0.1, 0.2], "at least 3"),
     ([1e5, 1e6, 1e7], [0.1, 0.0, 0.3], r"\(0, 1\]"),
     ([1e5, 1e6, 1e7], [0.1, 1.5, 0.3], r"\(0, 1\]"),
-    ([1e5, 1e5, 1e7], [0.1, 0.2, 0.3], "distinct"),
+    ([1e5, 1e5, 1e7], [0.1, 0.2, 0.3], "at least 3 model sizes, got 2"),  # seeds repeat a size; 2 sizes
 ])
 def test_bad_fit_input_raises_one_line(n, pu, match):
     with pytest.raises(ValueError, match=match):
