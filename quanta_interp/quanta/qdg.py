@@ -47,7 +47,7 @@ def _check_identity(run: RunFolder, config: QDGConfig) -> list[str]:
     if not path.exists():
         return []
     stored = read_json(path, expect=dict, fix=_RESTORE)
-    mine, notes = config.identity(), []
+    mine, notes = config.capture.identity(), []
     old_corpus = stored.get("corpus")
     if isinstance(old_corpus, str) and old_corpus != mine["corpus"]:
         if old_corpus.startswith("sha256:") and mine["corpus"].startswith("sha256:"):
@@ -74,7 +74,7 @@ def _same_path(old: str, new: str, out: Path) -> bool:
 
 def _write_identity(run: RunFolder, config: QDGConfig) -> None:
     """Record the capture identity (and the config) when the capture starts: the first write of a run."""
-    atomic_write_json(run.identity, config.identity())
+    atomic_write_json(run.identity, config.capture.identity())
     atomic_write_json(run.config, config.to_dict())
 
 
