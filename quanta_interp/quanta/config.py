@@ -381,10 +381,6 @@ class QDGConfig(Config):
         lo = max(1, round(0.01 * self.n_tokens))
         return lo, min(max(lo + 3, round(0.09 * self.n_tokens)), max(self.counts()))
 
-    def identity(self) -> dict:
-        """The capture identity (`CaptureConfig.identity`)."""
-        return self.capture.identity()
-
 
 def _bool(name, v):
     if not isinstance(v, bool):

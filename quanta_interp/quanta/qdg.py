@@ -47,7 +47,7 @@ def _check_identity(run: RunFolder, config: QDGConfig) -> list[str]:
     if not path.exists():
         return []
     stored = read_json(path, expect=dict, fix=_RESTORE)
-    mine, notes = config.identity(), []
+    mine, notes = config.capture.identity(), []
     old_corpus = stored.get("corpus")
     if isinstance(old_corpus, str) and old_corpus != mine["corpus"]:
         if old_corpus.startswith("sha256:") and mine["corpus"].startswith("sha256:"):
@@ -74,7 +74,7 @@ def _same_path(old: str, new: str, out: Path) -> bool:
 
 def _write_identity(run: RunFolder, config: QDGConfig) -> None:
     """Record the capture identity (and the config) when the capture starts: the first write of a run."""
-    atomic_write_json(run.identity, config.identity())
+    atomic_write_json(run.identity, config.capture.identity())
     atomic_write_json(run.config, config.to_dict())
 
 
@@ -111,8 +111,9 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
     loaded and checked, just before the first scan. Rows left pending by a kill are captured, not counted as
     failed. At a context longer than a block (`context="doc"`, or one capped at the model's n_ctx) targets
     get the paper's context by `capture.doc.doc_windows` (the whole document before them up to the block
-    length C, then ≥ C/2 tokens of it) and share one forward per window (`shared_windows`). Documents too
-    short for `min_context` hold no target; their count is kept with the model's info for the summary.
+    length C, then ≥ C/2 tokens of it) and share one forward per window (`shared_windows`, then true in the
+    summary). Documents too short for `min_context` hold no target; their count, when there are any, is kept
+    with the model's info for the summary (`documents_shorter_than_min_context`).
     Returns notes, the model's info and timings for the summary.
 
     Raises
@@ -198,7 +199,8 @@ def capture_stage(config: QDGConfig, out: str | Path) -> CaptureInfo:
         short = sum(len(d) - 1 < config.min_context for d in docs)  # no token has min_context tokens before it
         atomic_write_json(run.model_info, {"model_note": model.note, "tokenizer": corpus.tokenizer.fingerprint(),
                                            "n_layers": int(model.cfg.n_layers), "block_length": block,
-                                           "shared_windows": shared, "documents_shorter_than_min_context": short,
+                                           **({"shared_windows": True} if shared else {}),
+                                           **({"documents_shorter_than_min_context": short} if short else {}),
                                            "notes": list(notes)})
     model_info = read_json(run.model_info, expect=dict, fix=_RESTORE) if run.model_info.exists() else {}
     stored = model_info.pop("notes", [])

@@ -61,16 +61,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ..config import from_args
-    from ..io import RunDir
     from .config import SparseParityConfig
-    from .training import train_sparse_parity
+    from .training import train_run
 
     cfg = from_args(SparseParityConfig, args)
-    run = RunDir(args.out, cfg.to_dict())
-    _, result = train_sparse_parity(cfg, run, device=args.device)
-    run.write_result(result)
+    _, result = train_run(cfg, args.out, device=args.device)
     print(f"learned {result['n_learned']}/{cfg.n_tasks} subtasks, test loss {result['test_loss']:.4f} bits; "
-          f"wrote {run.path}")
+          f"wrote {Path(args.out)}")
     return 0
 
 
@@ -107,16 +104,11 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _qdg(args: argparse.Namespace) -> int:
     from ..config import from_args
-    from ..io import atomic_write_json
-    from ..quanta.ground_truth import GroundTruthConfig, ground_truth
+    from ..quanta.ground_truth import GroundTruthConfig
+    from .quanta import score_run
 
-    config = from_args(GroundTruthConfig, args)  # settings first: checking them is cheap
-    from .task import MultitaskSparseParity
-    from .training import load_trained
-
-    model, cfg, result = load_trained(args.run, args.device)
-    report = ground_truth(model, MultitaskSparseParity.of(cfg), result["learned"], config, show_progress=True).report
-    path = atomic_write_json(Path(args.out or args.run) / "qdg.json", report)
+    scored, path = score_run(args.run, from_args(GroundTruthConfig, args), args.out, device=args.device)
+    report = scored.report
     g = report["geometry"]
     print(f"{report['n_samples']} samples of {len(report['subtasks'])} subtasks; mean |cos| same pattern "
           f"{g['same_subtask_same_pattern']:.3f}, other pattern {g['same_subtask_other_pattern']:.3f}, other subtask "

@@ -227,6 +227,23 @@ def train_sparse_parity(config: SparseParityConfig, run_dir=None, *, device: str
     return models[0], results[0]
 
 
+def train_run(config: SparseParityConfig, out, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """`train_sparse_parity` into the run folder `out` (`io.RunDir`: config, metrics, weights), its result
+    written as result.json; returns the model and the result.
+
+    Raises
+    ------
+    ParameterError
+        `out` holds a run of another config (see `io.RunDir`).
+    """
+    from ..io import RunDir
+
+    run = RunDir(out, config.to_dict())
+    model, result = train_sparse_parity(config, run, device=device)
+    run.write_result(result)
+    return model, result
+
+
 def load_trained(folder, device: str = "cpu") -> tuple[nn.Sequential, SparseParityConfig, dict]:
     """The model (on `device`), config and result of a finished `train_sparse_parity` run folder (`io.RunDir`).
 
