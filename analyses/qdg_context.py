@@ -64,6 +64,20 @@ def capture(run: Path, work: Path, n: int, step: int) -> None:
             f.write(f"{min(m, n)} rows: {time.perf_counter() - t0:.1f} s\n")
 
 
+def _capture_log(work: Path) -> dict:
+    """Rows captured and wall seconds of each capture step (capture_seconds.txt), with the seconds per target."""
+    steps = []
+    path = work / "capture_seconds.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rows, seconds = line.replace(" rows:", "").replace(" s", "").split()
+        steps.append([int(rows), float(seconds)])
+    done = steps[-1][0] if steps else 0
+    total = sum(s for _, s in steps)
+    return {"steps": steps, "rows": done, "wall_seconds": round(total, 1),
+            "seconds_per_target": round(total / done, 2) if done else None,
+            "machine": "2 CPU cores shared with 4-6 other jobs, one thread: an upper bound"}
+
+
 def _partition_ami(a: np.ndarray, b: np.ndarray) -> float:
     from sklearn.metrics import adjusted_mutual_info_score
 
@@ -134,6 +148,7 @@ def analyse(run: Path, work: Path, n: int, resamples: int, out: Path) -> dict:
                      "slope_ci_rank_bootstrap": f.fit.get("slope_ci"), "n_quanta": int(len(np.unique(f.labels))),
                      "stability": f.stability.summary()} for k, f in fits.items()},
         "analysis_seconds": round(time.perf_counter() - t0, 1),
+        "capture_log": _capture_log(work),
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "context.json", result)
