@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="artifacts/quanta_scaling")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    largest = family_members(args.family)[-1][1]
+    largest = family_members(args.family)[-1].path
     config = QDGConfig(model=str(largest), keep_induction=True, alpha_n=args.alpha_n, family=args.family,
                        token_classes=CPU_CLASSES, device=args.device)
     t0 = time.perf_counter()
