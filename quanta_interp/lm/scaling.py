@@ -157,11 +157,10 @@ def train_family(members: list[FamilyMember], root: str | Path, **executor) -> l
     return [TrainResult.from_dict({k: v for k, v in r.items() if k != "name"}) for r in done]
 
 
-def _rule(config: Mapping[str, Any]) -> str:
-    tol = config.get("converge_tol")
-    if tol is None:
+def _rule(config: TrainConfig) -> str:
+    if config.converge_tol is None:
         return "none, a fixed number of steps"
-    return (f"held-out loss falling < {tol:.0%} over the last doubling of steps, within {config['steps']} steps")
+    return f"held-out loss falling < {config.converge_tol:.0%} over the last doubling of steps, within {config.steps} steps"
 
 
 def family_members(root: str | Path) -> list[TrainedMember]:
@@ -186,7 +185,7 @@ def family_members(root: str | Path) -> list[TrainedMember]:
     for c, p in done:
         r = read_json(p / "result.json")
         members.append(TrainedMember(c.get("name", p.name), p, int(r["n_params_non_embedding"]), int(r["steps"]),
-                                     r.get("val_loss"), r.get("converged"), _rule(c)))
+                                     r.get("val_loss"), r.get("converged"), _rule(FamilyMember.from_dict(c).train)))
     return sorted(members, key=lambda m: m.n_params)
 
 

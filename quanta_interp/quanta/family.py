@@ -18,7 +18,7 @@ import numpy as np
 from ..config import ParameterError
 from ..io import DamagedFileError, atomic_save_npy, atomic_write_json, load_npy, read_json
 
-__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "read_family"]
+__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "read_family", "heldout_targets"]
 
 
 def resolve_family(spec: str, steps=None) -> list[dict]:
@@ -231,6 +231,50 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
     atomic_write_json(fam / "members.json", listing)
     return {"family_seconds": round(time.perf_counter() - t0, 2) if computed else 0.0,
             "family_members": [m["name"] for m in members]}
+
+
+def heldout_targets(lengths, block: int, min_context: int, n: int, *, skip_blocks: int, seed: int = 0) -> np.ndarray:
+    """Targets no model chose: `n` uniform random positions in the blocks a QDG scan never reached.
+
+    The scan visits the corpus's blocks (`scan.blocks`) in the seeded order `permutation(seed)` and keeps the
+    tokens its model predicts well; the blocks after its first `skip_blocks` are text it never read. Here a
+    position of those blocks is drawn with equal probability, whatever any model's loss on it, so curves
+    measured on them carry no selection by the family (`scaling.heldout_quanta_scaling`).
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Document lengths in tokens.
+    block, min_context : int
+        As the scan used them (`scan.block_length`, `QDGConfig.min_context`).
+    n : int
+        Targets wanted (fewer when the unread blocks hold fewer positions).
+    skip_blocks : int
+        Blocks the scan read (its state.json `blocks_done`).
+
+    Returns
+    -------
+    int64 ndarray (m, 3)
+        (doc, start, pos) rows sorted by (doc, pos): the window doc[start:pos] predicts token pos.
+
+    Raises
+    ------
+    ValueError
+        The scan read every block: no held-out text is left.
+    """
+    from .scan import blocks
+
+    table = blocks(list(lengths), block, min_context)
+    rest = table[np.random.default_rng(seed).permutation(len(table))[skip_blocks:]]
+    if not len(rest):
+        raise ValueError(f"the scan read all {len(table)} blocks: no held-out text is left; scan fewer tokens "
+                         "(n_tokens) or a longer corpus")
+    sizes = rest[:, 2] - rest[:, 1] - min_context + 1  # targets per block
+    pick = np.sort(np.random.default_rng([seed, 1]).choice(sizes.sum(), min(n, int(sizes.sum())), replace=False))
+    b = np.searchsorted(np.cumsum(sizes), pick, side="right")
+    pos = rest[b, 1] + min_context + pick - np.concatenate([[0], np.cumsum(sizes)])[b]
+    rows = np.stack([rest[b, 0], rest[b, 1], pos], 1).astype(np.int64)
+    return rows[np.lexsort((rows[:, 2], rows[:, 0]))]
 
 
 def read_family(out: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["learning_scale", "drop_sharpness", "spearman_ci", "quanta_scaling", "nearest_quanta",
-           "heldout_quanta_scaling", "selected_quanta_scaling", "planted_family", "PlantedFamily",
+__all__ = ["learning_scale", "drop_sharpness", "spearman_ci", "Spearman", "quanta_scaling", "nearest_quanta",
+           "quantum_centroids", "heldout_quanta_scaling", "selected_quanta_scaling", "planted_family", "PlantedFamily",
            "plot_quanta_scaling",
            "CRITERION", "PAPER_CLAIM"]
 
@@ -116,26 +116,51 @@ def drop_sharpness(losses: np.ndarray, x: np.ndarray, *, min_drop: float = 0.1) 
         return np.where(fall >= min_drop, steps.max(axis=1) / fall, np.nan)
 
 
-def spearman_ci(a, b, *, n_boot: int = 1000, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class Spearman:
+    """Spearman ρ of paired values with its 95 % bootstrap CI (`spearman_ci`).
+
+    Attributes
+    ----------
+    rho : float or None
+        None with fewer than 3 pairs or a constant side.
+    ci : list of float or None
+        [low, high] over resampled pairs.
+    p : float or None
+        scipy's two-sided p-value.
+    n : int
+        Pairs.
+    """
+
+    rho: float | None
+    ci: list[float] | None
+    p: float | None
+    n: int
+
+    def to_dict(self) -> dict:
+        """{rho, ci, p, n}."""
+        return {"rho": self.rho, "ci": self.ci, "p": self.p, "n": self.n}
+
+
+def spearman_ci(a, b, *, n_boot: int = 1000, seed: int = 0) -> Spearman:
     """Spearman ρ of paired values with a 95% bootstrap CI over pairs (values may be ±inf; ties allowed).
 
     Returns
     -------
-    dict
-        `rho`, `ci` [lo, hi], `p` (scipy's two-sided p-value) and `n`; rho None when fewer than 3 pairs or a
-        constant side.
+    Spearman
+        rho None when fewer than 3 pairs or a constant side.
     """
     from scipy.stats import rankdata, spearmanr
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     n = len(a)
     if n < 3 or np.ptp(rankdata(a)) == 0 or np.ptp(rankdata(b)) == 0:
-        return {"rho": None, "ci": None, "p": None, "n": n}
+        return Spearman(None, None, None, n)
     ra, rb = rankdata(a), rankdata(b)  # ranks: infinities keep their order
     res = spearmanr(ra, rb)
     ci = _bootstrap_ci(lambda i: spearmanr(ra[i], rb[i]).statistic if np.ptp(ra[i]) > 0 and np.ptp(rb[i]) > 0
                        else None, n, n_boot, seed)
-    return {"rho": float(res.statistic), "ci": ci, "p": float(res.pvalue), "n": n}
+    return Spearman(float(res.statistic), ci, float(res.pvalue), n)
 
 
 def _bootstrap_ci(stat, n: int, n_boot: int, seed: int) -> list[float] | None:
@@ -230,7 +255,7 @@ def quanta_scaling(losses: np.ndarray, x, labels: np.ndarray, reference: np.ndar
 
     ranks = np.array([c["rank"] for c in clusters], float)
     stars = np.array([c["n_star"] for c in clusters])
-    spearman = {**spearman_ci(ranks, stars, n_boot=1000, seed=seed),
+    spearman = {**spearman_ci(ranks, stars, n_boot=1000, seed=seed).to_dict(),
                 "n_left_censored": sum(c["censored"] == "left" for c in clusters),
                 "n_right_censored": sum(c["censored"] == "right" for c in clusters),
                 "paper": "ρ > 0: frequent quanta (small rank) are learned at smaller scale"}
@@ -267,6 +292,35 @@ def nearest_quanta(gradients: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         raise ValueError(f"gradients (n × dim) and centroids (k × dim) must share dim; got {G.shape} and {C.shape}")
     unit = C / np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-30)
     return np.argmax(G @ unit.T, axis=1).astype(np.int64)
+
+
+def quantum_centroids(gradients: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each quantum's direction: the mean unit gradient of its tokens (the centroids `nearest_quanta` uses).
+
+    Parameters
+    ----------
+    gradients : float array-like (n_tokens, dim)
+    labels : int array-like (n_tokens,)
+        Quantum 0 … k−1 of each token; every quantum must hold a token.
+
+    Returns
+    -------
+    float64 ndarray (k, dim)
+
+    Raises
+    ------
+    ValueError
+        A quantum without tokens, or mismatched lengths.
+    """
+    G, labels = np.asarray(gradients, float), np.asarray(labels)
+    counts = np.bincount(labels)
+    if len(labels) != len(G) or np.any(counts == 0):
+        raise ValueError(f"need one label per gradient and tokens in every quantum; got {len(labels)} labels for "
+                         f"{len(G)} gradients, empty quanta {np.flatnonzero(counts == 0).tolist()}")
+    unit = G / np.maximum(np.linalg.norm(G, axis=1, keepdims=True), 1e-30)
+    sums = np.zeros((len(counts), G.shape[1]))
+    np.add.at(sums, labels, unit)
+    return sums / counts[:, None]
 
 
 def heldout_quanta_scaling(losses: np.ndarray, x, gradients: np.ndarray, centroids: np.ndarray, *,
@@ -392,7 +446,7 @@ def planted_family(seed: int = 0, *, n_quanta: int = 120, n_tokens: int = 30000,
     z = (np.log(x)[None, :] - (ln_star[labels] + rng.normal(0, 0.5, n_tokens))[:, None]) / 0.35
     losses = 3.0 / (1 + np.exp(z)) + 0.02 + np.abs(rng.normal(0, 0.04, (n_tokens, x.size)))
     star = np.exp(ln_star)
-    rho = spearman_ci(k, np.where(star > x[-1], np.inf, np.maximum(star, x[0])), n_boot=2)["rho"]
+    rho = spearman_ci(k, np.where(star > x[-1], np.inf, np.maximum(star, x[0])), n_boot=2).rho
     return PlantedFamily(x, losses, grads, labels.astype(np.int64), star, float(rho))
 
 

@@ -13,6 +13,7 @@ from quanta_interp.quanta.scaling import (
     nearest_quanta,
     planted_family,
     quanta_scaling,
+    quantum_centroids,
     selected_quanta_scaling,
     spearman_ci,
 )
@@ -92,8 +93,7 @@ def test_heldout_estimator_recovers_a_planted_rho_the_selected_one_misses(seed):
     labels, grads, planted = fam.labels, fam.gradients, fam.rho
     old = selected_quanta_scaling(fam.losses, fam.x, labels, threshold=0.1, n_boot=20, seed=seed)
     half = np.random.default_rng(seed + 1).random(len(labels)) < 0.5
-    unit = grads / np.linalg.norm(grads, axis=1, keepdims=True)
-    centroids = np.stack([unit[half & (labels == q)].mean(0) for q in range(labels.max() + 1)])
+    centroids = quantum_centroids(grads[half], labels[half])
     assert np.mean(nearest_quanta(grads[~half], centroids) == labels[~half]) > 0.99
     new = heldout_quanta_scaling(fam.losses[~half], fam.x, grads[~half], centroids, learned_loss=0.1, n_boot=20,
                                  seed=seed)
@@ -105,10 +105,10 @@ def test_heldout_estimator_recovers_a_planted_rho_the_selected_one_misses(seed):
 
 
 def test_spearman_ci_degenerate_inputs():
-    assert spearman_ci([1, 2], [3, 4])["rho"] is None
-    assert spearman_ci([1, 2, 3], [5, 5, 5])["rho"] is None
+    assert spearman_ci([1, 2], [3, 4]).rho is None
+    assert spearman_ci([1, 2, 3], [5, 5, 5]).rho is None
     r = spearman_ci([1, 2, 3, 4, 5], [1, 2, np.inf, 3, np.inf])
-    assert 0.5 < r["rho"] <= 1 and r["n"] == 5
+    assert 0.5 < r.rho <= 1 and r.n == 5
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +226,19 @@ def test_family_steps_follow_one_runs_kept_checkpoints(tmp_path):
         resolve_family(str(tmp_path / "run"), (20, 30, 60))
     with pytest.raises(ParameterError, match=r"^family .* is one training run: give family_steps"):
         resolve_family(str(tmp_path / "run"))
+
+
+def test_heldout_targets_avoid_the_scanned_blocks_and_cover_the_rest_uniformly():
+    from quanta_interp.quanta.family import heldout_targets
+    from quanta_interp.quanta.scan import blocks
+
+    lengths = [100, 50, 300]
+    table = blocks(lengths, 16, 4)
+    read = {tuple(b[:2]) for b in table[np.random.default_rng(0).permutation(len(table))[:5]]}
+    rows = heldout_targets(lengths, 16, 4, 10**6, skip_blocks=5, seed=0)
+    unread = [b for b in table if tuple(b[:2]) not in read]
+    assert len(rows) == sum(b[2] - b[1] - 3 for b in unread)  # every position of the unread blocks, once
+    assert not {tuple(r[:2]) for r in rows} & read and np.all(rows[:, 2] - rows[:, 1] >= 4)
+    assert len(heldout_targets(lengths, 16, 4, 40, skip_blocks=5, seed=0)) == 40
+    with pytest.raises(ValueError, match=f"the scan read all {len(table)} blocks"):
+        heldout_targets(lengths, 16, 4, 10, skip_blocks=len(table))
