@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-tokens", type=int, default=4000, help="tokens per held-out document evaluated")
     parser.add_argument("--unconverged", choices=UNCONVERGED, default="refuse",
                         help="members their convergence rule did not stop: refuse, drop or keep (default refuse)")
+    parser.add_argument("--fit-finished", action="store_true",
+                        help="fit the members finished so far without training the rest (they are left out)")
     parser.add_argument("--paper-scale", action="store_true", help="evaluate Pythia 70m…1.4b (hub + GPU)")
     args = parser.parse_args(argv)
     out, t0 = Path(args.out), time.perf_counter()
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
         models, members = [lm.load(name, device=args.device) for name in PYTHIA], None
         names, thresholds = PYTHIA, PAPER_CLASSES
     else:
-        train_family(family_configs(LADDER, device=args.device, **CPU_TRAIN), args.runs)
+        if not args.fit_finished:
+            train_family(family_configs(LADDER, device=args.device, **CPU_TRAIN), args.runs)
         models, members = load_family(args.runs, device=args.device, unconverged=args.unconverged)
         names, thresholds = [m.name for m in members], CPU_CLASSES
     corpus = load_corpus("shakespeare", lm.corpus_tokenizer(models[0]))
@@ -129,6 +132,7 @@ def main(argv=None) -> int:
         summary["models"] = [{**row, "val_loss": m.val_loss, "steps": m.steps, "converged": m.converged}
                              for row, m in zip(summary["models"], members, strict=True)]
         summary["convergence_rule"] = members[0].rule
+        summary["unconverged"] = args.unconverged
         summary["budget_doubling"] = budget_doubling(args.runs, docs, context, fit.exponent, fit.exponent_ci,
                                                      args.device)
     lo, hi = fit.exponent_ci
