@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = ["learning_scale", "drop_sharpness", "spearman_ci", "Spearman", "quanta_scaling", "nearest_quanta",
            "quantum_centroids", "heldout_quanta_scaling", "selected_quanta_scaling", "planted_family", "PlantedFamily",
+           "compare_estimators",
            "plot_quanta_scaling",
            "CRITERION", "PAPER_CLAIM"]
 
@@ -448,6 +449,31 @@ def planted_family(seed: int = 0, *, n_quanta: int = 120, n_tokens: int = 30000,
     star = np.exp(ln_star)
     rho = spearman_ci(k, np.where(star > x[-1], np.inf, np.maximum(star, x[0])), n_boot=2).rho
     return PlantedFamily(x, losses, grads, labels.astype(np.int64), star, float(rho))
+
+
+def compare_estimators(family: PlantedFamily, *, threshold: float = 0.1, n_boot: int = 200,
+                       seed: int = 0) -> dict:
+    """The selected and the held-out estimator side by side on a family whose ρ is known.
+
+    The selected one runs on every token (`selected_quanta_scaling`, the true quanta as labels: only the
+    selection is tested, not a clustering); the held-out one defines the quanta on a random half
+    (`quantum_centroids` of its true labels) and measures the other half (`heldout_quanta_scaling`,
+    `learned_loss` = `threshold`).
+
+    Returns
+    -------
+    dict
+        `planted` (ρ), `selected` and `heldout` (each `spearman_rank_n_star` of its result), and
+        `assigned_correctly` (share of held-out tokens whose nearest centroid is their true quantum).
+    """
+    labels, grads = family.labels, family.gradients
+    old = selected_quanta_scaling(family.losses, family.x, labels, threshold=threshold, n_boot=n_boot, seed=seed)
+    half = np.random.default_rng([seed, 2]).random(len(labels)) < 0.5
+    centroids = quantum_centroids(grads[half], labels[half])
+    new = heldout_quanta_scaling(family.losses[~half], family.x, grads[~half], centroids, learned_loss=threshold,
+                                 n_boot=n_boot, seed=seed)
+    return {"planted": family.rho, "selected": old["spearman_rank_n_star"], "heldout": new["spearman_rank_n_star"],
+            "assigned_correctly": float(np.mean(nearest_quanta(grads[~half], centroids) == labels[~half]))}
 
 
 def _fit_growth(stars: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float | None]:

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 
 from quanta_interp.quanta.scaling import (
+    compare_estimators,
     drop_sharpness,
-    heldout_quanta_scaling,
     learning_scale,
-    nearest_quanta,
     planted_family,
     quanta_scaling,
     quantum_centroids,
-    selected_quanta_scaling,
     spearman_ci,
 )
 
@@ -90,18 +88,15 @@ def test_heldout_estimator_recovers_a_planted_rho_the_selected_one_misses(seed):
     CI of the planted value. The held-out estimator (quanta defined on one half, every token of the other half
     assigned by nearest centroid, a fixed learned level) recovers it within its CI."""
     fam = planted_family(seed)
-    labels, grads, planted = fam.labels, fam.gradients, fam.rho
-    old = selected_quanta_scaling(fam.losses, fam.x, labels, threshold=0.1, n_boot=20, seed=seed)
-    half = np.random.default_rng(seed + 1).random(len(labels)) < 0.5
-    centroids = quantum_centroids(grads[half], labels[half])
-    assert np.mean(nearest_quanta(grads[~half], centroids) == labels[~half]) > 0.99
-    new = heldout_quanta_scaling(fam.losses[~half], fam.x, grads[~half], centroids, learned_loss=0.1, n_boot=20,
-                                 seed=seed)
-    o, n = old["spearman_rank_n_star"], new["spearman_rank_n_star"]
-    assert o["n_right_censored"] == 0 and o["n"] < 0.6 * labels.max()  # only learned quanta, every one learned
-    assert not o["ci"][0] <= planted <= o["ci"][1], (planted, o)
-    assert n["ci"][0] <= planted <= n["ci"][1] and abs(n["rho"] - planted) < 0.1, (planted, n)
+    r = compare_estimators(fam, n_boot=20, seed=seed)
+    o, n, planted = r["selected"], r["heldout"], r["planted"]
+    assert r["assigned_correctly"] > 0.99 and 0.6 < planted < 0.8
+    assert o["n_right_censored"] == 0 and o["n"] < 0.6 * len(fam.n_star)  # only learned quanta, every one learned
+    assert not o["ci"][0] <= planted <= o["ci"][1], r
+    assert n["ci"][0] <= planted <= n["ci"][1] and abs(n["rho"] - planted) < 0.1, r
     assert n["n_right_censored"] > 0.4 * n["n"]
+    with pytest.raises(ValueError, match=r"empty quanta \[1\]"):
+        quantum_centroids(fam.gradients[:3], np.array([0, 2, 2]))
 
 
 def test_spearman_ci_degenerate_inputs():
