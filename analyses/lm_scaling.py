@@ -19,7 +19,7 @@ import numpy as np
 
 from quanta_interp import lm
 from quanta_interp.corpora import load_corpus
-from quanta_interp.io import atomic_write_json
+from quanta_interp.io import atomic_write_json, read_json
 from quanta_interp.lm.config import UNCONVERGED
 from quanta_interp.lm.scaling import (
     CPU_TRAIN,
@@ -80,6 +80,12 @@ def plot(out: Path, n: np.ndarray, mean: np.ndarray, fit, losses: np.ndarray, cl
     save_figure(fig, out / "token_classes")
 
 
+def _train_seconds(run: Path) -> float:
+    """Wall seconds the member trained (tokens / throughput of its result.json; a resumed member's last call)."""
+    r = read_json(Path(run) / "result.json")
+    return round(r["tokens_seen"] / r["train_tokens_per_s"], 1)
+
+
 def budget_doubling(runs: str, docs: list[np.ndarray], context: int, alpha: float, ci, device: str) -> dict:
     """α_N refitted on each member's weights at half its steps (the constant learning rate makes a run of
     s/2 steps the prefix of the run of s): the shift from doubling every member's budget, against the
@@ -129,8 +135,10 @@ def main(argv=None) -> int:
     atomic_write_json(out / "examples.json", ex)
     summary = result.to_dict()
     if members is not None:
-        summary["models"] = [{**row, "val_loss": m.val_loss, "steps": m.steps, "converged": m.converged}
+        summary["models"] = [{**row, "val_loss": m.val_loss, "steps": m.steps, "converged": m.converged,
+                              "train_seconds": _train_seconds(m.path)}
                              for row, m in zip(summary["models"], members, strict=True)]
+        summary["train_seconds_total"] = round(sum(r["train_seconds"] for r in summary["models"]), 1)
         summary["convergence_rule"] = members[0].rule
         summary["unconverged"] = args.unconverged
         summary["budget_doubling"] = budget_doubling(args.runs, docs, context, fit.exponent, fit.exponent_ci,
