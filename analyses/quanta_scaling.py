@@ -85,7 +85,7 @@ def planted(seeds: range) -> dict:
     which of them recovers it, seed by seed."""
     from quanta_interp.quanta.scaling import compare_estimators, planted_family
 
-    rows = [{"seed": s, **compare_estimators(planted_family(s), seed=s)} for s in seeds]
+    rows = [{"seed": s, **compare_estimators(planted_family(s), seed=s).to_dict()} for s in seeds]
     inside = {k: sum(r[k]["ci"][0] <= r["planted"] <= r[k]["ci"][1] for r in rows) for k in ("selected", "heldout")}
     return {"family": "planted_family: 120 quanta, Zipf k^-1.3, 30000 tokens, 7 members 1e3…1e5; ln N*_k = ln 200 + "
                       "1.6 ln k + N(0, 1.2²)", "n_seeds": len(rows), "planted_inside_ci": inside, "seeds": rows}

@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["learning_scale", "drop_sharpness", "spearman_ci", "Spearman", "quanta_scaling", "nearest_quanta",
            "quantum_centroids", "heldout_quanta_scaling", "selected_quanta_scaling", "planted_family", "PlantedFamily",
-           "compare_estimators",
+           "compare_estimators", "EstimatorComparison",
            "plot_quanta_scaling",
            "CRITERION", "PAPER_CLAIM"]
 
@@ -451,20 +451,39 @@ def planted_family(seed: int = 0, *, n_quanta: int = 120, n_tokens: int = 30000,
     return PlantedFamily(x, losses, grads, labels.astype(np.int64), star, float(rho))
 
 
+@dataclass(frozen=True)
+class EstimatorComparison:
+    """`compare_estimators`'s result: the planted ρ beside each estimator's `spearman_rank_n_star` entry.
+
+    Attributes
+    ----------
+    planted : float
+        `PlantedFamily.rho`.
+    selected, heldout : dict
+        rho, ci, p, n, n_left_censored, n_right_censored (and the paper's claim), as `quanta_scaling` writes them.
+    assigned_correctly : float
+        Share of held-out tokens whose nearest centroid is their true quantum.
+    """
+
+    planted: float
+    selected: dict
+    heldout: dict
+    assigned_correctly: float
+
+    def to_dict(self) -> dict:
+        """{planted, selected, heldout, assigned_correctly}."""
+        return {"planted": self.planted, "selected": self.selected, "heldout": self.heldout,
+                "assigned_correctly": self.assigned_correctly}
+
+
 def compare_estimators(family: PlantedFamily, *, threshold: float = 0.1, n_boot: int = 200,
-                       seed: int = 0) -> dict:
+                       seed: int = 0) -> EstimatorComparison:
     """The selected and the held-out estimator side by side on a family whose ρ is known.
 
     The selected one runs on every token (`selected_quanta_scaling`, the true quanta as labels: only the
     selection is tested, not a clustering); the held-out one defines the quanta on a random half
     (`quantum_centroids` of its true labels) and measures the other half (`heldout_quanta_scaling`,
     `learned_loss` = `threshold`).
-
-    Returns
-    -------
-    dict
-        `planted` (ρ), `selected` and `heldout` (each `spearman_rank_n_star` of its result), and
-        `assigned_correctly` (share of held-out tokens whose nearest centroid is their true quantum).
     """
     labels, grads = family.labels, family.gradients
     old = selected_quanta_scaling(family.losses, family.x, labels, threshold=threshold, n_boot=n_boot, seed=seed)
@@ -472,8 +491,8 @@ def compare_estimators(family: PlantedFamily, *, threshold: float = 0.1, n_boot:
     centroids = quantum_centroids(grads[half], labels[half])
     new = heldout_quanta_scaling(family.losses[~half], family.x, grads[~half], centroids, learned_loss=threshold,
                                  n_boot=n_boot, seed=seed)
-    return {"planted": family.rho, "selected": old["spearman_rank_n_star"], "heldout": new["spearman_rank_n_star"],
-            "assigned_correctly": float(np.mean(nearest_quanta(grads[~half], centroids) == labels[~half]))}
+    return EstimatorComparison(family.rho, old["spearman_rank_n_star"], new["spearman_rank_n_star"],
+                               float(np.mean(nearest_quanta(grads[~half], centroids) == labels[~half])))
 
 
 def _fit_growth(stars: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float | None]:

@@ -89,8 +89,8 @@ def test_heldout_estimator_recovers_a_planted_rho_the_selected_one_misses(seed):
     assigned by nearest centroid, a fixed learned level) recovers it within its CI."""
     fam = planted_family(seed)
     r = compare_estimators(fam, n_boot=20, seed=seed)
-    o, n, planted = r["selected"], r["heldout"], r["planted"]
-    assert r["assigned_correctly"] > 0.99 and 0.6 < planted < 0.8
+    o, n, planted = r.selected, r.heldout, r.planted
+    assert r.assigned_correctly > 0.99 and 0.6 < planted < 0.8
     assert o["n_right_censored"] == 0 and o["n"] < 0.6 * len(fam.n_star)  # only learned quanta, every one learned
     assert not o["ci"][0] <= planted <= o["ci"][1], r
     assert n["ci"][0] <= planted <= n["ci"][1] and abs(n["rho"] - planted) < 0.1, r
