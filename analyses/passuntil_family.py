@@ -57,8 +57,8 @@ def train_and_evaluate(cfg: dict, run_dir: RunDir | None) -> dict:
     t0 = time.perf_counter()
     records = PassUntil(r=cfg["r"], k_max=cfg["k_max"], batch_size=4096, seed=cfg["model_seed"]).run(
         model, instances, tokenizer=tok, run_dir=RunDir(run_dir.path / "passuntil"), show_progress=False)
-    return {"width": cfg["width"], "model_seed": cfg["model_seed"], "n_params": trained["n_params"],
-            "n_params_non_embedding": trained["n_params_non_embedding"], "final_train_loss": trained["final_train_loss"],
+    return {"width": cfg["width"], "model_seed": cfg["model_seed"], "n_params": trained.n_params,
+            "n_params_non_embedding": trained.n_params_non_embedding, "final_train_loss": trained.final_train_loss,
             "passes": [r["passes"] for r in records], "samples": [r["samples"] for r in records],
             "sampling_s": time.perf_counter() - t0,
             "exact_log_p": exact_probability(model, instances, tok).tolist()}

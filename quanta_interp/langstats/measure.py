@@ -115,8 +115,8 @@ def data_limited_run(config: Mapping, run_dir: RunDir | None) -> dict:
                       run_dir=lm_dir, progress=False)
     model = lm.load(str(lm_dir), device=model_cfg.device).bridge
     losses = position_losses(model, val, n_ctx=model_cfg.n_ctx, seed=cfg.seed)
-    return {"P": cfg.P, "best_val_loss": float(result["best_val_loss"]), "position_losses": losses.tolist(),
-            "final_val_loss": float(result["val_loss"]), "steps": model_cfg.steps}
+    return {"P": cfg.P, "best_val_loss": float(result.best_val_loss), "position_losses": losses.tolist(),
+            "final_val_loss": float(result.val_loss), "steps": model_cfg.steps}
 
 
 def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_inf: float | None = None,

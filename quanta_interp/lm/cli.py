@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..cli import add_backend, add_common, backend_kwargs, few_points_note, positive_int, vocab_note
 from ..config import add_arguments, from_args, parse_str_list
-from .config import TrainConfig
+from .config import UNCONVERGED, TrainConfig
 
 LADDER_HELP = "comma-separated LAYERSxWIDTH sizes, e.g. 1x16,1x32,2x32 (default: the 6-model ladder)"
 _FAMILY_SKIP = ("d_vocab", "n_layers", "d_model", "n_heads", "d_mlp")  # set per member by the ladder
@@ -68,6 +68,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                                 ("slope", -0.3, "polygenic: loss-vs-ln N slope below this"),
                                 ("r2", 0.98, "polygenic: R² of the linear fit above this")):
         p.add_argument(f"--{name}", type=float, default=default, help=f"{text} (default: {default}, the paper's)")
+    p.add_argument("--unconverged", choices=UNCONVERGED, default="refuse",
+                   help="members whose convergence rule did not stop them (or trained without one): refuse the "
+                        "family, drop them from the fit, or keep them (default: refuse)")
     add_common(p, out="runs/lm-scaling", device=True)
     p.set_defaults(func=_scaling)
 
@@ -152,8 +155,9 @@ def _family(args) -> int:
     _corpus(args, 0)
     configs = family_configs(sizes, corpus=args.corpus, tokenizer=args.tokenizer, **given_args(TrainConfig, args))
     results = train_family(configs, args.out, **backend_kwargs(args))
-    for r in results:
-        print(f"{r['name']:10s} N={r['n_params_non_embedding']:>9d} val_loss={r['val_loss']}")
+    for m, r in zip(configs, results, strict=True):
+        done = "" if r.converged is None else f" steps={r.steps} converged={r.converged}"
+        print(f"{m.name:10s} N={r.n_params_non_embedding:>9d} val_loss={r.val_loss}{done}")
     return 0
 
 
@@ -214,12 +218,13 @@ def _scaling(args) -> int:
     for name, value in thresholds.items():  # before the models load; NaN would label no token, silently
         check_finite(name, value)
     TokenClasses(**thresholds)
-    models, info = load_family(args.family, device=args.device)
-    summary, losses, _ = analyse([m.bridge for m in models], [m["name"] for m in info], _docs(models[0], args),
+    models, members = load_family(args.family, device=args.device, unconverged=args.unconverged)
+    summary, losses, _ = analyse([m.bridge for m in models], [m.name for m in members], _docs(models[0], args),
                                  context=_context(args, models[0]), thresholds=thresholds)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_save_npy(Path(args.out) / "losses.npy", losses)
-    atomic_write_json(Path(args.out) / "summary.json", summary)
-    print(f"α_N = {summary['alpha_N']:.4f} CI {summary['alpha_N_ci']}; token classes {summary['token_classes']}")
-    few_points_note("α_N", summary["fit"].n_points)
+    atomic_write_json(Path(args.out) / "summary.json", {**summary.to_dict(), "unconverged": args.unconverged,
+                                                        "members": [m.to_dict() for m in members]})
+    print(f"α_N = {summary.alpha_N:.4f} CI {summary.alpha_N_ci}; token classes {summary.token_classes}")
+    few_points_note("α_N", summary.fit.n_points)
     return 0

@@ -6,11 +6,16 @@ from dataclasses import dataclass, field
 
 from ..config import Config, ParameterError, check_choice, check_finite, check_positive_int
 
-__all__ = ["TrainConfig", "ACT_FNS"]
+__all__ = ["TrainConfig", "ACT_FNS", "SCHEDULES", "UNCONVERGED"]
 
 # The activations a native TransformerLens MLP accepts (transformer_lens.model_bridge.sources.native.model),
 # listed here so a bad --act-fn is refused before anything is written (a test keeps the two in step).
 ACT_FNS = ("gelu", "gelu_new", "relu", "silu", "swish", "solu", "solu_ln")
+SCHEDULES = ("cosine", "constant")
+# What `quanta lm scaling` does with family members their convergence rule did not stop (lm.scaling.converged_members).
+UNCONVERGED = ("refuse", "drop", "keep")
+# Fields added to TrainConfig after run folders were written, with their defaults (see TrainConfig.to_dict).
+LATER_FIELDS = {"schedule": "cosine", "converge_tol": None, "keep_checkpoints": False}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,24 @@ class TrainConfig(Config):
     """torch device to train on."""
     checkpoint_every: int = 200
     """Steps between checkpoints (model + optimiser) that a rerun resumes from."""
+    schedule: str = "cosine"
+    """Learning rate after the warm-up: cosine (decays to 0 at `steps`) or constant (a run is then the prefix
+    of any longer one, so `steps` is only a ceiling)."""
+    converge_tol: float | None = field(default=None, metadata={"parse": float})
+    """Stop once the held-out loss fell by less than this fraction over the last doubling of steps (checked
+    at evaluations s ≥ 4·eval_every against s/2; `steps` is then the ceiling); default: train all `steps`."""
+    keep_checkpoints: bool = False
+    """Keep the weights of every evaluation as checkpoints/step-NNNNNNN.safetensors (follow a model over its
+    training, e.g. `quanta discover --family-steps`)."""
+
+    def to_dict(self) -> dict:
+        """As `Config.to_dict`, leaving out the fields added after runs were written (`LATER_FIELDS`) while
+        they hold their defaults, so those runs' config.json and sweep hashes stay the same."""
+        d = super().to_dict()
+        for name, default in LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def __post_init__(self) -> None:
         if self.d_mlp is None and isinstance(self.d_model, int):
@@ -61,6 +84,14 @@ class TrainConfig(Config):
         super().__post_init__()
 
     def _checks(self):
+        def tol(name, v):
+            if v is not None:
+                check_finite(name, v, low=0.0, high=0.5, low_open=True)
+
+        def flag(name, v):
+            if not isinstance(v, bool):
+                raise ParameterError(name, f"must be true or false, got {v!r}")
+
         def positive(name, v):
             check_positive_int(name, v)
 
@@ -80,4 +111,5 @@ class TrainConfig(Config):
                 ("lr", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
                 ("warmup", lambda n, v: check_finite(n, v, low=0)),
                 ("weight_decay", lambda n, v: check_finite(n, v, low=0.0)),
-                ("grad_clip", lambda n, v: check_finite(n, v, low=0.0, low_open=True))]
+                ("grad_clip", lambda n, v: check_finite(n, v, low=0.0, low_open=True)),
+                ("schedule", check_choice(SCHEDULES)), ("converge_tol", tol), ("keep_checkpoints", flag)]

@@ -65,8 +65,9 @@ def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
     Parameters
     ----------
     spec : str
-        "smollm2", an HF hub name, a local HF model folder (config.json + weights) or a run folder of
-        `lm.train` (model_config.json + weights.safetensors).
+        "smollm2", an HF hub name, a local HF model folder (config.json + weights), a run folder of
+        `lm.train` (model_config.json + weights.safetensors), or one checkpoint it kept
+        (RUN/checkpoints/step-NNNNNNN.safetensors, `TrainConfig.keep_checkpoints`).
 
     Warns
     -----
@@ -92,6 +93,8 @@ def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
         return load_hf(hf_model, tok, SMOLLM2_NAME, device=device, spec=spec, note=SMOLLM2_NOTE)
     if kind == "run":
         return load_run(path, device=device, spec=spec)
+    if kind == "checkpoint":
+        return load_run(path.parent.parent, device=device, spec=spec, weights=path)
     if kind == "hf":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -102,7 +105,8 @@ def load(spec: str = "smollm2", *, device: str = "cpu") -> LoadedModel:
 
 def check_model_spec(spec) -> str:
     """What `spec` names, checked without loading anything: "smollm2", "run" (a `quanta lm train` folder with
-    weights), "hf" (a local HF model folder) or "hub" (a name for the Hugging Face hub).
+    weights), "checkpoint" (a safetensors file in such a run's checkpoints/), "hf" (a local HF model folder) or
+    "hub" (a name for the Hugging Face hub).
 
     A spec that reads as a local path (it starts with '/', '.', '~', ends with '/', has more than one '/',
     or its parent folder exists here) but does not exist is refused as a missing path, not sent to the hub.
@@ -119,6 +123,8 @@ def check_model_spec(spec) -> str:
     if spec == "smollm2":
         return "smollm2"
     path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".safetensors" and (path.parent.parent / "model_config.json").exists():
+        return "checkpoint"
     if (path / "model_config.json").exists():
         if not (path / "weights.safetensors").exists():
             raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` "
@@ -274,10 +280,12 @@ def hf_tokenizer(tokenizer: Tokenizer):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend)
 
 
-def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None) -> LoadedModel:
+def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None,
+             weights: str | Path | None = None) -> LoadedModel:
     """Rebuild a model trained by `lm.train` from its run folder (model_config.json + weights.safetensors).
 
-    The corpora tokenizer comes from the run's tokenizer.json when there is one (else None).
+    The corpora tokenizer comes from the run's tokenizer.json when there is one (else None). `weights` loads
+    another state dict of the run instead, e.g. a kept checkpoint (`lm.training.checkpoint_steps`).
 
     Raises
     ------
@@ -291,7 +299,7 @@ def load_run(path: str | Path, *, device: str = "cpu", spec: str | None = None) 
     from transformer_lens.model_bridge import TransformerBridge
 
     path = Path(path)
-    weights = path / "weights.safetensors"
+    weights = path / "weights.safetensors" if weights is None else Path(weights)
     if not weights.exists():
         raise ValueError(f"run folder {path} has no weights.safetensors yet; finish or resume `quanta lm train` first")
     cfg = TransformerBridgeConfig(**read_json(path / "model_config.json", expect=dict, fix=_RETRAIN))

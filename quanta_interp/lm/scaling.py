@@ -3,30 +3,96 @@ quantization model's monogenic/polygenic token classes (Michaud et al. 2023, §3
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..config import check_tokenizer
 from ..corpora import load_corpus
 from ..executors import map_runs
-from ..fitting import fit_power_law, fit_range_sensitivity
-from .config import TrainConfig
-from .training import split_tokens
+from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
+from .config import UNCONVERGED, TrainConfig
+from .training import TrainResult, split_tokens
 
-__all__ = ["LADDER", "CPU_TRAIN", "family_configs", "train_family", "train_member", "family_members", "load_family", "loss_matrix", "fit_alpha_n",
-           "TokenClasses", "analyse", "PAPER_CLASSES"]
+__all__ = ["LADDER", "CPU_TRAIN", "FamilyMember", "TrainedMember", "ModelLoss", "ScalingSummary", "UNCONVERGED",
+           "family_configs", "train_family", "train_member", "family_members", "converged_members", "load_family",
+           "loss_matrix", "fit_alpha_n", "TokenClasses", "analyse", "PAPER_CLASSES"]
 
 PAPER_CLASSES = dict(high=5.0, low=0.3, slope=-0.3, r2=0.98)
-# How the CPU-scale family is trained (analyses/lm_scaling.py fits α_N on it; analyses/qdg_lm.py reuses it).
-CPU_TRAIN = dict(steps=600, n_ctx=64, batch_size=16, lr=3e-3, warmup=50, eval_every=200, checkpoint_every=100)
+# How the CPU-scale family is trained (analyses/lm_scaling.py fits α_N on it; analyses/qdg_lm.py reuses it): a
+# constant learning rate after warm-up, each member stopped once its held-out loss fell < 2 % over the last
+# doubling of steps (`TrainConfig.converge_tol`), 16k steps at most; the weights of every evaluation are kept.
+CPU_TRAIN = dict(steps=16000, n_ctx=64, batch_size=16, lr=3e-3, warmup=50, eval_every=250, eval_batches=16,
+                 checkpoint_every=250, schedule="constant", converge_tol=0.02, keep_checkpoints=True)
 
 # (n_layers, d_model): non-embedding parameters 3.3k … 148k (1.65 decades) with d_mlp = 4·d_model
 LADDER: tuple[tuple[int, int], ...] = ((1, 16), (1, 32), (2, 32), (2, 48), (2, 64), (3, 64))
 
 
-def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str = "char", **train_kw) -> list[dict]:
-    """One resolved training config per (n_layers, d_model), plus the corpus it trains on.
+@dataclass(frozen=True)
+class FamilyMember:
+    """One member of a family to train: its name, corpus, tokenizer and `TrainConfig`.
+
+    `to_dict()` is the flat JSON record a family sweep stores (name, corpus, tokenizer, then every
+    `TrainConfig.to_dict` field), so a sweep's hashes and config.json files do not depend on this class.
+    """
+
+    name: str
+    corpus: str
+    tokenizer: str
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """{name, corpus, tokenizer, **train.to_dict()}: the sweep's config of the member."""
+        return {"name": self.name, "corpus": self.corpus, "tokenizer": self.tokenizer, **self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FamilyMember:
+        """The member from `to_dict()` output (a sweep's config); `ParameterError` for a bad training field."""
+        rest = {k: v for k, v in data.items() if k not in ("name", "corpus", "tokenizer")}
+        return cls(data["name"], data["corpus"], data["tokenizer"], TrainConfig.from_dict(rest))
+
+
+@dataclass(frozen=True)
+class TrainedMember:
+    """A finished member of a family sweep, read from its run folder without loading the model.
+
+    Attributes
+    ----------
+    name : str
+    path : Path
+        Its run folder (`lm.load` takes it).
+    n_params : int
+        Non-embedding parameters N.
+    steps : int
+        Optimiser steps it took.
+    val_loss : float or None
+        Held-out loss at its last step (nats per token).
+    converged : bool or None
+        Whether its convergence rule (`TrainConfig.converge_tol`) stopped it; None: trained without one.
+    rule : str
+        The rule in words, for messages and summaries.
+    """
+
+    name: str
+    path: Path
+    n_params: int
+    steps: int
+    val_loss: float | None
+    converged: bool | None
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values (path as a string)."""
+        return {**asdict(self), "path": str(self.path)}
+
+
+def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str = "char",
+                   **train_kw) -> list[FamilyMember]:
+    """One member per (n_layers, d_model), with its resolved training config and the corpus it trains on.
 
     Parameters
     ----------
@@ -39,8 +105,8 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
 
     Returns
     -------
-    list of dict
-        `name` ("L{n_layers}-d{d_model}"), `corpus`, `tokenizer` and every `TrainConfig` field.
+    list of FamilyMember
+        Named "L{n_layers}-d{d_model}", in the order of `sizes`.
 
     Raises
     ------
@@ -52,52 +118,53 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
     check_tokenizer("tokenizer", tokenizer)
     tokens = load_corpus(corpus, tokenizer)
     d_vocab = train_kw.pop("d_vocab", None) or tokens.vocab_size
-    need = TrainConfig(**{**train_kw, "d_vocab": d_vocab}).n_ctx + 1
+    shared = TrainConfig(**{**train_kw, "d_vocab": d_vocab})
     for split in ("train", "val"):
-        split_tokens(tokens, corpus, split, need)
-    out = []
-    for n_layers, d_model in sizes:
-        heads = max(1, d_model // 16)
-        cfg = TrainConfig(**{**train_kw, "n_layers": n_layers, "d_model": d_model, "n_heads": heads,
-                             "d_vocab": d_vocab}).to_dict()
-        out.append({"name": f"L{n_layers}-d{d_model}", "corpus": corpus, "tokenizer": tokenizer, **cfg})
-    return out
+        split_tokens(tokens, corpus, split, shared.n_ctx + 1)
+    return [FamilyMember(f"L{n_layers}-d{d_model}", corpus, tokenizer,
+                         shared.replace(n_layers=n_layers, d_model=d_model, n_heads=max(1, d_model // 16),
+                                        d_mlp=train_kw.get("d_mlp", 4 * d_model)))
+            for n_layers, d_model in sizes]
 
 
-def train_member(config: dict, run_dir=None) -> dict:
+def train_member(config: Mapping[str, Any], run_dir=None) -> dict[str, Any]:
     """Train one family member on its corpus's train split, evaluating on the held-out documents.
 
-    `config` is one entry of `family_configs`; `run_dir` (a `RunDir` or None) is where `map_runs` keeps the
-    member, so a rerun resumes it. Returns `lm.train`'s result with the member's `name` added.
+    `config` is a `FamilyMember.to_dict()` (what `map_runs` passes); `run_dir` (a `RunDir` or None) is where
+    `map_runs` keeps the member, so a rerun resumes it. Returns `lm.train`'s result as a dict, with the
+    member's `name` first (the sweep's result.json).
     """
     from .training import train
 
-    corpus = load_corpus(config["corpus"], config["tokenizer"])
-    cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k not in ("name", "corpus", "tokenizer")})
-    result = train(cfg, corpus.documents("train"), val_tokens=corpus.documents("val"), tokenizer=corpus.tokenizer,
-                   run_dir=run_dir.path if run_dir is not None else None, progress=False)
-    return {"name": config["name"], **result}
+    member = FamilyMember.from_dict(config)
+    corpus = load_corpus(member.corpus, member.tokenizer)
+    result = train(member.train, corpus.documents("train"), val_tokens=corpus.documents("val"),
+                   tokenizer=corpus.tokenizer, run_dir=run_dir.path if run_dir is not None else None, progress=False)
+    return {"name": member.name, **result.to_dict()}
 
 
-def train_family(configs: list[dict], root: str | Path, **executor) -> list[dict]:
-    """Train every config as a resumable sweep under `root` (finished members are not redone);
+def train_family(members: list[FamilyMember], root: str | Path, **executor) -> list[TrainResult]:
+    """Train every member as a resumable sweep under `root` (finished members are not redone);
     `executor` goes to `map_runs` (backend, workers, address, resources).
 
     Returns
     -------
-    list of dict
-        `train_member`'s result per config, in the order of `configs`.
+    list of TrainResult
+        One per member, in the order of `members`.
     """
-    return map_runs(train_member, configs, root=root, name="lm-family", desc="family", **executor)
+    done = map_runs(train_member, [m.to_dict() for m in members], root=root, name="lm-family", desc="family",
+                    **executor)
+    return [TrainResult.from_dict({k: v for k, v in r.items() if k != "name"}) for r in done]
 
 
-def family_members(root: str | Path) -> list[tuple[str, Path, int]]:
+def _rule(config: TrainConfig) -> str:
+    if config.converge_tol is None:
+        return "none, a fixed number of steps"
+    return f"held-out loss falling < {config.converge_tol:.0%} over the last doubling of steps, within {config.steps} steps"
+
+
+def family_members(root: str | Path) -> list[TrainedMember]:
     """The finished members of a family sweep, without loading them, in increasing model size.
-
-    Returns
-    -------
-    list of (str, Path, int)
-        Name, run folder and non-embedding parameter count of each member.
 
     Raises
     ------
@@ -110,47 +177,157 @@ def family_members(root: str | Path) -> list[tuple[str, Path, int]]:
 
     sweep = Sweep.open(root, hint=f"train a family with `quanta lm family --out {root}`")
     pending = sweep.pending()
-    done = [(c.get("name", sweep.run_dir(i).path.name), sweep.run_dir(i).path)
-            for i, c in enumerate(sweep.configs) if i not in pending]
+    done = [(c, sweep.run_dir(i).path) for i, c in enumerate(sweep.configs) if i not in pending]
     if len(done) < 3:
         raise ValueError(f"family {root}: {len(done)} of {len(sweep.configs)} members finished, need ≥ 3; rerun "
                          "`quanta lm family` on it to resume")
-    sized = [(name, p, int(read_json(p / "result.json")["n_params_non_embedding"])) for name, p in done]
-    return sorted(sized, key=lambda m: m[2])
+    members = []
+    for c, p in done:
+        r = read_json(p / "result.json")
+        members.append(TrainedMember(c.get("name", p.name), p, int(r["n_params_non_embedding"]), int(r["steps"]),
+                                     r.get("val_loss"), r.get("converged"), _rule(FamilyMember.from_dict(c).train)))
+    return sorted(members, key=lambda m: m.n_params)
 
 
-def load_family(root: str | Path, *, device: str = "cpu") -> tuple[list, list[dict]]:
-    """Every finished member of a family sweep, loaded, in increasing model size, with its name and val loss.
+
+def converged_members(members: list[TrainedMember], root, unconverged: str = "refuse") -> list[TrainedMember]:
+    """The members α_N may be fitted over: all of them when each converged by its rule.
+
+    Parameters
+    ----------
+    unconverged : {"refuse", "drop", "keep"}
+        What to do with members their rule did not stop (or trained without one): refuse the family, fit
+        without them, or fit them anyway.
+
+    Raises
+    ------
+    ParameterError
+        ('unconverged', …) "refuse" and some member did not converge (naming them and the rule); "drop"
+        leaving fewer than 3 members.
+    """
+    from ..config import ParameterError, check_choice
+
+    check_choice(UNCONVERGED)("unconverged", unconverged)
+    bad = [m for m in members if not m.converged]
+    if not bad or unconverged == "keep":
+        return members
+    names = ", ".join(f"{m.name} ({m.steps} steps)" for m in bad)
+    if unconverged == "refuse":
+        raise ParameterError("unconverged", f"family {root}: {len(bad)} of {len(members)} members are not known to have "
+                                            f"converged (rule: {bad[0].rule}): {names}; retrain them with a rule and a "
+                                            "higher ceiling (--schedule constant --converge-tol 0.02 --steps N, another "
+                                            "--out), or pass --unconverged drop (fit the converged ones) or keep (fit all)")
+    kept = [m for m in members if m.converged]
+    if len(kept) < 3:
+        raise ParameterError("unconverged", f"family {root}: only {len(kept)} of {len(members)} members converged by "
+                                            f"their rule ({bad[0].rule}); α_N needs ≥ 3 (unconverged: {names})")
+    return kept
+
+
+def load_family(root: str | Path, *, device: str = "cpu", unconverged: str = "keep",
+                checkpoint_at: float | None = None) -> tuple[list, list[TrainedMember]]:
+    """The finished members of a family sweep, loaded, in increasing model size.
+
+    Parameters
+    ----------
+    unconverged : {"refuse", "drop", "keep"}
+        See `converged_members`.
+    checkpoint_at : float or None
+        Load each member's kept checkpoint at this fraction of its steps (0.5: the half budget, to see how
+        α_N moves with the budget) instead of its final weights.
 
     Returns
     -------
     models : list of LoadedModel
         Sorted by non-embedding parameters.
-    info : list of dict
-        `name` and `val_loss` (nats per token) per model, in the same order.
+    members : list of TrainedMember
+        In the same order.
 
     Raises
     ------
     FileNotFoundError
         `root` is not a sweep folder.
     ValueError
-        Fewer than 3 members finished, or members with different tokenizers (they would read different ids).
+        Fewer than 3 members finished, members with different tokenizers (they would read different ids), or a
+        member without the checkpoint asked for.
+    ParameterError
+        Unconverged members refused (see `converged_members`).
     """
-    from ..io import read_json
     from .loading import load
+    from .training import checkpoint_steps
 
-    done = family_members(root)
-    models = [load(p, device=device) for _, p, _ in done]
-    prints = {name: m.tokenizer.fingerprint() if m.tokenizer is not None else None
-              for (name, _, _), m in zip(done, models, strict=True)}
+    members = converged_members(family_members(root), root, unconverged)
+    specs = [m.path for m in members]
+    if checkpoint_at is not None:
+        specs = []
+        for m in members:
+            kept, want = checkpoint_steps(m.path), int(round(m.steps * checkpoint_at))
+            if want not in kept:
+                raise ValueError(f"family {root}: member {m.name} kept no checkpoint at step {want} (kept: "
+                                 f"{sorted(kept)[:3]}…); train the family with keep_checkpoints")
+            specs.append(kept[want])
+    models = [load(p, device=device) for p in specs]
+    prints = {m.name: model.tokenizer.fingerprint() if model.tokenizer is not None else None
+              for m, model in zip(members, models, strict=True)}
     if len(set(prints.values())) > 1:
         raise ValueError(f"family {root}: its members use different tokenizers {prints}; every member must read the "
                          "same ids: train the family with one --corpus and --tokenizer")
-    return models, [{"name": name, "val_loss": read_json(p / "result.json")["val_loss"]} for name, p, _ in done]
+    return models, members
+
+
+@dataclass(frozen=True)
+class ModelLoss:
+    """One model's mean per-token loss (nats) on the evaluation documents, and its non-embedding size."""
+
+    name: str
+    non_embedding_params: int
+    mean_loss: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, in this order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScalingSummary:
+    """What `analyse` measures on a family (summary.json of `quanta lm scaling`).
+
+    Attributes
+    ----------
+    alpha_N : float
+        Exponent of mean loss ≈ a·N^(−α_N) over non-embedding parameters.
+    alpha_N_ci : (float, float)
+        Its 95 % pairs-bootstrap interval.
+    fit : PowerLawFit
+    range_sensitivity : list of dict
+        `fit_range_sensitivity`'s table.
+    models : tuple of ModelLoss
+        In increasing size.
+    n_tokens_evaluated, context : int
+        Tokens scored per model, and tokens of context per prediction.
+    token_classes : dict
+        Counts per class and the thresholds.
+    """
+
+    alpha_N: float
+    alpha_N_ci: tuple[float, float]
+    fit: PowerLawFit
+    range_sensitivity: list
+    models: tuple[ModelLoss, ...]
+    n_tokens_evaluated: int
+    context: int
+    token_classes: dict
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, the keys in field order (`fit` and `models` as their `to_dict`)."""
+        return {"alpha_N": self.alpha_N, "alpha_N_ci": self.alpha_N_ci, "fit": self.fit.to_dict(),
+                "range_sensitivity": self.range_sensitivity, "models": [m.to_dict() for m in self.models],
+                "n_tokens_evaluated": self.n_tokens_evaluated, "context": self.context,
+                "token_classes": self.token_classes}
 
 
 def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: int = 64,
-            thresholds: dict | None = None, progress: bool = True) -> tuple[dict, np.ndarray, TokenClasses]:
+            thresholds: dict | None = None, progress: bool = True) -> tuple[ScalingSummary, np.ndarray, TokenClasses]:
     """Mean loss vs N, α_N with CI and range sensitivity, and token classes for models sorted by size.
 
     Parameters
@@ -168,10 +345,7 @@ def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: 
 
     Returns
     -------
-    summary : dict
-        `alpha_N` with `alpha_N_ci` (95%), `fit` (PowerLawFit of mean loss vs N), `range_sensitivity`,
-        `models` (name, non_embedding_params, mean_loss in nats), `n_tokens_evaluated`, `context` and
-        `token_classes` (counts per class and the thresholds).
+    summary : ScalingSummary
     losses : float32 ndarray (n_tokens, n_models)
         Per-token losses in nats (see `loss_matrix`).
     classes : TokenClasses
@@ -191,12 +365,11 @@ def analyse(models: list, names: list[str], docs: list[np.ndarray], *, context: 
     fit, sensitivity = fit_alpha_n(n, mean)
     thresholds = thresholds or PAPER_CLASSES
     classes = TokenClasses(**thresholds).fit(losses, n)
-    summary = {
-        "alpha_N": fit.exponent, "alpha_N_ci": fit.exponent_ci, "fit": fit, "range_sensitivity": sensitivity,
-        "models": [{"name": k, "non_embedding_params": int(p), "mean_loss": float(v)} for k, p, v in zip(names, n, mean, strict=True)],
-        "n_tokens_evaluated": int(losses.shape[0]), "context": context,
-        "token_classes": {**classes.counts(), "thresholds": thresholds},
-    }
+    summary = ScalingSummary(
+        alpha_N=fit.exponent, alpha_N_ci=fit.exponent_ci, fit=fit, range_sensitivity=sensitivity,
+        models=tuple(ModelLoss(k, int(p), float(v)) for k, p, v in zip(names, n, mean, strict=True)),
+        n_tokens_evaluated=int(losses.shape[0]), context=context,
+        token_classes={**classes.counts(), "thresholds": thresholds})
     return summary, losses, classes
 
 

@@ -18,17 +18,21 @@ import numpy as np
 from ..config import ParameterError
 from ..io import DamagedFileError, atomic_save_npy, atomic_write_json, load_npy, read_json
 
-__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "read_family"]
+__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "read_family", "heldout_targets"]
 
 
-def resolve_family(spec: str) -> list[dict]:
+def resolve_family(spec: str, steps=None) -> list[dict]:
     """The members of a family, in family order, without loading them.
 
     Parameters
     ----------
     spec : str
-        A `quanta lm family` sweep folder (its finished members, by non-embedding size), or a comma list of
-        model specs as `lm.load` takes them (hub names, HF folders, run folders), smallest (or earliest) first.
+        A `quanta lm family` sweep folder (its finished members, by non-embedding size); one `lm.train` run
+        folder that kept checkpoints (`TrainConfig.keep_checkpoints`), whose checkpoints at `steps` are the
+        members; or a comma list of model specs as `lm.load` takes them (hub names, HF folders, run folders,
+        checkpoint files), smallest (or earliest) first.
+    steps : sequence of int or None
+        `family_steps`: the training steps of the members (picks a run's checkpoints).
 
     Returns
     -------
@@ -38,16 +42,19 @@ def resolve_family(spec: str) -> list[dict]:
     Raises
     ------
     ParameterError
-        Fewer than 3 members (a folder that is a single run counts as one), or the same member twice.
+        Fewer than 3 members (a folder that is a single run counts as one unless it kept checkpoints), the
+        same member twice, a run that kept no checkpoints, or steps it did not keep.
     """
     path = Path(spec).expanduser()
     if (path / "manifest.json").exists():
         from ..lm.scaling import family_members
 
         try:
-            members = [{"name": n, "spec": str(p), "n_params": size} for n, p, size in family_members(path)]
+            members = [{"name": m.name, "spec": str(m.path), "n_params": m.n_params} for m in family_members(path)]
         except ValueError as e:
             raise ParameterError("family", f"{e}") from None
+    elif (path / "model_config.json").exists():
+        members = _checkpoints(path, steps)
     else:
         specs = [s.strip() for s in str(spec).split(",") if s.strip()]
         members = [{"name": Path(s).name or s, "spec": s, "n_params": None} for s in specs]
@@ -57,6 +64,28 @@ def resolve_family(spec: str) -> list[dict]:
     if len({m["spec"] for m in members}) < len(members):
         raise ParameterError("family", f"lists a model twice: {spec!r}")
     return members
+
+
+def _checkpoints(run: Path, steps) -> list[dict]:
+    """The members of one training run: its kept checkpoints at `steps` (see `resolve_family`)."""
+    from ..lm.training import checkpoint_steps
+
+    kept = checkpoint_steps(run)
+    if not kept:
+        raise ParameterError("family_steps" if steps else "family",
+                             f"{run} is one training run and kept no checkpoints to follow over training: retrain it "
+                             "with --keep-checkpoints, or pass a `quanta lm family` folder or ≥ 3 comma-separated models")
+    if not steps:
+        raise ParameterError("family", f"{run} is one training run: give family_steps, ≥ 3 of its kept steps "
+                                       f"({_shown(sorted(kept))})")
+    missing = [s for s in steps if s not in kept]
+    if missing:
+        raise ParameterError("family_steps", f"{run} kept no checkpoint at steps {missing}; it kept {_shown(sorted(kept))}")
+    return [{"name": f"step {s}", "spec": str(kept[s]), "n_params": None} for s in steps]
+
+
+def _shown(values: list[int]) -> str:
+    return ", ".join(map(str, values)) if len(values) <= 8 else f"{', '.join(map(str, values[:6]))}, …, {values[-1]}"
 
 
 def check_members(members: list[dict], *, steps: bool = False) -> None:
@@ -107,7 +136,8 @@ def _run_tokenizer(spec: str) -> str | None:
     """Fingerprint of a run folder's tokenizer without loading the model (None for other specs)."""
     from ..corpora import Tokenizer
 
-    path = Path(spec).expanduser() / "tokenizer.json"
+    path = Path(spec).expanduser()
+    path = (path.parent.parent if path.suffix == ".safetensors" else path) / "tokenizer.json"  # a kept checkpoint's run
     return Tokenizer.load(path).fingerprint() if path.exists() else None
 
 
@@ -161,7 +191,7 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
     from ..corpora import load_corpus
 
     out, t0 = Path(out), time.perf_counter()
-    members = resolve_family(config.family)
+    members = resolve_family(config.family, config.family_steps)
     rows = np.asarray(GradientStore(out / "gradients").targets)
     ref = _reference_tokenizer(config, out)
     check_run_tokenizers(members, config, ref)
@@ -201,6 +231,50 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
     atomic_write_json(fam / "members.json", listing)
     return {"family_seconds": round(time.perf_counter() - t0, 2) if computed else 0.0,
             "family_members": [m["name"] for m in members]}
+
+
+def heldout_targets(lengths, block: int, min_context: int, n: int, *, skip_blocks: int, seed: int = 0) -> np.ndarray:
+    """Targets no model chose: `n` uniform random positions in the blocks a QDG scan never reached.
+
+    The scan visits the corpus's blocks (`scan.blocks`) in the seeded order `permutation(seed)` and keeps the
+    tokens its model predicts well; the blocks after its first `skip_blocks` are text it never read. Here a
+    position of those blocks is drawn with equal probability, whatever any model's loss on it, so curves
+    measured on them carry no selection by the family (`scaling.heldout_quanta_scaling`).
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Document lengths in tokens.
+    block, min_context : int
+        As the scan used them (`scan.block_length`, `QDGConfig.min_context`).
+    n : int
+        Targets wanted (fewer when the unread blocks hold fewer positions).
+    skip_blocks : int
+        Blocks the scan read (its state.json `blocks_done`).
+
+    Returns
+    -------
+    int64 ndarray (m, 3)
+        (doc, start, pos) rows sorted by (doc, pos): the window doc[start:pos] predicts token pos.
+
+    Raises
+    ------
+    ValueError
+        The scan read every block: no held-out text is left.
+    """
+    from .scan import blocks
+
+    table = blocks(list(lengths), block, min_context)
+    rest = table[np.random.default_rng(seed).permutation(len(table))[skip_blocks:]]
+    if not len(rest):
+        raise ValueError(f"the scan read all {len(table)} blocks: no held-out text is left; scan fewer tokens "
+                         "(n_tokens) or a longer corpus")
+    sizes = rest[:, 2] - rest[:, 1] - min_context + 1  # targets per block
+    pick = np.sort(np.random.default_rng([seed, 1]).choice(sizes.sum(), min(n, int(sizes.sum())), replace=False))
+    b = np.searchsorted(np.cumsum(sizes), pick, side="right")
+    pos = rest[b, 1] + min_context + pick - np.concatenate([[0], np.cumsum(sizes)])[b]
+    rows = np.stack([rest[b, 0], rest[b, 1], pos], 1).astype(np.int64)
+    return rows[np.lexsort((rows[:, 2], rows[:, 0]))]
 
 
 def read_family(out: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -144,7 +144,9 @@ def test_load_family_refuses_members_with_different_tokenizers(char_model, tmp_p
     other = make_tokenizer("char", [Document("t", TEXT.upper())])
     cfg = lm.TrainConfig(d_vocab=other.vocab_size, n_layers=1, d_model=16, n_heads=1, n_ctx=16, steps=1, batch_size=2)
     lm.train(cfg, np.array(other.encode(TEXT.upper())), tokenizer=other, run_dir=tmp_path / "upper", progress=False)
-    members = [("a", char_model / "model", 1), ("b", char_model / "model", 2), ("c", tmp_path / "upper", 3)]
+    members = [scaling.TrainedMember(name, path, size, 1, None, True, "rule")
+               for name, path, size in (("a", char_model / "model", 1), ("b", char_model / "model", 2),
+                                        ("c", tmp_path / "upper", 3))]
     monkeypatch.setattr(scaling, "family_members", lambda root: members)
     with pytest.raises(ValueError, match="its members use different tokenizers"):
         scaling.load_family("fam")

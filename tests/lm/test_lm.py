@@ -1,5 +1,6 @@
 """LM layer on tiny models: training, round trips, per-token losses, resume after SIGKILL, bad input."""
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -41,11 +42,11 @@ def test_train_learns_and_writes_a_run(trained):
     for name in ("config.json", "metrics.jsonl", "weights.safetensors", "model_config.json", "result.json"):
         assert (run / name).exists(), name
     # the walk has entropy ≈ 0.9·0 + H(noise) ≈ 0.6 nats; chance is ln 13 = 2.56
-    assert result["val_loss"] < 1.5 < np.log(VOCAB)
-    assert result["best_val_loss"] <= result["val_loss"]
-    assert result["steps"] == 40 and result["n_params"] > result["n_params_non_embedding"] > 0
+    assert result.val_loss < 1.5 < np.log(VOCAB)
+    assert result.best_val_loss <= result.val_loss
+    assert result.steps == 40 and result.n_params > result.n_params_non_embedding > 0
     # non-embedding: attention 4·(32·32+32) + MLP (32·128+128+128·32+32) + 2 block LayerNorms + ln_final
-    assert result["n_params_non_embedding"] == 4 * (32 * 32 + 32) + (2 * 32 * 128 + 128 + 32) + 3 * 2 * 32
+    assert result.n_params_non_embedding == 4 * (32 * 32 + 32) + (2 * 32 * 128 + 128 + 32) + 3 * 2 * 32
 
 
 def test_load_run_round_trip_gives_same_logits(trained):
@@ -103,7 +104,7 @@ def test_train_resumes_after_sigkill_with_identical_weights(tmp_path):
     straight = lm.train(cfg, _tokens(4000), val_tokens=_tokens(1000, seed=1), run_dir=tmp_path / "s", progress=False)
     a, b = load_file(tmp_path / "k" / "weights.safetensors"), load_file(tmp_path / "s" / "weights.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in b)
-    assert resumed == {**straight, "train_tokens_per_s": resumed["train_tokens_per_s"]}
+    assert resumed == dataclasses.replace(straight, train_tokens_per_s=resumed.train_tokens_per_s)
     steps = [r["step"] for r in map(__import__("json").loads, (tmp_path / "k" / "metrics.jsonl").read_text().splitlines())]
     assert steps == [10, 20, 30]
 
@@ -132,3 +133,35 @@ def test_bad_input_is_one_clear_line(trained, tmp_path):
         lm.train(lm.TrainConfig.from_dict(dict(CFG.to_dict(), stepz=3)), _tokens(100))
     with pytest.raises(ValueError, match="neither an HF model"):
         lm.load(tmp_path)
+
+
+def test_convergence_rule_stops_a_constant_lr_run_and_keeps_its_checkpoints(tmp_path):
+    """A constant learning rate with converge_tol stops at the first evaluation s ≥ 4·eval_every whose held-out
+    loss fell < tol since s/2; the run is the prefix of a longer one (same weights at every kept step), and a
+    kept checkpoint loads as a model."""
+    from quanta_interp.lm.training import checkpoint_steps
+
+    cfg = CFG.replace(steps=400, eval_every=10, schedule="constant", converge_tol=0.05, keep_checkpoints=True)
+    result = lm.train(cfg, _tokens(4000), val_tokens=_tokens(1000, seed=1), run_dir=tmp_path / "c", progress=False)
+    assert result.converged and 40 <= result.steps < 400 and result.steps % 20 == 0
+    evals = {r["step"]: r["val_loss"] for r in map(__import__("json").loads,
+                                                   (tmp_path / "c" / "metrics.jsonl").read_text().splitlines())}
+    s = result.steps
+    assert evals[s] > 0.95 * evals[s // 2]  # the rule held where it stopped …
+    assert all(evals[t] <= 0.95 * evals[t // 2] for t in range(40, s, 20))  # … and nowhere before
+    kept = checkpoint_steps(tmp_path / "c")
+    assert sorted(kept) == list(range(10, s + 1, 10))
+    # a run with twice the ceiling and no rule passes through the same weights (constant lr, batches by step)
+    longer = lm.train(cfg.replace(steps=2 * s, converge_tol=None), _tokens(4000), val_tokens=_tokens(1000, seed=1),
+                      run_dir=tmp_path / "l", progress=False)
+    assert longer.converged is None and "converged" not in longer.to_dict() and longer.steps == 2 * s
+    x = torch.from_numpy(_tokens(32, seed=3))[None]
+    half = lm.load(str(kept[s // 2]))
+    assert half.spec == str(kept[s // 2]) and half.tokenizer is None
+    assert torch.equal(half.bridge(x), lm.load(checkpoint_steps(tmp_path / "l")[s // 2]).bridge(x))
+    assert not torch.equal(half.bridge(x), lm.load(tmp_path / "c").bridge(x))
+    assert lm.train(cfg, _tokens(4000), val_tokens=_tokens(1000, seed=1), run_dir=tmp_path / "c") == result
+    with pytest.raises(ValueError, match="converge_tol stops on the held-out loss; pass val_tokens"):
+        lm.train(cfg, _tokens(4000))
+    with pytest.raises(ValueError, match="schedule"):
+        CFG.replace(schedule="linear")

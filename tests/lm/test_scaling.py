@@ -37,7 +37,7 @@ def test_alpha_n_recovers_a_known_exponent():
     assert fit.exponent_ci[0] < 0.08 < fit.exponent_ci[1] and len(table) > 1
 
 
-def test_family_and_scaling_cli(tmp_cache, tmp_path):
+def test_family_and_scaling_cli(tmp_cache, tmp_path, capsys):
     text = tmp_path / "corpus"
     text.mkdir()
     rng = np.random.default_rng(0)
@@ -48,9 +48,17 @@ def test_family_and_scaling_cli(tmp_cache, tmp_path):
     common = ["--corpus", str(text), "--n-ctx", "32", "--batch-size", "16"]
     assert main(["lm", "family", "--out", str(fam), "--sizes", "1x8,1x16,2x32", "--steps", "40", "--lr", "1e-2",
                  *common[:2], *common[2:]]) == 0
-    assert main(["lm", "scaling", "--family", str(fam), "--out", str(tmp_path / "sc"), "--corpus", str(text),
-                 "--context", "16", "--max-tokens", "600", "--high", "1.0", "--low", "0.3"]) == 0
+    scaling = ["lm", "scaling", "--family", str(fam), "--out", str(tmp_path / "sc"), "--corpus", str(text),
+               "--context", "16", "--max-tokens", "600", "--high", "1.0", "--low", "0.3"]
+    assert main(scaling) == 2  # trained without a convergence rule: refused, naming the members and the rule
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("quanta lm: error: --unconverged family") and "3 of 3 members are not known to have " \
+        "converged (rule: none, a fixed number of steps): L1-d8 (40 steps), L1-d16 (40 steps), L2-d32 (40 steps)" in err
+    assert main([*scaling, "--unconverged", "drop"]) == 2
+    assert "only 0 of 3 members converged" in capsys.readouterr().err and not (tmp_path / "sc").exists()
+    assert main([*scaling, "--unconverged", "keep"]) == 0
     summary = json.loads((tmp_path / "sc" / "summary.json").read_text())
+    assert [m["converged"] for m in summary["members"]] == [None] * 3 and summary["unconverged"] == "keep"
     sizes = [m["non_embedding_params"] for m in summary["models"]]
     assert sizes == sorted(sizes) and sizes[-1] / sizes[0] > 20
     losses = [m["mean_loss"] for m in summary["models"]]
@@ -59,3 +67,38 @@ def test_family_and_scaling_cli(tmp_cache, tmp_path):
     assert np.load(tmp_path / "sc" / "losses.npy").shape == (summary["n_tokens_evaluated"], 3)
     assert sum(summary["token_classes"][k] for k in ("monogenic", "polygenic", "other")) == summary["n_tokens_evaluated"]
     assert main(["lm", "family", "--out", str(fam), "--sizes", "2y3"]) == 2
+
+
+def test_a_family_trained_to_convergence(tmp_cache, tmp_path, capsys):
+    """Members trained under the rule record whether it stopped them; `lm scaling` fits the converged ones and
+    refuses the family while one still falls (here: a ceiling too low for the widest member)."""
+    from quanta_interp.lm.scaling import family_members
+
+    text = tmp_path / "corpus"
+    text.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (text / f"doc{i}.txt").write_text(" ".join(rng.choice(["the", "fox", "and", "cat", "dog"], 800)))
+    fam = tmp_path / "fam"
+    rule = ["--schedule", "constant", "--converge-tol", "0.1", "--eval-every", "10", "--eval-batches", "4",
+            "--n-ctx", "16", "--batch-size", "8", "--lr", "1e-2", "--keep-checkpoints"]
+    assert main(["lm", "family", "--out", str(fam), "--corpus", str(text), "--sizes", "1x8,1x16,1x32", "--steps",
+                 "400", *rule]) == 0
+    members = family_members(fam)
+    assert all(m.converged for m in members) and all(40 <= m.steps < 400 for m in members)
+    assert members[0].rule == "held-out loss falling < 10% over the last doubling of steps, within 400 steps"
+    out = tmp_path / "sc"
+    assert main(["lm", "scaling", "--family", str(fam), "--out", str(out), "--corpus", str(text), "--context", "16",
+                 "--max-tokens", "300"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["steps"] for m in summary["members"]] == [m.steps for m in members]
+    assert all(m["converged"] for m in summary["members"]) and summary["unconverged"] == "refuse"
+    short = tmp_path / "short"  # a ceiling of 40 steps stops nobody: every member refused, by name
+    assert main(["lm", "family", "--out", str(short), "--corpus", str(text), "--sizes", "1x8,1x16,1x32", "--steps",
+                 "40", *rule]) == 0
+    capsys.readouterr()
+    assert main(["lm", "scaling", "--family", str(short), "--out", str(tmp_path / "sc2"), "--corpus", str(text),
+                 "--context", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(rule: held-out loss falling < 10% over the last doubling of steps, within 40 steps)" in \
+        err[0] and "L1-d32 (40 steps)" in err[0]

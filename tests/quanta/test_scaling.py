@@ -6,7 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from quanta_interp.quanta.scaling import drop_sharpness, learning_scale, quanta_scaling, spearman_ci
+from quanta_interp.quanta.scaling import (
+    compare_estimators,
+    drop_sharpness,
+    learning_scale,
+    planted_family,
+    quanta_scaling,
+    quantum_centroids,
+    spearman_ci,
+)
 
 
 def synthetic_family(n_star, sizes, x, *, high=3.0, steep=4.0, noise=0.05, seed=0):
@@ -67,13 +75,35 @@ def test_quanta_scaling_on_a_synthetic_family_with_known_order():
     # shuffled learning order: the correlation is gone
     shuffled = quanta_scaling(losses, x, np.random.default_rng(1).permutation(30)[labels], ref, n_boot=50)
     assert abs(shuffled["spearman_rank_n_star"]["rho"]) < 0.5
+    # a rank slope flatter than −1 gives α < 0: the implied α_N interval is still [low, high]
+    flat = quanta_scaling(losses, x, labels, ref, rank_slope=-0.8, n_boot=50)["n_learned"]
+    assert flat["implied_alpha_N"] < 0 and flat["implied_alpha_N_ci"][0] <= flat["implied_alpha_N"] <= \
+        flat["implied_alpha_N_ci"][1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heldout_estimator_recovers_a_planted_rho_the_selected_one_misses(seed):
+    """The old estimator measures curves on the tokens the top member predicts (loss < 0.1) with the top
+    member as reference: only learned quanta enter, all learned by construction, and ρ comes out outside its
+    CI of the planted value. The held-out estimator (quanta defined on one half, every token of the other half
+    assigned by nearest centroid, a fixed learned level) recovers it within its CI."""
+    fam = planted_family(seed)
+    r = compare_estimators(fam, n_boot=20, seed=seed)
+    o, n, planted = r.selected, r.heldout, r.planted
+    assert r.assigned_correctly > 0.99 and 0.6 < planted < 0.8
+    assert o["n_right_censored"] == 0 and o["n"] < 0.6 * len(fam.n_star)  # only learned quanta, every one learned
+    assert not o["ci"][0] <= planted <= o["ci"][1], r
+    assert n["ci"][0] <= planted <= n["ci"][1] and abs(n["rho"] - planted) < 0.1, r
+    assert n["n_right_censored"] > 0.4 * n["n"]
+    with pytest.raises(ValueError, match=r"empty quanta \[1\]"):
+        quantum_centroids(fam.gradients[:3], np.array([0, 2, 2]))
 
 
 def test_spearman_ci_degenerate_inputs():
-    assert spearman_ci([1, 2], [3, 4])["rho"] is None
-    assert spearman_ci([1, 2, 3], [5, 5, 5])["rho"] is None
+    assert spearman_ci([1, 2], [3, 4]).rho is None
+    assert spearman_ci([1, 2, 3], [5, 5, 5]).rho is None
     r = spearman_ci([1, 2, 3, 4, 5], [1, 2, np.inf, 3, np.inf])
-    assert 0.5 < r["rho"] <= 1 and r["n"] == 5
+    assert 0.5 < r.rho <= 1 and r.n == 5
 
 
 @pytest.fixture(scope="module")
@@ -146,25 +176,64 @@ def test_discover_with_a_family_end_to_end(tiny_family, capsys, monkeypatch):
     assert json.loads((out / "quanta_scaling.json").read_text())["clusters"] == result["clusters"]
 
 
-@pytest.mark.parametrize("case", ["two", "tokenizer", "older"])
+@pytest.mark.parametrize("case", ["two", "tokenizer", "older", "no_checkpoints"])
 def test_family_bad_input_is_one_line(tiny_family, tmp_path, capsys, case):
     from quanta_interp.cli import main
 
     root = tiny_family
     out = tmp_path / "out"
     family = {"two": f"{root / 'd8'},{root / 'd16'}", "tokenizer": f"{root / 'd8'},{root / 'other'},{root / 'd32'}",
-              "older": ",".join(str(root / f"d{d}") for d in (8, 16, 32))}[case]
+              "older": ",".join(str(root / f"d{d}") for d in (8, 16, 32)), "no_checkpoints": str(root / "d8")}[case]
     if case == "older":  # the previous round's layout: outputs beside the gradients, no identity.json
         out.mkdir()
         (out / "summary.json").write_text("{}")
         (out / "grads.npy").write_bytes(b"")
-    assert main(_args(root, out, family)) == 2
+    extra = ["--family-steps", "20,40,60"] if case == "no_checkpoints" else []
+    assert main(_args(root, out, family, *extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     expected = {"two": "--family must have at least 3 members", "tokenizer": "--family member other",
-                "older": "--out"}[case]
+                "older": "--out", "no_checkpoints": f"--family {root / 'd8'} is one training run and kept no "
+                                                    "checkpoints to follow over training"}[case]
     assert err[-1].startswith(f"quanta discover: error: {expected}") and len(err[-1]) < 400, err[-1]
     if case == "tokenizer":
         assert "another tokenizer" in err[-1] and not out.exists()  # refused before the model loads
     if case == "older":
         assert "older quanta_interp layout" in err[-1] and sorted(p.name for p in out.iterdir()) == ["grads.npy",
                                                                                                       "summary.json"]
+
+
+def test_family_steps_follow_one_runs_kept_checkpoints(tmp_path):
+    """A run trained with keep_checkpoints is a family over its training: its checkpoints at the steps asked
+    for, each loadable; steps it did not keep, or none given, are one line naming family_steps / family."""
+    from quanta_interp import lm
+    from quanta_interp.config import ParameterError
+    from quanta_interp.quanta.family import check_members, resolve_family
+
+    tokens = np.arange(3000) % 11
+    lm.train(lm.TrainConfig(n_layers=1, d_model=8, n_heads=1, n_ctx=16, d_vocab=11, steps=60, batch_size=4,
+                            eval_every=20, keep_checkpoints=True), tokens, val_tokens=tokens[:500],
+             run_dir=tmp_path / "run", progress=False)
+    members = resolve_family(str(tmp_path / "run"), (20, 40, 60))
+    assert [m["name"] for m in members] == ["step 20", "step 40", "step 60"]
+    check_members(members, steps=True)
+    assert lm.load(members[0]["spec"]).cfg.d_model == 8
+    with pytest.raises(ParameterError, match=r"^family_steps .* kept no checkpoint at steps \[30\]; it kept 20, 40, 60$"):
+        resolve_family(str(tmp_path / "run"), (20, 30, 60))
+    with pytest.raises(ParameterError, match=r"^family .* is one training run: give family_steps"):
+        resolve_family(str(tmp_path / "run"))
+
+
+def test_heldout_targets_avoid_the_scanned_blocks_and_cover_the_rest_uniformly():
+    from quanta_interp.quanta.family import heldout_targets
+    from quanta_interp.quanta.scan import blocks
+
+    lengths = [100, 50, 300]
+    table = blocks(lengths, 16, 4)
+    read = {tuple(b[:2]) for b in table[np.random.default_rng(0).permutation(len(table))[:5]]}
+    rows = heldout_targets(lengths, 16, 4, 10**6, skip_blocks=5, seed=0)
+    unread = [b for b in table if tuple(b[:2]) not in read]
+    assert len(rows) == sum(b[2] - b[1] - 3 for b in unread)  # every position of the unread blocks, once
+    assert not {tuple(r[:2]) for r in rows} & read and np.all(rows[:, 2] - rows[:, 1] >= 4)
+    assert len(heldout_targets(lengths, 16, 4, 40, skip_blocks=5, seed=0)) == 40
+    with pytest.raises(ValueError, match=f"the scan read all {len(table)} blocks"):
+        heldout_targets(lengths, 16, 4, 10, skip_blocks=len(table))
