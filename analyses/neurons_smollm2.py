@@ -21,7 +21,7 @@ from quanta_interp import lm
 from quanta_interp.corpora import load_corpus
 from quanta_interp.io import atomic_write_json, read_json
 from quanta_interp.neurons import ClusterProfile, LayerInspector, corpus_sample, write_layer
-from quanta_interp.neurons.quanta_link import discover_model
+from quanta_interp.neurons.quanta_link import discover_corpus, discover_model
 from quanta_interp.report import new_figure, save_figure
 
 FRESH = {"n_layers": 2, "d_model": 64, "n_heads": 4, "n_ctx": 64, "steps": 150, "batch_size": 16, "lr": 3e-3,
@@ -64,8 +64,6 @@ def inspect_model(name: str, model, corpus, layer: int, args, out: Path, discove
     t_one = time.perf_counter() - start
     link = None
     if discover is not None:
-        from quanta_interp.neurons.cli import discover_corpus
-
         profile = ClusterProfile([layer]).fit(model, discover, discover_corpus(model, read_json(discover / "summary.json")),
                                               desc="cluster members")
         insp.link(profile)

@@ -14,9 +14,27 @@ __all__ = ["register"]
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the `inspect`, `layer` and `cluster` subcommands to `parser`."""
     from ..config import add_arguments
-    from .config import NeuronConfig
+    from .config import LinkConfig, NeuronConfig, PagesConfig
+    from .scan import ScanConfig
 
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("scan", help="stream ≥ 10^6 tokens once: per-neuron top-k, quantile examples, histogram; "
+                                    "resumable")
+    add_arguments(p, ScanConfig)
+    add_common(p, out="runs/neurons/scan", device=True, seed=False)
+    p.set_defaults(func=_scan)
+
+    p = sub.add_parser("link", help="a layer's neurons for the largest quanta of a discover run, by attribution, "
+                                    "confirmed by ablation → JSON")
+    add_arguments(p, LinkConfig)
+    add_common(p, out="runs/neurons/links.json", device=True, seed=False)
+    p.set_defaults(func=_link)
+
+    p = sub.add_parser("pages", help="neuron pages + a searchable layer index from a scan (and links) → HTML")
+    add_arguments(p, PagesConfig)
+    add_common(p, out="runs/neurons/pages", device=True, seed=False)
+    p.set_defaults(func=_pages)
+
     p = sub.add_parser("inspect", help="one neuron: stats, examples, logit effects → JSON + HTML page")
     add_arguments(p, NeuronConfig)
     p.add_argument("--neuron", type=int, required=True, help="neuron index in the hook's last dimension")
@@ -80,26 +98,6 @@ def _corpus(model, source: str, **kwargs):
     return model_corpus(model, source, **kwargs)
 
 
-def discover_corpus(model, summary: dict):
-    """The corpus a discover run used, tokenized with `model`'s tokenizer (doc indices refer to it).
-
-    `summary` is the run's summary.json: its `corpus` (a source string or a dict with source, seed, edition,
-    val_fraction, max_documents; default "shakespeare") and `settings.seed` rebuild the same split.
-
-    Raises
-    ------
-    ValueError
-        The model has no tokenizer (see `lm.corpus_tokenizer`).
-    """
-    spec = summary.get("corpus") or "shakespeare"
-    seed = (summary.get("settings") or {}).get("seed", 0)  # only the split depends on it; reusing it hits the cache
-    if isinstance(spec, dict):
-        keys = ("edition", "val_fraction", "max_documents")
-        return _corpus(model, spec.get("source", "shakespeare"), seed=spec.get("seed", seed),
-                       **{k: spec[k] for k in keys if k in spec})
-    return _corpus(model, str(spec), seed=seed)
-
-
 def _fit(args, neurons):
     import torch
 
@@ -107,7 +105,7 @@ def _fit(args, neurons):
     from ..corpora import check_corpus_source
     from .config import NeuronConfig
     from .inspect import LayerInspector, corpus_sample
-    from .quanta_link import ClusterProfile, check_model, read_discover
+    from .quanta_link import ClusterProfile, check_model, discover_corpus, read_discover
 
     cfg = from_args(NeuronConfig, args)
     torch.manual_seed(cfg.seed)
@@ -134,6 +132,48 @@ def _fit(args, neurons):
     return insp, out, cfg
 
 
+def _scan(args) -> int:
+    from ..config import from_args
+    from ..corpora import check_corpus_source
+    from .scan import ScanConfig, scan_neurons
+
+    cfg = from_args(ScanConfig, args)
+    check_corpus_source(cfg.corpus)
+    model = _model(cfg.model, args.device)
+    scan = scan_neurons(model, _corpus(model, cfg.corpus), cfg, args.out)
+    info = scan.to_dict()
+    print(f"scanned {info['tokens_done']} tokens of {', '.join(scan.hooks)} in {info['seconds']:.0f} s "
+          f"({info['tokens_per_s']:.0f} tokens/s); state {info['state_bytes'] / 1e6:.1f} MB → {args.out}/scan_state.pt")
+    return 0
+
+
+def _link(args) -> int:
+    from ..config import from_args
+    from ..io import atomic_write_json
+    from .attribution import link_quanta
+    from .config import LinkConfig
+
+    res = link_quanta(from_args(LinkConfig, args), args.device)
+    path = atomic_write_json(args.out, res.to_dict())
+    for q in res.quanta:
+        print(f"Q{q.rank} (size {q.size}, targets {q.targets}): top-{res.top_n} by attribution "
+              f"{q.top_attribution[:8]}…; ablating them raises its loss {q.delta_top:+.4f} nats vs {q.delta_z:+.4f} "
+              f"(top z-score) and {sum(q.delta_random) / len(q.delta_random):+.4f} (random; ratio {q.ratio}, "
+              f"95 % {q.ratio_interval}); other tokens {q.delta_other:+.4f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _pages(args) -> int:
+    from ..config import from_args
+    from .config import PagesConfig
+    from .dashboard import write_scan_pages
+
+    res = write_scan_pages(from_args(PagesConfig, args), args.out, args.device)
+    print(f"wrote {res['pages']} neuron pages and {res['index']} (open it in any browser, offline)")
+    return 0
+
+
 def _inspect(args) -> int:
     from .pages import write_neuron
 
@@ -157,7 +197,7 @@ def _layer(args) -> int:
 def _cluster(args) -> int:
     from ..config import ParameterError
     from ..io import atomic_write_json
-    from .quanta_link import ClusterProfile, check_model, discover_model, read_discover
+    from .quanta_link import ClusterProfile, check_model, discover_corpus, discover_model, read_discover
 
     summary, clusters = read_discover(args.discover)
     spec = args.model or discover_model(summary)

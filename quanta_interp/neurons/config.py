@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
-from ..config import SPLITS, Config, ParameterError, check_choice, check_positive_int
+from ..config import SPLITS, Config, ParameterError, check_choice, check_positive_int, parse_int_list
 
-__all__ = ["NeuronConfig", "INTERVALS", "SPLITS"]
+__all__ = ["NeuronConfig", "LinkConfig", "PagesConfig", "INTERVALS", "SPLITS"]
 
 INTERVALS = ("quantile", "equal-width")
 
@@ -56,3 +57,86 @@ class NeuronConfig(Config):
         positive = check_positive_int
         return [("layer", layer), ("split", check_choice(SPLITS)), ("windows", positive), ("context", context),
                 ("top_k", positive), ("intervals", check_choice(INTERVALS)), ("batch_size", positive)]
+
+
+def _required(what: str):
+    def check(name, v):
+        if v is None:
+            raise ParameterError(name, f"is required: {what}")
+    return check
+
+
+def _layer(name, v):
+    if v is None:
+        raise ParameterError(name, "is required: the index of the layer whose neurons are ranked")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ParameterError(name, f"must be an integer ≥ 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class LinkConfig(Config):
+    """A layer's neurons ranked for the largest quanta of a `quanta discover` run by attribution, tested by
+    mean-ablation against random neurons, the z-score ranking and other quanta's tokens."""
+
+    discover: str | None = None
+    """A `quanta discover --out` folder (required)."""
+    layer: int | None = None
+    """Layer whose neurons are ranked (required)."""
+    hook: str | None = None
+    """Hook template with {layer} (default: blocks.{layer}.mlp.hook_post)."""
+    scan: str | None = None
+    """A `quanta neurons scan` folder of the same model and layer: its means are the ablation values."""
+    quanta: int = 4
+    """Quanta examined, largest first."""
+    top_n: int = 20
+    """Neurons ablated per set."""
+    draws: int = 6
+    """Random sets of top_n neurons."""
+    max_members: int = 64
+    """Members sampled per quantum."""
+    n_other: int = 64
+    """Tokens of the smaller quanta sampled as 'other tokens'."""
+    batch_size: int = 16
+    """Windows per forward pass."""
+    seed: int = 0
+    """Seeds the samples and the random draws."""
+
+    def _checks(self):
+        positive = check_positive_int
+        return [("discover", _required("a `quanta discover --out` folder")), ("layer", _layer), ("quanta", positive),
+                ("top_n", positive), ("draws", positive), ("max_members", positive), ("n_other", positive),
+                ("batch_size", positive)]
+
+
+@dataclass(frozen=True)
+class PagesConfig(Config):
+    """Neuron pages and a layer index from a `quanta neurons scan` folder, optionally linked to quanta."""
+
+    scan: str | None = None
+    """A `quanta neurons scan` folder (required)."""
+    layer: int | None = None
+    """Scanned layer to show (default: the first scanned)."""
+    neurons: str | None = None
+    """Pages for these neurons, e.g. 0-99 or 3,17 (default: the linked quanta's top neurons, else the 20 largest)."""
+    links: str | None = None
+    """A JSON written by `quanta neurons link`: pages list the quanta each neuron serves."""
+    batch_size: int = 16
+    """Windows per forward pass."""
+
+    def _checks(self):
+        def layer(name, v):
+            if v is not None:
+                _layer(name, v)
+
+        def neurons(name, v):
+            if v is None:
+                return
+            try:
+                values = parse_int_list(v)
+            except argparse.ArgumentTypeError:
+                values = ()
+            if not values or min(values) < 0:
+                raise ParameterError(name, f"must look like 0-99 or 3,17,42, got {v!r}")
+
+        return [("scan", _required("a `quanta neurons scan` folder")), ("layer", layer), ("neurons", neurons),
+                ("batch_size", check_positive_int)]

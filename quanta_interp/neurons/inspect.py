@@ -13,14 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..capture.activations import record_activations
 from ..corpora import TokenizedCorpus, Tokenizer
-from ..io import progress
-from ..lm.hooks import check_hooks_fired
 from .config import INTERVALS
 from .pages import NeuronRecord
 
-__all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "record_activations",
-           "logit_effects", "TokenText", "LayerInspector"]
+__all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "logit_effects", "TokenText",
+           "LayerInspector"]
 
 DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
 
@@ -114,79 +113,6 @@ def resolve_hook(model, layer: int, hook: str | None = None) -> str:
 def _r(values, digits: int = 4) -> list[float]:
     """Rounded float64 values as a list (float32 would print as 0.9498999714851379 in JSON)."""
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
-
-
-class _Stop(Exception):
-    """Raised by the last capture hook so the forward pass ends there."""
-
-
-def record_activations(model, tokens: np.ndarray, hooks: Sequence[str], *, batch_size: int = 8,
-                       neurons: np.ndarray | None = None, last: np.ndarray | None = None,
-                       desc: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
-    """Activations at `hooks` for rows of `tokens`: one forward per batch, stopped after the last hook fires.
-
-    Parameters
-    ----------
-    model
-        A bridge (TransformerBridge); inputs go to the device of its first parameter.
-    tokens : int ndarray (rows, pos)
-        Token ids, one window per row.
-    hooks : sequence of str
-        Hook names (see `resolve_hook`).
-    neurons : int ndarray (n_neurons,) or None
-        Keep only these columns of the hooks' last dimension.
-    last : int ndarray (rows,) or None
-        Keep only position `last[row]` of each row.
-    desc : str or None
-        Progress bar label; None shows no bar.
-
-    Returns
-    -------
-    dict of str to float32 CPU tensor
-        Per hook: (rows, pos, width), or (rows, width) with `last`; width = n_neurons with `neurons`.
-
-    Raises
-    ------
-    ValueError
-        No tokens, or a token id ≥ the model's d_vocab.
-    """
-    import torch
-
-    if tokens.size == 0:
-        raise ValueError("the corpus sample is empty: there are no tokens to run the model on")
-    d_vocab = int(model.cfg.d_vocab)
-    if int(tokens.max()) >= d_vocab:
-        raise ValueError(f"token id {int(tokens.max())} ≥ the model's vocabulary ({d_vocab}): "
-                         "tokenize the corpus with the model's tokenizer (lm.corpus_tokenizer)")
-    device = next(model.parameters()).device
-    cols = None if neurons is None else torch.as_tensor(neurons, device=device)
-    out: dict[str, list] = {h: [] for h in hooks}
-    batch: dict[str, torch.Tensor] = {}
-
-    def grab(name, act):
-        a = act.detach()
-        a = a if cols is None else a.index_select(-1, cols)
-        if rows_last is not None:
-            a = a[torch.arange(a.shape[0], device=a.device), rows_last]
-        batch[name] = a.float().cpu()
-        if len(batch) == len(hooks):
-            raise _Stop
-
-    steps = range(0, len(tokens), batch_size)
-    # Key results by the registered name: bridge hook aliases report another `hook.name`.
-    fwd = [(h, lambda act, hook, h=h: grab(h, act)) for h in hooks]
-    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
-        for i in progress(steps, desc=desc, disable=desc is None):
-            rows_last = None if last is None else torch.as_tensor(last[i: i + batch_size], device=device)
-            batch.clear()
-            try:
-                model(torch.as_tensor(tokens[i: i + batch_size], device=device))
-            except _Stop:
-                pass
-            check_hooks_fired(model, hooks, batch)
-            for h in hooks:
-                out[h].append(batch[h])
-    return {h: torch.cat(v) for h, v in out.items()}
 
 
 def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: int = 256) -> dict:

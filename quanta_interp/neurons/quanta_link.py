@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..capture.activations import record_activations
 from ..config import ParameterError
 from ..corpora import TokenizedCorpus
 from ..io import read_json
-from .inspect import record_activations, resolve_hook
+from .inspect import resolve_hook
 
-__all__ = ["read_discover", "discover_model", "same_model", "check_model", "ClusterProfile"]
+__all__ = ["read_discover", "discover_corpus", "discover_model", "same_model", "check_model", "ClusterProfile"]
 
 
 def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
@@ -43,6 +44,28 @@ def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
     if not clusters:
         raise ParameterError("discover", f"{folder}: clusters.json lists no clusters")
     return summary, clusters
+
+
+def discover_corpus(model, summary: dict):
+    """The corpus a discover run used, tokenized with `model`'s tokenizer (doc indices refer to it).
+
+    `summary` is the run's summary.json: its `corpus` (a source string or a dict with source, seed, edition,
+    val_fraction, max_documents; default "shakespeare") and `settings.seed` rebuild the same split.
+
+    Raises
+    ------
+    ValueError
+        The model has no tokenizer (see `lm.corpus_tokenizer`).
+    """
+    from ..lm.losses import model_corpus
+
+    spec = summary.get("corpus") or "shakespeare"
+    seed = (summary.get("settings") or {}).get("seed", 0)  # only the split depends on it; reusing it hits the cache
+    if isinstance(spec, dict):
+        keys = ("edition", "val_fraction", "max_documents")
+        return model_corpus(model, spec.get("source", "shakespeare"), seed=spec.get("seed", seed),
+                            **{k: spec[k] for k in keys if k in spec})
+    return model_corpus(model, str(spec), seed=seed)
 
 
 def discover_model(summary: dict) -> str:
