@@ -111,7 +111,8 @@ class QuantaNeurons:
 
 
 def _rows(corpus: TokenizedCorpus, members: list[dict], discover) -> np.ndarray:
-    """(doc, start, pos) of members, each checked against the corpus (its target token's text)."""
+    """(doc, start, pos) of members, each checked against the corpus (its target token's text), shortest window
+    first (batches then need little padding)."""
     text = corpus.tokenizer.token_str
     rows = []
     for m in members:
@@ -121,7 +122,8 @@ def _rows(corpus: TokenizedCorpus, members: list[dict], discover) -> np.ndarray:
             raise ParameterError("discover", f"{discover}: member doc {doc} pos {pos} is not the token the run "
                                              "recorded; the discover run used another corpus or tokenizer")
         rows.append((doc, start, pos))
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    return rows[np.argsort(rows[:, 2] - rows[:, 1], kind="stable")]
 
 
 def _losses(bridge, docs, rows, hook, *, ablate=None, means=None, grad=False, batch_size=16):
@@ -162,8 +164,8 @@ def _losses(bridge, docs, rows, hook, *, ablate=None, means=None, grad=False, ba
 
 
 def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, means: np.ndarray | None = None,
-                   mean_source: str = "", hook: str | None = None, quanta: int = 4, top_n: int = 20, draws: int = 6,
-                   max_members: int = 64, n_other: int = 64, batch_size: int = 16, seed: int = 0,
+                   mean_source: str = "", hook: str | None = None, quanta: int = 4, top_n: int = 20, draws: int = 5,
+                   max_members: int = 48, n_other: int = 48, batch_size: int = 16, seed: int = 0,
                    desc: str | None = "quanta") -> QuantaNeurons:
     """For the `quanta` largest quanta of a discover run, the layer's neurons ranked by attribution, tested by
     mean-ablation against random neurons, the z-score ranking and other quanta's tokens (module docstring).

@@ -90,11 +90,11 @@ class LinkConfig(Config):
     """Quanta examined, largest first."""
     top_n: int = 20
     """Neurons ablated per set."""
-    draws: int = 6
+    draws: int = 5
     """Random sets of top_n neurons."""
-    max_members: int = 64
+    max_members: int = 48
     """Members sampled per quantum."""
-    n_other: int = 64
+    n_other: int = 48
     """Tokens of the smaller quanta sampled as 'other tokens'."""
     batch_size: int = 16
     """Windows per forward pass."""

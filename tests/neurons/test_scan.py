@@ -135,3 +135,27 @@ def test_bad_input_is_one_line_naming_the_parameter(tiny):
         assert str(err.value).startswith(msg) and "\n" not in str(err.value)
     with pytest.raises(ParameterError, match="^layers must list"):
         config.replace(layers=(-1,))
+
+
+def test_pages_from_a_scan_show_the_scanned_values_and_link_quanta(tiny, tmp_path):
+    from quanta_interp.neurons.dashboard import index_rows, scan_records
+    from quanta_interp.neurons.pages import write_layer
+
+    _, corpus, model, config = tiny
+    scan = scan_neurons(model, corpus, config, desc=None)
+    links = {"hook": HOOK, "discover": "d", "quanta": [
+        {"rank": 2, "size": 9, "targets": ["a"], "top_attribution": [31, 7], "attribution": [0.5, 0.25]}]}
+    records = scan_records(model, corpus, scan, HOOK, [7, 31], links=links)
+    for rec in records:
+        stats = scan.neuron(HOOK, rec["index"])
+        assert rec["maxValue"] == round(stats["max"], 4) and sum(rec["freq_hist_data_bar_heights"]) == stats["n_tokens"]
+        examples = rec["activations"] + [e for b in rec["intervals"]["bins"] for e in b["examples"]]
+        assert len(rec["activations"]) == config.top_k
+        for ex in examples:  # the recomputed context marks the very value the scan kept, at the right token
+            assert ex["values"][ex["maxValueTokenIndex"]] == pytest.approx(ex["maxValue"], abs=2e-4)
+            assert ex["tokens"][ex["maxValueTokenIndex"]] == corpus.tokenizer.token_str(int(corpus.doc(ex["doc"])[ex["pos"]]))
+    assert records[0]["quanta"] == [{"quantum": 2, "size": 9, "targets": ["a"], "place": 2, "attribution": 0.25}]
+    rows = index_rows(model, corpus, scan, HOOK, [7, 31], links=links)
+    assert len(rows) == 48 and [r["index"] for r in rows if r["href"]] == [7, 31] and rows[31]["cluster"] == "Q2"
+    res = write_layer(records, tmp_path, title="t", rows=rows)
+    assert res["pages"] == 2 and 'id="qi-data"' in (tmp_path / "index.html").read_text()
