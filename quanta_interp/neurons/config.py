@@ -11,6 +11,11 @@ __all__ = ["NeuronConfig", "LinkConfig", "PagesConfig", "INTERVALS", "SPLITS"]
 
 INTERVALS = ("quantile", "equal-width")
 
+# The rules of `LayerInspector`'s parameters, written once: the inspector runs them and `NeuronConfig` delegates
+# the fields it shares to them, so both name the same parameter in the same words.
+INSPECTOR_CHECKS = {"top_k": check_positive_int, "n_bins": check_positive_int, "intervals": check_choice(INTERVALS),
+                    "n_intervals": check_positive_int, "batch_size": check_positive_int}
+
 
 @dataclass(frozen=True)
 class NeuronConfig(Config):
@@ -54,9 +59,9 @@ class NeuronConfig(Config):
             if v < 2:
                 raise ParameterError(name, f"must be ≥ 2 tokens, got {v}")
 
-        positive = check_positive_int
-        return [("layer", layer), ("split", check_choice(SPLITS)), ("windows", positive), ("context", context),
-                ("top_k", positive), ("intervals", check_choice(INTERVALS)), ("batch_size", positive)]
+        shared = INSPECTOR_CHECKS
+        return [("layer", layer), ("split", check_choice(SPLITS)), ("windows", check_positive_int), ("context", context),
+                ("top_k", shared["top_k"]), ("intervals", shared["intervals"]), ("batch_size", shared["batch_size"])]
 
 
 def _required(what: str):

@@ -8,6 +8,7 @@ records: max activation, density, histogram, top-k and interval examples, direct
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -15,11 +16,12 @@ import numpy as np
 
 from ..capture.activations import record_activations
 from ..corpora import TokenizedCorpus, Tokenizer
-from .config import INTERVALS
+from ..io import progress
+from .config import INSPECTOR_CHECKS
 from .pages import NeuronRecord
 
 __all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "logit_effects", "TokenText",
-           "LayerInspector"]
+           "LayerInspector", "Inspection", "write_inspection"]
 
 DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
 
@@ -281,16 +283,16 @@ class LayerInspector:
 
         Raises
         ------
+        ParameterError
+            An unknown `intervals`; `top_k`, `n_bins`, `n_intervals` or `batch_size` not a positive integer
+            (`config.INSPECTOR_CHECKS`).
         ValueError
-            An unknown `intervals`; `top_k`, `n_bins`, `n_intervals` or `batch_size` < 1; a layer or hook the
-            model lacks; a neuron outside the hook's width; or sample tokens outside the model's vocabulary.
+            A layer or hook the model lacks; a neuron outside the hook's width; or sample tokens outside the
+            model's vocabulary.
         """
         spec, model = model.spec, model.bridge
-        if self.intervals not in INTERVALS:
-            raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, got {self.intervals!r}")
-        for name in ("top_k", "n_bins", "n_intervals", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name, check in INSPECTOR_CHECKS.items():
+            check(name, getattr(self, name))
         self.hook_ = resolve_hook(model, self.layer, self.hook)
         width = record_activations(model, sample.tokens[:1, :2], [self.hook_])[self.hook_].shape[-1]
         self.neurons_ = np.arange(width) if self.neurons is None else np.asarray(self.neurons, dtype=np.int64)
@@ -427,3 +429,74 @@ class LayerInspector:
             rec["clusters"] = self.clusters_.clusters_for(self.hook_, neuron)
             rec["discover"] = self.clusters_.source_
         return NeuronRecord(rec)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `write_inspection` wrote: `page` (the neuron page, or index.html for a layer), `pages` written,
+    `pages_per_s`, and `notes` for the user (settings the model capped)."""
+
+    page: str
+    pages: int
+    pages_per_s: float
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        """The fields as JSON-able values."""
+        return {"page": self.page, "pages": self.pages, "pages_per_s": self.pages_per_s, "notes": list(self.notes)}
+
+
+def write_inspection(config, out, *, neurons: Sequence[int] | None = None, single: int | None = None,
+                     device: str = "cpu") -> Inspection:
+    """Inspect a `NeuronConfig`'s layer on its corpus sample and write the pages under
+    `out/<model>/<hook>/`: one neuron's page (`single`), or a page per neuron of `neurons` (None: all) and
+    `index.html`. With `config.discover`, records list the quanta clusters activating each neuron most.
+
+    Raises
+    ------
+    ParameterError
+        An unknown corpus, or a discover folder of another model (checked before the model loads); as
+        `LayerInspector.fit` and `ClusterProfile.fit`.
+    """
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from ..corpora import check_corpus_source
+    from ..lm import load
+    from ..lm.losses import model_corpus
+    from .pages import write_layer, write_neuron
+    from .quanta_link import ClusterProfile, check_model, discover_corpus, read_discover
+
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    check_corpus_source(cfg.corpus)  # the cheap checks, before a model loads
+    if cfg.discover:
+        check_model(read_discover(cfg.discover)[0], cfg.model, cfg.discover)
+    model = load(cfg.model, device=device)
+    corpus = model_corpus(model, cfg.corpus)
+    n_ctx, notes = int(model.cfg.n_ctx), []
+    if cfg.context > n_ctx:
+        notes.append(f"context {cfg.context} is more than model {cfg.model!r} reads; windows of its n_ctx "
+                     f"({n_ctx}) tokens are used")
+    if cfg.top_k > cfg.windows * min(cfg.context, n_ctx):
+        notes.append(f"top_k {cfg.top_k} is more than the {cfg.windows} windows hold; every position is shown")
+    sample = corpus_sample(corpus, n_windows=cfg.windows, context=min(cfg.context, n_ctx),
+                           split=None if cfg.split == "all" else cfg.split, seed=cfg.seed)
+    insp = LayerInspector(cfg.layer, hook=cfg.hook, neurons=[single] if single is not None else neurons,
+                          top_k=cfg.top_k, intervals=cfg.intervals, batch_size=cfg.batch_size,
+                          seed=cfg.seed).fit(model, sample, desc="forward")
+    if cfg.discover:
+        summary, _ = read_discover(cfg.discover)
+        profile = ClusterProfile([cfg.layer], hook=cfg.hook).fit(model, cfg.discover, discover_corpus(model, summary),
+                                                                  desc="cluster members")
+        insp.link(profile)
+    folder = Path(out) / re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.model).name or cfg.model) / insp.hook_.replace(".", "_")
+    if single is not None:
+        start = time.perf_counter()
+        path = write_neuron(insp.record(single), folder)
+        return Inspection(str(path), 1, round(1 / max(time.perf_counter() - start, 1e-9), 1), tuple(notes))
+    records = list(progress(insp.records(), total=len(insp.neurons_), desc="records"))
+    res = write_layer(records, folder, title=f"{cfg.model} · {insp.hook_}")
+    return Inspection(str(res["index"]), res["pages"], round(res["pages_per_s"], 1), tuple(notes))

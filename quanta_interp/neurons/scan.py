@@ -38,7 +38,7 @@ from ..config import SPLITS, Config, ParameterError, check_choice, check_positiv
 from ..corpora import TokenizedCorpus
 from ..io import atomic_write_bytes, atomic_write_json, progress
 
-__all__ = ["ScanConfig", "NeuronScan", "scan_windows", "scan_neurons", "log_bins"]
+__all__ = ["ScanConfig", "NeuronScan", "scan_windows", "scan_neurons", "run_scan", "log_bins"]
 
 LOG_RANGE = (-4, 3)  # decades of |activation| covered by the fine bins; anything outside falls in an end bin
 EMPTY = torch.iinfo(torch.int64).max  # the key of an empty reservoir slot
@@ -387,3 +387,21 @@ def scan_neurons(model, corpus: TokenizedCorpus, config: ScanConfig, out: str | 
     bar.close()
     scan.seconds += time.perf_counter() - start
     return scan
+
+
+def run_scan(config: ScanConfig, out: str | Path, device: str = "cpu") -> NeuronScan:
+    """`scan_neurons` for a config: checks the corpus source, loads the model and its tokenization of the corpus,
+    scans into `out` (resuming a scan found there).
+
+    Raises
+    ------
+    ParameterError
+        An unknown corpus (before the model loads); as `scan_neurons`.
+    """
+    from ..corpora import check_corpus_source
+    from ..lm import load
+    from ..lm.losses import model_corpus
+
+    check_corpus_source(config.corpus)
+    model = load(config.model, device=device)
+    return scan_neurons(model, model_corpus(model, config.corpus), config, out)
