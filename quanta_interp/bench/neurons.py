@@ -49,8 +49,9 @@ def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int
     import torch
 
     from ..capture.activations import activation_batches
+    from ..neurons.config import ScanConfig
     from ..neurons.inspect import resolve_hook
-    from ..neurons.scan import ScanConfig, scan_neurons, scan_windows
+    from ..neurons.scan import scan_neurons, scan_windows
     from .qdg import _median_time
 
     bridge = model.bridge

@@ -55,7 +55,7 @@ class QuantumNeurons:
         The same for each draw of n random neurons.
     ratio, ratio_interval : float, [float, float]
         delta_top / mean(delta_random) and the 2.5–97.5 % percentiles of delta_top / mean over bootstrap
-        resamples of the draws (inf where a resample's mean is ≤ 0).
+        resamples of the draws (inf where a resample's mean is ≤ 0; JSON writes inf as null).
     delta_other : float
         Mean loss increase of the other tokens when this quantum's top-n are ablated.
     specificity : float

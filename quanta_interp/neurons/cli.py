@@ -14,8 +14,7 @@ __all__ = ["register"]
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the `scan`, `link`, `pages`, `inspect`, `layer` and `cluster` subcommands to `parser`."""
     from ..config import add_arguments
-    from .config import LinkConfig, NeuronConfig, PagesConfig
-    from .scan import ScanConfig
+    from .config import LinkConfig, NeuronConfig, PagesConfig, ScanConfig
 
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("scan", help="stream ≥ 10^6 tokens once: per-neuron top-k, quantile examples, histogram; "
@@ -84,7 +83,8 @@ def parse_indices(text: str | None, name: str) -> list[int] | None:
 
 def _scan(args) -> int:
     from ..config import from_args
-    from .scan import ScanConfig, run_scan
+    from .config import ScanConfig
+    from .scan import run_scan
 
     scan = run_scan(from_args(ScanConfig, args), args.out, args.device)
     info = scan.to_dict()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import SPLITS, Config, ParameterError, check_choice, check_positive_int, parse_int_list
 
-__all__ = ["NeuronConfig", "LinkConfig", "PagesConfig", "INTERVALS", "SPLITS"]
+__all__ = ["NeuronConfig", "ScanConfig", "LinkConfig", "PagesConfig", "INTERVALS", "SPLITS"]
 
 INTERVALS = ("quantile", "equal-width")
 
@@ -145,3 +145,50 @@ class PagesConfig(Config):
 
         return [("scan", _required("a `quanta neurons scan` folder")), ("layer", layer), ("neurons", neurons),
                 ("batch_size", check_positive_int)]
+
+
+@dataclass(frozen=True)
+class ScanConfig(Config):
+    """One streaming pass of a model over a corpus, recording every neuron of the chosen layers' hook."""
+
+    model: str = "smollm2"
+    """Model spec for lm.load."""
+    layers: tuple[int, ...] = field(default=(10,), metadata={"parse": parse_int_list, "metavar": "LIST"})
+    """Layers to scan, e.g. 10 or 0-29."""
+    hook: str | None = None
+    """Hook template with {layer} (default: blocks.{layer}.mlp.hook_post)."""
+    corpus: str = "shakespeare"
+    """Corpus source for load_corpus."""
+    split: str = "all"
+    """Documents scanned: train, val or all."""
+    tokens: int = 1_000_000
+    """Tokens to scan (whole windows; fewer if the corpus is shorter)."""
+    context: int = 128
+    """Tokens per window (capped at the model's n_ctx)."""
+    batch_size: int = 16
+    """Windows per forward pass."""
+    top_k: int = 20
+    """Max-activating windows kept per neuron."""
+    intervals: int = 5
+    """Activation-quantile bins of the examples."""
+    per_interval: int = 4
+    """Random examples kept per fine bin and shown per quantile bin."""
+    bins_per_decade: int = 8
+    """Histogram bins per decade of |activation|."""
+    checkpoint_every: int = 25
+    """Batches between checkpoints of the state."""
+    seed: int = 0
+    """Seeds the examples' random keys."""
+
+    def _checks(self):
+        def layers(name, v):
+            if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v):
+                raise ParameterError(name, f"must list layer indices ≥ 0, e.g. 10 or 0-29, got {v!r}")
+
+        def context(name, v):
+            check_positive_int(name, v, low=2)
+
+        positive = check_positive_int
+        return [("layers", layers), ("split", check_choice(SPLITS)), ("tokens", positive), ("context", context),
+                ("batch_size", positive), ("top_k", positive), ("intervals", positive), ("per_interval", positive),
+                ("bins_per_decade", positive), ("checkpoint_every", positive)]

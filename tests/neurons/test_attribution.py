@@ -1,38 +1,20 @@
 """Neurons ↔ quanta by attribution on a tiny native model: the gradient formula, the ablations, bad input."""
 
-import random
-
 import numpy as np
 import pytest
 import torch
 
-from quanta_interp import lm
 from quanta_interp.config import ParameterError
-from quanta_interp.corpora import load_corpus
 from quanta_interp.io import atomic_write_json
 from quanta_interp.neurons.attribution import quanta_neurons
 
-WORDS = "the cat sat on a mat and dog ran far away to see what was there".split()
 HOOK = "blocks.1.mlp.hook_post"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
-
+def tiny(tmp_path_factory, make_tiny_lm):
     root = tmp_path_factory.mktemp("attr")
-    rnd = random.Random(0)
-    (root / "text").mkdir()
-    for d in range(3):
-        (root / "text" / f"doc{d}.txt").write_text(" ".join(rnd.choice(WORDS) for _ in range(120)) + "\n")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QUANTA_CACHE", str(root / "cache"))
-    corpus = load_corpus(str(root / "text"), "char")
-    mp.undo()
-    cfg = TransformerBridgeConfig(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=64, d_vocab=corpus.vocab_size,
-                                  act_fn="gelu", d_mlp=48, seed=0)
-    model = lm.LoadedModel(TransformerBridge.boot_native(cfg), corpus.tokenizer, "tiny")
+    corpus, model = make_tiny_lm(root, [120] * 3)
     # a fake discover run: quanta = targets grouped by their character (' ', 'a', 't', then the rest)
     tok = corpus.tokenizer.token_str
     groups = {" ": [], "a": [], "t": [], "other": []}
