@@ -3,7 +3,8 @@ README run's largest quanta by attribution and tested by mean-ablation, and page
 
 Writes to `--out` (default artifacts/neurons/): `links_l10.json` (the `quanta neurons link` result),
 `smollm2_l10/` (pages of the top `--per-quantum` neurons of each quantum + an index of all 1536 neurons) and
-`summary.json` (the scan's size, time and memory, and the ablation figures). The scan itself (9 MB of state)
+`summary.json` (the scan's size, time and memory, the ablation figures, and — when their JSONs exist — the
+`quanta bench neurons` row and `analyses/neurons_sparse_parity.py`'s precision). The scan itself (9 MB of state)
 stays in `--scan` (default runs/neurons/smollm2_l10); it resumes where it stopped. Every step calls the function
 its CLI command calls (`run_scan`, `link_quanta`, `write_scan_pages`); an existing links_l10.json is reused.
 
@@ -23,9 +24,13 @@ from quanta_interp.neurons.config import LinkConfig, PagesConfig, ScanConfig
 from quanta_interp.neurons.dashboard import write_scan_pages
 from quanta_interp.neurons.scan import run_scan
 
+TARGETS = {"ablation_ratio_vs_random": 5, "scan_over_forward": 0.8, "precision_at_k": 0.8,
+           "one_layer_minutes_per_1e6_tokens_idle": 45}
 
-def summarise(scan: dict, links: dict, pages: dict) -> dict:
-    """The figures artifacts/README.md quotes: scan size/time/memory, and per quantum the ablation results."""
+
+def summarise(scan: dict, links: dict, pages: dict, bench: dict | None, parity: dict | None) -> dict:
+    """The figures artifacts/README.md quotes: scan size/time/memory, per quantum the ablation results, the
+    bench row and the sparse-parity precision (when their JSONs exist)."""
     rows = []
     for q in links["quanta"]:
         rand = float(np.mean(q["delta_random"]))
@@ -42,7 +47,13 @@ def summarise(scan: dict, links: dict, pages: dict) -> dict:
                 "machine": "2-core machine shared with other jobs: times are upper bounds"},
             "links": {k: links[k] for k in ("discover", "model", "hook", "top_n", "draws", "max_members", "n_other",
                                              "mean_source", "positions")} | {"quanta": rows},
-            "pages": {"folder": "smollm2_l10/", "neurons": pages["neurons"], "index": "smollm2_l10/index.html"}}
+            "pages": {"folder": "smollm2_l10/", "neurons": pages["neurons"], "n_pages": pages["pages"],
+                      "index": "smollm2_l10/index.html"},
+            "targets": TARGETS,
+            "bench": None if bench is None else {k: bench[k] for k in bench if k.startswith(("scan", "forward", "full",
+                                                                                             "neurons_scan"))},
+            "sparse_parity": None if parity is None else {k: v for k, v in parity.items() if k not in ("subtasks",
+                                                                                                        "config")}}
 
 
 def main() -> None:
@@ -54,6 +65,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=2 ** 20)
     ap.add_argument("--per-quantum", type=int, default=5, help="pages for each quantum's top neurons by attribution")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bench", default="artifacts/bench/bench_neurons.json", help="`quanta bench neurons` output")
     args = ap.parse_args()
     out = Path(args.out)
 
@@ -66,7 +78,10 @@ def main() -> None:
     chosen = list(dict.fromkeys(i for q in links["quanta"] for i in q["top_attribution"][: args.per_quantum]))
     pages = write_scan_pages(PagesConfig(scan=args.scan, layer=args.layer, neurons=",".join(map(str, chosen)),
                                          links=str(links_path)), out / f"smollm2_l{args.layer}", args.device)
-    atomic_write_json(out / "summary.json", summarise(scan.to_dict(), links, pages))
+    bench, parity = Path(args.bench), out / "sparse_parity_precision.json"
+    atomic_write_json(out / "summary.json", summarise(scan.to_dict(), links, pages,
+                                                      read_json(bench) if bench.exists() else None,
+                                                      read_json(parity) if parity.exists() else None))
     print(f"wrote {out}/summary.json, {links_path} and {pages['pages']} pages + {pages['index']}")
 
 

@@ -5,7 +5,7 @@ from .._exports import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "attribution": ["QuantaNeurons", "QuantumNeurons", "link_quanta", "quanta_neurons"],
     "config": ["LinkConfig", "NeuronConfig", "PagesConfig", "ScanConfig"],
-    "dashboard": ["index_rows", "scan_records", "serves", "write_scan_pages"],
+    "dashboard": ["index_rows", "quantum_links", "scan_records", "serves", "write_scan_pages"],
     "inspect": ["DEFAULT_HOOK", "CorpusSample", "LayerInspector", "TokenText", "corpus_sample", "logit_effects", "resolve_hook"],
     "pages": ["NeuronRecord", "index_page", "neuron_filename", "neuron_page", "write_layer", "write_neuron"],
     "quanta_link": ["ClusterProfile", "discover_corpus", "read_discover"],

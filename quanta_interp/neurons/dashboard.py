@@ -13,7 +13,7 @@ from .inspect import DEFAULT_HOOK, TokenText, _r, logit_effects
 from .pages import NeuronRecord, neuron_filename
 from .scan import NeuronScan
 
-__all__ = ["scan_records", "index_rows", "serves", "write_scan_pages"]
+__all__ = ["scan_records", "index_rows", "serves", "quantum_links", "write_scan_pages"]
 
 
 def serves(links: dict | None, hook: str) -> dict[int, list[dict]]:
@@ -29,6 +29,17 @@ def serves(links: dict | None, hook: str) -> dict[int, list[dict]]:
             out.setdefault(int(i), []).append({"quantum": q["rank"], "size": q["size"], "targets": q["targets"],
                                                "place": place, "attribution": a})
     return out
+
+
+def quantum_links(links: dict, rank: int, pages: str = "") -> list[dict]:
+    """The neurons of quantum `rank` (1 = largest) from `QuantaNeurons.to_dict()`, for a quanta browser to list:
+    `neuron`, `attribution` (A_i, nats) and `href` (`pages` + the neuron's page file name), most attributed first;
+    [] when the links do not cover the quantum. The hook for `quanta.browser`: give each quantum these links."""
+    for q in links.get("quanta", []):
+        if int(q["rank"]) == int(rank):
+            return [{"neuron": int(i), "attribution": a, "href": pages + neuron_filename(int(i))}
+                    for i, a in zip(q["top_attribution"], q["attribution"], strict=True)]
+    return []
 
 
 def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neurons: Sequence[int], *,

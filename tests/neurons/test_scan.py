@@ -121,7 +121,7 @@ def test_bad_input_is_one_line_naming_the_parameter(tiny):
 
 
 def test_pages_from_a_scan_show_the_scanned_values_and_link_quanta(tiny, tmp_path):
-    from quanta_interp.neurons.dashboard import index_rows, scan_records
+    from quanta_interp.neurons.dashboard import index_rows, quantum_links, scan_records
     from quanta_interp.neurons.pages import write_layer
 
     _, corpus, model, config = tiny
@@ -138,6 +138,9 @@ def test_pages_from_a_scan_show_the_scanned_values_and_link_quanta(tiny, tmp_pat
             assert ex["values"][ex["maxValueTokenIndex"]] == pytest.approx(ex["maxValue"], abs=2e-4)
             assert ex["tokens"][ex["maxValueTokenIndex"]] == corpus.tokenizer.token_str(int(corpus.doc(ex["doc"])[ex["pos"]]))
     assert records[0]["quanta"] == [{"quantum": 2, "size": 9, "targets": ["a"], "place": 2, "attribution": 0.25}]
+    assert quantum_links(links, 2, "../l1/") == [{"neuron": 31, "attribution": 0.5, "href": "../l1/neuron_00031.html"},
+                                                 {"neuron": 7, "attribution": 0.25, "href": "../l1/neuron_00007.html"}]
+    assert quantum_links(links, 1) == []
     rows = index_rows(model, corpus, scan, HOOK, [7, 31], links=links)
     assert len(rows) == 48 and [r["index"] for r in rows if r["href"]] == [7, 31] and rows[31]["cluster"] == "Q2"
     res = write_layer(records, tmp_path, title="t", rows=rows)
