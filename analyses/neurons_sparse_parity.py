@@ -6,8 +6,9 @@ quantum is its samples the model predicts well (loss < `--loss-threshold` nats, 
 subtask labels stand in for the QDG clusters, which recover them, see artifacts/qdg/sparse_parity). The units
 are ranked by attribution A_j = Σ_n (0 − h_j(n)) · ∂L_n/∂h_j(n) over the quantum (first-order estimate of
 zero-ablation; the same formula as `neurons.attribution` with μ = 0) and, beside it, by the z-score of their
-mean activation on the quantum against all subtasks' samples. precision@k: the share of the top-k that are
-carriers, k = the number of carriers.
+mean activation on the quantum against all subtasks' samples; a third ranking differentiates the logit margin
+instead of the loss (attribution patching's usual metric: it does not saturate where the loss is ~0).
+precision@k: the share of the top-k that are carriers, k = the number of carriers.
 
 Writes `--out` (default artifacts/neurons/sparse_parity_precision.json).
 """
@@ -25,10 +26,15 @@ from quanta_interp.sparse_parity.task import LEARNED_BITS
 from quanta_interp.sparse_parity.training import load_trained
 
 
-def attribution(model, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """A_j = Σ_n (0 − h_j) ∂L_n/∂h_j for the last hidden layer h (float64 (width,)), L in nats."""
+def attribution(model, x: torch.Tensor, y: torch.Tensor, metric: str = "loss") -> np.ndarray:
+    """A_j = Σ_n (0 − h_j) ∂M_n/∂h_j for the last hidden layer h (float64 (width,)): M is the loss (nats) or, for
+    `metric="margin"`, minus the logit difference (right − wrong), which does not saturate when the loss is ~0."""
     h = model[:-1](x).detach().requires_grad_(True)
-    torch.nn.functional.cross_entropy(model[-1](h), y, reduction="sum").backward()
+    logits = model[-1](h)
+    if metric == "loss":
+        torch.nn.functional.cross_entropy(logits, y, reduction="sum").backward()
+    else:
+        (logits.gather(1, 1 - y[:, None]) - logits.gather(1, y[:, None])).sum().backward()
     return (-(h.detach() * h.grad)).sum(0).double().numpy()
 
 
@@ -58,27 +64,33 @@ def main() -> None:
             continue
         with torch.no_grad():
             keep = torch.nn.functional.cross_entropy(model(x), y, reduction="none") < args.loss_threshold
-        a = attribution(model, x[keep], y[keep])
+        a, am = (attribution(model, x[keep], y[keep], metric) for metric in ("loss", "margin"))
         z = ((h[keep].mean(0) - mu) / sd).numpy()
         k, truth = len(carry[i]), set(carry[i])
-        top_a, top_z = np.argsort(-a)[:k].tolist(), np.argsort(-z)[:k].tolist()
+        top_a, top_m, top_z = (np.argsort(-v)[:k].tolist() for v in (a, am, z))
         rows.append({"subtask": i, "members": int(keep.sum()), "carriers": carry[i], "k": k,
-                     "top_attribution": top_a, "top_z": top_z,
+                     "top_attribution": top_a, "top_attribution_margin": top_m, "top_z": top_z,
                      "precision_attribution": round(len(truth & set(top_a)) / k, 3),
+                     "precision_attribution_margin": round(len(truth & set(top_m)) / k, 3),
                      "precision_z": round(len(truth & set(top_z)) / k, 3)})
     pa = [r["precision_attribution"] for r in rows]
+    pm = [r["precision_attribution_margin"] for r in rows]
     pz = [r["precision_z"] for r in rows]
     res = {"run": args.run, "config": cfg.to_dict(), "samples": args.samples, "carrier_threshold_bits": args.threshold,
            "loss_threshold_nats": args.loss_threshold, "learned_bits": LEARNED_BITS, "subtasks": rows,
            "n_subtasks": len(rows), "mean_precision_attribution": round(float(np.mean(pa)), 3),
            "min_precision_attribution": round(float(np.min(pa)), 3), "mean_precision_z": round(float(np.mean(pz)), 3),
+           "mean_precision_attribution_margin": round(float(np.mean(pm)), 3),
+           "min_precision_attribution_margin": round(float(np.min(pm)), 3),
            "subtasks_at_or_above_0.8_attribution": int(sum(p >= 0.8 for p in pa)),
+           "subtasks_at_or_above_0.8_attribution_margin": int(sum(p >= 0.8 for p in pm)),
            "subtasks_at_or_above_0.8_z": int(sum(p >= 0.8 for p in pz)),
            "note": "quantum = the subtask's well-predicted samples (labels stand in for QDG clusters); zero-ablation, "
                    "as the carriers"}
     atomic_write_json(args.out, res)
-    print(f"precision@k over {len(rows)} learned subtasks: attribution mean {res['mean_precision_attribution']} "
-          f"(min {res['min_precision_attribution']}), z-score mean {res['mean_precision_z']} → {args.out}")
+    print(f"precision@k over {len(rows)} learned subtasks: attribution (loss) mean {res['mean_precision_attribution']} "
+          f"(min {res['min_precision_attribution']}), attribution (margin) {res['mean_precision_attribution_margin']}, "
+          f"z-score {res['mean_precision_z']} → {args.out}")
 
 
 if __name__ == "__main__":
