@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,7 +14,7 @@ from .inspect import DEFAULT_HOOK, TokenText, _r, logit_effects
 from .pages import NeuronRecord, neuron_filename
 from .scan import NeuronScan
 
-__all__ = ["scan_records", "index_rows", "serves", "quantum_links", "write_scan_pages"]
+__all__ = ["scan_records", "index_rows", "serves", "quantum_links", "describe", "write_scan_pages"]
 
 
 def serves(links: dict | None, hook: str) -> dict[int, list[dict]]:
@@ -40,6 +41,63 @@ def quantum_links(links: dict, rank: int, pages: str = "") -> list[dict]:
             return [{"neuron": int(i), "attribution": a, "href": pages + neuron_filename(int(i))}
                     for i, a in zip(q["top_attribution"], q["attribution"], strict=True)]
     return []
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_log_probs(corpus: TokenizedCorpus, alpha: float) -> np.ndarray:
+    """Smoothed log unigram probabilities of the whole corpus (float64 (V,))."""
+    counts = np.bincount(np.asarray(corpus.tokens, dtype=np.int64), minlength=corpus.vocab_size).astype(float)
+    return np.log((counts + alpha) / (counts.sum() + alpha * corpus.vocab_size))
+
+
+def describe(corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neuron: int, *, n_random: int = 1000,
+             alpha: float = 0.5, seed: int = 0) -> dict:
+    """A one-line description of a neuron without an LLM, and how well it detects the neuron's activations.
+
+    The positives are the tokens of the neuron's top-k examples and of its two highest quantile bins; every other
+    one describes (fit half), the rest are held out. Each token id t and each preceding token p gets the smoothed
+    log-odds of the fit half against the whole corpus, log((c_fit + α)/(n_fit + αV)) − log((c_corpus + α)/(N + αV));
+    the description names the three most over-represented tokens seen ≥ 2 times (else the top one) and the most
+    over-represented preceding token. Detection, as Delphi scores explanations (Paulo et al. 2024): the AUC with
+    which score = lo_token(t) + lo_prev(p) separates the held-out positives from `n_random` seeded corpus tokens.
+
+    Returns
+    -------
+    dict
+        `text` (the line), `tokens`, `after` (token strings), `auc` (float, None with < 2 held-out positives),
+        `n_fit`, `n_heldout`.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    st, T = scan.neuron(hook, neuron), scan.context
+    toks = [g for _, g in st["top"]] + [g for b in st["intervals"][-2:] for _, g in b["examples"]]
+    ids = np.asarray([(int(corpus.doc(d)[p]), int(corpus.doc(d)[p - 1]) if p > start else -1)
+                      for d, p, start in ((scan.token(g)[1], scan.token(g)[2], int(scan.windows[g // T, 1]))
+                                          for g in dict.fromkeys(toks))], dtype=np.int64).reshape(-1, 2)
+    fit, held = ids[0::2], ids[1::2]
+    V = corpus.vocab_size
+    base = _corpus_log_probs(corpus, alpha)
+
+    def log_odds(col):
+        c = np.bincount(col[col >= 0], minlength=V).astype(float)
+        return np.log((c + alpha) / (c.sum() + alpha * V)) - base, c
+
+    lo_t, c_t = log_odds(fit[:, 0])
+    lo_p, c_p = log_odds(fit[:, 1])
+    text = TokenText(corpus.tokenizer)
+    best = [int(i) for i in np.argsort(-lo_t) if c_t[i] >= 2][:3] or [int(np.argmax(lo_t))]
+    after = [int(i) for i in np.argsort(-lo_p) if c_p[i] >= 2][:1]
+    line = " | ".join(repr(t) for t in text(best)) + (f" (after {text(after)[0]!r})" if after else "")
+    auc = None
+    if len(held) >= 2:
+        rng = np.random.default_rng(seed)
+        g = rng.integers(1, len(corpus.tokens), n_random)
+        neg = np.stack([np.asarray(corpus.tokens[g], dtype=np.int64), np.asarray(corpus.tokens[g - 1], dtype=np.int64)], 1)
+        score = lambda r: lo_t[r[:, 0]] + np.where(r[:, 1] >= 0, lo_p[np.maximum(r[:, 1], 0)], 0.0)  # noqa: E731
+        auc = round(float(roc_auc_score(np.r_[np.ones(len(held)), np.zeros(n_random)],
+                                        np.r_[score(held), score(neg)])), 3)
+    return {"text": line, "tokens": text(best), "after": text(after), "auc": auc, "n_fit": len(fit),
+            "n_heldout": len(held)}
 
 
 def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neurons: Sequence[int], *,
@@ -119,6 +177,7 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
                  "examples": [example(j, v, t, "interval") for v, t in bn["examples"]]} for bn in s["intervals"]]},
             "pos_str": [], "pos_values": [], "neg_str": [], "neg_values": [], "logit_note": None, "clusters": [],
             "quanta": served.get(i, []), "discover": (links or {}).get("discover"),
+            "description": describe(corpus, scan, hook, i),
         }
         if logits is not None:
             rec.update(pos_str=text(logits["pos_idx"][j]), pos_values=_r(logits["pos_val"][j]),
@@ -131,7 +190,8 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
 def index_rows(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, pages: Sequence[int] = (), *,
                links: dict | None = None) -> list[dict]:
     """A row per neuron of `hook` for `pages.index_page`: max, density, the top example's token, the three tokens
-    it promotes most (direct path) and the quanta it serves; `href` only for neurons in `pages`."""
+    it promotes most (direct path), the quanta it serves and its `describe` line with its detection AUC; `href`
+    only for neurons in `pages`."""
     s = scan.state[hook]
     width = s["sum"].shape[0]
     top_tok = s["top_tok"][0].numpy()
@@ -143,12 +203,14 @@ def index_rows(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, page
     rows = []
     for i in range(width):
         _, doc, pos = scan.token(int(top_tok[i]))
+        d = describe(corpus, scan, hook, i)
         rows.append({"index": i, "href": neuron_filename(i) if i in pages else None,
                      "maxValue": round(float(s["top_val"][0, i]), 4),
                      "frac_nonzero": round(int(s["pos"][i]) / max(int(s["n"]), 1), 5),
                      "top_token": text.one(int(corpus.doc(doc)[pos])),
                      "promotes": text(logits["pos_idx"][i]) if logits is not None else [],
-                     "cluster": " ".join(f"Q{q['quantum']}" for q in served.get(i, []))})
+                     "cluster": " ".join(f"Q{q['quantum']}" for q in served.get(i, [])),
+                     "description": d["text"], "auc": d["auc"]})
     return rows
 
 

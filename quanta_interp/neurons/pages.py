@@ -51,6 +51,8 @@ nav.appendChild(QI.el('span', '\u2190/\u2192 keys move between neurons', 'muted'
 app.appendChild(nav);
 app.appendChild(QI.el('h1', `Neuron ${r.index} \u00b7 ${r.hook}`));
 app.appendChild(QI.el('p', `${r.model} \u00b7 ${r.n_tokens} tokens sampled in ${r.n_windows} windows of ${r.context}`, 'muted'));
+if (r.description) app.appendChild(QI.el('p', `description: ${r.description.text}` +
+  (r.description.auc === null ? '' : ` \u00b7 detection AUC ${fmt(r.description.auc)} (held-out top activations vs random tokens)`)));
 app.appendChild(table(['max', 'min', 'mean', 'density (fraction > 0)'],
   [[fmt(r.maxValue), fmt(r.minValue), fmt(r.meanValue), QI.num(r.frac_nonzero, 4)]]));
 app.appendChild(QI.el('h2', 'Activation histogram'));
@@ -98,16 +100,18 @@ app.appendChild(QI.el('h1', d.title));
 app.appendChild(QI.el('p', `${d.rows.length} neurons \u00b7 click a column to sort`, 'muted'));
 const cols = [['neuron', 'index'], ['max', 'maxValue'], ['density', 'frac_nonzero'], ['top token', 'top_token'],
               ['promotes', 'promotes'], ['top cluster', 'cluster']];
+if (d.rows.some(r => r.description)) cols.push(['description', 'description'], ['AUC', 'auc']);
 let rows = d.rows.slice(), key = 'index', dir = 1;
 const search = QI.el('input'); search.id = 'search'; search.placeholder = 'search top token / promoted token / quantum';
 search.addEventListener('input', render); app.appendChild(search);
 const holder = QI.el('div'); app.appendChild(holder);
 function render() {
   const q = search.value.toLowerCase();
-  const shown = rows.filter(r => !q || [r.top_token, ...r.promotes, r.cluster].some(t => String(t).toLowerCase().includes(q)));
+  const shown = rows.filter(r => !q || [r.top_token, ...r.promotes, r.cluster, r.description || ''].some(t => String(t).toLowerCase().includes(q)));
   const t = table([], shown.map(r => { const href = safe(r.href);
     return [href ? link(String(r.index), href) : String(r.index), fmt(r.maxValue), QI.num(r.frac_nonzero, 4),
-            toks([r.top_token]), toks(r.promotes), r.cluster]; }));
+            toks([r.top_token]), toks(r.promotes), r.cluster,
+            ...(cols.length > 6 ? [r.description || '', r.auc === null || r.auc === undefined ? 'n/a' : fmt(r.auc)] : [])]; }));
   const tr = QI.el('tr');
   cols.forEach(([name, k]) => { const th = QI.el('th', name + (k === key ? (dir > 0 ? ' \u25b2' : ' \u25bc') : ''), 'sort');
     th.addEventListener('click', () => { dir = k === key ? -dir : 1; key = k;

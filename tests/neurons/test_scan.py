@@ -145,3 +145,23 @@ def test_pages_from_a_scan_show_the_scanned_values_and_link_quanta(tiny, tmp_pat
     assert len(rows) == 48 and [r["index"] for r in rows if r["href"]] == [7, 31] and rows[31]["cluster"] == "Q2"
     res = write_layer(records, tmp_path, title="t", rows=rows)
     assert res["pages"] == 2 and 'id="qi-data"' in (tmp_path / "index.html").read_text()
+
+
+def test_a_neuron_that_fires_on_one_letter_is_described_by_it(tiny):
+    """Known truth: make neuron 0's kept examples every 'c' starting a word; the line names 'c' after ' '."""
+    from quanta_interp.neurons.dashboard import describe
+    from quanta_interp.neurons.scan import EMPTY
+
+    _, corpus, model, config = tiny
+    scan = scan_neurons(model, corpus, config.replace(top_k=12), desc=None)
+    T, s = scan.context, scan.state[HOOK]
+    flat = np.concatenate([corpus.doc(int(d))[st: st + T] for d, st in scan.windows])
+    c = corpus.tokenizer.encode("c")[0]
+    hits = [g for g in range(1, len(flat)) if flat[g] == c and g % T and flat[g - 1] == corpus.tokenizer.encode(" ")[0]]
+    assert len(hits) >= 12
+    s["top_tok"][:, 0] = torch.as_tensor(hits[:12])
+    s["top_val"][:, 0] = torch.linspace(3, 2, 12)
+    s["res_key"][0] = EMPTY  # no interval examples
+    d = describe(corpus, scan, HOOK, 0)
+    assert d["tokens"][0] == "c" and d["after"] == [" "] and d["n_fit"] == d["n_heldout"] == 6
+    assert d["text"].startswith("'c'") and d["auc"] > 0.9
