@@ -44,6 +44,7 @@ def summarise(scan: dict, links: dict, pages: dict, bench: dict | None, parity: 
     return {"scan": {k: scan[k] for k in ("hooks", "context", "windows", "tokens", "tokens_done", "complete", "seconds",
                                           "tokens_per_s", "state_bytes", "state_note")} | {
                 "state_mb_per_layer": round(scan["state_bytes"] / len(scan["hooks"]) / 1e6, 2),
+                "minutes": round(scan["seconds"] / 60, 1),
                 "machine": "2-core machine shared with other jobs: times are upper bounds"},
             "links": {k: links[k] for k in ("discover", "model", "hook", "top_n", "draws", "max_members", "n_other",
                                              "mean_source", "positions")} | {"quanta": rows},
@@ -52,8 +53,7 @@ def summarise(scan: dict, links: dict, pages: dict, bench: dict | None, parity: 
             "targets": TARGETS,
             "bench": None if bench is None else {k: bench[k] for k in bench if k.startswith(("scan", "forward", "full",
                                                                                              "neurons_scan"))},
-            "sparse_parity": None if parity is None else {k: v for k, v in parity.items() if k not in ("subtasks",
-                                                                                                        "config")}}
+            "sparse_parity": None if parity is None else {k: v for k, v in parity.items() if k != "subtasks"}}
 
 
 def main() -> None:
