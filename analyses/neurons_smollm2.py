@@ -28,9 +28,10 @@ TARGETS = {"ablation_ratio_vs_random": 5, "scan_over_forward": 0.8, "precision_a
            "one_layer_minutes_per_1e6_tokens_idle": 45}
 
 
-def summarise(scan: dict, links: dict, pages: dict, bench: dict | None, parity: dict | None) -> dict:
+def summarise(scan: dict, links: dict, pages: dict, bench: dict | None, parity: dict | None, index: list[dict]) -> dict:
     """The figures artifacts/README.md quotes: scan size/time/memory, per quantum the ablation results, the
-    bench row and the sparse-parity precision (when their JSONs exist)."""
+    bench row and the sparse-parity precision (when their JSONs exist), and the layer's description AUCs (`index`)."""
+    aucs = np.array([r["auc"] for r in index if r.get("auc") is not None])
     rows = []
     for q in links["quanta"]:
         rand = float(np.mean(q["delta_random"]))
@@ -50,6 +51,10 @@ def summarise(scan: dict, links: dict, pages: dict, bench: dict | None, parity: 
                                              "mean_source", "positions")} | {"quanta": rows},
             "pages": {"folder": "smollm2_l10/", "neurons": pages["neurons"], "n_pages": pages["pages"],
                       "index": "smollm2_l10/index.html"},
+            "descriptions": {"neurons": len(index), "with_auc": int(aucs.size),
+                             "median_auc": round(float(np.median(aucs)), 3),
+                             "auc_above_0_9": int((aucs > 0.9).sum()), "auc_below_0_6": int((aucs < 0.6).sum()),
+                             "thresholds": [0.6, 0.9]},
             "targets": TARGETS,
             "bench": None if bench is None else {k: bench[k] for k in bench if k.startswith(("scan", "forward", "full",
                                                                                              "neurons_scan"))},
@@ -81,7 +86,8 @@ def main() -> None:
     bench, parity = Path(args.bench), out / "sparse_parity_precision.json"
     atomic_write_json(out / "summary.json", summarise(scan.to_dict(), links, pages,
                                                       read_json(bench) if bench.exists() else None,
-                                                      read_json(parity) if parity.exists() else None))
+                                                      read_json(parity) if parity.exists() else None,
+                                                      read_json(out / f"smollm2_l{args.layer}" / "index.json")["neurons"]))
     print(f"wrote {out}/summary.json, {links_path} and {pages['pages']} pages + {pages['index']}")
 
 

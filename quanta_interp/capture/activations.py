@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -70,7 +71,17 @@ def activation_batches(model, batches: Iterable[tuple[np.ndarray, np.ndarray | N
 
     # Key results by the registered name: bridge hook aliases report another `hook.name`.
     fwd = [(h, lambda act, hook, h=h: grab(h, act)) for h in hooks]
-    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
+    absent = [h for h in hooks if h not in model.hook_dict]
+    if absent:
+        check_hooks_fired(model, hooks, [h for h in hooks if h not in absent])  # names the absent hook, close matches
+    try:
+        adding = model.hooks(fwd_hooks=fwd)
+        adding.__enter__()
+    except ValueError:  # a hook TransformerLens keeps off until a switch is set: say which switch
+        check_hooks_fired(model, hooks, ())
+        raise
+    with torch.no_grad(), contextlib.ExitStack() as stack:
+        stack.push(adding)
         for tokens, last in batches:
             tokens = np.asarray(tokens)
             if tokens.size == 0:
