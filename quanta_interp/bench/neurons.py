@@ -1,7 +1,13 @@
-"""`quanta bench neurons`: a whole layer in one pass vs the same neurons inspected one by one, and pages/s.
+"""`quanta bench neurons`: the streaming scan vs a plain forward over the same tokens; a whole layer in one
+pass vs the same neurons inspected one by one, and pages/s.
 
-One-by-one costs one pass over the sample per neuron; it is timed on `n_single` neurons and scaled to the
-layer's width (stated in the output). `--quick` uses a small random native model instead of SmolLM2.
+- `neurons_scan_over_forward` (target ≥ 0.8): throughput of `scan_neurons` over a plain forward that stops at
+  the same hook and keeps nothing, on the same windows; beside it the scan over a full forward. The functions
+  are timed in turn within each round (`bench.qdg._median_time`), medians of 3 rounds after a warm-up.
+- One-by-one costs one pass over the sample per neuron; it is timed on `n_single` neurons and scaled to the
+  layer's width (stated in the output).
+
+`--quick` uses a small random native model instead of SmolLM2.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 
 from .results import BenchResult
 
-__all__ = ["run", "NeuronsBench"]
+__all__ = ["run", "scan_costs", "NeuronsBench"]
 
 
 def _setup(quick: bool, seed: int):
@@ -30,10 +36,63 @@ def _setup(quick: bool, seed: int):
     return model, load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)), 6, 16, 4
 
 
+def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int = 16, context: int = 128,
+               repeats: int = 3) -> dict:
+    """Seconds of the scan of one layer over `n_batches` batches, of a plain forward stopped at the same hook
+    and of a full forward, over the same windows, timed in turn within each round.
+
+    Returns
+    -------
+    dict
+        `scan_tokens`, `scan_s`, `forward_to_hook_s`, `full_forward_s`, `neurons_scan_over_forward`
+        (forward_to_hook_s / scan_s: the scan's throughput relative to the forward), its target 0.8,
+        `scan_over_full_forward`, `scan_state_bytes`.
+    """
+    import numpy as np
+    import torch
+
+    from ..capture.activations import activation_batches
+    from ..neurons.config import ScanConfig
+    from ..neurons.inspect import resolve_hook
+    from ..neurons.scan import scan_neurons, scan_windows
+    from .qdg import _median_time
+
+    bridge = model.bridge
+    context = min(context, int(bridge.cfg.n_ctx))
+    hook = resolve_hook(bridge, layer, None)
+    windows = scan_windows(corpus, context, max_tokens=n_batches * batch_size * context)
+    tokens = np.stack([corpus.doc(int(d))[s: s + context] for d, s in windows]).astype(np.int64)
+    batches = [tokens[i: i + batch_size] for i in range(0, len(tokens), batch_size)]
+    cfg = ScanConfig(model=model.spec, layers=(layer,), tokens=int(tokens.size), context=context,
+                     batch_size=batch_size, top_k=min(20, len(windows)))
+    held = {}
+
+    def scan():
+        held["scan"] = scan_neurons(model, corpus, cfg, desc=None)
+
+    def forward_to_hook():
+        for _ in activation_batches(bridge, ((b, None) for b in batches), [hook], neurons=np.array([0])):
+            pass
+
+    def full_forward():
+        with torch.no_grad():
+            for b in batches:
+                bridge(torch.as_tensor(b))
+
+    t_scan, t_fwd, t_full = _median_time(scan, forward_to_hook, full_forward, repeats=repeats)
+    return {"scan_tokens": int(tokens.size), "scan_s": round(t_scan, 3), "forward_to_hook_s": round(t_fwd, 3),
+            "full_forward_s": round(t_full, 3), "neurons_scan_over_forward": round(t_fwd / t_scan, 3),
+            "target_neurons_scan_over_forward": 0.8, "scan_over_full_forward": round(t_full / t_scan, 3),
+            "scan_state_bytes": held["scan"].state_bytes(),
+            "scan_note": "throughput ratios (> 1 = the scan is faster); the plain forward stops at the same hook "
+                         "and keeps one neuron; timed in turn within each round, medians"}
+
+
 @dataclass(frozen=True)
 class NeuronsBench(BenchResult):
     """A layer in one pass vs one neuron per pass (seconds; the one-by-one layer time estimated from the timed
-    neurons), and HTML pages written per second (see `run`)."""
+    neurons), HTML pages written per second, and the streaming scan against a forward (`scan_costs`'s fields,
+    flattened; see `run`)."""
 
     model: str
     layer: int
@@ -48,6 +107,16 @@ class NeuronsBench(BenchResult):
     speedup_note: str
     pages_written: int
     pages_per_s: float
+    scan_layer: int
+    scan_tokens: int
+    scan_s: float
+    forward_to_hook_s: float
+    full_forward_s: float
+    neurons_scan_over_forward: float
+    target_neurons_scan_over_forward: float
+    scan_over_full_forward: float
+    scan_state_bytes: int
+    scan_note: str
 
 
 def run(args) -> NeuronsBench:
@@ -61,8 +130,9 @@ def run(args) -> NeuronsBench:
     NeuronsBench
         "model", "layer", "neurons_in_layer", "sample_tokens", "threads"; "layer_batch_s", "one_neuron_s",
         "one_by_one_timed_neurons", "one_by_one_layer_s_estimated" (one_neuron_s × width),
-        "speedup_layer_batch_vs_one_by_one", "speedup_note"; "pages_written" (≤ 200), "pages_per_s".
-        No target is recorded.
+        "speedup_layer_batch_vs_one_by_one", "speedup_note"; "pages_written" (≤ 200), "pages_per_s";
+        "scan_layer" and the `scan_costs` fields (SmolLM2 layer 10, 3 batches of 16 × 128 tokens; quick: 2 of
+        4 × 64), with the target of `neurons_scan_over_forward`.
     """
     import torch
 
@@ -70,6 +140,8 @@ def run(args) -> NeuronsBench:
     from ..neurons.pages import write_layer
 
     model, corpus, layer, n_windows, n_single = _setup(bool(args.quick), int(args.seed))
+    scan_row = scan_costs(model, corpus, 10 if not args.quick else layer, n_batches=2 if args.quick else 3,
+                          batch_size=4 if args.quick else 16, context=64 if args.quick else 128)
     sample = corpus_sample(corpus, n_windows=n_windows, context=64, seed=int(args.seed))
     torch.manual_seed(int(args.seed))
 
@@ -97,4 +169,5 @@ def run(args) -> NeuronsBench:
         speedup_note="one-by-one = one pass over the sample per neuron, timed on the first neurons and scaled to "
                      "the layer width; both include building the records",
         pages_written=pages["pages"], pages_per_s=round(pages["pages_per_s"], 1),
+        scan_layer=10 if not args.quick else layer, **scan_row,
     )

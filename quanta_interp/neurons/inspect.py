@@ -8,19 +8,20 @@ records: max activation, density, histogram, top-k and interval examples, direct
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..capture.activations import record_activations
 from ..corpora import TokenizedCorpus, Tokenizer
 from ..io import progress
-from ..lm.hooks import check_hooks_fired
-from .config import INTERVALS
+from .config import INSPECTOR_CHECKS
 from .pages import NeuronRecord
 
-__all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "record_activations",
-           "logit_effects", "TokenText", "LayerInspector"]
+__all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "logit_effects", "TokenText",
+           "LayerInspector", "Inspection", "write_inspection"]
 
 DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
 
@@ -114,79 +115,6 @@ def resolve_hook(model, layer: int, hook: str | None = None) -> str:
 def _r(values, digits: int = 4) -> list[float]:
     """Rounded float64 values as a list (float32 would print as 0.9498999714851379 in JSON)."""
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
-
-
-class _Stop(Exception):
-    """Raised by the last capture hook so the forward pass ends there."""
-
-
-def record_activations(model, tokens: np.ndarray, hooks: Sequence[str], *, batch_size: int = 8,
-                       neurons: np.ndarray | None = None, last: np.ndarray | None = None,
-                       desc: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
-    """Activations at `hooks` for rows of `tokens`: one forward per batch, stopped after the last hook fires.
-
-    Parameters
-    ----------
-    model
-        A bridge (TransformerBridge); inputs go to the device of its first parameter.
-    tokens : int ndarray (rows, pos)
-        Token ids, one window per row.
-    hooks : sequence of str
-        Hook names (see `resolve_hook`).
-    neurons : int ndarray (n_neurons,) or None
-        Keep only these columns of the hooks' last dimension.
-    last : int ndarray (rows,) or None
-        Keep only position `last[row]` of each row.
-    desc : str or None
-        Progress bar label; None shows no bar.
-
-    Returns
-    -------
-    dict of str to float32 CPU tensor
-        Per hook: (rows, pos, width), or (rows, width) with `last`; width = n_neurons with `neurons`.
-
-    Raises
-    ------
-    ValueError
-        No tokens, or a token id ≥ the model's d_vocab.
-    """
-    import torch
-
-    if tokens.size == 0:
-        raise ValueError("the corpus sample is empty: there are no tokens to run the model on")
-    d_vocab = int(model.cfg.d_vocab)
-    if int(tokens.max()) >= d_vocab:
-        raise ValueError(f"token id {int(tokens.max())} ≥ the model's vocabulary ({d_vocab}): "
-                         "tokenize the corpus with the model's tokenizer (lm.corpus_tokenizer)")
-    device = next(model.parameters()).device
-    cols = None if neurons is None else torch.as_tensor(neurons, device=device)
-    out: dict[str, list] = {h: [] for h in hooks}
-    batch: dict[str, torch.Tensor] = {}
-
-    def grab(name, act):
-        a = act.detach()
-        a = a if cols is None else a.index_select(-1, cols)
-        if rows_last is not None:
-            a = a[torch.arange(a.shape[0], device=a.device), rows_last]
-        batch[name] = a.float().cpu()
-        if len(batch) == len(hooks):
-            raise _Stop
-
-    steps = range(0, len(tokens), batch_size)
-    # Key results by the registered name: bridge hook aliases report another `hook.name`.
-    fwd = [(h, lambda act, hook, h=h: grab(h, act)) for h in hooks]
-    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
-        for i in progress(steps, desc=desc, disable=desc is None):
-            rows_last = None if last is None else torch.as_tensor(last[i: i + batch_size], device=device)
-            batch.clear()
-            try:
-                model(torch.as_tensor(tokens[i: i + batch_size], device=device))
-            except _Stop:
-                pass
-            check_hooks_fired(model, hooks, batch)
-            for h in hooks:
-                out[h].append(batch[h])
-    return {h: torch.cat(v) for h, v in out.items()}
 
 
 def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: int = 256) -> dict:
@@ -355,16 +283,16 @@ class LayerInspector:
 
         Raises
         ------
+        ParameterError
+            An unknown `intervals`; `top_k`, `n_bins`, `n_intervals` or `batch_size` not a positive integer
+            (`config.INSPECTOR_CHECKS`).
         ValueError
-            An unknown `intervals`; `top_k`, `n_bins`, `n_intervals` or `batch_size` < 1; a layer or hook the
-            model lacks; a neuron outside the hook's width; or sample tokens outside the model's vocabulary.
+            A layer or hook the model lacks; a neuron outside the hook's width; or sample tokens outside the
+            model's vocabulary.
         """
         spec, model = model.spec, model.bridge
-        if self.intervals not in INTERVALS:
-            raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, got {self.intervals!r}")
-        for name in ("top_k", "n_bins", "n_intervals", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name, check in INSPECTOR_CHECKS.items():
+            check(name, getattr(self, name))
         self.hook_ = resolve_hook(model, self.layer, self.hook)
         width = record_activations(model, sample.tokens[:1, :2], [self.hook_])[self.hook_].shape[-1]
         self.neurons_ = np.arange(width) if self.neurons is None else np.asarray(self.neurons, dtype=np.int64)
@@ -501,3 +429,74 @@ class LayerInspector:
             rec["clusters"] = self.clusters_.clusters_for(self.hook_, neuron)
             rec["discover"] = self.clusters_.source_
         return NeuronRecord(rec)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `write_inspection` wrote: `page` (the neuron page, or index.html for a layer), `pages` written,
+    `pages_per_s`, and `notes` for the user (settings the model capped)."""
+
+    page: str
+    pages: int
+    pages_per_s: float
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        """The fields as JSON-able values."""
+        return {"page": self.page, "pages": self.pages, "pages_per_s": self.pages_per_s, "notes": list(self.notes)}
+
+
+def write_inspection(config, out, *, neurons: Sequence[int] | None = None, single: int | None = None,
+                     device: str = "cpu") -> Inspection:
+    """Inspect a `NeuronConfig`'s layer on its corpus sample and write the pages under
+    `out/<model>/<hook>/`: one neuron's page (`single`), or a page per neuron of `neurons` (None: all) and
+    `index.html`. With `config.discover`, records list the quanta clusters activating each neuron most.
+
+    Raises
+    ------
+    ParameterError
+        An unknown corpus, or a discover folder of another model (checked before the model loads); as
+        `LayerInspector.fit` and `ClusterProfile.fit`.
+    """
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from ..corpora import check_corpus_source
+    from ..lm import load
+    from ..lm.losses import model_corpus
+    from .pages import write_layer, write_neuron
+    from .quanta_link import ClusterProfile, check_model, discover_corpus, read_discover
+
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    check_corpus_source(cfg.corpus)  # the cheap checks, before a model loads
+    if cfg.discover:
+        check_model(read_discover(cfg.discover)[0], cfg.model, cfg.discover)
+    model = load(cfg.model, device=device)
+    corpus = model_corpus(model, cfg.corpus)
+    n_ctx, notes = int(model.cfg.n_ctx), []
+    if cfg.context > n_ctx:
+        notes.append(f"context {cfg.context} is more than model {cfg.model!r} reads; windows of its n_ctx "
+                     f"({n_ctx}) tokens are used")
+    if cfg.top_k > cfg.windows * min(cfg.context, n_ctx):
+        notes.append(f"top_k {cfg.top_k} is more than the {cfg.windows} windows hold; every position is shown")
+    sample = corpus_sample(corpus, n_windows=cfg.windows, context=min(cfg.context, n_ctx),
+                           split=None if cfg.split == "all" else cfg.split, seed=cfg.seed)
+    insp = LayerInspector(cfg.layer, hook=cfg.hook, neurons=[single] if single is not None else neurons,
+                          top_k=cfg.top_k, intervals=cfg.intervals, batch_size=cfg.batch_size,
+                          seed=cfg.seed).fit(model, sample, desc="forward")
+    if cfg.discover:
+        summary, _ = read_discover(cfg.discover)
+        profile = ClusterProfile([cfg.layer], hook=cfg.hook).fit(model, cfg.discover, discover_corpus(model, summary),
+                                                                  desc="cluster members")
+        insp.link(profile)
+    folder = Path(out) / re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.model).name or cfg.model) / insp.hook_.replace(".", "_")
+    if single is not None:
+        start = time.perf_counter()
+        path = write_neuron(insp.record(single), folder)
+        return Inspection(str(path), 1, round(1 / max(time.perf_counter() - start, 1e-9), 1), tuple(notes))
+    records = list(progress(insp.records(), total=len(insp.neurons_), desc="records"))
+    res = write_layer(records, folder, title=f"{cfg.model} · {insp.hook_}")
+    return Inspection(str(res["index"]), res["pages"], round(res["pages_per_s"], 1), tuple(notes))

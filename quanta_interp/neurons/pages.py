@@ -51,6 +51,8 @@ nav.appendChild(QI.el('span', '\u2190/\u2192 keys move between neurons', 'muted'
 app.appendChild(nav);
 app.appendChild(QI.el('h1', `Neuron ${r.index} \u00b7 ${r.hook}`));
 app.appendChild(QI.el('p', `${r.model} \u00b7 ${r.n_tokens} tokens sampled in ${r.n_windows} windows of ${r.context}`, 'muted'));
+if (r.description) app.appendChild(QI.el('p', `description: ${r.description.text}` +
+  (r.description.auc === null ? '' : ` \u00b7 detection AUC ${fmt(r.description.auc)} (held-out top activations vs random tokens)`)));
 app.appendChild(table(['max', 'min', 'mean', 'density (fraction > 0)'],
   [[fmt(r.maxValue), fmt(r.minValue), fmt(r.meanValue), QI.num(r.frac_nonzero, 4)]]));
 app.appendChild(QI.el('h2', 'Activation histogram'));
@@ -83,6 +85,12 @@ if (r.clusters.length) {
     r.clusters.map(c => [String(c.cluster), c.size, toks(c.label), fmt(c.mean_activation), fmt(c.z)])));
   app.appendChild(QI.el('p', `from ${r.discover}; activation at the last context token before each member target`, 'muted'));
 }
+if (r.quanta && r.quanta.length) {
+  app.appendChild(QI.el('h2', 'Quanta this neuron serves (by attribution)'));
+  app.appendChild(table(['quantum', 'size', 'top targets', 'place in its top list', 'attribution (nats)'],
+    r.quanta.map(q => [`Q${q.quantum}`, q.size, toks(q.targets), q.place, fmt(q.attribution)])));
+  app.appendChild(QI.el('p', `from ${r.discover}; attribution = \u03a3 (mean \u2212 activation) \u00d7 \u2202loss/\u2202activation over the quantum's sampled members, all positions`, 'muted'));
+}
 QI.keys(prev, next);
 """
 
@@ -92,12 +100,18 @@ app.appendChild(QI.el('h1', d.title));
 app.appendChild(QI.el('p', `${d.rows.length} neurons \u00b7 click a column to sort`, 'muted'));
 const cols = [['neuron', 'index'], ['max', 'maxValue'], ['density', 'frac_nonzero'], ['top token', 'top_token'],
               ['promotes', 'promotes'], ['top cluster', 'cluster']];
+if (d.rows.some(r => r.description)) cols.push(['description', 'description'], ['AUC', 'auc']);
 let rows = d.rows.slice(), key = 'index', dir = 1;
+const search = QI.el('input'); search.id = 'search'; search.placeholder = 'search top token / promoted token / quantum';
+search.addEventListener('input', render); app.appendChild(search);
 const holder = QI.el('div'); app.appendChild(holder);
 function render() {
-  const t = table([], rows.map(r => { const href = safe(r.href);
+  const q = search.value.toLowerCase();
+  const shown = rows.filter(r => !q || [r.top_token, ...r.promotes, r.cluster, r.description || ''].some(t => String(t).toLowerCase().includes(q)));
+  const t = table([], shown.map(r => { const href = safe(r.href);
     return [href ? link(String(r.index), href) : String(r.index), fmt(r.maxValue), QI.num(r.frac_nonzero, 4),
-            toks([r.top_token]), toks(r.promotes), r.cluster]; }));
+            toks([r.top_token]), toks(r.promotes), r.cluster,
+            ...(cols.length > 6 ? [r.description || '', r.auc === null || r.auc === undefined ? 'n/a' : fmt(r.auc)] : [])]; }));
   const tr = QI.el('tr');
   cols.forEach(([name, k]) => { const th = QI.el('th', name + (k === key ? (dir > 0 ? ' \u25b2' : ' \u25bc') : ''), 'sort');
     th.addEventListener('click', () => { dir = k === key ? -dir : 1; key = k;
@@ -162,8 +176,10 @@ def _index_row(rec: dict) -> dict:
             "cluster": str(rec["clusters"][0]["cluster"]) if rec.get("clusters") else ""}
 
 
-def write_layer(records: Sequence[dict], out: str | Path, *, title: str) -> dict:
+def write_layer(records: Sequence[dict], out: str | Path, *, title: str, rows: Sequence[dict] | None = None) -> dict:
     """Pages for every record with Prev/Next/index links, plus `index.json` and `index.html`.
+
+    `rows` (as `index_page` takes them) list more neurons than have pages; default one row per record.
 
     Returns
     -------
@@ -175,7 +191,7 @@ def write_layer(records: Sequence[dict], out: str | Path, *, title: str) -> dict
     for i, rec in enumerate(records):
         write_neuron(rec, out, prev=names[i - 1] if i else None,
                      next=names[i + 1] if i + 1 < len(names) else None, index="index.html")
-    rows = [_index_row(r) for r in records]
+    rows = [_index_row(r) for r in records] if rows is None else list(rows)
     atomic_write_json(Path(out) / "index.json", {"title": title, "neurons": rows})
     path = write_page(Path(out) / "index.html", index_page(rows, title))
     seconds = time.perf_counter() - start

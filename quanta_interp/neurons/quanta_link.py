@@ -8,16 +8,19 @@ prediction, over the same window `quanta discover` used.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..capture.activations import record_activations
 from ..config import ParameterError
 from ..corpora import TokenizedCorpus
 from ..io import read_json
-from .inspect import record_activations, resolve_hook
+from .inspect import resolve_hook
 
-__all__ = ["read_discover", "discover_model", "same_model", "check_model", "ClusterProfile"]
+__all__ = ["read_discover", "discover_corpus", "discover_model", "same_model", "check_model", "ClusterProfile",
+           "ClusterNeurons", "cluster_neurons"]
 
 
 def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
@@ -43,6 +46,28 @@ def read_discover(folder: str | Path) -> tuple[dict, list[dict]]:
     if not clusters:
         raise ParameterError("discover", f"{folder}: clusters.json lists no clusters")
     return summary, clusters
+
+
+def discover_corpus(model, summary: dict):
+    """The corpus a discover run used, tokenized with `model`'s tokenizer (doc indices refer to it).
+
+    `summary` is the run's summary.json: its `corpus` (a source string or a dict with source, seed, edition,
+    val_fraction, max_documents; default "shakespeare") and `settings.seed` rebuild the same split.
+
+    Raises
+    ------
+    ValueError
+        The model has no tokenizer (see `lm.corpus_tokenizer`).
+    """
+    from ..lm.losses import model_corpus
+
+    spec = summary.get("corpus") or "shakespeare"
+    seed = (summary.get("settings") or {}).get("seed", 0)  # only the split depends on it; reusing it hits the cache
+    if isinstance(spec, dict):
+        keys = ("edition", "val_fraction", "max_documents")
+        return model_corpus(model, spec.get("source", "shakespeare"), seed=spec.get("seed", seed),
+                            **{k: spec[k] for k in keys if k in spec})
+    return model_corpus(model, str(spec), seed=seed)
 
 
 def discover_model(summary: dict) -> str:
@@ -242,3 +267,71 @@ def _cluster_label(cluster: dict) -> list[str]:
     if cluster.get("top_targets"):
         return [str(t[0] if isinstance(t, (list, tuple)) else t) for t in cluster["top_targets"][:3]]
     return [t for t, _ in Counter(str(m.get("target", "")) for m in cluster.get("members", [])).most_common(3)]
+
+
+@dataclass(frozen=True)
+class ClusterNeurons:
+    """`cluster_neurons`' result: the cluster, its size and label, and its top neurons by z-score.
+
+    `neurons` rows are `ClusterProfile.neurons_for` rows (hook, layer, neuron, z, mean_activation); `path` is
+    the JSON written.
+    """
+
+    model: str
+    discover: str
+    cluster: object
+    size: int
+    label: list
+    context: int
+    neurons: list
+    path: str
+
+    def to_dict(self) -> dict:
+        """The JSON payload (without `path`)."""
+        return {"model": self.model, "discover": self.discover, "cluster": self.cluster, "size": self.size,
+                "label": self.label, "context": self.context, "ranking": "z = (cluster mean − mean over all members) "
+                "/ sd over all members, at the last context token before each target", "neurons": self.neurons}
+
+
+def cluster_neurons(discover, cluster: str, out, *, model: str | None = None, layers: Sequence[int] | None = None,
+                    hook: str | None = None, top: int = 20, batch_size: int = 16, device: str = "cpu") -> ClusterNeurons:
+    """The `top` neurons most selective for one cluster of a discover run (by z-score, `ClusterProfile`), written
+    to `out/<model>/cluster_<id>.json`.
+
+    Parameters
+    ----------
+    cluster : str
+        The cluster's rank in clusters.json (1 = largest), as browser.html shows it.
+    model : str or None
+        Model spec; default the run's.
+    layers : sequence of int or None
+        Layers profiled; default all.
+
+    Raises
+    ------
+    ParameterError
+        Not a discover folder, another model, or a cluster the run lacks (checked before the model loads).
+    """
+    import re
+
+    from ..io import atomic_write_json
+    from ..lm import load
+
+    summary, clusters = read_discover(discover)
+    spec = model or discover_model(summary)
+    check_model(summary, spec, discover)  # before loading the model
+    ids = [str(cl.get("id", cl.get("rank", c))) for c, cl in enumerate(clusters)]
+    if str(cluster) not in ids:
+        raise ParameterError("cluster", f"{cluster} is not in {discover}: clusters are ranked "
+                                        f"{ids[0]}..{ids[-1]} (1 = largest)")
+    loaded = load(spec, device=device)
+    layers = list(layers) if layers else list(range(int(loaded.cfg.n_layers)))
+    profile = ClusterProfile(layers, hook=hook, batch_size=batch_size).fit(
+        loaded, discover, discover_corpus(loaded, summary), desc="cluster members")
+    key = int(cluster) if cluster.isdigit() and int(cluster) in profile.cluster_ids_ else cluster
+    c = profile.cluster_ids_.index(key)
+    slug = lambda t: re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(t).name or t)  # noqa: E731
+    res = ClusterNeurons(spec, str(discover), key, profile.sizes_[c], profile.labels_[c], profile.context_,
+                         profile.neurons_for(key, top), "")
+    path = atomic_write_json(Path(out) / slug(spec) / f"cluster_{slug(str(key))}.json", res.to_dict())
+    return ClusterNeurons(**{**res.__dict__, "path": str(path)})

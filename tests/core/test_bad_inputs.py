@@ -165,6 +165,13 @@ ROWS = [
     (["neurons", "layer", "--layer", "0", "--context", "1"], "--context must be ≥ 2 tokens"),
     (["neurons", "layer", "--layer", "0", "--corpus", NOPE], f"--corpus '{NOPE}' is neither 'shakespeare'"),
     (["neurons", "cluster", "--discover", NOPE, "--cluster", "1"], f"--discover {NOPE} is not a `quanta discover`"),
+    (["neurons", "scan", "--layers", "-1"], "--layers must list layer indices ≥ 0"),
+    (["neurons", "scan", "--top-k", "0"], "--top-k must be a positive integer, got 0"),
+    (["neurons", "scan", "--corpus", NOPE], f"--corpus '{NOPE}' is neither 'shakespeare'"),
+    (["neurons", "link", "--layer", "10"], "--discover is required"),
+    (["neurons", "link", "--discover", NOPE, "--layer", "10"], f"--discover {NOPE} is not a `quanta discover`"),
+    (["neurons", "pages", "--scan", NOPE, "--neurons", "a-b"], "--neurons must look like 0-99 or 3,17,42"),
+    (["neurons", "pages", "--scan", NOPE], f"--scan {NOPE} holds no scan_state.pt"),
     # benchmarks
     (["bench", "nope"], "argument name: invalid choice: 'nope'"),
 ]

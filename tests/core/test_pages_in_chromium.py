@@ -256,3 +256,33 @@ def test_quanta_browser_draws_loss_curves_histograms_heatmaps_and_sorts_by_n_sta
         "learned at N* = not learned within the family")
     assert browser.eval("document.querySelectorAll('svg.curve line.nstar').length") == 0
     assert browser.problems(page.as_uri()) == []
+
+
+def test_neuron_pages_list_their_quanta_and_the_index_searches_by_token(browser, tmp_path):
+    recs = [_record(i) for i in range(3)]
+    recs[1]["quanta"] = [{"quantum": 1, "size": 1126, "targets": ["\n"], "place": 3, "attribution": 0.42}]
+    recs[1]["description"] = {"text": "'c' (after ' ')", "auc": 0.95}
+    rows = [{"index": i, "href": f"neuron_{i:05d}.html" if i < 3 else None, "maxValue": float(i), "frac_nonzero": 0.1,
+             "top_token": tok, "promotes": ["x"], "cluster": "Q1" if i == 1 else "",
+             "description": "'c' (after ' ')" if i == 2 else "", "auc": 0.95 if i == 2 else None}
+            for i, tok in enumerate([" the", " cat", "\n", " thee"])]
+    write_layer(recs, tmp_path, title="t", rows=rows)
+    page = tmp_path / "neuron_00001.html"
+    browser.open(page)
+    assert browser.problems(page.as_uri()) == []
+    assert browser.eval("[...document.querySelectorAll('p')].some(p => p.textContent.startsWith(\"description: 'c' "
+                        "(after ' ') · detection AUC 0.950\"))")
+    last = "[...document.querySelectorAll('table')].pop()"
+    assert browser.eval(f"[...{last}.rows[1].cells].map(c => c.textContent)") == ["Q1", "1126", "\u23ce\n", "3", "0.420"]
+    index = tmp_path / "index.html"
+    browser.open(index)
+    assert browser.problems(index.as_uri()) == []
+    count = "document.querySelector('table').rows.length - 1"
+    assert browser.eval(count) == 4
+    browser.eval("const s = document.getElementById('search'); s.value = 'the'; s.dispatchEvent(new Event('input'))")
+    assert browser.eval(count) == 2  # " the" and " thee"
+    browser.eval("const t = document.getElementById('search'); t.value = 'q1'; t.dispatchEvent(new Event('input'))")
+    assert browser.eval("[...document.querySelectorAll('td a')].map(a => a.textContent)") == ["1"]
+    browser.eval("const u = document.getElementById('search'); u.value = 'after'; u.dispatchEvent(new Event('input'))")
+    assert browser.eval("[...document.querySelector('table').rows[1].cells].slice(-2).map(c => c.textContent)") == [
+        "'c' (after ' ')", "0.950"]

@@ -1,38 +1,22 @@
 """Neuron inspection on a tiny native model: batch = per-neuron, numbers match a plain cache, links to quanta."""
 
 import json
-import random
 
 import numpy as np
 import pytest
 import torch
 
 from quanta_interp import lm
-from quanta_interp.corpora import Document, Tokenizer, load_corpus, make_tokenizer
+from quanta_interp.corpora import Document, Tokenizer, make_tokenizer
 from quanta_interp.io import atomic_write_json
 from quanta_interp.neurons import ClusterProfile, LayerInspector, TokenText, corpus_sample, write_layer
 from quanta_interp.neurons.cli import parse_indices
 
-WORDS = "the cat sat on a mat and dog ran far away to see what was there".split()
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
-
+def setup(tmp_path_factory, make_tiny_lm):
     root = tmp_path_factory.mktemp("neurons")
-    rnd = random.Random(0)
-    (root / "text").mkdir()
-    for d in range(4):
-        (root / "text" / f"doc{d}.txt").write_text(" ".join(rnd.choice(WORDS) for _ in range(300)) + "\n")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QUANTA_CACHE", str(root / "cache"))
-    corpus = load_corpus(str(root / "text"), "char")
-    mp.undo()
-    cfg = TransformerBridgeConfig(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=64, d_vocab=corpus.vocab_size,
-                                  act_fn="gelu", d_mlp=48, seed=0)
-    model = lm.LoadedModel(TransformerBridge.boot_native(cfg), corpus.tokenizer, "tiny")
+    corpus, model = make_tiny_lm(root, [300] * 4)
     sample = corpus_sample(corpus, n_windows=24, context=40, seed=1)
     layer = LayerInspector(1, top_k=5, before=6, after=2, n_intervals=4, per_interval=2).fit(model, sample)
     return root, corpus, model, sample, layer
@@ -191,7 +175,6 @@ def test_write_layer_pages_link_and_repr_html(setup, tmp_path):
 
 
 def test_cli_layer_inspect_cluster_on_a_trained_run(setup, tmp_path, monkeypatch, capsys):
-    from quanta_interp import lm
     from quanta_interp.cli import main
 
     root, corpus, *_ = setup
