@@ -128,15 +128,19 @@ def analyse(results: list[dict], cfg: dict) -> dict:
            "held_out_N": held}
     # the task-mean law (bootstrap over instances) and the paper's per-instance fit (one maximum-likelihood line
     # per instance on its PassUntil counts, prediction = mean of the instance curves), fitted on every seed
-    out["fit_task"] = _fit_row(fit_task_scaling(N[fit_on], pu[fit_on], predict_at=[held], seed=seed), measured)
-    out["fit_per_instance"] = _fit_row(fit_task_scaling(
-        N[fit_on], pu[fit_on], predict_at=[held], per_instance=True, passes=passes[fit_on], samples=samples[fit_on],
-        seed=seed), measured)
-    out["fit_exact_task"] = _fit_row(fit_task_scaling(N[fit_on], exact[fit_on], predict_at=[held], seed=seed),
-                                     measured)
     mean_pu = np.array([row["pu"] for row in rows])
-    # −log PU = c·N^−α is a plain power law: the core's table of α over every trimmed range of sizes (seed means)
-    out["alpha_range_sensitivity"] = fit_range_sensitivity(sizes[:-1], -np.log(mean_pu[:-1]))
+    if sizes.size >= 4:  # a law with an interval needs 3 sizes below the held-out one
+        out["fit_task"] = _fit_row(fit_task_scaling(N[fit_on], pu[fit_on], predict_at=[held], seed=seed), measured)
+        out["fit_per_instance"] = _fit_row(fit_task_scaling(
+            N[fit_on], pu[fit_on], predict_at=[held], per_instance=True, passes=passes[fit_on],
+            samples=samples[fit_on], seed=seed), measured)
+        out["fit_exact_task"] = _fit_row(fit_task_scaling(N[fit_on], exact[fit_on], predict_at=[held], seed=seed),
+                                         measured)
+        # −log PU = c·N^−α is a plain power law: the core's table of α over every trimmed range of sizes
+        out["alpha_range_sensitivity"] = fit_range_sensitivity(sizes[:-1], -np.log(mean_pu[:-1]))
+    else:
+        out["held_out_note"] = (f"no held-out prediction: {sizes.size - 1} sizes below the largest, and a law with "
+                                "an interval needs 3")
     try:
         out["emergence"] = classify_emergence(N, pu).to_dict()
     except ValueError as e:  # one seed per size, or a model at PU = 1: no verdict, and the reason
@@ -166,9 +170,13 @@ def plot(summary: dict, out: Path) -> None:
     ax.plot(per_model[:, 0], per_model[:, 1], ".", color="0.6", label="one model (seed)")
     ax.errorbar(N, pu, yerr=[pu - ci[:, 0], ci[:, 1] - pu], fmt="o", capsize=3, label="seed mean PU (95% CI)")
     ax.plot(N, exact, "x", color="k", label="exact P (teacher forcing)")
-    fit = summary["fit_task"]
-    ax.plot(grid, np.exp(-fit["c"] * grid ** -fit["alpha"]), "-", lw=1, label=f"fit without largest, α={fit['alpha']:.2f}")
+    fit = summary.get("fit_task")
+    if fit is not None:
+        ax.plot(grid, np.exp(-fit["c"] * grid ** -fit["alpha"]), "-", lw=1,
+                label=f"fit without largest, α={fit['alpha']:.2f}")
     for key, marker, dx in (("fit_task", "s", 1.04), ("fit_per_instance", "D", 1.08)):
+        if key not in summary:
+            continue
         f = summary[key]
         lo, hi = f["predicted_ci"]
         ax.errorbar([summary["held_out_N"] * dx], [f["predicted_pu"]], yerr=[[f["predicted_pu"] - lo], [hi - f["predicted_pu"]]],
@@ -223,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     atomic_write_json(out / "summary.json", summary)
     plot(summary, out)
-    print(f"wrote {out / 'summary.json'}: PU spans {summary['pu_decades_spanned']:.1f} decades; held-out prediction "
-          f"{summary['fit_task']['predicted_pu']:.4g} (task mean) / {summary['fit_per_instance']['predicted_pu']:.4g} "
-          f"(per instance) vs measured {summary['fit_task']['measured_pu']:.4g}; emergence {summary['emergence']['class']}")
+    held = (f"held-out prediction {summary['fit_task']['predicted_pu']:.4g} (task mean) / "
+            f"{summary['fit_per_instance']['predicted_pu']:.4g} (per instance) vs measured "
+            f"{summary['fit_task']['measured_pu']:.4g}" if "fit_task" in summary else summary["held_out_note"])
+    print(f"wrote {out / 'summary.json'}: PU spans {summary['pu_decades_spanned']:.1f} decades; {held}; "
+          f"emergence {summary['emergence']['class']}")
     return 0
 
 
