@@ -239,7 +239,7 @@ class FamilyConfig(Config):
                 raise ParameterError(name, "needs family (the checkpoints the steps belong to)")
             from .family import resolve_family
 
-            n = len(resolve_family(self.family))
+            n = len(resolve_family(self.family, v))
             if len(v) != n or any(s <= 0 for s in v) or any(np.diff(v) <= 0):
                 raise ParameterError(name, f"must be {n} increasing positive steps, one per family member, got {list(v)}")
 
@@ -345,7 +345,7 @@ class QDGConfig(Config):
             if v.family is not None:
                 from .family import check_members, check_run_tokenizers, resolve_family
 
-                members = resolve_family(v.family)
+                members = resolve_family(v.family, v.family_steps)
                 check_members(members, steps=v.family_steps is not None)
                 check_run_tokenizers(members, self)
 

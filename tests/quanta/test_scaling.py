@@ -221,6 +221,12 @@ def test_family_steps_follow_one_runs_kept_checkpoints(tmp_path):
         resolve_family(str(tmp_path / "run"), (20, 30, 60))
     with pytest.raises(ParameterError, match=r"^family .* is one training run: give family_steps"):
         resolve_family(str(tmp_path / "run"))
+    from quanta_interp.quanta import QDGConfig
+
+    run = str(tmp_path / "run")  # the config, so `quanta discover --family RUN --family-steps`, accepts it
+    assert QDGConfig.build(model=run, family=run, family_steps=(20, 40, 60)).family_steps == (20, 40, 60)
+    with pytest.raises(ParameterError, match=r"family_steps .* kept no checkpoint at steps \[30\]"):
+        QDGConfig.build(model=run, family=run, family_steps=(20, 30, 60))
 
 
 def test_heldout_targets_avoid_the_scanned_blocks_and_cover_the_rest_uniformly():
