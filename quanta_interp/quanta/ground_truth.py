@@ -139,8 +139,12 @@ def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> dict:
             "purity": [float(p) for p in purity], "mixed": mixed}
 
 
-def _short(fit: dict) -> dict:
-    return {k: fit.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
+def _short(fit) -> dict:
+    """The JSON of `fit` (a `frequencies.RankFrequencyFit`, not imported here: its module loads scipy, and the CLI
+    imports this one for `GroundTruthConfig`) cut to the slope, its CI and range, the ranks fitted and the
+    prediction."""
+    full = fit.to_dict()
+    return {k: full.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
            "learned": [int(i) for i in learned], "subtasks": {int(t): int((subtask == t).sum()) for t in present},
            "share_from_learned": float(from_learned.mean()),
            "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
-           "truth_fit": fit(truth, ranks), "truth_slope_all_learned": fit(truth, all_learned)["slope"],
+           "truth_fit": fit(truth, ranks).to_dict(), "truth_slope_all_learned": fit(truth, all_learned).slope,
            "learned_prefix": prefix, "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
     labels = {}
     for name, affinity, over, refine in METHODS:
@@ -264,7 +268,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
             "fine_homogeneity_learned": float(homogeneity_score(subtask[from_learned], fine_labels[from_learned])),
             "fine_homogeneity_patterns": float(homogeneity_score(subtask * 2 ** task.k + pattern, fine_labels)),
             "envelope_fit": _short(quanta.fit), "fit_at_K": _short(fit(quanta.labels, ranks)),
-            "slope_all_learned": fit(quanta.labels, all_learned)["slope"],
+            "slope_all_learned": fit(quanta.labels, all_learned).slope,
             "recovery": recovery(subtask, quanta.labels, [t for t in present if t in learned]),
         }
         if config.resamples:
@@ -287,5 +291,5 @@ def _resampled(G: np.ndarray, labels: np.ndarray, clustering: ClusteringConfig, 
             for i, (rows, lab) in enumerate(zip(st.rows, st.labels, strict=True))]
     interval = slope_interval(fits)  # None when fewer than 2 resamples could be fitted
     return {"resamples": config.resamples, "slope_interval": interval and [float(v) for v in interval],
-            "slopes": [f["slope"] for f in fits], "ami": float(np.mean(st.ami)),
+            "slopes": [f.slope for f in fits], "ami": float(np.mean(st.ami)),
             "quantum_stability": [float(q) for q in st.quantum_stability]}
