@@ -22,8 +22,8 @@ import numpy as np
 from ..config import Config, ParameterError, check_finite, check_positive_int
 from .config import ClusteringConfig
 
-__all__ = ["GroundTruthConfig", "GroundTruth", "METHODS", "draw_samples", "gradient_geometry", "recovery",
-           "ground_truth"]
+__all__ = ["GroundTruthConfig", "GroundTruth", "METHODS", "draw_samples", "GradientGeometry", "gradient_geometry",
+           "recovery", "ground_truth"]
 
 # (name, affinity, over_cluster, refine): the paper's clustering first, the default of `quanta discover` last.
 METHODS = (("paper: spectral, angular", "angular", 1, 0), ("spectral, unsigned", "unsigned", 1, 0),
@@ -105,16 +105,40 @@ def draw_samples(model, task, n: int, *, loss_threshold: float, seed: int):
     return x, y, t, pattern, drawn
 
 
-def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class GradientGeometry:
+    """Mean |cos| between unit gradient rows (`gradient_geometry`), each None when no pair of that kind exists.
+
+    Attributes
+    ----------
+    same_subtask_same_pattern : float or None
+        Pairs of distinct samples of one subtask with the same bit pattern.
+    same_subtask_other_pattern : float or None
+        Pairs of one subtask with different bit patterns.
+    other_subtask : float or None
+        Pairs from different subtasks.
+    """
+
+    same_subtask_same_pattern: float | None
+    same_subtask_other_pattern: float | None
+    other_subtask: float | None
+
+    def to_dict(self) -> dict:
+        return {"same_subtask_same_pattern": self.same_subtask_same_pattern,
+                "same_subtask_other_pattern": self.same_subtask_other_pattern, "other_subtask": self.other_subtask}
+
+
+def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -> GradientGeometry:
     """Mean |cos| between unit rows X (n, dim): same subtask and pattern, same subtask other pattern, other
-    subtask. Quanta are recoverable from gradients when the first two are well above the third."""
+    subtask (`subtask`, `pattern`: int (n,)). Quanta are recoverable from gradients when the first two are well
+    above the third."""
     A = np.abs(X @ X.T)
     same = subtask[:, None] == subtask[None]
     same_pattern = same & (pattern[:, None] == pattern[None]) & ~np.eye(len(X), dtype=bool)
     other_pattern = same & (pattern[:, None] != pattern[None])
-    return {"same_subtask_same_pattern": float(A[same_pattern].mean()) if same_pattern.any() else None,
-            "same_subtask_other_pattern": float(A[other_pattern].mean()) if other_pattern.any() else None,
-            "other_subtask": float(A[~same].mean()) if (~same).any() else None}
+    return GradientGeometry(float(A[same_pattern].mean()) if same_pattern.any() else None,
+                            float(A[other_pattern].mean()) if other_pattern.any() else None,
+                            float(A[~same].mean()) if (~same).any() else None)
 
 
 def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> dict:
@@ -244,7 +268,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
     out = {"n_samples": int(len(G)), "n_drawn": int(drawn), "n_zero_gradients": int((~ok).sum()),
            "learned": [int(i) for i in learned], "subtasks": {int(t): int((subtask == t).sum()) for t in present},
            "share_from_learned": float(from_learned.mean()),
-           "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
+           "geometry": gradient_geometry(unit_rows(G), subtask, pattern).to_dict(), "predicted_slope": -(alpha + 1.0),
            "truth_fit": fit(truth, ranks).to_dict(), "truth_slope_all_learned": fit(truth, all_learned).slope,
            "learned_prefix": prefix, "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
     labels = {}
