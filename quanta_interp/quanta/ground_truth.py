@@ -15,7 +15,7 @@ held-out draws (`TEST`) never used for a choice (`analyses/qdg_sparse_parity.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..config import Config, ParameterError, check_finite, check_positive_int
 from .config import ClusteringConfig
 
 __all__ = ["GroundTruthConfig", "GroundTruth", "METHODS", "draw_samples", "GradientGeometry", "gradient_geometry",
-           "recovery", "ground_truth"]
+           "Recovery", "recovery", "ground_truth"]
 
 # (name, affinity, over_cluster, refine): the paper's clustering first, the default of `quanta discover` last.
 METHODS = (("paper: spectral, angular", "angular", 1, 0), ("spectral, unsigned", "unsigned", 1, 0),
@@ -124,8 +124,7 @@ class GradientGeometry:
     other_subtask: float | None
 
     def to_dict(self) -> dict:
-        return {"same_subtask_same_pattern": self.same_subtask_same_pattern,
-                "same_subtask_other_pattern": self.same_subtask_other_pattern, "other_subtask": self.other_subtask}
+        return asdict(self)
 
 
 def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -> GradientGeometry:
@@ -141,11 +140,37 @@ def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -
                             float(A[~same].mean()) if (~same).any() else None)
 
 
-def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> dict:
-    """Where a clustering `labels` (n,) puts the samples of true `subtask` (n,): for each of `subtasks`, its
-    `recall` (share of its samples in the one cluster holding most of them; < 1 when its gradients split) and
-    `home` (that cluster); `purity` per cluster (share of its members from its largest subtask; < 1 when it
-    joins subtasks) and `mixed`, per cluster below 0.9 purity, its two largest subtasks with their shares."""
+@dataclass(frozen=True)
+class Recovery:
+    """Where a clustering put the samples of each true subtask (`recovery`).
+
+    Attributes
+    ----------
+    recall : dict int → float
+        Per subtask asked for, the share of its samples in the one cluster holding most of them (< 1 when its
+        gradients split).
+    home : dict int → int
+        That cluster, per subtask.
+    purity : list of float
+        Per cluster present (ascending label), the share of its members from its largest subtask (< 1 when it
+        joins subtasks).
+    mixed : list of dict
+        Per cluster below 0.9 purity: "cluster", "size" and "subtasks" (its two largest, with their shares to 3
+        decimals).
+    """
+
+    recall: dict
+    home: dict
+    purity: list
+    mixed: list
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> Recovery:
+    """Where a clustering `labels` (n,) puts the samples of true `subtask` (n,), for each of `subtasks` (see
+    `Recovery`)."""
     from sklearn.metrics.cluster import contingency_matrix
 
     truth, t_idx = np.unique(subtask, return_inverse=True)
@@ -158,9 +183,9 @@ def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> dict:
         mixed.append({"cluster": int(clusters[j]), "size": int(C[:, j].sum()),
                       "subtasks": {int(truth[i]): round(float(C[i, j] / C[:, j].sum()), 3) for i in top}})
     rows = {int(t): C[i] for i, t in enumerate(truth) if int(t) in set(int(u) for u in subtasks)}
-    return {"recall": {t: float(r.max() / r.sum()) for t, r in rows.items()},
-            "home": {t: int(clusters[r.argmax()]) for t, r in rows.items()},
-            "purity": [float(p) for p in purity], "mixed": mixed}
+    return Recovery(recall={t: float(r.max() / r.sum()) for t, r in rows.items()},
+                    home={t: int(clusters[r.argmax()]) for t, r in rows.items()},
+                    purity=[float(p) for p in purity], mixed=mixed)
 
 
 def _short(fit) -> dict:
@@ -293,7 +318,7 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
             "fine_homogeneity_patterns": float(homogeneity_score(subtask * 2 ** task.k + pattern, fine_labels)),
             "envelope_fit": _short(quanta.fit), "fit_at_K": _short(fit(quanta.labels, ranks)),
             "slope_all_learned": fit(quanta.labels, all_learned).slope,
-            "recovery": recovery(subtask, quanta.labels, [t for t in present if t in learned]),
+            "recovery": recovery(subtask, quanta.labels, [t for t in present if t in learned]).to_dict(),
         }
         if config.resamples:
             out["methods"][name]["resampled"] = _resampled(G, quanta.labels, clustering, counts, ranks, config, zipf)
