@@ -132,7 +132,7 @@ def analyse(run: Path, work: Path, n: int, resamples: int, out: Path) -> dict:
         "context_moves_quanta_more_than_resampling": bool(cross < baseline_min),
         "fits": {k: {"slope": f.fit.slope, "slope_interval": f.fit.slope_interval,
                      "slope_ci_rank_bootstrap": f.fit.slope_ci, "n_quanta": int(len(np.unique(f.labels))),
-                     "stability": f.stability.summary()} for k, f in fits.items()},
+                     "stability": f.stability.to_dict()} for k, f in fits.items()},
         "analysis_seconds": round(time.perf_counter() - t0, 1),
     }
     out.mkdir(parents=True, exist_ok=True)

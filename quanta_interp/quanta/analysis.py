@@ -247,7 +247,7 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
         "n_above_threshold_on_recheck": int((store.ok & (store.losses >= config.loss_threshold)).sum()),
         "clusters": [{"rank": c["rank"], "label": c["label"], "size": c["size"], "top_targets": c["top_targets"][:5],
                       **({"stability": c["stability"]} if "stability" in c else {})} for c in clusters],
-        **({} if quanta.stability is None else {"stability": quanta.stability.summary()}),
+        **({} if quanta.stability is None else {"stability": quanta.stability.to_dict()}),
         "rank_frequency": fit.to_dict(), "envelope_ks": list(counts), "timings": timings, "notes": notes,
     }
     if scaling is not None:

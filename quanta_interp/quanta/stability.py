@@ -134,9 +134,10 @@ class Stability:
         shift = np.mean([c - f.slope for f, c in pairs])
         return [replace(f, slope=c - shift) for f, c in pairs]
 
-    def summary(self) -> dict:
-        """JSON-ready figures: resamples, AMI to the reference (mean, min), each resample's slope, the quartiles
-        of the quanta's stability and how many are stable (≥ 0.75) or dissolve (< 0.5)."""
+    def to_dict(self) -> dict:
+        """The JSON form (summary.json's "stability"): resamples, AMI to the reference (mean, min), each resample's
+        slope, the quartiles of the quanta's stability and how many are stable (≥ 0.75) or dissolve (< 0.5). The
+        per-resample arrays stay on the object: they are for figures, not for the summary."""
         q = self.quantum_stability
         return {"n_resamples": len(self.rows), "ami_mean": float(self.ami.mean()), "ami_min": float(self.ami.min()),
                 "slopes": [None if np.isnan(x) else round(float(x), 4) for x in self.slopes],

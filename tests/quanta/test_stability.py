@@ -73,6 +73,9 @@ def test_counting_noise_enters_centred():
                    quantum_stability=np.ones(1), ami=np.ones(2), subsamples=[], partitions=[])
     # counting noise −0.3 and −0.1: its mean −0.2 is removed, its spread kept
     assert [f.slope for f in st.interval_fits()] == pytest.approx([-1.1, -1.0])
+    summary = st.to_dict()  # summary.json's "stability"
+    assert summary["slopes"] == [-1.0, -1.1] and summary["counted_slopes"] == [-1.3, -1.2]
+    assert summary["n_stable_quanta"] == 1 and summary["n_dissolving_quanta"] == 0
 
 
 def test_interval_widens_with_the_resamples_spread():
