@@ -113,10 +113,10 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     table = lambda f: [{k: row[k] for k in ("x_range", "n_points", "exponent", "exponent_ci")}  # noqa: E731
                        for row in f["range_sensitivity"]]
     return {
-        "zipf_exponent": z, "alpha": theory["alpha"], "n_tasks": base.n_tasks, "n_bits": base.n_bits,
-        "alpha_N": f_n["fit"]["exponent"], "alpha_N_ci": f_n["fit"]["exponent_ci"], "alpha_N_theory": theory["alpha_N"],
-        "alpha_D": f_d["fit"]["exponent"], "alpha_D_ci": f_d["fit"]["exponent_ci"], "alpha_D_theory": theory["alpha_D"],
-        "alpha_S": f_s["fit"]["exponent"], "alpha_S_ci": f_s["fit"]["exponent_ci"], "alpha_S_theory": theory["alpha_S"],
+        "zipf_exponent": z, "alpha": theory.alpha, "n_tasks": base.n_tasks, "n_bits": base.n_bits,
+        "alpha_N": f_n["fit"]["exponent"], "alpha_N_ci": f_n["fit"]["exponent_ci"], "alpha_N_theory": theory.alpha_N,
+        "alpha_D": f_d["fit"]["exponent"], "alpha_D_ci": f_d["fit"]["exponent_ci"], "alpha_D_theory": theory.alpha_D,
+        "alpha_S": f_s["fit"]["exponent"], "alpha_S_ci": f_s["fit"]["exponent_ci"], "alpha_S_theory": theory.alpha_S,
         "fit_N": f_n["fit"], "fit_D": f_d["fit"], "fit_S": f_s["fit"],
         "alpha_N_converged_window": bool(window), "alpha_N_finite_task_theory": finite_n,
         "alpha_N_all_widths": f_all["fit"]["exponent"], "alpha_N_all_widths_ci": f_all["fit"]["exponent_ci"],

@@ -208,7 +208,7 @@ def fit_sweeps(sweeps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         res = members(results)
         z = res[0]["config"]["zipf_exponent"]
         fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=max_late_slope),
-                                    "theory": predictions(z)}
+                                    "theory": predictions(z).to_dict()}
     path = atomic_write_json(out / "fit.json", fits)
     for kind in sorted({f["kind"] for f in fits.values()}):
         plot_scaling({k: f for k, f in fits.items() if f["kind"] == kind}, out / f"loss_vs_{kind}",

@@ -66,8 +66,8 @@ def test_fits_recover_known_exponents_and_learning_order():
     f = fit_exponent(res, "N", n_boot=200)
     assert f["fit"]["exponent"] == pytest.approx(0.5, abs=1e-6) and f["x"] == (widths * 10).tolist()
     assert f["n_learned"] == [1, 2, 4, 8, 16] and len(f["range_sensitivity"]) >= 4
-    assert predictions(1.5) == {"alpha": 0.5, "alpha_N": 0.5, "alpha_D": pytest.approx(1 / 3),
-                                "alpha_S": pytest.approx(1 / 3)}
+    assert predictions(1.5).to_dict() == {"alpha": 0.5, "alpha_N": 0.5, "alpha_D": pytest.approx(1 / 3),
+                                          "alpha_S": pytest.approx(1 / 3)}
     probs = MultitaskSparseParity(10, 8, 3, 1.5).probs
     steps = [int(round(40 / p)) for p in probs[:7]] + [None] * 3  # steps ∝ 1/p_i for the 7 learned
     order = learning_order({"steps_to_learn": steps})
