@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from .training import train_sparse_parity_batched
 
 __all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "fit_sweeps",
            "SweepFits", "finite_task_exponent",
-           "learning_order", "steps_to_learn_fit"]
+           "LearningOrder", "learning_order", "steps_to_learn_fit"]
 
 LOSSES = ("final", "best")
 
@@ -322,7 +322,32 @@ def finite_task_exponent(probs, n_learned, x) -> float:
     return float(-np.polyfit(np.log(x), np.log(tail), 1)[0])
 
 
-def learning_order(result: dict) -> dict:
+@dataclass(frozen=True)
+class LearningOrder:
+    """Whether subtasks were learned in frequency order (`learning_order`).
+
+    Attributes
+    ----------
+    learned_ids : list of int
+        Subtasks that ever reached `threshold_bits`, by task rank (0 most frequent).
+    steps_to_learn : list of int
+        Their first evaluation step below the threshold.
+    spearman_rank_vs_steps : float
+        Spearman ρ between task rank and steps-to-learn; NaN with fewer than 3 learned.
+    threshold_bits : float
+        The learned threshold, 0.1 bits.
+    """
+
+    learned_ids: list
+    steps_to_learn: list
+    spearman_rank_vs_steps: float
+    threshold_bits: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def learning_order(result: dict) -> LearningOrder:
     """Are subtasks learned in frequency order? Spearman ρ between task rank and steps-to-learn.
 
     The quantization model predicts quanta are learned in order of frequency, so ρ > 0 (rank 0 first).
@@ -331,18 +356,12 @@ def learning_order(result: dict) -> dict:
     ----------
     result : dict
         One `train_sparse_parity_batched` result (its "steps_to_learn").
-
-    Returns
-    -------
-    dict
-        "learned_ids" (subtasks that ever reached 0.1 bits), their "steps_to_learn",
-        "spearman_rank_vs_steps" (NaN with fewer than 3) and "threshold_bits" (0.1).
     """
     s = result["steps_to_learn"]
     ids = [i for i, v in enumerate(s) if v is not None]
     rho = float(spearmanr(ids, [s[i] for i in ids]).statistic) if len(ids) >= 3 else float("nan")
-    return {"learned_ids": ids, "steps_to_learn": [s[i] for i in ids], "spearman_rank_vs_steps": rho,
-            "threshold_bits": LEARNED_BITS}
+    return LearningOrder(learned_ids=ids, steps_to_learn=[s[i] for i in ids], spearman_rank_vs_steps=rho,
+                         threshold_bits=LEARNED_BITS)
 
 
 def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:

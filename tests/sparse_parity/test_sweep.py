@@ -71,7 +71,7 @@ def test_fits_recover_known_exponents_and_learning_order():
     probs = MultitaskSparseParity(10, 8, 3, 1.5).probs
     steps = [int(round(40 / p)) for p in probs[:7]] + [None] * 3  # steps ∝ 1/p_i for the 7 learned
     order = learning_order({"steps_to_learn": steps})
-    assert order["learned_ids"] == list(range(7)) and order["spearman_rank_vs_steps"] == pytest.approx(1.0)
+    assert order.learned_ids == list(range(7)) and order.spearman_rank_vs_steps == pytest.approx(1.0)
     assert steps_to_learn_fit({"steps_to_learn": steps}, probs)["loglog_slope"] == pytest.approx(-1, abs=0.01)
     # first evaluation at step 500: the subtasks learned before it are recorded at 500 (left-censored)
     censored = [max(500, t) if t else None for t in steps]
