@@ -108,7 +108,8 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     steps, per_task = emergence_vs_steps(group, len(spec["widths"]) - 1)
     plot_heatmap(per_task[:shown], out / f"emergence_vs_steps_{tag}", xlabels=steps, xlabel="step",
                  title=f"per-subtask loss vs steps, width {max(spec['widths'])} (Zipf {z})")
-    plot_learning_order(probs, widest[0]["steps_to_learn"], out / f"steps_to_learn_{tag}", fit=slope,
+    plot_learning_order(probs, widest[0]["steps_to_learn"], out / f"steps_to_learn_{tag}",
+                        slope=None if slope is None else slope.loglog_slope,
                         title=f"Zipf {z}:")
     table = lambda f: [{k: row[k] for k in ("x_range", "n_points", "exponent", "exponent_ci")}  # noqa: E731
                        for row in f["range_sensitivity"]]
@@ -130,7 +131,7 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
                      "n_learned": f_d["n_learned"], "late_slope": f_d["late_slope"]},
         "learning_order": {"spearman_rank_vs_steps": order.spearman_rank_vs_steps,
                            "learned_ids": order.learned_ids, "steps_to_learn": order.steps_to_learn},
-        "steps_to_learn_vs_frequency": slope,
+        "steps_to_learn_vs_frequency": None if slope is None else slope.to_dict(),
         "sweep_seconds": round(seconds, 1),
         "_fits": {"N": f_n, "D": f_d, "S": f_s},
     }

@@ -25,7 +25,8 @@ from .training import train_sparse_parity_batched
 
 __all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "fit_sweeps",
            "SweepFits", "finite_task_exponent",
-           "LearningOrder", "learning_order", "steps_to_learn_fit"]
+           "LearningOrder", "learning_order", "StepsToLearnFit",
+           "steps_to_learn_fit"]
 
 LOSSES = ("final", "best")
 
@@ -364,7 +365,35 @@ def learning_order(result: dict) -> LearningOrder:
                          threshold_bits=LEARNED_BITS)
 
 
-def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
+@dataclass(frozen=True)
+class StepsToLearnFit:
+    """Steps-to-learn ∝ p_i^slope over learned subtasks (`steps_to_learn_fit`; theory: slope −1).
+
+    Attributes
+    ----------
+    loglog_slope : float
+        Slope of log steps-to-learn vs log p_i.
+    slope_ci : (float, float)
+        Its 95 % bootstrap CI.
+    r2 : float
+        r² of the log-log fit.
+    n_points : int
+        Subtasks fitted.
+    n_censored : int
+        Learned subtasks left out: learned by the first evaluation after step 0 (left-censored).
+    """
+
+    loglog_slope: float
+    slope_ci: tuple[float, float]
+    r2: float
+    n_points: int
+    n_censored: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def steps_to_learn_fit(result: dict, probs: np.ndarray) -> StepsToLearnFit | None:
     """Fit steps-to-learn ∝ p_i^-slope over learned subtasks (theory: slope ≈ 1, i.e. log-log slope −1).
 
     Subtasks already learned at the first evaluation after step 0 are left out: their steps-to-learn is only
@@ -381,9 +410,8 @@ def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
 
     Returns
     -------
-    dict or None
-        "loglog_slope" (of steps vs p_i), "slope_ci" (95% bootstrap), "r2", "n_points" and "n_censored" (left
-        out); None when fewer than 3 distinct step counts remain.
+    StepsToLearnFit or None
+        None when fewer than 3 distinct step counts remain.
     """
     s = result["steps_to_learn"]
     evals = [t for t in result.get("curve", {}).get("step", []) if t > 0]
@@ -393,5 +421,5 @@ def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
     if len({s[i] for i in ids}) < 3:
         return None
     fit = fit_power_law(np.asarray(probs)[ids], [s[i] for i in ids], n_boot=500)
-    return {"loglog_slope": -fit.exponent, "slope_ci": [-fit.exponent_ci[1], -fit.exponent_ci[0]],
-            "r2": fit.r2, "n_points": fit.n_points, "n_censored": len(learned) - len(ids)}
+    return StepsToLearnFit(loglog_slope=-fit.exponent, slope_ci=(-fit.exponent_ci[1], -fit.exponent_ci[0]),
+                           r2=fit.r2, n_points=fit.n_points, n_censored=len(learned) - len(ids))

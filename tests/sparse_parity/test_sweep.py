@@ -72,12 +72,12 @@ def test_fits_recover_known_exponents_and_learning_order():
     steps = [int(round(40 / p)) for p in probs[:7]] + [None] * 3  # steps ∝ 1/p_i for the 7 learned
     order = learning_order({"steps_to_learn": steps})
     assert order.learned_ids == list(range(7)) and order.spearman_rank_vs_steps == pytest.approx(1.0)
-    assert steps_to_learn_fit({"steps_to_learn": steps}, probs)["loglog_slope"] == pytest.approx(-1, abs=0.01)
+    assert steps_to_learn_fit({"steps_to_learn": steps}, probs).loglog_slope == pytest.approx(-1, abs=0.01)
     # first evaluation at step 500: the subtasks learned before it are recorded at 500 (left-censored)
     censored = [max(500, t) if t else None for t in steps]
     fit = steps_to_learn_fit({"steps_to_learn": censored, "curve": {"step": [0, 500, 1000]}}, probs)
-    assert fit["n_censored"] == 3 and fit["loglog_slope"] == pytest.approx(-1, abs=0.01)
-    assert steps_to_learn_fit({"steps_to_learn": censored}, probs)["loglog_slope"] > -0.8  # kept, they flatten it
+    assert fit.n_censored == 3 and fit.loglog_slope == pytest.approx(-1, abs=0.01)
+    assert steps_to_learn_fit({"steps_to_learn": censored}, probs).loglog_slope > -0.8  # kept, they flatten it
 
 
 def test_cli_train_neurons_sweep_fit_and_bad_input(tmp_path, capsys):
