@@ -15,5 +15,5 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "config": ["SparseParityConfig"],
     "training": ["train_sparse_parity", "train_sparse_parity_batched", "build_mlp", "load_trained"],
     "sweep": ["run_sweep", "fit_exponent", "learning_order", "steps_to_learn_fit"],
-    "ablation": ["ablation_matrix", "carriers"],
+    "ablation": ["ablation_matrix", "AblationMatrix", "carriers"],
 })
