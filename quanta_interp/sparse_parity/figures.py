@@ -19,9 +19,9 @@ def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str,
     Parameters
     ----------
     fits : dict label → dict
-        `fit_exponent` outputs: "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn over its
-        x_range without offset), "n_learned" (None for an S sweep: no right-panel line) and, optionally,
-        "late_slope" with "max_late_slope" (as `fit_exponent` returns them): points still falling faster than
+        `ExponentFit.to_dict()` (fit.json's entries): "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn
+        over its x_range without offset), "n_learned" (None for an S sweep: no right-panel line) and, optionally,
+        "late_slope" with "max_late_slope" (as `fit_exponent` sets them): points still falling faster than
         that are drawn hollow (not fitted).
     stem : str or PathLike
         Output path without extension; `stem.png` and `stem.svg` are written.

@@ -18,12 +18,12 @@ from scipy.stats import spearmanr
 
 from ..config import ParameterError
 from ..executors import map_runs
-from ..fitting import fit_power_law, fit_range_sensitivity
+from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
 from .config import KINDS, MEMBER_KEYS, SparseParityConfig
 from .task import LEARNED_BITS
 from .training import train_sparse_parity_batched
 
-__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "fit_sweeps",
+__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "ExponentFit", "fit_exponent", "fit_sweeps",
            "SweepFits", "finite_task_exponent",
            "LearningOrder", "learning_order", "StepsToLearnFit",
            "steps_to_learn_fit"]
@@ -170,7 +170,7 @@ def _by_x(results: Sequence[dict], x_of, loss: str = "final") -> tuple[np.ndarra
 
 @dataclass(frozen=True)
 class SweepFits:
-    """What `fit_sweeps` wrote: `fits` ("KIND FOLDER" → {"kind", `fit_exponent`'s keys, "theory":
+    """What `fit_sweeps` wrote: `fits` ("KIND FOLDER" → {"kind", `ExponentFit.to_dict()`'s keys, "theory":
     `task.predictions`}) as `path` (fit.json) holds it, and the figures beside it."""
 
     fits: dict
@@ -208,7 +208,7 @@ def fit_sweeps(sweeps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             raise ValueError(f"{folder} has no finished runs yet; run the sweep first")
         res = members(results)
         z = res[0]["config"]["zipf_exponent"]
-        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=max_late_slope),
+        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=max_late_slope).to_dict(),
                                     "theory": predictions(z).to_dict()}
     path = atomic_write_json(out / "fit.json", fits)
     for kind in sorted({f["kind"] for f in fits.values()}):
@@ -217,8 +217,48 @@ def fit_sweeps(sweeps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     return SweepFits(fits, path)
 
 
+@dataclass(frozen=True)
+class ExponentFit:
+    """α_N, α_D or α_S of one sweep (`fit_exponent`); `to_dict()` is its entry in fit.json.
+
+    Attributes
+    ----------
+    fit : fitting.PowerLawFit
+        loss ≈ a·x^-α.
+    range_sensitivity : list of dict
+        `fit_range_sensitivity` rows, up to 2 points dropped at either end of the fitted range.
+    x, loss : list of float
+        Each distinct x and its mean test loss (bits).
+    fitted : list of bool
+        Per x, whether the fit used it.
+    n_learned : list of float or None
+        Mean learned subtasks per x (None for S).
+    late_slope : list of float or None
+        Per x, the largest `late_slope` over seeds (None for S).
+    loss_kind : str
+        "final" or "best".
+    max_late_slope : float or None
+        The filter applied (None for S or when none was asked for).
+    """
+
+    fit: PowerLawFit
+    range_sensitivity: list
+    x: list
+    loss: list
+    fitted: list
+    n_learned: list | None
+    late_slope: list | None
+    loss_kind: str
+    max_late_slope: float | None
+
+    def to_dict(self) -> dict:
+        return {"fit": self.fit.to_dict(), "range_sensitivity": self.range_sensitivity, "x": self.x,
+                "loss": self.loss, "fitted": self.fitted, "n_learned": self.n_learned,
+                "late_slope": self.late_slope, "loss_kind": self.loss_kind, "max_late_slope": self.max_late_slope}
+
+
 def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, float] | None = None,
-                 loss: str = "final", max_late_slope: float | None = None, n_boot: int = 1000) -> dict:
+                 loss: str = "final", max_late_slope: float | None = None, n_boot: int = 1000) -> ExponentFit:
     """α_N (x = parameters), α_D (x = n_train) or α_S (x = step) of the Zipf-weighted test loss.
 
     For S the logged curve of each result is used. Returns the fit, its range sensitivity and the points.
@@ -243,11 +283,7 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
 
     Returns
     -------
-    dict
-        "fit" (`PowerLawFit.to_dict()`, loss ≈ a·x^-α), "range_sensitivity" (`fit_range_sensitivity` rows,
-        up to 2 points dropped at either end of the fitted range), "x", "loss" (mean test loss in bits)
-        "fitted" (per x, whether the fit used it), "n_learned" (mean learned subtasks per x; None for S), "late_slope" (per x, the largest over seeds;
-        None for S) and "loss_kind".
+    ExponentFit
 
     Raises
     ------
@@ -279,10 +315,10 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     lo, hi = fit.x_range
     inside = use & (x >= lo) & (x <= hi)
     sens = fit_range_sensitivity(x[inside], y[inside], max_drop=2, n_boot=200)
-    return {"fit": fit.to_dict(), "range_sensitivity": sens, "x": x.tolist(), "loss": y.tolist(),
-            "fitted": inside.tolist(), "n_learned": None if learned is None else learned.tolist(),
-            "late_slope": None if slopes is None else slopes.tolist(), "loss_kind": loss,
-            "max_late_slope": None if slopes is None else max_late_slope}
+    return ExponentFit(fit=fit, range_sensitivity=sens, x=x.tolist(), loss=y.tolist(), fitted=inside.tolist(),
+                       n_learned=None if learned is None else learned.tolist(),
+                       late_slope=None if slopes is None else slopes.tolist(), loss_kind=loss,
+                       max_late_slope=None if slopes is None else max_late_slope)
 
 
 def finite_task_exponent(probs, n_learned, x) -> float:
