@@ -23,51 +23,69 @@ from .config import KINDS, MEMBER_KEYS, SparseParityConfig
 from .task import LEARNED_BITS
 from .training import train_sparse_parity_batched
 
-__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "ExponentFit", "fit_exponent", "fit_sweeps",
-           "SweepFits", "finite_task_exponent",
-           "LearningOrder", "learning_order", "StepsToLearnFit",
-           "steps_to_learn_fit"]
+__all__ = ["KINDS", "SweepGroup", "GroupResult", "run_group", "sweep_configs", "run_sweep", "members", "late_slope",
+           "ExponentFit", "fit_exponent", "fit_sweeps", "SweepFits", "finite_task_exponent", "LearningOrder",
+           "learning_order", "StepsToLearnFit", "steps_to_learn_fit"]
 
 LOSSES = ("final", "best")
 
 
+@dataclass(frozen=True)
+class SweepGroup:
+    """One group of a sweep (`sweep_configs`): members trained batched in one stacked model, alike but for
+    `MEMBER_KEYS` (width, seed, n_train). Each member is a validated `SparseParityConfig`.
 
-def run_group(config: dict, run_dir=None, device: str = "cpu") -> dict:
-    """`map_runs` worker: train `config["members"]` (dicts of width/seed/n_train) batched on the shared rest.
+    Attributes
+    ----------
+    members : tuple of SparseParityConfig
+        In training order.
+    """
+
+    members: tuple[SparseParityConfig, ...]
+
+    def to_dict(self) -> dict:
+        """The group as its sweep folder stores it: the shared `SparseParityConfig` fields, then "members"
+        (width, seed, n_train of each)."""
+        shared = {k: v for k, v in self.members[0].to_dict().items() if k not in MEMBER_KEYS}
+        return {**shared, "members": [{k: getattr(m, k) for k in MEMBER_KEYS} for m in self.members]}
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """What `run_group` trained: `members`, one `train_sparse_parity_batched` result dict per member, in order
+    (the run's `result.json` via `to_dict`)."""
+
+    members: list
+
+    def to_dict(self) -> dict:
+        return {"members": self.members}
+
+
+def run_group(group: SweepGroup, run_dir=None, device: str = "cpu") -> GroupResult:
+    """`map_runs` worker: train the members of `group` batched.
 
     Parameters
     ----------
-    config : dict
-        One group of `sweep_configs`: `SparseParityConfig` fields shared by all members, plus "members".
+    group : SweepGroup
+        One group of `sweep_configs`.
     run_dir : io.RunDir or None
         Receives each member's metrics rows.
-
-    Returns
-    -------
-    dict
-        {"members": one `train_sparse_parity_batched` result dict per member, in order}.
-
-    Raises
-    ------
-    ParameterError
-        A member's settings are not a valid `SparseParityConfig`.
+    device : str
+        Torch device, e.g. "cuda".
     """
-    base = {k: v for k, v in config.items() if k != "members"}
-    configs = [SparseParityConfig.from_dict({**base, **m}) for m in config["members"]]
-    _, results = train_sparse_parity_batched(configs, run_dir, device=device)
-    return {"members": results}
+    _, results = train_sparse_parity_batched(list(group.members), run_dir, device=device)
+    return GroupResult(results)
 
 
-def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int]) -> list[dict]:
-    """One group (a JSON-able dict: the shared settings and its `members`) per seed. N: `values` are widths;
-    D: dataset sizes n_train (at base width); S: ignored (one member at base width whose logged curve is
-    the steps sweep). `base.seed` is replaced by each of `seeds`.
+def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int]) -> list[SweepGroup]:
+    """One group per seed. N: `values` are widths; D: dataset sizes n_train (at base width); S: ignored (one
+    member at base width whose logged curve is the steps sweep). `base.seed` is replaced by each of `seeds`.
 
     Raises
     ------
     ParameterError
         An unknown kind, no values (N, D), no seeds, or a value that is not a positive integer (checked
-        for S too).
+        for S too); a member that is not a valid `SparseParityConfig`.
     """
     if kind not in KINDS:
         raise ParameterError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -79,13 +97,8 @@ def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], se
     if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
         raise ParameterError("values", f"must be positive integers, got {list(values)}")
     key = {"N": "width", "D": "n_train"}.get(kind)
-    shared = {k: v for k, v in base.to_dict().items() if k not in MEMBER_KEYS}
-    groups = []
-    for s in seeds:
-        mem = [{"width": base.width, "seed": s, "n_train": base.n_train}] if kind == "S" else \
-              [{"width": base.width, "seed": s, "n_train": base.n_train, key: int(v)} for v in values]
-        groups.append({**shared, "members": mem})
-    return groups
+    changes = [{}] if kind == "S" else [{key: int(v)} for v in values]
+    return [SweepGroup(tuple(base.replace(seed=s, **c) for c in changes)) for s in seeds]
 
 
 def run_sweep(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int],

@@ -48,9 +48,10 @@ def test_sweep_killed_with_sigkill_resumes_only_unfinished_groups(tmp_path):
 
 def test_sweep_configs_group_members_per_seed():
     groups = sweep_configs("D", BASE.replace(width=16), [100, 1000], [3, 4])
-    assert [[m for m in g["members"]] for g in groups] == [
+    assert [g.to_dict()["members"] for g in groups] == [
         [{"width": 16, "seed": s, "n_train": d} for d in (100, 1000)] for s in (3, 4)]
-    assert all(g["steps"] == 120 and "seed" not in g for g in groups)
+    assert all(g.to_dict()["steps"] == 120 and "seed" not in g.to_dict() for g in groups)
+    assert [m.n_train for m in groups[1].members] == [100, 1000] and groups[1].members[0].seed == 4
     with pytest.raises(ValueError, match="kind must be one of N, D, S"):
         sweep_configs("X", BASE, [1], [0])
 
