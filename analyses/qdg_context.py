@@ -144,9 +144,9 @@ def analyse(run: Path, work: Path, n: int, resamples: int, out: Path) -> dict:
                                            "max": float(np.max(cross_resampled))},
         "ami_within_context": {k: {"mean": float(np.mean(v)), "min": float(np.min(v))} for k, v in within.items()},
         "context_moves_quanta_more_than_resampling": bool(cross < baseline_min),
-        "fits": {k: {"slope": f.fit.get("slope"), "slope_interval": f.fit.get("slope_interval"),
-                     "slope_ci_rank_bootstrap": f.fit.get("slope_ci"), "n_quanta": int(len(np.unique(f.labels))),
-                     "stability": f.stability.summary()} for k, f in fits.items()},
+        "fits": {k: {"slope": f.fit.slope, "slope_interval": f.fit.slope_interval,
+                     "slope_ci_rank_bootstrap": f.fit.slope_ci, "n_quanta": int(len(np.unique(f.labels))),
+                     "stability": f.stability.to_dict()} for k, f in fits.items()},
         "analysis_seconds": round(time.perf_counter() - t0, 1),
         "capture_log": _capture_log(work),
     }
@@ -178,7 +178,7 @@ def _figure(same_token, fits, within, cross, cross_resampled, stem: Path) -> Non
     for i, (k, f) in enumerate(fits.items()):
         env = np.asarray(envelope(list(f.sizes_by_k.values())))
         a.loglog(np.arange(1, len(env) + 1), env, color=f"C{i}",
-                 label=f"{k}: {f.fit['slope']:.2f} [{f.fit['slope_interval'][0]:.2f}, {f.fit['slope_interval'][1]:.2f}]")
+                 label=f"{k}: {f.fit.slope:.2f} [{f.fit.slope_interval[0]:.2f}, {f.fit.slope_interval[1]:.2f}]")
     a.set(xlabel="rank", ylabel="tokens in quantum", title="rank-frequency envelope")
     a.legend(fontsize=6)
     save_figure(fig, stem)

@@ -53,7 +53,7 @@ def clustering_sensitivity(config: QDGConfig, out: Path) -> list[dict]:
         q = cluster_quanta(G, clustering, counts=c.counts(), fit_ranks=c.ranks(), seed=c.seed, show_progress=False)
         sizes = q.sizes_by_k[c.n_clusters]
         table.append({"clustering": name, "affinity": affinity, "over_cluster": over, "refine": refine,
-                      "slope": q.fit["slope"], "slope_ci": q.fit["slope_ci"],
+                      "slope": q.fit.slope, "slope_ci": q.fit.slope_ci,
                       "largest_cluster_share": float(sizes[0] / len(G)), "largest_sizes": sizes[:6].tolist()})
     return table
 

@@ -51,14 +51,14 @@ def main() -> None:
                            resamples=config.resamples, show_progress=False)
         if reference is None:
             reference = q
-        lo, hi = reference.fit["slope_interval"]
-        out[name] = {"seconds": round(time.perf_counter() - t0, 1), "slope": q.fit["slope"],
-                     "slope_ci_rank_bootstrap": q.fit["slope_ci"], "slope_interval": q.fit["slope_interval"],
+        lo, hi = reference.fit.slope_interval
+        out[name] = {"seconds": round(time.perf_counter() - t0, 1), "slope": q.fit.slope,
+                     "slope_ci_rank_bootstrap": q.fit.slope_ci, "slope_interval": q.fit.slope_interval,
                      "resampled_slopes": q.stability.slopes.round(4).tolist(),
                      "ami_to_resamples_mean": float(q.stability.ami.mean()),
                      "stability_quartiles": np.nanquantile(q.stability.quantum_stability, [0.25, 0.5, 0.75]).tolist(),
                      "ami_to_as_stored": float(adjusted_mutual_info_score(reference.labels, q.labels)),
-                     "slope_inside_as_stored_interval": bool(lo <= q.fit["slope"] <= hi)}
+                     "slope_inside_as_stored_interval": bool(lo <= q.fit.slope <= hi)}
         print(name, out[name]["slope"], out[name]["ami_to_as_stored"], out[name]["slope_inside_as_stored_interval"],
               flush=True)
     atomic_write_json(args.out, {"run": str(args.run), "n_tokens": len(rows), "resamples": config.resamples,

@@ -18,6 +18,7 @@ from quanta_interp.io import RunDir, atomic_write_json
 from quanta_interp.sparse_parity.config import SparseParityConfig
 from quanta_interp.sparse_parity.figures import plot_heatmap, plot_learning_order, plot_scaling
 from quanta_interp.sparse_parity.sweep import (
+    ExponentFit,
     finite_task_exponent,
     fit_exponent,
     learning_order,
@@ -53,19 +54,19 @@ def _span(x, keep) -> tuple[float, float] | None:
     return (float(kept.min()), float(kept.max())) if kept.size >= 3 else None
 
 
-def fit_window(f: dict, n_tasks: int) -> tuple[float, float] | None:
+def fit_window(f: ExponentFit, n_tasks: int) -> tuple[float, float] | None:
     """The N-limited window: converged points with ≥ 1 subtask learned and fewer than half of them learned."""
-    learned, slope = np.array(f["n_learned"]), np.array(f["late_slope"])
-    return _span(f["x"], (learned >= 1) & (learned <= n_tasks / 2) & (slope <= MAX_LATE_SLOPE))
+    learned, slope = np.array(f.n_learned), np.array(f.late_slope)
+    return _span(f.x, (learned >= 1) & (learned <= n_tasks / 2) & (slope <= MAX_LATE_SLOPE))
 
 
-def data_window(results: list[dict], f: dict, n_tasks: int) -> tuple[float, float] | None:
+def data_window(results: list[dict], f: ExponentFit, n_tasks: int) -> tuple[float, float] | None:
     """The D-limited window for early-stopped losses: sizes whose best test loss is below 95 % of the untrained
     network's (some quantum is learned; below it the loss is chance, not a power law) with fewer than half the
     subtasks learned — the data counterpart of `fit_window`."""
     chance = {r["config"]["n_train"]: r["curve"]["test_loss"][0] for r in results}
-    y, learned = np.array(f["loss"]), np.array(f["n_learned"])
-    return _span(f["x"], (y < 0.95 * np.array([chance[v] for v in f["x"]])) & (learned <= n_tasks / 2))
+    y, learned = np.array(f.loss), np.array(f.n_learned)
+    return _span(f.x, (y < 0.95 * np.array([chance[v] for v in f.x])) & (learned <= n_tasks / 2))
 
 
 def emergence_vs_steps(run_path: Path, member: int) -> tuple[list[int], list[list[float]]]:
@@ -88,8 +89,8 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     window = fit_window(f_all, n_tasks)  # converged widths in the N-limited range
     f_n = fit_exponent(res_n, "N", x_range=window, max_late_slope=MAX_LATE_SLOPE) if window else f_all
     probs = MultitaskSparseParity.of(base).probs
-    used = np.array(f_n["fitted"])
-    finite_n = finite_task_exponent(probs, np.array(f_n["n_learned"])[used], np.array(f_n["x"])[used])
+    used = np.array(f_n.fitted)
+    finite_n = finite_task_exponent(probs, np.array(f_n.n_learned)[used], np.array(f_n.x)[used])
     f_d_final = fit_exponent(res_d, "D")  # the final test loss at every D (round 2's estimate)
     f_d_all = fit_exponent(res_d, "D", loss="best")  # early stopping: the lowest logged test loss
     d_window = data_window(res_d, f_d_all, n_tasks)
@@ -108,29 +109,30 @@ def analyse_zipf(z: float, spec: dict, runs: Path, out: Path, backend: str, devi
     steps, per_task = emergence_vs_steps(group, len(spec["widths"]) - 1)
     plot_heatmap(per_task[:shown], out / f"emergence_vs_steps_{tag}", xlabels=steps, xlabel="step",
                  title=f"per-subtask loss vs steps, width {max(spec['widths'])} (Zipf {z})")
-    plot_learning_order(probs, widest[0]["steps_to_learn"], out / f"steps_to_learn_{tag}", fit=slope,
+    plot_learning_order(probs, widest[0]["steps_to_learn"], out / f"steps_to_learn_{tag}",
+                        slope=None if slope is None else slope.loglog_slope,
                         title=f"Zipf {z}:")
     table = lambda f: [{k: row[k] for k in ("x_range", "n_points", "exponent", "exponent_ci")}  # noqa: E731
-                       for row in f["range_sensitivity"]]
+                       for row in f.range_sensitivity]
     return {
-        "zipf_exponent": z, "alpha": theory["alpha"], "n_tasks": base.n_tasks, "n_bits": base.n_bits,
-        "alpha_N": f_n["fit"]["exponent"], "alpha_N_ci": f_n["fit"]["exponent_ci"], "alpha_N_theory": theory["alpha_N"],
-        "alpha_D": f_d["fit"]["exponent"], "alpha_D_ci": f_d["fit"]["exponent_ci"], "alpha_D_theory": theory["alpha_D"],
-        "alpha_S": f_s["fit"]["exponent"], "alpha_S_ci": f_s["fit"]["exponent_ci"], "alpha_S_theory": theory["alpha_S"],
-        "fit_N": f_n["fit"], "fit_D": f_d["fit"], "fit_S": f_s["fit"],
+        "zipf_exponent": z, "alpha": theory.alpha, "n_tasks": base.n_tasks, "n_bits": base.n_bits,
+        "alpha_N": f_n.fit.exponent, "alpha_N_ci": f_n.fit.exponent_ci, "alpha_N_theory": theory.alpha_N,
+        "alpha_D": f_d.fit.exponent, "alpha_D_ci": f_d.fit.exponent_ci, "alpha_D_theory": theory.alpha_D,
+        "alpha_S": f_s.fit.exponent, "alpha_S_ci": f_s.fit.exponent_ci, "alpha_S_theory": theory.alpha_S,
+        "fit_N": f_n.fit.to_dict(), "fit_D": f_d.fit.to_dict(), "fit_S": f_s.fit.to_dict(),
         "alpha_N_converged_window": bool(window), "alpha_N_finite_task_theory": finite_n,
-        "alpha_N_all_widths": f_all["fit"]["exponent"], "alpha_N_all_widths_ci": f_all["fit"]["exponent_ci"],
-        "alpha_D_window": d_window, "alpha_D_final_loss": f_d_final["fit"]["exponent"],
-        "alpha_D_final_loss_ci": f_d_final["fit"]["exponent_ci"], "alpha_D_early_stopping_all_sizes": f_d_all["fit"]["exponent"],
-        "alpha_D_early_stopping_all_sizes_ci": f_d_all["fit"]["exponent_ci"],
+        "alpha_N_all_widths": f_all.fit.exponent, "alpha_N_all_widths_ci": f_all.fit.exponent_ci,
+        "alpha_D_window": d_window, "alpha_D_final_loss": f_d_final.fit.exponent,
+        "alpha_D_final_loss_ci": f_d_final.fit.exponent_ci, "alpha_D_early_stopping_all_sizes": f_d_all.fit.exponent,
+        "alpha_D_early_stopping_all_sizes_ci": f_d_all.fit.exponent_ci,
         "range_sensitivity": {"N": table(f_n), "D": table(f_d), "S": table(f_s)},
-        "N_points": {"params": f_n["x"], "loss_bits": f_n["loss"], "n_learned": f_n["n_learned"],
-                     "late_slope": f_n["late_slope"], "widths": spec["widths"]},
-        "D_points": {"n_train": f_d["x"], "final_loss_bits": f_d_final["loss"], "best_loss_bits": f_d["loss"],
-                     "n_learned": f_d["n_learned"], "late_slope": f_d["late_slope"]},
-        "learning_order": {"spearman_rank_vs_steps": order["spearman_rank_vs_steps"],
-                           "learned_ids": order["learned_ids"], "steps_to_learn": order["steps_to_learn"]},
-        "steps_to_learn_vs_frequency": slope,
+        "N_points": {"params": f_n.x, "loss_bits": f_n.loss, "n_learned": f_n.n_learned,
+                     "late_slope": f_n.late_slope, "widths": spec["widths"]},
+        "D_points": {"n_train": f_d.x, "final_loss_bits": f_d_final.loss, "best_loss_bits": f_d.loss,
+                     "n_learned": f_d.n_learned, "late_slope": f_d.late_slope},
+        "learning_order": {"spearman_rank_vs_steps": order.spearman_rank_vs_steps,
+                           "learned_ids": order.learned_ids, "steps_to_learn": order.steps_to_learn},
+        "steps_to_learn_vs_frequency": None if slope is None else slope.to_dict(),
         "sweep_seconds": round(seconds, 1),
         "_fits": {"N": f_n, "D": f_d, "S": f_s},
     }
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = [analyse_zipf(z, spec, runs, out, args.backend, args.device, args.workers) for z in spec["zipf"]]
     for kind, xlabel in (("N", "parameters"), ("D", "training samples D"), ("S", "steps (widest network)")):
-        plot_scaling({f"Zipf {r['zipf_exponent']}": r["_fits"][kind] for r in rows}, out / f"loss_vs_{kind}",
+        plot_scaling({f"Zipf {r['zipf_exponent']}": r["_fits"][kind].to_dict() for r in rows}, out / f"loss_vs_{kind}",
                      xlabel=xlabel, title=f"α_{kind}: measured vs theory")
     summary = {
         "scale": name, "config": spec, "device": args.device, "cpu_count": os.cpu_count(), "backend": args.backend,

@@ -14,6 +14,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "run": ["RunFolder", "CaptureInfo"],
     "analysis": ["QDGResult", "analyse"],
     "clustering": ["QuantaClustering", "umap_embedding"],
-    "frequencies": ["rank_frequency_fit", "envelope", "rank_sizes", "alpha_n_from"],
+    "frequencies": ["rank_frequency_fit", "RankFrequencyFit", "envelope", "rank_sizes", "alpha_n_from"],
     "scan": ["scan_low_loss", "block_length", "induction_mask"],
 })

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..io import atomic_write_json, progress, read_json
 from .config import ClusteringConfig
+from .frequencies import RankFrequencyFit
 from .run import CaptureInfo, RunFolder
 
 __all__ = ["analyse", "cluster_quanta", "clustered_rows", "quantum_records", "QuantaFit", "QDGResult"]
@@ -69,7 +70,7 @@ class QuantaFit:
         Quantum of each row at n_clusters.
     sizes_by_k : dict int → int ndarray
         Cluster sizes, largest first, at each cluster count of the envelope.
-    fit : dict
+    fit : frequencies.RankFrequencyFit
         `frequencies.rank_frequency_fit` of the envelope; with resamples also `slope_interval` (the 95 % interval
         over resamples, `stability.slope_interval`), `slope_interval_covers` and `slope_median_resampled`.
     clustering : QuantaClustering
@@ -80,7 +81,7 @@ class QuantaFit:
 
     labels: np.ndarray
     sizes_by_k: dict
-    fit: dict
+    fit: RankFrequencyFit
     clustering: object
     stability: object = None
 
@@ -116,17 +117,17 @@ def cluster_quanta(G: np.ndarray, clustering: ClusteringConfig, *, counts, fit_r
                                     show_progress=show_progress)
         interval = slope_interval([fit, *stability.interval_fits()], seed=seed)
         slopes = stability.slopes
-        fit = {**fit, "slope_interval": None if interval is None else list(interval),
-               "slope_median_resampled": None if np.all(np.isnan(slopes)) else float(np.nanmedian(slopes)),
-               "slope_interval_covers": f"the full-data fit and {resamples} resamples (the tokens reclustered with "
+        fit = replace(fit, slope_interval=interval,
+                      slope_median_resampled=None if np.all(np.isnan(slopes)) else float(np.nanmedian(slopes)),
+                      slope_interval_covers=f"the full-data fit and {resamples} resamples (the tokens reclustered with "
                                         "their own seed; the spread of counting them on a bootstrap draw added, its "
                                         "mean removed), each with its rank bootstrap; the gradients and the "
-                                        "clustering method are held fixed"}
+                                        "clustering method are held fixed")
     return QuantaFit(qc.labels_, sizes_by_k, fit, qc, stability)
 
 
 def _quanta_scaling(run: RunFolder, config, rows: np.ndarray, reference: np.ndarray, order: np.ndarray,
-                    labels: np.ndarray, fit: dict, alpha: float | None, source: str | None) -> tuple[dict, dict]:
+                    labels: np.ndarray, fit: RankFrequencyFit, alpha: float | None, source: str | None) -> tuple[dict, dict]:
     """`quanta_scaling.json` and its figure from the family losses of the clustered rows (α_N and its source
     as `alpha_n_from` gave them)."""
     from .family import read_family
@@ -137,7 +138,7 @@ def _quanta_scaling(run: RunFolder, config, rows: np.ndarray, reference: np.ndar
     rank_of[order] = np.arange(len(order))
     names = [m["name"] for m in listing["members"]]
     result = quanta_scaling(losses[rows], x, rank_of[labels], reference, axis=listing["axis"], members=names,
-                            rank_slope=fit.get("slope"), alpha_n=alpha, alpha_n_source=source,
+                            rank_slope=fit.slope, alpha_n=alpha, alpha_n_source=source,
                             thresholds=dict(zip(("high", "low", "slope", "r2"), config.token_classes, strict=True)),
                             seed=config.seed)
     atomic_write_json(run.quanta_scaling.with_suffix(".json"), result)
@@ -218,8 +219,8 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
         notes.append(f"{len(clusters)} quanta, not the {config.n_clusters} asked for: refinement emptied "
                      f"{config.n_clusters - len(clusters)} (a token alone in its cluster has no other member to "
                      "resemble, so it leaves)")
-    if fit.get("slope") is not None and (fit["n_ranks_fitted"] < 10 or len(rows) < 500):
-        notes.append(f"the slope rests on {fit['n_ranks_fitted']} ranks of {len(rows)} tokens: too little for a "
+    if fit.slope is not None and (fit.n_ranks_fitted < 10 or len(rows) < 500):
+        notes.append(f"the slope rests on {fit.n_ranks_fitted} ranks of {len(rows)} tokens: too little for a "
                      "trustworthy exponent; cluster more tokens (n_tokens) before reading it")
     scaling, family = None, None
     if config.family:
@@ -246,15 +247,15 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
         "n_above_threshold_on_recheck": int((store.ok & (store.losses >= config.loss_threshold)).sum()),
         "clusters": [{"rank": c["rank"], "label": c["label"], "size": c["size"], "top_targets": c["top_targets"][:5],
                       **({"stability": c["stability"]} if "stability" in c else {})} for c in clusters],
-        **({} if quanta.stability is None else {"stability": quanta.stability.summary()}),
-        "rank_frequency": fit, "envelope_ks": list(counts), "timings": timings, "notes": notes,
+        **({} if quanta.stability is None else {"stability": quanta.stability.to_dict()}),
+        "rank_frequency": fit.to_dict(), "envelope_ks": list(counts), "timings": timings, "notes": notes,
     }
     if scaling is not None:
         summary["quanta_scaling"] = {k: scaling[k] for k in ("axis", "x", "members", "spearman_rank_n_star",
                                                               "n_learned", "sharpness", "token_classes")}
     _write(run, config, summary, clusters, family, lengths, resamples)
     return QDGResult(out=run.root, n_tokens=int(len(rows)), cluster_sizes=[c["size"] for c in clusters],
-                     slope=fit.get("slope"), slope_ci=fit.get("slope_ci"), predicted_slope=fit.get("predicted_slope"),
+                     slope=fit.slope, slope_ci=None if fit.slope_ci is None else list(fit.slope_ci), predicted_slope=fit.predicted_slope,
                      timings=timings, summary=summary)
 
 

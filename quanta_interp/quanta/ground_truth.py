@@ -15,15 +15,15 @@ held-out draws (`TEST`) never used for a choice (`analyses/qdg_sparse_parity.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..config import Config, ParameterError, check_finite, check_positive_int
 from .config import ClusteringConfig
 
-__all__ = ["GroundTruthConfig", "GroundTruth", "METHODS", "draw_samples", "gradient_geometry", "recovery",
-           "ground_truth"]
+__all__ = ["GroundTruthConfig", "GroundTruth", "METHODS", "draw_samples", "GradientGeometry", "gradient_geometry",
+           "Recovery", "recovery", "ground_truth"]
 
 # (name, affinity, over_cluster, refine): the paper's clustering first, the default of `quanta discover` last.
 METHODS = (("paper: spectral, angular", "angular", 1, 0), ("spectral, unsigned", "unsigned", 1, 0),
@@ -105,23 +105,72 @@ def draw_samples(model, task, n: int, *, loss_threshold: float, seed: int):
     return x, y, t, pattern, drawn
 
 
-def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class GradientGeometry:
+    """Mean |cos| between unit gradient rows (`gradient_geometry`), each None when no pair of that kind exists.
+
+    Attributes
+    ----------
+    same_subtask_same_pattern : float or None
+        Pairs of distinct samples of one subtask with the same bit pattern.
+    same_subtask_other_pattern : float or None
+        Pairs of one subtask with different bit patterns.
+    other_subtask : float or None
+        Pairs from different subtasks.
+    """
+
+    same_subtask_same_pattern: float | None
+    same_subtask_other_pattern: float | None
+    other_subtask: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gradient_geometry(X: np.ndarray, subtask: np.ndarray, pattern: np.ndarray) -> GradientGeometry:
     """Mean |cos| between unit rows X (n, dim): same subtask and pattern, same subtask other pattern, other
-    subtask. Quanta are recoverable from gradients when the first two are well above the third."""
+    subtask (`subtask`, `pattern`: int (n,)). Quanta are recoverable from gradients when the first two are well
+    above the third."""
     A = np.abs(X @ X.T)
     same = subtask[:, None] == subtask[None]
     same_pattern = same & (pattern[:, None] == pattern[None]) & ~np.eye(len(X), dtype=bool)
     other_pattern = same & (pattern[:, None] != pattern[None])
-    return {"same_subtask_same_pattern": float(A[same_pattern].mean()) if same_pattern.any() else None,
-            "same_subtask_other_pattern": float(A[other_pattern].mean()) if other_pattern.any() else None,
-            "other_subtask": float(A[~same].mean()) if (~same).any() else None}
+    return GradientGeometry(float(A[same_pattern].mean()) if same_pattern.any() else None,
+                            float(A[other_pattern].mean()) if other_pattern.any() else None,
+                            float(A[~same].mean()) if (~same).any() else None)
 
 
-def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> dict:
-    """Where a clustering `labels` (n,) puts the samples of true `subtask` (n,): for each of `subtasks`, its
-    `recall` (share of its samples in the one cluster holding most of them; < 1 when its gradients split) and
-    `home` (that cluster); `purity` per cluster (share of its members from its largest subtask; < 1 when it
-    joins subtasks) and `mixed`, per cluster below 0.9 purity, its two largest subtasks with their shares."""
+@dataclass(frozen=True)
+class Recovery:
+    """Where a clustering put the samples of each true subtask (`recovery`).
+
+    Attributes
+    ----------
+    recall : dict int → float
+        Per subtask asked for, the share of its samples in the one cluster holding most of them (< 1 when its
+        gradients split).
+    home : dict int → int
+        That cluster, per subtask.
+    purity : list of float
+        Per cluster present (ascending label), the share of its members from its largest subtask (< 1 when it
+        joins subtasks).
+    mixed : list of dict
+        Per cluster below 0.9 purity: "cluster", "size" and "subtasks" (its two largest, with their shares to 3
+        decimals).
+    """
+
+    recall: dict
+    home: dict
+    purity: list
+    mixed: list
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> Recovery:
+    """Where a clustering `labels` (n,) puts the samples of true `subtask` (n,), for each of `subtasks` (see
+    `Recovery`)."""
     from sklearn.metrics.cluster import contingency_matrix
 
     truth, t_idx = np.unique(subtask, return_inverse=True)
@@ -134,13 +183,17 @@ def recovery(subtask: np.ndarray, labels: np.ndarray, subtasks) -> dict:
         mixed.append({"cluster": int(clusters[j]), "size": int(C[:, j].sum()),
                       "subtasks": {int(truth[i]): round(float(C[i, j] / C[:, j].sum()), 3) for i in top}})
     rows = {int(t): C[i] for i, t in enumerate(truth) if int(t) in set(int(u) for u in subtasks)}
-    return {"recall": {t: float(r.max() / r.sum()) for t, r in rows.items()},
-            "home": {t: int(clusters[r.argmax()]) for t, r in rows.items()},
-            "purity": [float(p) for p in purity], "mixed": mixed}
+    return Recovery(recall={t: float(r.max() / r.sum()) for t, r in rows.items()},
+                    home={t: int(clusters[r.argmax()]) for t, r in rows.items()},
+                    purity=[float(p) for p in purity], mixed=mixed)
 
 
-def _short(fit: dict) -> dict:
-    return {k: fit.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
+def _short(fit) -> dict:
+    """The JSON of `fit` (a `frequencies.RankFrequencyFit`, not imported here: its module loads scipy, and the CLI
+    imports this one for `GroundTruthConfig`) cut to the slope, its CI and range, the ranks fitted and the
+    prediction."""
+    full = fit.to_dict()
+    return {k: full.get(k) for k in ("slope", "slope_ci", "slope_range", "n_ranks_fitted", "predicted_slope")}
 
 
 @dataclass(frozen=True)
@@ -240,8 +293,8 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
     out = {"n_samples": int(len(G)), "n_drawn": int(drawn), "n_zero_gradients": int((~ok).sum()),
            "learned": [int(i) for i in learned], "subtasks": {int(t): int((subtask == t).sum()) for t in present},
            "share_from_learned": float(from_learned.mean()),
-           "geometry": gradient_geometry(unit_rows(G), subtask, pattern), "predicted_slope": -(alpha + 1.0),
-           "truth_fit": fit(truth, ranks), "truth_slope_all_learned": fit(truth, all_learned)["slope"],
+           "geometry": gradient_geometry(unit_rows(G), subtask, pattern).to_dict(), "predicted_slope": -(alpha + 1.0),
+           "truth_fit": fit(truth, ranks).to_dict(), "truth_slope_all_learned": fit(truth, all_learned).slope,
            "learned_prefix": prefix, "fit_ranks": list(ranks), "cluster_counts": counts, "methods": {}}
     labels = {}
     for name, affinity, over, refine in METHODS:
@@ -264,8 +317,8 @@ def ground_truth(model, task, learned, config: GroundTruthConfig, *, show_progre
             "fine_homogeneity_learned": float(homogeneity_score(subtask[from_learned], fine_labels[from_learned])),
             "fine_homogeneity_patterns": float(homogeneity_score(subtask * 2 ** task.k + pattern, fine_labels)),
             "envelope_fit": _short(quanta.fit), "fit_at_K": _short(fit(quanta.labels, ranks)),
-            "slope_all_learned": fit(quanta.labels, all_learned)["slope"],
-            "recovery": recovery(subtask, quanta.labels, [t for t in present if t in learned]),
+            "slope_all_learned": fit(quanta.labels, all_learned).slope,
+            "recovery": recovery(subtask, quanta.labels, [t for t in present if t in learned]).to_dict(),
         }
         if config.resamples:
             out["methods"][name]["resampled"] = _resampled(G, quanta.labels, clustering, counts, ranks, config, zipf)
@@ -287,5 +340,5 @@ def _resampled(G: np.ndarray, labels: np.ndarray, clustering: ClusteringConfig, 
             for i, (rows, lab) in enumerate(zip(st.rows, st.labels, strict=True))]
     interval = slope_interval(fits)  # None when fewer than 2 resamples could be fitted
     return {"resamples": config.resamples, "slope_interval": interval and [float(v) for v in interval],
-            "slopes": [f["slope"] for f in fits], "ami": float(np.mean(st.ami)),
+            "slopes": [f.slope for f in fits], "ami": float(np.mean(st.ami)),
             "quantum_stability": [float(q) for q in st.quantum_stability]}

@@ -24,13 +24,14 @@ From the resamples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..config import ParameterError
 from ..io import progress
 from .config import ClusteringConfig
+from .frequencies import RankFrequencyFit
 
 __all__ = ["Stability", "resample_quanta", "slope_interval", "jaccard_stability", "subsample_fits", "perturb",
            "SUBSAMPLE", "FLOAT32_ROUNDING"]
@@ -90,7 +91,7 @@ class Stability:
         The bootstrap draw (with replacement) of the resample's tokens that its quanta were counted on.
     labels : list of int ndarray (m,)
         Each resample's quanta at n_clusters, one per entry of `rows[i]`.
-    fits : list of dict
+    fits : list of frequencies.RankFrequencyFit
         Each resample's `rank_frequency_fit` of its envelope (its clustering, counted on the tokens it clustered).
     counted_slopes : list of float or None
         The same slopes with the quanta counted on the bootstrap draw `rows[i]` instead.
@@ -119,23 +120,24 @@ class Stability:
     @property
     def slopes(self) -> np.ndarray:
         """float (resamples,): each resample's envelope slope (NaN where it could not be fitted)."""
-        return np.array([np.nan if f.get("slope") is None else f["slope"] for f in self.fits])
+        return np.array([np.nan if f.slope is None else f.slope for f in self.fits])
 
-    def interval_fits(self) -> list[dict]:
+    def interval_fits(self) -> list[RankFrequencyFit]:
         """The resampled fits `slope_interval` pools: each slope moved by its counting noise (the bootstrap-counted
         slope minus the clustered one) less the mean of that noise. Sorting noisier counts steepens every
         bootstrap-counted envelope (on the README run by 0.10 on average), a bias of the resampling, not of the
         data; centring keeps the noise's spread and drops its bias."""
         pairs = [(f, c) for f, c in zip(self.fits, self.counted_slopes, strict=True)
-                 if f.get("slope") is not None and c is not None]
+                 if f.slope is not None and c is not None]
         if not pairs:
             return []
-        shift = np.mean([c - f["slope"] for f, c in pairs])
-        return [{**f, "slope": c - shift} for f, c in pairs]
+        shift = np.mean([c - f.slope for f, c in pairs])
+        return [replace(f, slope=c - shift) for f, c in pairs]
 
-    def summary(self) -> dict:
-        """JSON-ready figures: resamples, AMI to the reference (mean, min), each resample's slope, the quartiles
-        of the quanta's stability and how many are stable (≥ 0.75) or dissolve (< 0.5)."""
+    def to_dict(self) -> dict:
+        """The JSON form (summary.json's "stability"): resamples, AMI to the reference (mean, min), each resample's
+        slope, the quartiles of the quanta's stability and how many are stable (≥ 0.75) or dissolve (< 0.5). The
+        per-resample arrays stay on the object: they are for figures, not for the summary."""
         q = self.quantum_stability
         return {"n_resamples": len(self.rows), "ami_mean": float(self.ami.mean()), "ami_min": float(self.ami.min()),
                 "slopes": [None if np.isnan(x) else round(float(x), 4) for x in self.slopes],
@@ -195,15 +197,15 @@ def slope_interval(fits: Sequence[dict], level: float = 0.95, seed: int = 0) -> 
 
     Parameters
     ----------
-    fits : sequence of dict
+    fits : sequence of frequencies.RankFrequencyFit
         `frequencies.rank_frequency_fit` results (`slope`, `slope_ci`).
     """
-    ok = [f for f in fits if f.get("slope") is not None]
+    ok = [f for f in fits if f.slope is not None]
     if len(ok) < 2:
         return None
     rng = np.random.default_rng(seed)
     z = 1.959963984540054
-    draws = np.concatenate([f["slope"] + (f["slope_ci"][1] - f["slope_ci"][0]) / (2 * z) * rng.standard_normal(4000)
+    draws = np.concatenate([f.slope + (f.slope_ci[1] - f.slope_ci[0]) / (2 * z) * rng.standard_normal(4000)
                             for f in ok])
     tail = (1 - level) / 2
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
@@ -255,7 +257,7 @@ def resample_quanta(G: np.ndarray, clustering: ClusteringConfig, *, counts, fit_
         fits.append(rank_frequency_fit(env, total=m, fit_ranks=fit_ranks, alpha_n=alpha_n,
                                        alpha_n_source=alpha_n_source, seed=seed + 1 + i, sensitivity=False))
         counted.append(rank_frequency_fit(envelope([rank_sizes(c[draw]) for c in cuts]), total=m, fit_ranks=fit_ranks,
-                                          seed=seed + 1 + i, sensitivity=False).get("slope"))
+                                          seed=seed + 1 + i, sensitivity=False).slope)
         rows.append(sub[draw])
         labels.append(qc.labels_[draw])
         subs.append(sub)

@@ -11,9 +11,9 @@ quanta (subtasks) and their Zipf frequencies are known.
 from .._exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "task": ["MultitaskSparseParity", "predictions", "LEARNED_BITS"],
+    "task": ["MultitaskSparseParity", "predictions", "Predictions", "LEARNED_BITS"],
     "config": ["SparseParityConfig"],
     "training": ["train_sparse_parity", "train_sparse_parity_batched", "build_mlp", "load_trained"],
     "sweep": ["run_sweep", "fit_exponent", "learning_order", "steps_to_learn_fit"],
-    "ablation": ["ablation_matrix", "carriers"],
+    "ablation": ["ablation_matrix", "AblationMatrix", "carriers"],
 })

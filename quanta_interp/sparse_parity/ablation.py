@@ -16,12 +16,12 @@ from torch import nn
 from ..config import ParameterError
 from .task import LEARNED_BITS, MultitaskSparseParity, to_bits
 
-__all__ = ["ablation_matrix", "carriers", "write_ablation", "Ablation"]
+__all__ = ["AblationMatrix", "ablation_matrix", "carriers", "write_ablation", "Ablation"]
 
 
 @dataclass(frozen=True)
 class Ablation:
-    """What `write_ablation` wrote: `matrix` (`ablation_matrix`'s keys, "carriers" and "threshold_bits" added)
+    """What `write_ablation` wrote: `matrix` (`AblationMatrix.to_dict()`, "carriers" and "threshold_bits" added)
     as `path` (neurons.json) holds it, and the subtasks the model learned (base loss < 0.1 bits)."""
 
     matrix: dict
@@ -32,8 +32,30 @@ class Ablation:
         return self.matrix
 
 
+@dataclass(frozen=True)
+class AblationMatrix:
+    """Loss increases when each last-layer hidden unit is zeroed (`ablation_matrix`).
+
+    Attributes
+    ----------
+    base_loss : list of float (n_tasks,)
+        Mean loss of the intact model per subtask, in bits.
+    increase : nested list of float (width, n_tasks)
+        Ablated minus base loss, in bits (negative when a unit hurt).
+    loss_unit : str
+        "bits".
+    """
+
+    base_loss: list
+    increase: list
+    loss_unit: str = "bits"
+
+    def to_dict(self) -> dict:
+        return {"loss_unit": self.loss_unit, "base_loss": self.base_loss, "increase": self.increase}
+
+
 def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples: int = 500,
-                    generator: torch.Generator | None = None) -> dict:
+                    generator: torch.Generator | None = None) -> AblationMatrix:
     """Loss increase (bits) on each subtask when each last-layer hidden unit is zeroed: [width, n_tasks].
 
     Parameters
@@ -46,9 +68,7 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
 
     Returns
     -------
-    dict
-        "loss_unit": "bits"; "base_loss": (n_tasks,) mean loss of the intact model per subtask;
-        "increase": nested list (width, n_tasks), ablated minus base loss (negative when a unit hurt).
+    AblationMatrix
 
     Raises
     ------
@@ -72,7 +92,7 @@ def ablation_matrix(model: nn.Sequential, task: MultitaskSparseParity, n_samples
                             .view(h.shape[1], -1).mean(1))
     base = to_bits(torch.stack(rows_base))
     increase = to_bits(torch.stack(rows_abl, dim=1)) - base[None]
-    return {"loss_unit": "bits", "base_loss": base.tolist(), "increase": increase.tolist()}
+    return AblationMatrix(base_loss=base.tolist(), increase=increase.tolist())
 
 
 def carriers(increase: list[list[float]], threshold: float = 0.1) -> list[list[int]]:
@@ -81,7 +101,7 @@ def carriers(increase: list[list[float]], threshold: float = 0.1) -> list[list[i
     Parameters
     ----------
     increase : nested list (width, n_tasks)
-        `ablation_matrix(...)["increase"]`, in bits.
+        `ablation_matrix(...).increase`, in bits.
 
     Returns
     -------
@@ -110,12 +130,11 @@ def write_ablation(run: str | os.PathLike, out: str | os.PathLike | None = None,
 
     check_finite("threshold", threshold, low=0.0)
     model, cfg, _ = load_trained(run, device)
-    m = ablation_matrix(model, MultitaskSparseParity.of(cfg), samples, torch.Generator().manual_seed(seed))
-    m["carriers"] = carriers(m["increase"], threshold)
-    m["threshold_bits"] = threshold
+    a = ablation_matrix(model, MultitaskSparseParity.of(cfg), samples, torch.Generator().manual_seed(seed))
+    m = {**a.to_dict(), "carriers": carriers(a.increase, threshold), "threshold_bits": threshold}
     out = Path(out or run)
     path = atomic_write_json(out / "neurons.json", m)
-    plot_heatmap([list(r) for r in zip(*m["increase"], strict=True)], out / "neurons",
+    plot_heatmap([list(r) for r in zip(*a.increase, strict=True)], out / "neurons",
                  xlabels=list(range(cfg.width)), xlabel="hidden unit", cbar="loss increase (bits)",
                  title="ablation: loss increase per subtask", vmax=None)
-    return Ablation(m, [i for i, b in enumerate(m["base_loss"]) if b < LEARNED_BITS], path)
+    return Ablation(m, [i for i, b in enumerate(a.base_loss) if b < LEARNED_BITS], path)

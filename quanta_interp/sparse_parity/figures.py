@@ -19,9 +19,9 @@ def plot_scaling(fits: dict[str, dict], stem: str | os.PathLike, *, xlabel: str,
     Parameters
     ----------
     fits : dict label → dict
-        `fit_exponent` outputs: "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn over its
-        x_range without offset), "n_learned" (None for an S sweep: no right-panel line) and, optionally,
-        "late_slope" with "max_late_slope" (as `fit_exponent` returns them): points still falling faster than
+        `ExponentFit.to_dict()` (fit.json's entries): "x", "loss" (bits), "fit" (a `PowerLawFit.to_dict()`, drawn
+        over its x_range without offset), "n_learned" (None for an S sweep: no right-panel line) and, optionally,
+        "late_slope" with "max_late_slope" (as `fit_exponent` sets them): points still falling faster than
         that are drawn hollow (not fitted).
     stem : str or PathLike
         Output path without extension; `stem.png` and `stem.svg` are written.
@@ -82,7 +82,7 @@ def plot_heatmap(matrix: Sequence[Sequence[float]], stem: str | os.PathLike, *, 
 
 
 def plot_learning_order(probs: Sequence[float], steps: Sequence[int | None], stem: str | os.PathLike, *,
-                        fit: dict | None = None, title: str = "") -> None:
+                        slope: float | None = None, title: str = "") -> None:
     """Steps-to-learn vs subtask frequency (theory: slope −1 on log-log axes).
 
     Parameters
@@ -93,15 +93,16 @@ def plot_learning_order(probs: Sequence[float], steps: Sequence[int | None], ste
         First evaluation step below 0.1 bits (`steps_to_learn`); None and 0 are not drawn.
     stem : str or PathLike
         Output path without extension; `stem.png` and `stem.svg` are written.
-    fit : dict or None
-        `steps_to_learn_fit` output; its "loglog_slope" goes in the title. `title` is only shown with it.
+    slope : float or None
+        The fitted log-log slope (`steps_to_learn_fit(...).loglog_slope`), shown in the title; `title` is only
+        shown with it.
     """
     p = np.asarray(probs, dtype=float)
     ok = np.array([s is not None and s > 0 for s in steps])
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
     ax.loglog(p[ok], np.array([s for s in steps if s], dtype=float), "o")
-    if fit:
-        ax.set_title(f"{title} log-log slope {fit['loglog_slope']:.2f} (theory −1)")
+    if slope is not None:
+        ax.set_title(f"{title} log-log slope {slope:.2f} (theory −1)")
     ax.set(xlabel="subtask frequency p_i", ylabel="steps to reach 0.1 bits")
     save_figure(fig, stem)

@@ -94,8 +94,9 @@ class BlockMLP(nn.Module):
                 w[s, rows, cols] = state[f"{2 * j}.weight"]
                 b[s, rows] = state[f"{2 * j}.bias"]
 
-    def member_state(self, m: int) -> dict:
-        """Member m's weights as an `nn.Sequential` state dict.
+    def member_state(self, m: int) -> dict[str, torch.Tensor]:
+        """Member m's weights as an `nn.Sequential` state dict (a mapping by nature: torch's `load_state_dict`
+        input, not a result).
 
         Returns
         -------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -18,55 +18,74 @@ from scipy.stats import spearmanr
 
 from ..config import ParameterError
 from ..executors import map_runs
-from ..fitting import fit_power_law, fit_range_sensitivity
+from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
 from .config import KINDS, MEMBER_KEYS, SparseParityConfig
 from .task import LEARNED_BITS
 from .training import train_sparse_parity_batched
 
-__all__ = ["KINDS", "run_group", "sweep_configs", "run_sweep", "members", "late_slope", "fit_exponent", "fit_sweeps",
-           "SweepFits", "finite_task_exponent",
-           "learning_order", "steps_to_learn_fit"]
+__all__ = ["KINDS", "SweepGroup", "GroupResult", "run_group", "sweep_configs", "run_sweep", "members", "late_slope",
+           "ExponentFit", "fit_exponent", "fit_sweeps", "SweepFits", "finite_task_exponent", "LearningOrder",
+           "learning_order", "StepsToLearnFit", "steps_to_learn_fit"]
 
 LOSSES = ("final", "best")
 
 
+@dataclass(frozen=True)
+class SweepGroup:
+    """One group of a sweep (`sweep_configs`): members trained batched in one stacked model, alike but for
+    `MEMBER_KEYS` (width, seed, n_train). Each member is a validated `SparseParityConfig`.
 
-def run_group(config: dict, run_dir=None, device: str = "cpu") -> dict:
-    """`map_runs` worker: train `config["members"]` (dicts of width/seed/n_train) batched on the shared rest.
+    Attributes
+    ----------
+    members : tuple of SparseParityConfig
+        In training order.
+    """
+
+    members: tuple[SparseParityConfig, ...]
+
+    def to_dict(self) -> dict:
+        """The group as its sweep folder stores it: the shared `SparseParityConfig` fields, then "members"
+        (width, seed, n_train of each)."""
+        shared = {k: v for k, v in self.members[0].to_dict().items() if k not in MEMBER_KEYS}
+        return {**shared, "members": [{k: getattr(m, k) for k in MEMBER_KEYS} for m in self.members]}
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """What `run_group` trained: `members`, one `train_sparse_parity_batched` result dict per member, in order
+    (the run's `result.json` via `to_dict`)."""
+
+    members: list
+
+    def to_dict(self) -> dict:
+        return {"members": self.members}
+
+
+def run_group(group: SweepGroup, run_dir=None, device: str = "cpu") -> GroupResult:
+    """`map_runs` worker: train the members of `group` batched.
 
     Parameters
     ----------
-    config : dict
-        One group of `sweep_configs`: `SparseParityConfig` fields shared by all members, plus "members".
+    group : SweepGroup
+        One group of `sweep_configs`.
     run_dir : io.RunDir or None
         Receives each member's metrics rows.
-
-    Returns
-    -------
-    dict
-        {"members": one `train_sparse_parity_batched` result dict per member, in order}.
-
-    Raises
-    ------
-    ParameterError
-        A member's settings are not a valid `SparseParityConfig`.
+    device : str
+        Torch device, e.g. "cuda".
     """
-    base = {k: v for k, v in config.items() if k != "members"}
-    configs = [SparseParityConfig.from_dict({**base, **m}) for m in config["members"]]
-    _, results = train_sparse_parity_batched(configs, run_dir, device=device)
-    return {"members": results}
+    _, results = train_sparse_parity_batched(list(group.members), run_dir, device=device)
+    return GroupResult(results)
 
 
-def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int]) -> list[dict]:
-    """One group (a JSON-able dict: the shared settings and its `members`) per seed. N: `values` are widths;
-    D: dataset sizes n_train (at base width); S: ignored (one member at base width whose logged curve is
-    the steps sweep). `base.seed` is replaced by each of `seeds`.
+def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int]) -> list[SweepGroup]:
+    """One group per seed. N: `values` are widths; D: dataset sizes n_train (at base width); S: ignored (one
+    member at base width whose logged curve is the steps sweep). `base.seed` is replaced by each of `seeds`.
 
     Raises
     ------
     ParameterError
         An unknown kind, no values (N, D), no seeds, or a value that is not a positive integer (checked
-        for S too).
+        for S too); a member that is not a valid `SparseParityConfig`.
     """
     if kind not in KINDS:
         raise ParameterError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -78,13 +97,8 @@ def sweep_configs(kind: str, base: SparseParityConfig, values: Sequence[int], se
     if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
         raise ParameterError("values", f"must be positive integers, got {list(values)}")
     key = {"N": "width", "D": "n_train"}.get(kind)
-    shared = {k: v for k, v in base.to_dict().items() if k not in MEMBER_KEYS}
-    groups = []
-    for s in seeds:
-        mem = [{"width": base.width, "seed": s, "n_train": base.n_train}] if kind == "S" else \
-              [{"width": base.width, "seed": s, "n_train": base.n_train, key: int(v)} for v in values]
-        groups.append({**shared, "members": mem})
-    return groups
+    changes = [{}] if kind == "S" else [{key: int(v)} for v in values]
+    return [SweepGroup(tuple(base.replace(seed=s, **c) for c in changes)) for s in seeds]
 
 
 def run_sweep(kind: str, base: SparseParityConfig, values: Sequence[int], seeds: Sequence[int],
@@ -169,7 +183,7 @@ def _by_x(results: Sequence[dict], x_of, loss: str = "final") -> tuple[np.ndarra
 
 @dataclass(frozen=True)
 class SweepFits:
-    """What `fit_sweeps` wrote: `fits` ("KIND FOLDER" → {"kind", `fit_exponent`'s keys, "theory":
+    """What `fit_sweeps` wrote: `fits` ("KIND FOLDER" → {"kind", `ExponentFit.to_dict()`'s keys, "theory":
     `task.predictions`}) as `path` (fit.json) holds it, and the figures beside it."""
 
     fits: dict
@@ -207,8 +221,8 @@ def fit_sweeps(sweeps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             raise ValueError(f"{folder} has no finished runs yet; run the sweep first")
         res = members(results)
         z = res[0]["config"]["zipf_exponent"]
-        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=max_late_slope),
-                                    "theory": predictions(z)}
+        fits[f"{kind} {folder}"] = {"kind": kind, **fit_exponent(res, kind, max_late_slope=max_late_slope).to_dict(),
+                                    "theory": predictions(z).to_dict()}
     path = atomic_write_json(out / "fit.json", fits)
     for kind in sorted({f["kind"] for f in fits.values()}):
         plot_scaling({k: f for k, f in fits.items() if f["kind"] == kind}, out / f"loss_vs_{kind}",
@@ -216,8 +230,48 @@ def fit_sweeps(sweeps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     return SweepFits(fits, path)
 
 
+@dataclass(frozen=True)
+class ExponentFit:
+    """α_N, α_D or α_S of one sweep (`fit_exponent`); `to_dict()` is its entry in fit.json.
+
+    Attributes
+    ----------
+    fit : fitting.PowerLawFit
+        loss ≈ a·x^-α.
+    range_sensitivity : list of dict
+        `fit_range_sensitivity` rows, up to 2 points dropped at either end of the fitted range.
+    x, loss : list of float
+        Each distinct x and its mean test loss (bits).
+    fitted : list of bool
+        Per x, whether the fit used it.
+    n_learned : list of float or None
+        Mean learned subtasks per x (None for S).
+    late_slope : list of float or None
+        Per x, the largest `late_slope` over seeds (None for S).
+    loss_kind : str
+        "final" or "best".
+    max_late_slope : float or None
+        The filter applied (None for S or when none was asked for).
+    """
+
+    fit: PowerLawFit
+    range_sensitivity: list
+    x: list
+    loss: list
+    fitted: list
+    n_learned: list | None
+    late_slope: list | None
+    loss_kind: str
+    max_late_slope: float | None
+
+    def to_dict(self) -> dict:
+        return {"fit": self.fit.to_dict(), "range_sensitivity": self.range_sensitivity, "x": self.x,
+                "loss": self.loss, "fitted": self.fitted, "n_learned": self.n_learned,
+                "late_slope": self.late_slope, "loss_kind": self.loss_kind, "max_late_slope": self.max_late_slope}
+
+
 def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, float] | None = None,
-                 loss: str = "final", max_late_slope: float | None = None, n_boot: int = 1000) -> dict:
+                 loss: str = "final", max_late_slope: float | None = None, n_boot: int = 1000) -> ExponentFit:
     """α_N (x = parameters), α_D (x = n_train) or α_S (x = step) of the Zipf-weighted test loss.
 
     For S the logged curve of each result is used. Returns the fit, its range sensitivity and the points.
@@ -242,11 +296,7 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
 
     Returns
     -------
-    dict
-        "fit" (`PowerLawFit.to_dict()`, loss ≈ a·x^-α), "range_sensitivity" (`fit_range_sensitivity` rows,
-        up to 2 points dropped at either end of the fitted range), "x", "loss" (mean test loss in bits)
-        "fitted" (per x, whether the fit used it), "n_learned" (mean learned subtasks per x; None for S), "late_slope" (per x, the largest over seeds;
-        None for S) and "loss_kind".
+    ExponentFit
 
     Raises
     ------
@@ -278,10 +328,10 @@ def fit_exponent(results: Sequence[dict], kind: str, *, x_range: tuple[float, fl
     lo, hi = fit.x_range
     inside = use & (x >= lo) & (x <= hi)
     sens = fit_range_sensitivity(x[inside], y[inside], max_drop=2, n_boot=200)
-    return {"fit": fit.to_dict(), "range_sensitivity": sens, "x": x.tolist(), "loss": y.tolist(),
-            "fitted": inside.tolist(), "n_learned": None if learned is None else learned.tolist(),
-            "late_slope": None if slopes is None else slopes.tolist(), "loss_kind": loss,
-            "max_late_slope": None if slopes is None else max_late_slope}
+    return ExponentFit(fit=fit, range_sensitivity=sens, x=x.tolist(), loss=y.tolist(), fitted=inside.tolist(),
+                       n_learned=None if learned is None else learned.tolist(),
+                       late_slope=None if slopes is None else slopes.tolist(), loss_kind=loss,
+                       max_late_slope=None if slopes is None else max_late_slope)
 
 
 def finite_task_exponent(probs, n_learned, x) -> float:
@@ -322,7 +372,32 @@ def finite_task_exponent(probs, n_learned, x) -> float:
     return float(-np.polyfit(np.log(x), np.log(tail), 1)[0])
 
 
-def learning_order(result: dict) -> dict:
+@dataclass(frozen=True)
+class LearningOrder:
+    """Whether subtasks were learned in frequency order (`learning_order`).
+
+    Attributes
+    ----------
+    learned_ids : list of int
+        Subtasks that ever reached `threshold_bits`, by task rank (0 most frequent).
+    steps_to_learn : list of int
+        Their first evaluation step below the threshold.
+    spearman_rank_vs_steps : float
+        Spearman ρ between task rank and steps-to-learn; NaN with fewer than 3 learned.
+    threshold_bits : float
+        The learned threshold, 0.1 bits.
+    """
+
+    learned_ids: list
+    steps_to_learn: list
+    spearman_rank_vs_steps: float
+    threshold_bits: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def learning_order(result: dict) -> LearningOrder:
     """Are subtasks learned in frequency order? Spearman ρ between task rank and steps-to-learn.
 
     The quantization model predicts quanta are learned in order of frequency, so ρ > 0 (rank 0 first).
@@ -331,21 +406,43 @@ def learning_order(result: dict) -> dict:
     ----------
     result : dict
         One `train_sparse_parity_batched` result (its "steps_to_learn").
-
-    Returns
-    -------
-    dict
-        "learned_ids" (subtasks that ever reached 0.1 bits), their "steps_to_learn",
-        "spearman_rank_vs_steps" (NaN with fewer than 3) and "threshold_bits" (0.1).
     """
     s = result["steps_to_learn"]
     ids = [i for i, v in enumerate(s) if v is not None]
     rho = float(spearmanr(ids, [s[i] for i in ids]).statistic) if len(ids) >= 3 else float("nan")
-    return {"learned_ids": ids, "steps_to_learn": [s[i] for i in ids], "spearman_rank_vs_steps": rho,
-            "threshold_bits": LEARNED_BITS}
+    return LearningOrder(learned_ids=ids, steps_to_learn=[s[i] for i in ids], spearman_rank_vs_steps=rho,
+                         threshold_bits=LEARNED_BITS)
 
 
-def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
+@dataclass(frozen=True)
+class StepsToLearnFit:
+    """Steps-to-learn ∝ p_i^slope over learned subtasks (`steps_to_learn_fit`; theory: slope −1).
+
+    Attributes
+    ----------
+    loglog_slope : float
+        Slope of log steps-to-learn vs log p_i.
+    slope_ci : (float, float)
+        Its 95 % bootstrap CI.
+    r2 : float
+        r² of the log-log fit.
+    n_points : int
+        Subtasks fitted.
+    n_censored : int
+        Learned subtasks left out: learned by the first evaluation after step 0 (left-censored).
+    """
+
+    loglog_slope: float
+    slope_ci: tuple[float, float]
+    r2: float
+    n_points: int
+    n_censored: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def steps_to_learn_fit(result: dict, probs: np.ndarray) -> StepsToLearnFit | None:
     """Fit steps-to-learn ∝ p_i^-slope over learned subtasks (theory: slope ≈ 1, i.e. log-log slope −1).
 
     Subtasks already learned at the first evaluation after step 0 are left out: their steps-to-learn is only
@@ -362,9 +459,8 @@ def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
 
     Returns
     -------
-    dict or None
-        "loglog_slope" (of steps vs p_i), "slope_ci" (95% bootstrap), "r2", "n_points" and "n_censored" (left
-        out); None when fewer than 3 distinct step counts remain.
+    StepsToLearnFit or None
+        None when fewer than 3 distinct step counts remain.
     """
     s = result["steps_to_learn"]
     evals = [t for t in result.get("curve", {}).get("step", []) if t > 0]
@@ -374,5 +470,5 @@ def steps_to_learn_fit(result: dict, probs: np.ndarray) -> dict | None:
     if len({s[i] for i in ids}) < 3:
         return None
     fit = fit_power_law(np.asarray(probs)[ids], [s[i] for i in ids], n_boot=500)
-    return {"loglog_slope": -fit.exponent, "slope_ci": [-fit.exponent_ci[1], -fit.exponent_ci[0]],
-            "r2": fit.r2, "n_points": fit.n_points, "n_censored": len(learned) - len(ids)}
+    return StepsToLearnFit(loglog_slope=-fit.exponent, slope_ci=(-fit.exponent_ci[1], -fit.exponent_ci[0]),
+                           r2=fit.r2, n_points=fit.n_points, n_censored=len(learned) - len(ids))

@@ -8,6 +8,7 @@ Naming: `zipf_exponent` is the paper's α + 1 (the original code calls it `alpha
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from ..config import ParameterError
 from .config import check_task
 
-__all__ = ["MultitaskSparseParity", "LEARNED_BITS", "to_bits", "predictions"]
+__all__ = ["MultitaskSparseParity", "LEARNED_BITS", "to_bits", "Predictions", "predictions"]
 
 LEARNED_BITS = 0.1  # a subtask counts as learned when its loss is below 0.1 bits
 
@@ -26,17 +27,32 @@ def to_bits(nats: torch.Tensor) -> torch.Tensor:
     return nats / math.log(2)
 
 
-def predictions(zipf_exponent: float) -> dict:
-    """The quantization model's exponents for p_i ∝ i^-zipf_exponent (α = zipf_exponent − 1):
-    α_N = α, α_D = α_S = α/(α + 1) (Michaud et al. 2023, §3).
+@dataclass(frozen=True)
+class Predictions:
+    """The quantization model's exponents for p_i ∝ i^-zipf_exponent (`predictions`; Michaud et al. 2023, §3).
 
-    Returns
-    -------
-    dict
-        "alpha", "alpha_N", "alpha_D", "alpha_S" (floats), the exponents of L ∝ N^-α_N, D^-α_D, S^-α_S.
+    Attributes
+    ----------
+    alpha : float
+        α = zipf_exponent − 1.
+    alpha_N, alpha_D, alpha_S : float
+        The exponents of L ∝ N^-α_N, D^-α_D, S^-α_S: α_N = α, α_D = α_S = α/(α + 1).
     """
+
+    alpha: float
+    alpha_N: float
+    alpha_D: float
+    alpha_S: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def predictions(zipf_exponent: float) -> Predictions:
+    """The quantization model's exponents for p_i ∝ i^-zipf_exponent (α = zipf_exponent − 1):
+    α_N = α, α_D = α_S = α/(α + 1) (Michaud et al. 2023, §3)."""
     a = zipf_exponent - 1.0
-    return {"alpha": a, "alpha_N": a, "alpha_D": a / (a + 1), "alpha_S": a / (a + 1)}
+    return Predictions(alpha=a, alpha_N=a, alpha_D=a / (a + 1), alpha_S=a / (a + 1))
 
 
 class MultitaskSparseParity:

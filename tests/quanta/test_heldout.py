@@ -66,9 +66,10 @@ def test_recovery_names_split_subtasks_and_joined_clusters():
     subtask = np.array([0] * 6 + [1] * 4 + [2] * 2)
     labels = np.array([5, 5, 5, 7, 7, 7, 9, 9, 9, 9, 9, 9])  # subtask 0 split in two, 1 and 2 joined
     out = recovery(subtask, labels, [0, 1])
-    assert out["recall"] == {0: 0.5, 1: 1.0} and out["home"] == {0: 5, 1: 9}
-    assert out["purity"] == [1.0, 1.0, pytest.approx(4 / 6)]
-    assert out["mixed"] == [{"cluster": 9, "size": 6, "subtasks": {1: 0.667, 2: 0.333}}]
+    assert out.recall == {0: 0.5, 1: 1.0} and out.home == {0: 5, 1: 9}
+    assert out.purity == [1.0, 1.0, pytest.approx(4 / 6)]
+    assert out.mixed == [{"cluster": 9, "size": 6, "subtasks": {1: 0.667, 2: 0.333}}]
+    assert list(out.to_dict()) == ["recall", "home", "purity", "mixed"]
 
 
 def test_one_resample_is_refused_in_one_line():

@@ -81,13 +81,14 @@ def test_refinement_returns_each_token_to_the_cluster_it_is_most_similar_to():
 def test_rank_frequency_fit_recovers_a_zipf_slope():
     sizes = np.round(2000 * np.arange(1, 41) ** -1.5).astype(int)
     fit = rank_frequency_fit(sizes, alpha_n=0.083)
-    assert fit["slope"] == pytest.approx(-1.5, abs=0.05) and fit["slope_ci"][0] <= fit["slope"] <= fit["slope_ci"][1]
-    assert fit["predicted_slope"] == pytest.approx(-1.083)
-    assert len(fit["range_sensitivity"]) >= 6 and all(-1.7 < r["slope"] < -1.3 for r in fit["range_sensitivity"])
+    assert fit.slope == pytest.approx(-1.5, abs=0.05) and fit.slope_ci[0] <= fit.slope <= fit.slope_ci[1]
+    assert fit.predicted_slope == pytest.approx(-1.083)
+    assert len(fit.range_sensitivity) >= 6 and all(-1.7 < r["slope"] < -1.3 for r in fit.range_sensitivity)
     ranged = rank_frequency_fit(sizes, fit_ranks=(5, 30), alpha_n=0.5, alpha_n_source="given")
-    assert ranged["fit"]["x_range"] == [5.0, 30.0] and ranged["slope"] == pytest.approx(-1.5, abs=0.05)
-    assert ranged["alpha_N_source"] == "given" and ranged["predicted_slope"] == -1.5
-    assert rank_frequency_fit(sizes, fit_ranks=(39, 45))["slope"] is None  # two ranks cannot be fitted
+    assert ranged.fit.x_range == (5.0, 30.0) and ranged.slope == pytest.approx(-1.5, abs=0.05)
+    assert ranged.alpha_N_source == "given" and ranged.predicted_slope == -1.5
+    unfitted = rank_frequency_fit(sizes, fit_ranks=(39, 45))  # two ranks cannot be fitted
+    assert unfitted.slope is None and list(unfitted.to_dict())[-2:] == ["slope", "note"]
     assert rank_sizes(np.array([2, 2, 0, 1, 2, 1])).tolist() == [3, 2, 1]
     assert envelope([np.array([5, 1]), np.array([4, 3, 2])]).tolist() == [5, 3, 2]
 

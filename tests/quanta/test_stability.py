@@ -7,6 +7,7 @@ from quanta_interp.config import ParameterError
 from quanta_interp.quanta import QDGConfig
 from quanta_interp.quanta.analysis import cluster_quanta
 from quanta_interp.quanta.config import ClusteringConfig
+from quanta_interp.quanta.frequencies import RankFrequencyFit
 from quanta_interp.quanta.stability import (
     Stability,
     jaccard_stability,
@@ -56,32 +57,39 @@ def test_clean_clusters_are_stable_and_noisy_ones_are_not():
 def test_interval_contains_the_fit_and_is_wider_than_the_rank_bootstrap():
     for noise in (0.2, 2.5):  # a clean clustering and one whose resamples disagree (AMI 0.55)
         q = analyse(planted(np.full(9, noise))[0])
-        lo, hi = q.fit["slope_interval"]
-        assert lo <= q.fit["slope"] <= hi
-        assert hi - lo > q.fit["slope_ci"][1] - q.fit["slope_ci"][0]
+        lo, hi = q.fit.slope_interval
+        assert lo <= q.fit.slope <= hi
+        assert hi - lo > q.fit.slope_ci[1] - q.fit.slope_ci[0]
         assert np.nanstd(q.stability.slopes) > 0.01  # the resamples' slopes do vary
 
 
+def _fit(slope: float | None, ci: tuple[float, float] = (-1.05, -0.95)) -> RankFrequencyFit:
+    return RankFrequencyFit(3, 2, (1, 3), None, None, None, slope=slope, slope_ci=ci)
+
+
 def test_counting_noise_enters_centred():
-    fit = {"slope": -1.0, "slope_ci": [-1.05, -0.95]}
-    st = Stability(rows=[], labels=[], fits=[fit, {**fit, "slope": -1.1}], counted_slopes=[-1.3, -1.2], envelopes=[],
+    fit = _fit(-1.0)
+    st = Stability(rows=[], labels=[], fits=[fit, _fit(-1.1)], counted_slopes=[-1.3, -1.2], envelopes=[],
                    quantum_stability=np.ones(1), ami=np.ones(2), subsamples=[], partitions=[])
     # counting noise −0.3 and −0.1: its mean −0.2 is removed, its spread kept
-    assert [f["slope"] for f in st.interval_fits()] == pytest.approx([-1.1, -1.0])
+    assert [f.slope for f in st.interval_fits()] == pytest.approx([-1.1, -1.0])
+    summary = st.to_dict()  # summary.json's "stability"
+    assert summary["slopes"] == [-1.0, -1.1] and summary["counted_slopes"] == [-1.3, -1.2]
+    assert summary["n_stable_quanta"] == 1 and summary["n_dissolving_quanta"] == 0
 
 
 def test_interval_widens_with_the_resamples_spread():
-    fit = {"slope": -1.0, "slope_ci": [-1.05, -0.95]}
-    tight = slope_interval([fit] + [{**fit, "slope": -1.0 + d} for d in (-0.02, 0.02)])
-    loose = slope_interval([fit] + [{**fit, "slope": -1.0 + d} for d in (-0.3, 0.3)])
+    fit = _fit(-1.0)
+    tight = slope_interval([fit] + [_fit(-1.0 + d) for d in (-0.02, 0.02)])
+    loose = slope_interval([fit] + [_fit(-1.0 + d) for d in (-0.3, 0.3)])
     assert loose[1] - loose[0] > 3 * (tight[1] - tight[0])
 
 
 def test_slope_interval_mixes_the_fits():
-    fits = [{"slope": -1.0, "slope_ci": [-1.1, -0.9]}, {"slope": -2.0, "slope_ci": [-2.1, -1.9]}]
+    fits = [_fit(-1.0, (-1.1, -0.9)), _fit(-2.0, (-2.1, -1.9))]
     lo, hi = slope_interval(fits)
     assert -2.2 < lo < -2.0 and -1.0 < hi < -0.8
-    assert slope_interval(fits[:1]) is None and slope_interval([{"slope": None}] * 3) is None
+    assert slope_interval(fits[:1]) is None and slope_interval([_fit(None)] * 3) is None
 
 
 def test_bad_resamples_are_refused_before_any_clustering():

@@ -48,9 +48,10 @@ def test_sweep_killed_with_sigkill_resumes_only_unfinished_groups(tmp_path):
 
 def test_sweep_configs_group_members_per_seed():
     groups = sweep_configs("D", BASE.replace(width=16), [100, 1000], [3, 4])
-    assert [[m for m in g["members"]] for g in groups] == [
+    assert [g.to_dict()["members"] for g in groups] == [
         [{"width": 16, "seed": s, "n_train": d} for d in (100, 1000)] for s in (3, 4)]
-    assert all(g["steps"] == 120 and "seed" not in g for g in groups)
+    assert all(g.to_dict()["steps"] == 120 and "seed" not in g.to_dict() for g in groups)
+    assert [m.n_train for m in groups[1].members] == [100, 1000] and groups[1].members[0].seed == 4
     with pytest.raises(ValueError, match="kind must be one of N, D, S"):
         sweep_configs("X", BASE, [1], [0])
 
@@ -64,20 +65,20 @@ def test_fits_recover_known_exponents_and_learning_order():
     widths = np.array([8, 16, 32, 64, 128])
     res = [_fake(w, 3.0 * (w * 10.0) ** -0.5 * f, int(w / 8)) for w in widths for f in (0.98, 1.02)]
     f = fit_exponent(res, "N", n_boot=200)
-    assert f["fit"]["exponent"] == pytest.approx(0.5, abs=1e-6) and f["x"] == (widths * 10).tolist()
-    assert f["n_learned"] == [1, 2, 4, 8, 16] and len(f["range_sensitivity"]) >= 4
-    assert predictions(1.5) == {"alpha": 0.5, "alpha_N": 0.5, "alpha_D": pytest.approx(1 / 3),
-                                "alpha_S": pytest.approx(1 / 3)}
+    assert f.fit.exponent == pytest.approx(0.5, abs=1e-6) and f.x == (widths * 10).tolist()
+    assert f.n_learned == [1, 2, 4, 8, 16] and len(f.range_sensitivity) >= 4
+    assert predictions(1.5).to_dict() == {"alpha": 0.5, "alpha_N": 0.5, "alpha_D": pytest.approx(1 / 3),
+                                          "alpha_S": pytest.approx(1 / 3)}
     probs = MultitaskSparseParity(10, 8, 3, 1.5).probs
     steps = [int(round(40 / p)) for p in probs[:7]] + [None] * 3  # steps ∝ 1/p_i for the 7 learned
     order = learning_order({"steps_to_learn": steps})
-    assert order["learned_ids"] == list(range(7)) and order["spearman_rank_vs_steps"] == pytest.approx(1.0)
-    assert steps_to_learn_fit({"steps_to_learn": steps}, probs)["loglog_slope"] == pytest.approx(-1, abs=0.01)
+    assert order.learned_ids == list(range(7)) and order.spearman_rank_vs_steps == pytest.approx(1.0)
+    assert steps_to_learn_fit({"steps_to_learn": steps}, probs).loglog_slope == pytest.approx(-1, abs=0.01)
     # first evaluation at step 500: the subtasks learned before it are recorded at 500 (left-censored)
     censored = [max(500, t) if t else None for t in steps]
     fit = steps_to_learn_fit({"steps_to_learn": censored, "curve": {"step": [0, 500, 1000]}}, probs)
-    assert fit["n_censored"] == 3 and fit["loglog_slope"] == pytest.approx(-1, abs=0.01)
-    assert steps_to_learn_fit({"steps_to_learn": censored}, probs)["loglog_slope"] > -0.8  # kept, they flatten it
+    assert fit.n_censored == 3 and fit.loglog_slope == pytest.approx(-1, abs=0.01)
+    assert steps_to_learn_fit({"steps_to_learn": censored}, probs).loglog_slope > -0.8  # kept, they flatten it
 
 
 def test_cli_train_neurons_sweep_fit_and_bad_input(tmp_path, capsys):
@@ -124,18 +125,18 @@ def test_late_slope_marks_step_limited_members_and_the_fit_leaves_them_out():
     assert [round(late_slope(r), 6) for r in res] == [0, 0, 0, 0.4, 0.4]
     assert np.isnan(late_slope({"curve": {"step": [0, 100], "test_loss": [1.0, 0.5]}}))  # one point after step 0
     converged = fit_exponent(res, "N", max_late_slope=0.1, n_boot=100)
-    assert converged["fit"]["exponent"] == pytest.approx(0.5, abs=1e-9) and converged["fit"]["n_points"] == 3
-    assert converged["late_slope"] == pytest.approx([0, 0, 0, 0.4, 0.4], abs=1e-9)
-    assert fit_exponent(res, "N", n_boot=100)["fit"]["n_points"] == 5  # no filter: all widths
+    assert converged.fit.exponent == pytest.approx(0.5, abs=1e-9) and converged.fit.n_points == 3
+    assert converged.late_slope == pytest.approx([0, 0, 0, 0.4, 0.4], abs=1e-9)
+    assert fit_exponent(res, "N", n_boot=100).fit.n_points == 5  # no filter: all widths
     steps = fit_exponent(res[3:4], "S", n_boot=100)  # the logged curve of one member
-    assert steps["loss_kind"] == "final" and steps["fit"]["exponent"] == pytest.approx(0.4, abs=1e-9)
+    assert steps.loss_kind == "final" and steps.fit.exponent == pytest.approx(0.4, abs=1e-9)
     with pytest.raises(ValueError, match=r"only 2 of 4 points converged in steps \(late slope ≤ 0.1\); train longer"):
         fit_exponent(res[1:], "N", max_late_slope=0.1)
     # early stopping: the lowest logged loss, not the last one
     over = [_curve(d, lambda s, d=d: 2 * d ** -0.3 * (1 + (s == 16000))) for d in (1000, 2000, 4000, 8000)]
     best = fit_exponent(over, "D", loss="best", n_boot=100)
-    assert best["fit"]["exponent"] == pytest.approx(0.3, abs=1e-9) and best["loss_kind"] == "best"
-    assert fit_exponent(over, "D", n_boot=100)["loss"] == pytest.approx([4 * d ** -0.3 for d in (1000, 2000, 4000, 8000)])
+    assert best.fit.exponent == pytest.approx(0.3, abs=1e-9) and best.loss_kind == "best"
+    assert fit_exponent(over, "D", n_boot=100).loss == pytest.approx([4 * d ** -0.3 for d in (1000, 2000, 4000, 8000)])
     with pytest.raises(ValueError, match="loss must be one of final, best"):
         fit_exponent(over, "D", loss="min")
 

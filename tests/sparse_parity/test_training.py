@@ -118,9 +118,9 @@ def test_ablation_matrix_finds_the_neurons_of_a_learned_subtask(trained):
     model = copy.deepcopy(trained[0])
     task = MultitaskSparseParity(8, 8, 3, 1.5)
     m = ablation_matrix(model, task, 400, torch.Generator().manual_seed(0))
-    inc = torch.tensor(m["increase"])
-    assert inc.shape == (48, 8) and m["base_loss"][0] < 0.1
-    carry = carriers(m["increase"], 0.1)
+    inc = torch.tensor(m.increase)
+    assert inc.shape == (48, 8) and m.base_loss[0] < 0.1 and list(m.to_dict()) == ["loss_unit", "base_loss", "increase"]
+    carry = carriers(m.increase, 0.1)
     assert carry[0] and all(inc[j, 0] > 0.1 for j in carry[0])
     # one entry recomputed by zeroing that unit's outgoing weights in the plain model
     j = carry[0][0]
@@ -128,4 +128,4 @@ def test_ablation_matrix_finds_the_neurons_of_a_learned_subtask(trained):
     with torch.no_grad():
         model[-1].weight[:, j] = 0
         ablated = torch.nn.functional.cross_entropy(model(x), y).item() / math.log(2)
-    assert ablated - m["base_loss"][0] == pytest.approx(inc[j, 0].item(), abs=1e-4)
+    assert ablated - m.base_loss[0] == pytest.approx(inc[j, 0].item(), abs=1e-4)
