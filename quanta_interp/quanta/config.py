@@ -239,7 +239,12 @@ class FamilyConfig(Config):
                 raise ParameterError(name, "needs family (the checkpoints the steps belong to)")
             from .family import resolve_family
 
-            n = len(resolve_family(self.family, v))
+            try:
+                n = len(resolve_family(self.family, v))
+            except ParameterError as e:
+                if e.param == "family_steps":
+                    raise
+                return  # a fault of the family itself: its own check ("scale") names it
             if len(v) != n or any(s <= 0 for s in v) or any(np.diff(v) <= 0):
                 raise ParameterError(name, f"must be {n} increasing positive steps, one per family member, got {list(v)}")
 

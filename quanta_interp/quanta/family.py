@@ -72,7 +72,7 @@ def _checkpoints(run: Path, steps) -> list[dict]:
 
     kept = checkpoint_steps(run)
     if not kept:
-        raise ParameterError("family_steps" if steps else "family",
+        raise ParameterError("family",
                              f"{run} is one training run and kept no checkpoints to follow over training: retrain it "
                              "with --keep-checkpoints, or pass a `quanta lm family` folder or ≥ 3 comma-separated models")
     if not steps:
