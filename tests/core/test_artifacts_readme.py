@@ -180,17 +180,6 @@ def check(readme: Path, root: Path) -> list[str]:
 # Units of other sessions' sections that did not pass on 2026-12-06 (their sections are being rewritten):
 # the unit's start → who fixes it. The list may only shrink: a unit here that passes fails the test.
 PENDING: dict[str, str] = {
-    '| `quanta bench qdg` (2026-11-29, idle): per-token capture (': 'lead: benchmarks',
-    '| same run: block scan vs a plain inference forward over the': 'lead: benchmarks',
-    "| same run: vs the paper's procedure (one forward + backward": 'lead: benchmarks',
-    '| kNN vs dense spectral clustering, 10k points, 100 clusters': 'lead: benchmarks',
-    '| kNN spectral clustering, 100k points, 100 clusters (2026-1': 'lead: benchmarks',
-    '| `quanta bench langstats` at V = 8192 (BPE-8192 Shakespeare': 'lead: benchmarks',
-    '| `quanta bench sparse-parity`: batched vs sequential widths': 'lead: benchmarks',
-    '| `quanta bench executors`: 8 runs × 1.5 s, 2 workers | proc': 'lead: benchmarks',
-    '| `quanta discover` defaults, 2026-11-29, idle (SmolLM2 cach': 'lead: benchmarks',
-    '| same with the refinement default, fresh clone, 2026-11-30,': 'lead: benchmarks',
-    '| earlier defaults (session 2, idle): 320 tokens asked, 208': 'lead: benchmarks',
 }
 
 
