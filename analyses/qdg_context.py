@@ -48,6 +48,7 @@ def capture(run: Path, work: Path, n: int, step: int) -> None:
     from quanta_interp import lm
     from quanta_interp.capture import capture_gradients
     from quanta_interp.capture.doc import doc_windows
+    from quanta_interp.capture.store import open_store
     from quanta_interp.corpora import load_corpus
     from quanta_interp.io import read_json
 
@@ -55,7 +56,11 @@ def capture(run: Path, work: Path, n: int, step: int) -> None:
     loaded = lm.load(identity["model"], device="cpu")
     docs = load_corpus(identity["corpus"], tokenizer=loaded.tokenizer).documents()
     rows = doc_windows(_rows(run, n), min(CONTEXT, int(loaded.bridge.cfg.n_ctx)))
+    held = open_store(work / "paper")
+    have = 0 if held is None else len(held.targets)  # a rerun extends the store from where it stopped
     for m in range(min(step, n), n + step, step):
+        if min(m, n) < have:
+            continue
         t0 = time.perf_counter()
         capture_gradients(loaded.bridge, docs, rows[: min(m, n)], work / "paper", params=identity["params"],
                           projection_dim=identity["projection_dim"], matrix_sketch_dim=identity["matrix_sketch_dim"],
