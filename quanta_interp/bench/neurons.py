@@ -3,7 +3,7 @@ pass vs the same neurons inspected one by one, and pages/s.
 
 - `neurons_scan_over_forward` (target ≥ 0.8): throughput of `scan_neurons` over a plain forward that stops at
   the same hook and keeps nothing, on the same windows; beside it the scan over a full forward. The functions
-  are timed in turn within each round (`bench.qdg._median_time`), medians of 3 rounds after a warm-up.
+  are timed in turn within each round (`bench.timing.median_times`), medians of 3 rounds after a warm-up.
 - One-by-one costs one pass over the sample per neuron; it is timed on `n_single` neurons and scaled to the
   layer's width (stated in the output).
 
@@ -55,7 +55,7 @@ def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int
     from ..neurons.config import ScanConfig
     from ..neurons.inspect import resolve_hook
     from ..neurons.scan import scan_neurons, scan_windows
-    from .qdg import _median_time
+    from .timing import median_times
 
     bridge = model.bridge
     context = min(context, int(bridge.cfg.n_ctx))
@@ -79,7 +79,7 @@ def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int
             for b in batches:
                 bridge(torch.as_tensor(b))
 
-    t_scan, t_fwd, t_full = _median_time(scan, forward_to_hook, full_forward, repeats=repeats)
+    t_scan, t_fwd, t_full = median_times(scan, forward_to_hook, full_forward, repeats=repeats)
     return {"scan_tokens": int(tokens.size), "scan_s": round(t_scan, 3), "forward_to_hook_s": round(t_fwd, 3),
             "full_forward_s": round(t_full, 3), "neurons_scan_over_forward": round(t_fwd / t_scan, 3),
             "target_neurons_scan_over_forward": 0.8, "scan_over_full_forward": round(t_full / t_scan, 3),

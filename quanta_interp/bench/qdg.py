@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .results import BenchResult, optional
+from .timing import median_times
 
 __all__ = ["run", "gradient_costs", "doc_costs", "scan_costs", "projection_error", "clustering_costs", "QDGBench",
            "GradientCosts", "DocCosts", "ScanCosts", "ProjectionError", "ClusteringCosts", "MethodCost"]
@@ -146,22 +147,6 @@ class QDGBench(BenchResult):
     targets: dict | None = optional()
 
 
-def _median_time(*fns, repeats: int = 3) -> float | list[float]:
-    """Median seconds of each function over `repeats` rounds after one warm-up round; the functions run in
-    turn within each round, so a change of load on a shared machine hits every one of them alike (timed one
-    after the other, a ratio once read 0.16 on a loaded machine where the idle value was 1.12)."""
-    for fn in fns:
-        fn()  # warm-up
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times, strict=True):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    medians = [float(np.median(t)) for t in times]
-    return medians[0] if len(fns) == 1 else medians
-
-
 def _sync(device) -> None:
     import torch
 
@@ -251,15 +236,15 @@ def gradient_costs(model, docs, *, n: int, context: int, doc_len: int, n_paper: 
             model(batch[0].to(device))
         _sync(device)
 
-    t_ours, t_floor, t_fwd = _median_time(ours, floor, forward)
+    t_ours, t_floor, t_fwd = median_times(ours, floor, forward)
     windows, _, ys = batch
     with grads_only_for(model, [m.weight for m in modules.values()]):
-        t_same = _median_time(lambda: [_paper_grad(model, modules, windows[i], ys[i], -1) for i in range(n_paper)], repeats=1)
+        t_same = median_times(lambda: [_paper_grad(model, modules, windows[i], ys[i], -1) for i in range(n_paper)], repeats=1)
         half = doc_len // 2  # a doc_len-token document with the target in its middle, run whole for each token
         rows = _windows(docs, n_paper, doc_len, seed + 1)[:, [0, 2]] - [0, half]
         full = [torch.from_numpy(np.asarray(docs[d][p - half: p + half], dtype=np.int64)) for d, p in rows]
         targets = [torch.tensor(int(docs[d][p])) for d, p in rows]
-        t_doc = _median_time(lambda: [_paper_grad(model, modules, full[i], targets[i], half - 1)
+        t_doc = median_times(lambda: [_paper_grad(model, modules, full[i], targets[i], half - 1)
                                       for i in range(n_paper)], repeats=1)
     per = {"capture": t_ours / n, "floor_forward_backward": t_floor / n, "forward": t_fwd / n,
            "paper_same_context": t_same / n_paper, "paper_full_document": t_doc / n_paper}
@@ -430,7 +415,7 @@ def scan_costs(model, docs, *, block: int, n_blocks: int, batch_tokens: int, see
         _sync(device)
         return out
 
-    t_scan, t_fwd = _median_time(scan, forward)
+    t_scan, t_fwd = median_times(scan, forward)
     tokens = sum(len(s) - 1 for s in sub)
     found = scan()
     return ScanCosts(scan_over_forward=t_fwd / t_scan, target_scan_over_forward=0.8,
