@@ -43,7 +43,7 @@ def _rows(run: Path, n: int) -> np.ndarray:
     return np.asarray(store.targets[ok])
 
 
-def capture(run: Path, work: Path, n: int, step: int) -> None:
+def capture(run: Path, work: Path, n: int, step: int, device: str = "cpu") -> None:
     """The paper-context gradients of the run's first n targets, with the run's sketch, into work/paper."""
     from quanta_interp import lm
     from quanta_interp.capture import capture_gradients
@@ -53,7 +53,7 @@ def capture(run: Path, work: Path, n: int, step: int) -> None:
     from quanta_interp.io import read_json
 
     identity = read_json(run / "identity.json", expect=dict)
-    loaded = lm.load(identity["model"], device="cpu")
+    loaded = lm.load(identity["model"], device=device)
     docs = load_corpus(identity["corpus"], tokenizer=loaded.tokenizer).documents()
     rows = doc_windows(_rows(run, n), min(CONTEXT, int(loaded.bridge.cfg.n_ctx)))
     held = open_store(work / "paper")
@@ -197,11 +197,18 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--resamples", type=int, default=10)
     parser.add_argument("--step", type=int, default=50, help="rows captured per extension of the store")
+    parser.add_argument("--device", default="cpu", help="torch device of the capture (e.g. cuda)")
     parser.add_argument("--out", default="artifacts/qdg/context")
     args = parser.parse_args()
+    from quanta_interp.config import ParameterError, check_device
+
+    try:
+        check_device(args.device)  # a cuda request without CUDA is an error, never a silent CPU run
+    except ParameterError as e:
+        parser.error(str(e))
     run, work = Path(args.run), Path(args.work)
     if args.stage in (None, "capture"):
-        capture(run, work, args.tokens, args.step)
+        capture(run, work, args.tokens, args.step, args.device)
     if args.stage in (None, "analyse"):
         r = analyse(run, work, args.tokens, args.resamples, Path(args.out))
         print(f"same-token cosine median {r['same_token_cosine']['median']:.2f}; AMI between contexts "
