@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..describe import Description, describe_tokens, log_unigram
 from ..io import atomic_write_json, progress, read_json
 from .config import ClusteringConfig
 from .frequencies import RankFrequencyFit
 from .run import CaptureInfo, RunFolder
 
-__all__ = ["analyse", "cluster_quanta", "clustered_rows", "quantum_records", "QuantaFit", "QDGResult"]
+__all__ = ["analyse", "cluster_quanta", "clustered_rows", "quantum_records", "quantum_descriptions", "QuantaFit",
+           "QDGResult"]
 
 
 @dataclass
@@ -174,7 +176,34 @@ def quantum_records(quanta: QuantaFit, G: np.ndarray, rows: np.ndarray, losses: 
         clusters.append({"rank": rank + 1, "label": int(c), "size": len(recs), "top_targets": top, "members": recs,
                          "cos": np.round(shown @ shown.T, 2).tolist(),
                          **({} if stab is None else {"stability": round(float(stab.quantum_stability[c]), 3)})})
+    for c, d in zip(clusters, quantum_descriptions([c["members"] for c in clusters]), strict=True):
+        c["description"] = d.to_dict()
     return clusters
+
+
+def quantum_descriptions(members: list[list[dict]]) -> list[Description]:
+    """A one-line description of each quantum without an LLM, with its detection AUC (`describe.describe_tokens`).
+
+    The positives are a quantum's members as (answer token, preceding token), in the given order (fit and
+    held-out halves alternate); the log-odds are taken against the answer and preceding tokens of every
+    clustered token, and the held-out members are told apart from every clustered token outside the quantum.
+
+    Parameters
+    ----------
+    members : list of list of dict
+        Per quantum, its `targets.json` records (`target` and `tokens`, the target last).
+    """
+    def prev(m):
+        return m["tokens"][-2] if len(m["tokens"]) >= 2 else None
+
+    texts = sorted({t for ms in members for m in ms for t in (m["target"], prev(m)) if t is not None})
+    vocab = {t: i for i, t in enumerate(texts)}
+    pairs = [np.asarray([(vocab[m["target"]], vocab.get(prev(m), -1)) for m in ms], dtype=np.int64).reshape(-1, 2)
+             for ms in members]
+    every = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    base = np.stack([log_unigram(every[:, 0], len(texts)), log_unigram(every[:, 1], len(texts))])
+    return [describe_tokens(p, np.concatenate([q for j, q in enumerate(pairs) if j != k] or [every[:0]]), base,
+                            lambda ids: [texts[i] for i in ids]) for k, p in enumerate(pairs)]
 
 
 def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
@@ -246,7 +275,10 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
         "n_nan_gradients": int((store.status == -1).sum()),
         "n_above_threshold_on_recheck": int((store.ok & (store.losses >= config.loss_threshold)).sum()),
         "clusters": [{"rank": c["rank"], "label": c["label"], "size": c["size"], "top_targets": c["top_targets"][:5],
-                      **({"stability": c["stability"]} if "stability" in c else {})} for c in clusters],
+                      **({"stability": c["stability"]} if "stability" in c else {}),
+                      "description": c["description"]["text"], "detection_auc": c["description"]["auc"]}
+                     for c in clusters],
+        "descriptions": _description_summary(clusters),
         **({} if quanta.stability is None else {"stability": quanta.stability.to_dict()}),
         "rank_frequency": fit.to_dict(), "envelope_ks": list(counts), "timings": timings, "notes": notes,
     }
@@ -257,6 +289,15 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
     return QDGResult(out=run.root, n_tokens=int(len(rows)), cluster_sizes=[c["size"] for c in clusters],
                      slope=fit.slope, slope_ci=None if fit.slope_ci is None else list(fit.slope_ci), predicted_slope=fit.predicted_slope,
                      timings=timings, summary=summary)
+
+
+def _description_summary(clusters: list[dict]) -> dict:
+    """Median detection AUC of the quanta's descriptions and how many could be scored."""
+    aucs = [c["description"]["auc"] for c in clusters if c["description"]["auc"] is not None]
+    return {"median_detection_auc": round(float(np.median(aucs)), 3) if aucs else None, "scored": len(aucs),
+            "quanta": len(clusters), "method": "answer and preceding tokens most over-represented (log-odds against "
+            "every clustered token), fit on every other member; AUC of the held-out members against every clustered "
+            "token outside the quantum (Delphi's detection score)"}
 
 
 def _draw(run: RunFolder, config, quanta: QuantaFit, G: np.ndarray, notes: list[str]) -> None:

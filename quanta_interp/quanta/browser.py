@@ -2,8 +2,10 @@
 
 Clusters are listed by size (or, with a model family, by N*); each shows the histogram of its ten most
 common answer tokens, a heatmap of its members' gradient cosines, example contexts with the target
-outlined and, with a family, its mean loss against scale (inline SVG, interquartile band) and N*. Corpus text travels only in the page's JSON block and reaches the DOM through
-`textContent` (`QI.tokens`, `QI.el`); the page loads nothing from the network.
+outlined, its one-line description with its detection AUC and, with a family, its mean loss against scale
+(inline SVG, interquartile band) and N*; `link_neurons` adds each quantum's neurons with links to their pages.
+Corpus text travels only in the page's JSON block and reaches the DOM through `textContent` (`QI.tokens`,
+`QI.el`); the page loads nothing from the network.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..report.html import page, write_page
+from ..report.html import page, page_data, write_page
 
-__all__ = ["write_browser"]
+__all__ = ["write_browser", "link_neurons"]
 
 STYLE = """
 #sort { margin:.3rem 0; font-size:13px; } #sort button.on { outline:2px solid var(--hi); }
@@ -100,6 +102,15 @@ function heatmap(cos) {
     fill: QI.colour(v, 1) || 'transparent'}); r.appendChild(svg('title', {}, `cos = ${QI.num(v, 2)}`)); s.appendChild(r); }));
   return s;
 }
+function neurons(c) {
+  const box = QI.el('div', undefined, 'neurons');
+  if (!c.neurons) { box.appendChild(QI.el('p', 'not linked: rerun `quanta neurons link` with more --quanta', 'muted')); return box; }
+  const t = QI.el('table', undefined, 'nlist');
+  c.neurons.forEach(n => { const tr = QI.el('tr'), td = QI.el('td'), a = QI.el(n.href ? 'a' : 'span', `neuron ${n.neuron}`);
+    if (n.href) a.href = n.href; td.appendChild(a); tr.appendChild(td); tr.appendChild(QI.el('td', `A = ${QI.num(n.attribution, 3)} nats`));
+    if (n.description) tr.appendChild(QI.el('td', n.description, 'muted')); t.appendChild(tr); });
+  box.appendChild(t); box.appendChild(QI.el('p', D.neurons_note, 'meta')); return box;
+}
 function panel(title, content) { const p = QI.el('div', undefined, 'card'); p.appendChild(QI.el('h3', title));
   p.appendChild(content); return p; }
 function show(i) {
@@ -110,6 +121,7 @@ function show(i) {
   const box = document.getElementById('cluster'); box.replaceChildren();
   const h = QI.el('h2', `Cluster #${c.rank}: ${c.size} tokens (${QI.num(100 * c.size / D.n_tokens, 1)}%)`);
   const g = badge(c); if (g) h.appendChild(g); box.appendChild(h);
+  if (c.description) box.appendChild(QI.el('p', `${c.description.text} · detection AUC ${c.description.auc === null ? 'n/a' : QI.num(c.description.auc, 2)}`, 'description'));
   if (F && c.curve) box.appendChild(QI.el('p', `learned at N* = ${nStarText(c)}; loss falls ${QI.num(c.drop, 2)} nats`, 'nstar-text'));
   const panels = QI.el('div', undefined, 'panels');
   if (F && c.curve) panels.appendChild(panel(`mean loss (IQR band) vs ${F.axis}`, curve(c)));
@@ -119,6 +131,7 @@ function show(i) {
     bar.appendChild(span); tr.appendChild(bar); tr.appendChild(QI.el('td', `×${n}`)); hist.appendChild(tr); });
   panels.appendChild(panel('top answer tokens', hist));
   if (c.cos && c.cos.length > 1) panels.appendChild(panel(`gradient cosine, ${c.cos.length} members`, heatmap(c.cos)));
+  if (D.neurons_note !== undefined) panels.appendChild(panel(`neurons of ${D.neurons_hook} by attribution`, neurons(c)));
   box.appendChild(panels);
   c.examples.forEach(e => { const card = QI.el('div', undefined, 'card');
     card.appendChild(QI.tokens(e.tokens, null, 0, e.tokens.length - 1));
@@ -147,17 +160,44 @@ def write_browser(path: str | Path, clusters: Sequence[dict], *, title: str, sub
         with `family`, `curve` {mean, q25, q75: loss per member}, `n_star`, `n_star_ci`, `censored`, `drop`
         (`scaling.quanta_scaling`'s per-quantum entries), `stability` (mean best-match Jaccard over resamples,
         `stability.jaccard_stability`: drawn as a badge, stable ≥ 0.75 > shaky ≥ 0.5 > dissolves; the index can
-        be sorted by it).
+        be sorted by it), `description` (`Description.to_dict()`: its line and detection AUC, shown under the
+        heading).
     family : dict or None
         `x` (each member's scale) and `axis` ("N" or "step"): draws each quantum's loss curve and N*, and
         lets the index be sorted by N*.
     n_resamples : int
         Resamples behind `stability` (shown in the badge's tooltip).
     """
-    keys = ("n_star", "n_star_ci", "censored", "drop", "curve", "cos", "stability")
+    keys = ("n_star", "n_star_ci", "censored", "drop", "curve", "cos", "stability", "description")
     data = {"title": title, "subtitle": subtitle, "n_tokens": n_tokens, "n_resamples": n_resamples,
             "family": None if family is None else {"x": list(family["x"]), "axis": family["axis"]},
             "clusters": [{"rank": c.get("rank", i + 1), "size": c["size"], "top_targets": c["top_targets"][:10],
                           "examples": c["examples"][:max_examples], **{k: c[k] for k in keys if k in c}}
                          for i, c in enumerate(clusters)]}
     return write_page(path, page(title, data=data, script=SCRIPT, style=STYLE, body=BODY))
+
+
+def link_neurons(source: str | Path, path: str | Path, neurons: dict[int, list[dict]], *, hook: str,
+                 note: str) -> Path:
+    """`source` (a `write_browser` page) rewritten to `path` with each quantum's neurons listed and linked.
+
+    Parameters
+    ----------
+    neurons : dict
+        Quantum rank → its neurons, most attributed first: `neuron` (index), `attribution` (nats), `href` (the
+        neuron's page, relative to `path`) and optionally `description` (a line). Quanta without an entry say
+        they were not linked.
+    hook, note : str
+        The neurons' hook, and how they were ranked (shown under each list).
+
+    Raises
+    ------
+    ValueError
+        `source` is not a page written by `write_browser`.
+    """
+    data = page_data(Path(source).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "clusters" not in data:
+        raise ValueError(f"{source} is not a quanta browser page (no clusters in its data)")
+    data = {**data, "neurons_hook": hook, "neurons_note": note,
+            "clusters": [{**c, "neurons": neurons.get(int(c["rank"]))} for c in data["clusters"]]}
+    return write_page(path, page(data["title"], data=data, script=SCRIPT, style=STYLE, body=BODY))

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..io import atomic_write_bytes, to_jsonable
 
-__all__ = ["json_for_script", "page", "write_page", "BASE_CSS", "BASE_JS"]
+__all__ = ["json_for_script", "page", "page_data", "write_page", "BASE_CSS", "BASE_JS"]
 
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "img-src data:; base-uri 'none'; form-action 'none'")
@@ -119,6 +119,22 @@ def page(title: str, *, data: Any, script: str, style: str = "", body: str = "")
         f"<script type=\"application/json\" id=\"qi-data\">{json_for_script(data)}</script>\n"
         f"<script>{BASE_JS}\n{script}</script>\n</body></html>\n"
     )
+
+
+def page_data(document: str) -> Any:
+    """The `data` a `page` document carries (its JSON block, parsed), to rewrite a page with more data.
+
+    Raises
+    ------
+    ValueError
+        `document` is not a page written by `page`.
+    """
+    import re
+
+    m = re.search(r'<script type="application/json" id="qi-data">(.*?)</script>', document, re.S)
+    if m is None:
+        raise ValueError("not a page written by report.html.page: it has no qi-data block")
+    return json.loads(m.group(1))
 
 
 def write_page(path: str | os.PathLike, document: str) -> Path:

@@ -286,3 +286,34 @@ def test_neuron_pages_list_their_quanta_and_the_index_searches_by_token(browser,
     browser.eval("const u = document.getElementById('search'); u.value = 'after'; u.dispatchEvent(new Event('input'))")
     assert browser.eval("[...document.querySelector('table').rows[1].cells].slice(-2).map(c => c.textContent)") == [
         "'c' (after ' ')", "0.950"]
+
+
+def test_quanta_page_lists_each_quantums_neurons_with_links_and_its_description(browser, tmp_path):
+    """`link_neurons` rewrites a discover browser with each quantum's neurons (linked where a page exists) and keeps
+    its description line; quanta without links say so; hostile text stays text."""
+    from quanta_interp.quanta.browser import link_neurons, write_browser
+
+    clusters = [{"rank": r, "size": 10 - r, "top_targets": [("x", 3)],
+                 "description": {"text": HOSTILE[0], "tokens": [], "after": [], "auc": 0.875, "n_fit": 3, "n_heldout": 3},
+                 "examples": [{"tokens": ["a", "x"], "doc_name": "d", "pos": 1, "loss": 0.01}]} for r in (1, 2)]
+    src = write_browser(tmp_path / "run" / "browser.html", clusters, title="t", subtitle="s", n_tokens=20)
+    page = link_neurons(src, tmp_path / "quanta.html", {1: [
+        {"neuron": 31, "attribution": 0.5, "href": "neuron_00031.html", "description": HOSTILE[1]},
+        {"neuron": 7, "attribution": 0.25, "href": None}]}, hook="blocks.1.mlp.hook_post", note="by attribution")
+    browser.open(page)
+    assert browser.problems(page.as_uri()) == []
+    assert browser.eval("document.querySelector('.description').textContent") == f"{HOSTILE[0]} · detection AUC 0.88"
+    assert browser.eval("[...document.querySelectorAll('table.nlist a')].map(a => a.getAttribute('href'))") == [
+        "neuron_00031.html"]
+    assert browser.eval("document.querySelectorAll('table.nlist tr').length") == 2
+    assert HOSTILE[1] in browser.eval("document.querySelector('table.nlist').textContent")
+    browser.eval("document.querySelector('#next').click()")
+    assert "not linked" in browser.eval("document.querySelector('.neurons').textContent")
+    with pytest.raises(ValueError, match="not a page written"):
+        link_neurons(_plain(tmp_path), tmp_path / "q.html", {}, hook="h", note="n")
+
+
+def _plain(tmp_path):
+    path = tmp_path / "plain.html"
+    path.write_text("<html><body>no data</body></html>")
+    return path

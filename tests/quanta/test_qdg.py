@@ -154,6 +154,11 @@ def test_quanta_discover_end_to_end(tiny_run, capsys, monkeypatch):
     assert "<" not in data and ">" not in data and "http" not in body
     shown = json.loads(data)["clusters"]
     assert any("<" in e["context"] for c in shown for e in c["examples"])  # markup in the corpus reached the page
+    # every quantum carries its one-line description, in clusters.json, the summary and the page
+    assert [c["description"]["text"] for c in clusters] == [c["description"] for c in summary["clusters"]] == \
+        [c["description"]["text"] for c in shown]
+    assert all(set(c["description"]["tokens"]) <= {m["target"] for m in c["members"]} for c in clusters)
+    assert summary["descriptions"]["quanta"] == len(clusters)
 
     # a rerun resumes: nothing is recomputed and the answer is the same
     mtime = (out / "gradients" / "gradients.npy").stat().st_mtime
