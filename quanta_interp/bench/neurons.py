@@ -52,8 +52,7 @@ def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int
     import torch
 
     from ..capture.activations import activation_batches
-    from ..neurons.config import ScanConfig
-    from ..neurons.inspect import resolve_hook
+    from ..neurons.config import ScanConfig, resolve_hook
     from ..neurons.scan import scan_neurons, scan_windows
     from .timing import median_times
 
@@ -168,6 +167,6 @@ def run(args) -> NeuronsBench:
         speedup_layer_batch_vs_one_by_one=round(t_single * width / t_layer, 1),
         speedup_note="one-by-one = one pass over the sample per neuron, timed on the first neurons and scaled to "
                      "the layer width; both include building the records",
-        pages_written=pages["pages"], pages_per_s=round(pages["pages_per_s"], 1),
+        pages_written=pages.pages, pages_per_s=round(pages.pages_per_s, 1),
         scan_layer=10 if not args.quick else layer, **scan_row,
     )

@@ -4,10 +4,10 @@ from .._exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     "attribution": ["QuantaNeurons", "QuantumNeurons", "link_quanta", "quanta_neurons"],
-    "config": ["LinkConfig", "NeuronConfig", "PagesConfig", "ScanConfig"],
+    "config": ["DEFAULT_HOOK", "LinkConfig", "NeuronConfig", "PagesConfig", "ScanConfig", "resolve_hook"],
     "dashboard": ["index_rows", "quantum_links", "scan_records", "serves", "write_scan_pages"],
-    "inspect": ["DEFAULT_HOOK", "CorpusSample", "LayerInspector", "TokenText", "corpus_sample", "logit_effects", "resolve_hook"],
-    "pages": ["NeuronRecord", "index_page", "neuron_filename", "neuron_page", "write_layer", "write_neuron"],
+    "inspect": ["CorpusSample", "LayerInspector", "LogitEffects", "TokenText", "corpus_sample", "logit_effects"],
+    "pages": ["LayerPages", "NeuronRecord", "index_page", "neuron_filename", "neuron_page", "write_layer", "write_neuron"],
     "quanta_link": ["ClusterProfile", "discover_corpus", "read_discover"],
-    "scan": ["NeuronScan", "run_scan", "scan_neurons", "scan_windows"],
+    "scan": ["NeuronScan", "NeuronStats", "QuantileBin", "run_scan", "scan_neurons", "scan_windows"],
 })

@@ -74,14 +74,14 @@ class QuantumNeurons:
     z: list
     predicted_delta: float
     base_loss: float
-    base_loss_other: float
-    delta_top: float
-    delta_z: float
-    delta_random: list
-    ratio: float
-    ratio_interval: list
-    delta_other: float
-    specificity: float
+    base_loss_other: float | None
+    delta_top: float | None
+    delta_z: float | None
+    delta_random: list | None
+    ratio: float | None
+    ratio_interval: list | None
+    delta_other: float | None
+    specificity: float | None
     overlap_z: int
 
     def to_dict(self) -> dict:
@@ -164,9 +164,9 @@ def _losses(bridge, docs, rows, hook, *, ablate=None, means=None, grad=False, ba
 
 
 def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, means: np.ndarray | None = None,
-                   mean_source: str = "", hook: str | None = None, quanta: int = 4, top_n: int = 20, draws: int = 5,
-                   max_members: int = 48, n_other: int = 48, batch_size: int = 16, seed: int = 0,
-                   desc: str | None = "quanta") -> QuantaNeurons:
+                   mean_source: str = "", hook: str | None = None, quanta: int = 4, ablate: int | None = None,
+                   top_n: int = 20, draws: int = 5, max_members: int = 48, n_other: int = 48, batch_size: int = 16,
+                   seed: int = 0, desc: str | None = "quanta") -> QuantaNeurons:
     """For the `quanta` largest quanta of a discover run, the layer's neurons ranked by attribution, tested by
     mean-ablation against random neurons, the z-score ranking and other quanta's tokens (module docstring).
 
@@ -184,9 +184,12 @@ def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, mean
         μ, the mean activation used for ablation and attribution (e.g. `NeuronScan.means`); None takes the mean
         over every position of the windows evaluated (stated in `mean_source`).
     quanta, top_n, draws : int
-        Quanta examined (largest first), neurons ablated per set, random draws.
+        Quanta ranked (largest first), neurons ablated per set, random draws.
+    ablate : int or None
+        The first `ablate` of them are also tested by ablation (default: all); the others carry None in the
+        ablation fields.
     max_members, n_other : int
-        Members sampled per quantum; tokens sampled from the quanta ranked below `quanta` as "other tokens".
+        Members sampled per quantum; tokens sampled from the quanta ranked below `ablate` as "other tokens".
     seed : int
         Seeds the member samples and the random neuron draws.
 
@@ -198,13 +201,15 @@ def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, mean
     ------
     ParameterError
         Not a discover folder, another model or tokenizer (`discover`), a layer outside the model (`layer`), a
-        hook the model lacks (`hook`), `top_n` above the layer's width (`top_n`), or `means` of another width.
+        hook the model lacks (`hook`), `top_n` above the layer's width (`top_n`), `ablate` above `quanta`
+        (`ablate`), or `means` of another width.
     """
     import torch
 
-    from .inspect import resolve_hook
+    from .config import check_ablate, resolve_hook
     from .quanta_link import check_model, read_discover
 
+    ablate = check_ablate(ablate, quanta)
     summary, clusters = read_discover(discover)
     check_model(summary, model.spec, discover)
     if summary.get("tokenizer") not in (None, corpus.tokenizer.fingerprint()):
@@ -221,7 +226,10 @@ def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, mean
     rng = np.random.default_rng(seed)
     docs = [corpus.doc(d) for d in range(len(corpus.doc_lengths))]
     ranked = sorted(clusters, key=lambda c: int(c.get("rank", 0)))
-    top, rest = ranked[:quanta], [m for c in ranked[quanta:] for m in c.get("members", [])]
+    top, rest = ranked[:quanta], [m for c in ranked[ablate:] for m in c.get("members", [])]
+    if ablate and not rest:
+        raise ParameterError("ablate", f"{ablate} leaves no smaller quanta in {discover} to sample 'other tokens' "
+                                       "from: ablate fewer quanta")
     sample = [_rows(corpus, [c["members"][j] for j in np.sort(rng.choice(len(c["members"]), min(max_members,
               len(c["members"])), replace=False))], discover) for c in top]
     other = _rows(corpus, [rest[j] for j in np.sort(rng.choice(len(rest), min(n_other, len(rest)), replace=False))],
@@ -247,17 +255,33 @@ def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, mean
             raise ParameterError("top_n", f"must be between 1 and the layer's {width} neurons, got {top_n}")
         run = dict(means=means, batch_size=batch_size)
         base_other, last_other, _ = _losses(bridge, docs, other, hook_name, **run)
-        base = [_losses(bridge, docs, rows, hook_name, grad=True, **run) for rows in sample]
+        base = [_losses(bridge, docs, rows, hook_name, grad=True, **run)
+                for rows in progress(sample, desc=desc and f"{desc}: attribution", disable=desc is None)]
         if last_other.shape[1] != width:
             raise ParameterError("means", f"has {width} values, but {hook_name} has {last_other.shape[1]} neurons")
         every = np.concatenate([b[1] for b in base] + [last_other])
         mu_all, sd_all = every.mean(0), np.maximum(every.std(0), 1e-6)
         out = []
-        for c, rows, (loss0, last, attr) in progress(list(zip(top, sample, base, strict=True)), desc=desc,
-                                                     disable=desc is None):
+        for k, (c, rows, (loss0, last, attr)) in enumerate(progress(list(zip(top, sample, base, strict=True)),
+                                                                    desc=desc and f"{desc}: ablation",
+                                                                    disable=desc is None)):
             best = np.argsort(-attr)[:top_n]
             z = (last.mean(0) - mu_all) / sd_all
             best_z = np.argsort(-z)[:top_n]
+            ranking = dict(rank=int(c.get("rank", 0)), size=int(c.get("size", len(c["members"]))),
+                           targets=[str(t[0] if isinstance(t, (list, tuple)) else t)
+                                    for t in c.get("top_targets", [])[:3]],
+                           n_members=len(rows), top_attribution=best.tolist(),
+                           attribution=np.round(attr[best], 4).tolist(), top_z=best_z.tolist(),
+                           z=np.round(z[best_z], 3).tolist(),
+                           predicted_delta=round(float(attr[best].sum()) / len(rows), 5),
+                           base_loss=round(float(loss0.mean()), 5),
+                           overlap_z=len(set(best.tolist()) & set(best_z.tolist())))
+            if k >= ablate:
+                out.append(QuantumNeurons(**ranking, base_loss_other=None, delta_top=None, delta_z=None,
+                                          delta_random=None, ratio=None, ratio_interval=None, delta_other=None,
+                                          specificity=None))
+                continue
 
             def delta(neurons, rows=rows, loss0=loss0):
                 return float((_losses(bridge, docs, rows, hook_name, ablate=neurons, **run)[0] - loss0).mean())
@@ -269,19 +293,13 @@ def quanta_neurons(model, corpus: TokenizedCorpus, discover, layer: int, *, mean
             ratios = np.where(boot > 0, d_top / np.where(boot > 0, boot, 1.0), np.inf)
             mean_rand = float(np.mean(d_rand))
             out.append(QuantumNeurons(
-                rank=int(c.get("rank", 0)), size=int(c.get("size", len(c["members"]))),
-                targets=[str(t[0] if isinstance(t, (list, tuple)) else t) for t in c.get("top_targets", [])[:3]],
-                n_members=len(rows), top_attribution=best.tolist(), attribution=np.round(attr[best], 4).tolist(),
-                top_z=best_z.tolist(), z=np.round(z[best_z], 3).tolist(),
-                predicted_delta=round(float(attr[best].sum()) / len(rows), 5),
-                base_loss=round(float(loss0.mean()), 5), base_loss_other=round(float(base_other.mean()), 5),
+                **ranking, base_loss_other=round(float(base_other.mean()), 5),
                 delta_top=round(d_top, 5), delta_z=round(d_z, 5), delta_random=np.round(d_rand, 5).tolist(),
                 ratio=round(d_top / mean_rand, 2) if mean_rand > 0 else float("inf"),
                 ratio_interval=[round(float(np.percentile(ratios, q, method=m)), 2)
                                 for q, m in ((2.5, "lower"), (97.5, "higher"))],
                 delta_other=round(d_other, 5),
-                specificity=round(d_top / d_other, 2) if d_other > 0 else float("inf"),
-                overlap_z=len(set(best.tolist()) & set(best_z.tolist()))))
+                specificity=round(d_top / d_other, 2) if d_other > 0 else float("inf")))
     finally:
         for p, f in zip(params, flags, strict=True):
             p.requires_grad_(f)
@@ -323,6 +341,7 @@ def link_quanta(config, device: str = "cpu") -> QuantaNeurons:
         hook = scan.hooks[list(scan.config.layers).index(config.layer)]
         means, source = scan.means(hook), f"scan {config.scan}: mean over {scan.tokens_done} tokens"
     return quanta_neurons(model, corpus, config.discover, config.layer, means=means, mean_source=source,
-                          hook=config.hook, quanta=config.quanta, top_n=config.top_n, draws=config.draws,
+                          hook=config.hook, quanta=config.quanta, ablate=config.ablate, top_n=config.top_n,
+                          draws=config.draws,
                           max_members=config.max_members, n_other=config.n_other, batch_size=config.batch_size,
                           seed=config.seed)

@@ -102,6 +102,10 @@ def _link(args) -> int:
     res = link_quanta(from_args(LinkConfig, args), args.device)
     path = atomic_write_json(args.out, res.to_dict())
     for q in res.quanta:
+        if q.delta_top is None:
+            print(f"Q{q.rank} (size {q.size}, targets {q.targets}): top-{res.top_n} by attribution "
+                  f"{q.top_attribution[:8]}… (not ablated)")
+            continue
         print(f"Q{q.rank} (size {q.size}, targets {q.targets}): top-{res.top_n} by attribution "
               f"{q.top_attribution[:8]}…; ablating them raises its loss {q.delta_top:+.4f} nats vs {q.delta_z:+.4f} "
               f"(top z-score) and {sum(q.delta_random) / len(q.delta_random):+.4f} (random; ratio {q.ratio}, "

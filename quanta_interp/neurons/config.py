@@ -1,13 +1,45 @@
-"""`NeuronConfig`: which neurons of which model are inspected on which corpus sample, checked once."""
+"""The neurons subpackage's configs (`NeuronConfig`, `ScanConfig`, `LinkConfig`, `PagesConfig`), each checked once,
+and the hook a layer's neurons are read at (`resolve_hook`)."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import dataclass, field
 
 from ..config import SPLITS, Config, ParameterError, check_choice, check_positive_int, parse_int_list
 
-__all__ = ["NeuronConfig", "ScanConfig", "LinkConfig", "PagesConfig", "INTERVALS", "SPLITS"]
+__all__ = ["NeuronConfig", "ScanConfig", "LinkConfig", "PagesConfig", "check_ablate", "resolve_hook", "DEFAULT_HOOK",
+           "INTERVALS", "SPLITS"]
+
+DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
+
+
+def resolve_hook(model, layer: int, hook: str | None = None) -> str:
+    """The hook name for `layer` (default the MLP hidden activations); one-line errors name the valid choices.
+
+    Parameters
+    ----------
+    model
+        A bridge (TransformerBridge).
+    hook : str or None
+        A hook name or template with `{layer}`; default `DEFAULT_HOOK`, "blocks.{layer}.mlp.hook_post".
+
+    Raises
+    ------
+    ValueError
+        `layer` outside 0..n_layers−1, or a name that is not a hook of the model (close matches listed).
+    """
+    n_layers = int(model.cfg.n_layers)
+    if not 0 <= int(layer) < n_layers:
+        raise ValueError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+    name = (hook or DEFAULT_HOOK).format(layer=int(layer))
+    names = list(model.hook_dict)
+    if name not in model.hook_dict:
+        close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+        raise ValueError(f"hook {name!r} is not a hook of this model; close matches: {', '.join(close) or 'none'}")
+    return name
+
 
 INTERVALS = ("quantile", "equal-width")
 
@@ -92,7 +124,9 @@ class LinkConfig(Config):
     scan: str | None = None
     """A `quanta neurons scan` folder of the same model and layer: its means are the ablation values."""
     quanta: int = 4
-    """Quanta examined, largest first."""
+    """Quanta whose neurons are ranked, largest first."""
+    ablate: int | None = None
+    """Of those, how many (largest first) are tested by ablation (default: all)."""
     top_n: int = 20
     """Neurons ablated per set."""
     draws: int = 5
@@ -109,8 +143,23 @@ class LinkConfig(Config):
     def _checks(self):
         positive = check_positive_int
         return [("discover", _required("a `quanta discover --out` folder")), ("layer", _layer), ("quanta", positive),
-                ("top_n", positive), ("draws", positive), ("max_members", positive), ("n_other", positive),
-                ("batch_size", positive)]
+                ("ablate", lambda name, v: check_ablate(v, self.quanta, name)), ("top_n", positive),
+                ("draws", positive), ("max_members", positive), ("n_other", positive), ("batch_size", positive)]
+
+
+def check_ablate(ablate: int | None, quanta: int, name: str = "ablate") -> int:
+    """`ablate` (None: all `quanta`) as the number of quanta tested by ablation.
+
+    Raises
+    ------
+    ParameterError
+        Outside 0..quanta.
+    """
+    if ablate is None:
+        return quanta
+    if not 0 <= ablate <= quanta:
+        raise ParameterError(name, f"must be between 0 and quanta ({quanta}), got {ablate}")
+    return int(ablate)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,17 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from ..corpora import TokenizedCorpus
-from .inspect import DEFAULT_HOOK, TokenText, _r, logit_effects
-from .pages import NeuronRecord, neuron_filename
+from ..describe import Description, describe_tokens, log_unigram
+from .config import DEFAULT_HOOK
+from .inspect import TokenText, _r, logit_effects
+from .pages import LayerPages, NeuronRecord, neuron_filename
 from .scan import NeuronScan
 
 __all__ = ["scan_records", "index_rows", "serves", "quantum_links", "describe", "write_scan_pages"]
@@ -32,72 +36,44 @@ def serves(links: dict | None, hook: str) -> dict[int, list[dict]]:
     return out
 
 
-def quantum_links(links: dict, rank: int, pages: str = "") -> list[dict]:
-    """The neurons of quantum `rank` (1 = largest) from `QuantaNeurons.to_dict()`, for a quanta browser to list:
-    `neuron`, `attribution` (A_i, nats) and `href` (`pages` + the neuron's page file name), most attributed first;
-    [] when the links do not cover the quantum. The hook for `quanta.browser`: give each quantum these links."""
-    for q in links.get("quanta", []):
-        if int(q["rank"]) == int(rank):
-            return [{"neuron": int(i), "attribution": a, "href": pages + neuron_filename(int(i))}
-                    for i, a in zip(q["top_attribution"], q["attribution"], strict=True)]
-    return []
+def quantum_links(links: dict, pages: Collection[int] = (), descriptions: Sequence[str] = ()) -> dict[int, list[dict]]:
+    """Quantum rank → its neurons from `QuantaNeurons.to_dict()`, most attributed first, as
+    `quanta.browser.link_neurons` lists them: `neuron`, `attribution` (A_i, nats), `href` (its page's file name,
+    None for neurons in no `pages`) and `description` (`descriptions[neuron]`, when given).
+
+    A mapping because the browser looks quanta up by rank; quanta the links do not cover are absent."""
+    pages = {int(i) for i in pages}
+    return {int(q["rank"]): [{"neuron": int(i), "attribution": a,
+                              "href": neuron_filename(int(i)) if int(i) in pages else None,
+                              **({"description": descriptions[int(i)]} if len(descriptions) else {})}
+                             for i, a in zip(q["top_attribution"], q["attribution"], strict=True)]
+            for q in links.get("quanta", [])}
 
 
 @functools.lru_cache(maxsize=2)
 def _corpus_log_probs(corpus: TokenizedCorpus, alpha: float) -> np.ndarray:
-    """Smoothed log unigram probabilities of the whole corpus (float64 (V,))."""
-    counts = np.bincount(np.asarray(corpus.tokens, dtype=np.int64), minlength=corpus.vocab_size).astype(float)
-    return np.log((counts + alpha) / (counts.sum() + alpha * corpus.vocab_size))
+    """Smoothed log unigram probabilities of the whole corpus, for tokens and preceding tokens (float64 (2, V))."""
+    b = log_unigram(np.asarray(corpus.tokens, dtype=np.int64), corpus.vocab_size, alpha)
+    return np.stack([b, b])
 
 
 def describe(corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neuron: int, *, n_random: int = 1000,
-             alpha: float = 0.5, seed: int = 0) -> dict:
-    """A one-line description of a neuron without an LLM, and how well it detects the neuron's activations.
+             alpha: float = 0.5, seed: int = 0) -> Description:
+    """A one-line description of a neuron without an LLM, and how well it detects the neuron's activations
+    (`describe.describe_tokens`, Delphi's detection score).
 
-    The positives are the tokens of the neuron's top-k examples and of its two highest quantile bins; every other
-    one describes (fit half), the rest are held out. Each token id t and each preceding token p gets the smoothed
-    log-odds of the fit half against the whole corpus, log((c_fit + α)/(n_fit + αV)) − log((c_corpus + α)/(N + αV));
-    the description names the three most over-represented tokens seen ≥ 2 times (else the top one) and the most
-    over-represented preceding token. Detection, as Delphi scores explanations (Paulo et al. 2024): the AUC with
-    which score = lo_token(t) + lo_prev(p) separates the held-out positives from `n_random` seeded corpus tokens.
-
-    Returns
-    -------
-    dict
-        `text` (the line), `tokens`, `after` (token strings), `auc` (float, None with < 2 held-out positives),
-        `n_fit`, `n_heldout`.
+    The positives are the tokens of the neuron's top-k examples and of its two highest quantile bins (each
+    once), described against the whole corpus's unigram distribution; the negatives are `n_random` seeded corpus
+    tokens with their preceding tokens.
     """
-    from sklearn.metrics import roc_auc_score
-
     st, T = scan.neuron(hook, neuron), scan.context
-    toks = [g for _, g in st["top"]] + [g for b in st["intervals"][-2:] for _, g in b["examples"]]
+    toks = [g for _, g in st.top] + [g for b in st.intervals[-2:] for _, g in b.examples]
     ids = np.asarray([(int(corpus.doc(d)[p]), int(corpus.doc(d)[p - 1]) if p > start else -1)
                       for d, p, start in ((scan.token(g)[1], scan.token(g)[2], int(scan.windows[g // T, 1]))
                                           for g in dict.fromkeys(toks))], dtype=np.int64).reshape(-1, 2)
-    fit, held = ids[0::2], ids[1::2]
-    V = corpus.vocab_size
-    base = _corpus_log_probs(corpus, alpha)
-
-    def log_odds(col):
-        c = np.bincount(col[col >= 0], minlength=V).astype(float)
-        return np.log((c + alpha) / (c.sum() + alpha * V)) - base, c
-
-    lo_t, c_t = log_odds(fit[:, 0])
-    lo_p, c_p = log_odds(fit[:, 1])
-    text = TokenText(corpus.tokenizer)
-    best = [int(i) for i in np.argsort(-lo_t) if c_t[i] >= 2][:3] or [int(np.argmax(lo_t))]
-    after = [int(i) for i in np.argsort(-lo_p) if c_p[i] >= 2][:1]
-    line = " | ".join(repr(t) for t in text(best)) + (f" (after {text(after)[0]!r})" if after else "")
-    auc = None
-    if len(held) >= 2:
-        rng = np.random.default_rng(seed)
-        g = rng.integers(1, len(corpus.tokens), n_random)
-        neg = np.stack([np.asarray(corpus.tokens[g], dtype=np.int64), np.asarray(corpus.tokens[g - 1], dtype=np.int64)], 1)
-        score = lambda r: lo_t[r[:, 0]] + np.where(r[:, 1] >= 0, lo_p[np.maximum(r[:, 1], 0)], 0.0)  # noqa: E731
-        auc = round(float(roc_auc_score(np.r_[np.ones(len(held)), np.zeros(n_random)],
-                                        np.r_[score(held), score(neg)])), 3)
-    return {"text": line, "tokens": text(best), "after": text(after), "auc": auc, "n_fit": len(fit),
-            "n_heldout": len(held)}
+    g = np.random.default_rng(seed).integers(1, len(corpus.tokens), n_random)
+    neg = np.stack([np.asarray(corpus.tokens[g], dtype=np.int64), np.asarray(corpus.tokens[g - 1], dtype=np.int64)], 1)
+    return describe_tokens(ids, neg, _corpus_log_probs(corpus, alpha), TokenText(corpus.tokenizer), alpha=alpha)
 
 
 def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neurons: Sequence[int], *,
@@ -137,7 +113,7 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
     neurons = [int(i) for i in neurons]
     stats = [scan.neuron(hook, i) for i in neurons]
     T = scan.context
-    wins = sorted({t // T for s in stats for _, t in [*s["top"], *(e for b in s["intervals"] for e in b["examples"])]})
+    wins = sorted({t // T for s in stats for _, t in [*s.top, *(e for b in s.intervals for e in b.examples)]})
     tokens = np.stack([corpus.doc(int(d))[s: s + T] for d, s in scan.windows[wins]]).astype(np.int64) if wins \
         else np.zeros((0, T), np.int64)
     acts = (record_activations(model.bridge, tokens, [hook], batch_size=batch_size, neurons=np.asarray(neurons))[hook]
@@ -159,30 +135,28 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
 
     records = []
     for j, (i, s) in enumerate(zip(neurons, stats, strict=True)):
-        counts = np.asarray(s["hist_counts"])
+        counts = np.asarray(s.hist_counts)
         used = np.flatnonzero(counts)
         a, b = (used[0], used[-1] + 1) if used.size else (0, len(counts))
-        edges = np.asarray(s["hist_edges"])[a: b + 1]
+        edges = np.asarray(s.hist_edges)[a: b + 1]
         rec = {
             "model": scan.config.model, "hook": hook, "layer": layer, "index": i,
-            "maxValue": round(s["max"], 4), "minValue": round(s["min"], 4), "meanValue": round(s["mean"], 4),
-            "frac_nonzero": round(s["density"], 5), "n_tokens": s["n_tokens"], "n_windows": int(len(scan.windows)),
+            "maxValue": round(s.max, 4), "minValue": round(s.min, 4), "meanValue": round(s.mean, 4),
+            "frac_nonzero": round(s.density, 5), "n_tokens": s.n_tokens, "n_windows": int(len(scan.windows)),
             "context": T, "freq_hist_data_bar_heights": counts[a:b].tolist(),
             "freq_hist_data_bar_values": _r((edges[:-1] + edges[1:]) / 2), "hist_edges": _r(edges, 6),
             "hist_note": f"every scanned token; signed log-spaced bins, {scan.config.bins_per_decade} per decade of "
                          "|activation|",
-            "activations": [example(j, v, t, "top") for v, t in s["top"]],
+            "activations": [example(j, v, t, "top") for v, t in s.top],
             "intervals": {"binning": "quantile", "bins": [
-                {"lo": round(bn["lo"], 6), "hi": round(bn["hi"], 6), "n": bn["n"],
-                 "examples": [example(j, v, t, "interval") for v, t in bn["examples"]]} for bn in s["intervals"]]},
+                {"lo": round(bn.lo, 6), "hi": round(bn.hi, 6), "n": bn.n,
+                 "examples": [example(j, v, t, "interval") for v, t in bn.examples]} for bn in s.intervals]},
             "pos_str": [], "pos_values": [], "neg_str": [], "neg_values": [], "logit_note": None, "clusters": [],
             "quanta": served.get(i, []), "discover": (links or {}).get("discover"),
-            "description": describe(corpus, scan, hook, i),
+            "description": describe(corpus, scan, hook, i).to_dict(),
         }
         if logits is not None:
-            rec.update(pos_str=text(logits["pos_idx"][j]), pos_values=_r(logits["pos_val"][j]),
-                       neg_str=text(logits["neg_idx"][j]), neg_values=_r(logits["neg_val"][j]),
-                       logit_note=logits["note"])
+            rec.update(logits.record_fields(j, text))
         records.append(NeuronRecord(rec))
     return records
 
@@ -208,19 +182,22 @@ def index_rows(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, page
                      "maxValue": round(float(s["top_val"][0, i]), 4),
                      "frac_nonzero": round(int(s["pos"][i]) / max(int(s["n"]), 1), 5),
                      "top_token": text.one(int(corpus.doc(doc)[pos])),
-                     "promotes": text(logits["pos_idx"][i]) if logits is not None else [],
+                     "promotes": text(logits.pos_idx[i]) if logits is not None else [],
                      "cluster": " ".join(f"Q{q['quantum']}" for q in served.get(i, [])),
-                     "description": d["text"], "auc": d["auc"]})
+                     "description": d.text, "auc": d.auc})
     return rows
 
 
-def write_scan_pages(config, out, device: str = "cpu") -> dict:
-    """Pages for a `PagesConfig`'s neurons and an index of every neuron of the layer, written into `out`.
+def write_scan_pages(config, out, device: str = "cpu") -> LayerPages:
+    """Pages for a `PagesConfig`'s neurons and an index of every neuron of the layer, written into `out`; with
+    links, also `quanta.html`: the linked discover run's browser.html with each quantum's neurons listed and
+    linked to their pages (each neuron page links back to the quanta it serves).
 
     Returns
     -------
-    dict
-        As `pages.write_layer` (`index`, `pages`, `seconds`, `pages_per_s`) plus `neurons` (those with pages).
+    LayerPages
+        With `neurons` (those with pages) and `quanta` (quanta.html, None without links or when the discover run
+        has no browser.html).
 
     Raises
     ------
@@ -228,12 +205,11 @@ def write_scan_pages(config, out, device: str = "cpu") -> dict:
         No scan in the folder, or a scan of another model than the links (`scan`); a layer the scan lacks
         (`layer`); neurons that are not a list or lie outside the layer (`neurons`).
     """
-    from pathlib import Path
-
     from ..config import ParameterError, parse_int_list
     from ..io import read_json
     from ..lm import load
     from ..lm.losses import model_corpus
+    from ..quanta.browser import link_neurons
     from .pages import write_layer
 
     path = Path(config.scan) / "scan_state.pt"
@@ -259,5 +235,14 @@ def write_scan_pages(config, out, device: str = "cpu") -> dict:
     corpus = model_corpus(model, scan.config.corpus)
     records = scan_records(model, corpus, scan, hook, chosen, links=links, batch_size=config.batch_size)
     rows = index_rows(model, corpus, scan, hook, chosen, links=links)
+    browser = Path(links["discover"]) / "browser.html" if links is not None and links.get("hook") == hook else None
+    quanta = None
+    if browser is not None and browser.exists():
+        for r in records:
+            r["quanta_page"] = "quanta.html"
+        note = (f"neurons ranked by attribution Σ (μ − a)·∂L/∂a over each quantum's sampled members "
+                f"(≤ {links['max_members']}; μ: {links['mean_source']}); ablation tests in the links JSON")
+        quanta = link_neurons(browser, Path(out) / "quanta.html", hook=hook, note=note,
+                              neurons=quantum_links(links, chosen, [r["description"] for r in rows]))
     title = f"{scan.config.model} · {hook} · {scan.tokens_done} tokens"
-    return write_layer(records, out, title=title, rows=rows) | {"neurons": chosen}
+    return replace(write_layer(records, out, title=title, rows=rows), neurons=chosen, quanta=quanta)

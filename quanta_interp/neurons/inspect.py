@@ -7,7 +7,6 @@ records: max activation, density, histogram, top-k and interval examples, direct
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,13 +16,12 @@ import numpy as np
 from ..capture.activations import record_activations
 from ..corpora import TokenizedCorpus, Tokenizer
 from ..io import progress
-from .config import INSPECTOR_CHECKS
+from .config import DEFAULT_HOOK, INSPECTOR_CHECKS, resolve_hook
 from .pages import NeuronRecord
 
-__all__ = ["DEFAULT_HOOK", "CorpusSample", "corpus_sample", "resolve_hook", "logit_effects", "TokenText",
-           "LayerInspector", "Inspection", "write_inspection"]
+__all__ = ["CorpusSample", "corpus_sample", "logit_effects", "LogitEffects", "TokenText", "LayerInspector", "Inspection",
+           "write_inspection"]
 
-DEFAULT_HOOK = "blocks.{layer}.mlp.hook_post"
 
 
 @dataclass
@@ -86,38 +84,39 @@ def corpus_sample(corpus: TokenizedCorpus, *, n_windows: int = 64, context: int 
     return CorpusSample(tokens, chosen, starts, list(corpus.doc_names), corpus.tokenizer)
 
 
-def resolve_hook(model, layer: int, hook: str | None = None) -> str:
-    """The hook name for `layer` (default the MLP hidden activations); one-line errors name the valid choices.
-
-    Parameters
-    ----------
-    model
-        A bridge (TransformerBridge).
-    hook : str or None
-        A hook name or template with `{layer}`; default `DEFAULT_HOOK`, "blocks.{layer}.mlp.hook_post".
-
-    Raises
-    ------
-    ValueError
-        `layer` outside 0..n_layers−1, or a name that is not a hook of the model (close matches listed).
-    """
-    n_layers = int(model.cfg.n_layers)
-    if not 0 <= int(layer) < n_layers:
-        raise ValueError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
-    name = (hook or DEFAULT_HOOK).format(layer=int(layer))
-    names = list(model.hook_dict)
-    if name not in model.hook_dict:
-        close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
-        raise ValueError(f"hook {name!r} is not a hook of this model; close matches: {', '.join(close) or 'none'}")
-    return name
-
-
 def _r(values, digits: int = 4) -> list[float]:
     """Rounded float64 values as a list (float32 would print as 0.9498999714851379 in JSON)."""
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
 
-def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: int = 256) -> dict:
+@dataclass(frozen=True)
+class LogitEffects:
+    """`logit_effects`' result for n neurons.
+
+    Attributes
+    ----------
+    pos_idx, neg_idx : int64 ndarray (n, k)
+        Token ids with the largest / smallest direct effect.
+    pos_val, neg_val : float32 ndarray (n, k)
+        Their effects (logits per unit activation before the final norm's scale).
+    note : str
+        What was folded in.
+    """
+
+    pos_idx: np.ndarray
+    pos_val: np.ndarray
+    neg_idx: np.ndarray
+    neg_val: np.ndarray
+    note: str
+
+    def record_fields(self, j: int, text) -> dict[str, list | str]:
+        """The page record's fields for the j-th neuron (`pos_str`, `pos_values`, `neg_str`, `neg_values`,
+        `logit_note`), token ids turned into text by `text` (a `TokenText`)."""
+        return {"pos_str": text(self.pos_idx[j]), "pos_values": _r(self.pos_val[j]), "neg_str": text(self.neg_idx[j]),
+                "neg_values": _r(self.neg_val[j]), "logit_note": self.note}
+
+
+def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: int = 256) -> LogitEffects:
     """Direct logit effect of each neuron: top/bottom `k` tokens of W_out[i] · diag(γ_final) · W_U.
 
     The final norm's weight γ (and LayerNorm's centring) is folded in; its per-token 1/RMS scale is not
@@ -136,10 +135,7 @@ def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: in
 
     Returns
     -------
-    dict
-        `pos_idx`, `neg_idx`: int64 ndarray (n_neurons, k), token ids with the largest / smallest effect;
-        `pos_val`, `neg_val`: float32 ndarray (n_neurons, k), their effects (logits per unit activation
-        before the final norm's scale); `note`: what was folded in.
+    LogitEffects
     """
     import torch
 
@@ -163,11 +159,9 @@ def logit_effects(model, layer: int, neurons: np.ndarray, k: int = 10, chunk: in
             for key, t in (("pos", top), ("neg", bot)):
                 res[f"{key}_idx"].append(t.indices.cpu().numpy())
                 res[f"{key}_val"].append(t.values.cpu().numpy())
-    res = {key: np.concatenate(v) for key, v in res.items()}
-    res["note"] = ("W_out[i] · " + ("centred, " if centre else "") +
-                   ("× final-norm weight γ, " if gamma is not None else "") +
-                   "· W_U; the final norm's per-token 1/scale is not applied (positive: ranking unchanged)")
-    return res
+    note = ("W_out[i] · " + ("centred, " if centre else "") + ("× final-norm weight γ, " if gamma is not None else "")
+            + "· W_U; the final norm's per-token 1/scale is not applied (positive: ranking unchanged)")
+    return LogitEffects(**{key: np.concatenate(v) for key, v in res.items()}, note=note)
 
 
 _BYTE_DECODER: dict[str, int] = {}
@@ -251,7 +245,7 @@ class LayerInspector:
         The inspected neurons.
     acts_ : float32 tensor (n_windows · context, n_neurons)
         Activations at every sampled token, windows laid end to end.
-    logits_ : dict or None
+    logits_ : LogitEffects or None
         `logit_effects` of the inspected neurons; None for a non-default hook.
     model_ : str
         The model's spec, shown on the pages.
@@ -421,10 +415,7 @@ class LayerInspector:
             "pos_str": [], "pos_values": [], "neg_str": [], "neg_values": [], "logit_note": None, "clusters": [],
         }
         if self.logits_ is not None:
-            lg = self.logits_
-            rec.update(pos_str=self.text_(lg["pos_idx"][j]), pos_values=_r(lg["pos_val"][j]),
-                       neg_str=self.text_(lg["neg_idx"][j]), neg_values=_r(lg["neg_val"][j]),
-                       logit_note=lg["note"])
+            rec.update(self.logits_.record_fields(j, self.text_))
         if self.clusters_ is not None:
             rec["clusters"] = self.clusters_.clusters_for(self.hook_, neuron)
             rec["discover"] = self.clusters_.source_
@@ -499,4 +490,4 @@ def write_inspection(config, out, *, neurons: Sequence[int] | None = None, singl
         return Inspection(str(path), 1, round(1 / max(time.perf_counter() - start, 1e-9), 1), tuple(notes))
     records = list(progress(insp.records(), total=len(insp.neurons_), desc="records"))
     res = write_layer(records, folder, title=f"{cfg.model} · {insp.hook_}")
-    return Inspection(str(res["index"]), res["pages"], round(res["pages_per_s"], 1), tuple(notes))
+    return Inspection(str(res.index), res.pages, round(res.pages_per_s, 1), tuple(notes))

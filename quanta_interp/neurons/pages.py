@@ -10,12 +10,13 @@ import html
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import atomic_write_json, atomic_write_text
 from ..report.html import page, write_page
 
-__all__ = ["NeuronRecord", "neuron_filename", "neuron_page", "index_page", "write_neuron", "write_layer"]
+__all__ = ["NeuronRecord", "LayerPages", "neuron_filename", "neuron_page", "index_page", "write_neuron", "write_layer"]
 
 STYLE = """
 .hist { display:flex; align-items:flex-end; gap:1px; height:80px; max-width:640px; border-bottom:1px solid var(--line); }
@@ -88,7 +89,8 @@ if (r.clusters.length) {
 if (r.quanta && r.quanta.length) {
   app.appendChild(QI.el('h2', 'Quanta this neuron serves (by attribution)'));
   app.appendChild(table(['quantum', 'size', 'top targets', 'place in its top list', 'attribution (nats)'],
-    r.quanta.map(q => [`Q${q.quantum}`, q.size, toks(q.targets), q.place, fmt(q.attribution)])));
+    r.quanta.map(q => [safe(r.quanta_page) ? link(`Q${q.quantum}`, `${safe(r.quanta_page)}#${q.quantum}`) : `Q${q.quantum}`,
+                       q.size, toks(q.targets), q.place, fmt(q.attribution)])));
   app.appendChild(QI.el('p', `from ${r.discover}; attribution = \u03a3 (mean \u2212 activation) \u00d7 \u2202loss/\u2202activation over the quantum's sampled members, all positions`, 'muted'));
 }
 QI.keys(prev, next);
@@ -176,15 +178,37 @@ def _index_row(rec: dict) -> dict:
             "cluster": str(rec["clusters"][0]["cluster"]) if rec.get("clusters") else ""}
 
 
-def write_layer(records: Sequence[dict], out: str | Path, *, title: str, rows: Sequence[dict] | None = None) -> dict:
+@dataclass(frozen=True)
+class LayerPages:
+    """What `write_layer` (and `dashboard.write_scan_pages`) wrote.
+
+    Attributes
+    ----------
+    index : Path
+        index.html.
+    pages : int
+        Neuron pages written.
+    seconds, pages_per_s : float
+        Wall time of the writing, and pages per second.
+    neurons : list of int
+        The neurons with pages (filled by `write_scan_pages`).
+    quanta : Path or None
+        quanta.html, the discover run's browser with each quantum's neurons linked (`write_scan_pages` with links).
+    """
+
+    index: Path
+    pages: int
+    seconds: float
+    pages_per_s: float
+    neurons: list = field(default_factory=list)
+    quanta: Path | None = None
+
+
+def write_layer(records: Sequence[dict], out: str | Path, *, title: str,
+                rows: Sequence[dict] | None = None) -> LayerPages:
     """Pages for every record with Prev/Next/index links, plus `index.json` and `index.html`.
 
     `rows` (as `index_page` takes them) list more neurons than have pages; default one row per record.
-
-    Returns
-    -------
-    dict
-        `index` (Path of index.html), `pages` (records written), `seconds` (wall time) and `pages_per_s`.
     """
     start = time.perf_counter()
     names = [neuron_filename(r["index"]) for r in records]
@@ -195,4 +219,4 @@ def write_layer(records: Sequence[dict], out: str | Path, *, title: str, rows: S
     atomic_write_json(Path(out) / "index.json", {"title": title, "neurons": rows})
     path = write_page(Path(out) / "index.html", index_page(rows, title))
     seconds = time.perf_counter() - start
-    return {"index": path, "pages": len(records), "seconds": seconds, "pages_per_s": len(records) / max(seconds, 1e-9)}
+    return LayerPages(index=path, pages=len(records), seconds=seconds, pages_per_s=len(records) / max(seconds, 1e-9))

@@ -17,7 +17,7 @@ from ..capture.activations import record_activations
 from ..config import ParameterError
 from ..corpora import TokenizedCorpus
 from ..io import read_json
-from .inspect import resolve_hook
+from .config import resolve_hook
 
 __all__ = ["read_discover", "discover_corpus", "discover_model", "same_model", "check_model", "ClusterProfile",
            "ClusterNeurons", "cluster_neurons"]

@@ -39,7 +39,7 @@ from ..corpora import TokenizedCorpus
 from ..io import atomic_write_bytes, atomic_write_json, progress
 from .config import ScanConfig
 
-__all__ = ["ScanConfig", "NeuronScan", "scan_windows", "scan_neurons", "run_scan", "log_bins"]
+__all__ = ["ScanConfig", "NeuronScan", "NeuronStats", "QuantileBin", "scan_windows", "scan_neurons", "run_scan", "log_bins"]
 
 LOG_RANGE = (-4, 3)  # decades of |activation| covered by the fine bins; anything outside falls in an end bin
 EMPTY = torch.iinfo(torch.int64).max  # the key of an empty reservoir slot
@@ -58,6 +58,48 @@ def scan_windows(corpus: TokenizedCorpus, context: int, split: str = "all", max_
             for s in range(0, int(corpus.doc_lengths[d]) - context + 1, context)]
     rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
     return rows if max_tokens is None else rows[: max_tokens // context]
+
+
+@dataclass(frozen=True)
+class QuantileBin:
+    """An activation-quantile bin of a neuron's positive activations: `lo`, `hi` (fine-bin edges), `n` (tokens
+    in it) and `examples` [(activation, scan token)], a uniform sample, highest first."""
+
+    lo: float
+    hi: float
+    n: int
+    examples: list
+
+
+@dataclass(frozen=True)
+class NeuronStats:
+    """One neuron's statistics over a scan (`NeuronScan.neuron`).
+
+    Attributes
+    ----------
+    n_tokens : int
+        Tokens scanned.
+    mean, density, max, min : float
+        Mean activation, fraction > 0, largest (NaN with no top window) and smallest activation.
+    hist_counts : list of int
+        Counts over the signed fine bins.
+    hist_edges : list of float
+        Their 2R + 2 edges, ±inf at the ends replaced by ±1e3·10^(1/bpd).
+    top : list of (float, int)
+        (activation, scan token) of the top-k windows, highest first.
+    intervals : list of QuantileBin
+        The positive activations' quantile bins.
+    """
+
+    n_tokens: int
+    mean: float
+    density: float
+    max: float
+    min: float
+    hist_counts: list
+    hist_edges: list
+    top: list
+    intervals: list
 
 
 @dataclass
@@ -183,17 +225,8 @@ class NeuronScan:
         w, p = divmod(int(g), self.context)
         return w, int(self.windows[w, 0]), int(self.windows[w, 1]) + p
 
-    def neuron(self, hook: str, i: int) -> dict:
-        """One neuron's statistics and example tokens.
-
-        Returns
-        -------
-        dict
-            `n_tokens`, `mean`, `density` (fraction > 0), `max`, `min`; `hist_counts` (int list over the signed
-            fine bins) and `hist_edges` (their 2R + 2 edges, ±inf at the ends replaced by ±1e3·10^(1/bpd));
-            `top`: [(activation, scan token)] of the top-k windows, highest first; `intervals`: per
-            activation-quantile bin of the positive activations, `lo`, `hi` (fine-bin edges), `n` and
-            `examples` [(activation, scan token)], a uniform sample, highest first.
+    def neuron(self, hook: str, i: int) -> NeuronStats:
+        """One neuron's statistics and example tokens (`NeuronStats`).
 
         Raises
         ------
@@ -228,11 +261,11 @@ class NeuronScan:
                 pick = k.argsort(stable=True)[: cfg.per_interval]
                 pick = pick[k[pick] != EMPTY]
                 ex = sorted(((float(v[j]), int(t[j])) for j in pick), reverse=True)
-                intervals.append({"lo": float(pos_edges[a]), "hi": float(pos_edges[b]),
-                                  "n": int(pos_counts[a:b].sum()), "examples": ex})
-        return {"n_tokens": n, "mean": float(s["sum"][i]) / max(n, 1), "density": int(s["pos"][i]) / max(n, 1),
-                "max": top[0][0] if top else float("nan"), "min": float(s["min"][i]),
-                "hist_counts": hist.tolist(), "hist_edges": hist_edges.tolist(), "top": top, "intervals": intervals}
+                intervals.append(QuantileBin(lo=float(pos_edges[a]), hi=float(pos_edges[b]),
+                                             n=int(pos_counts[a:b].sum()), examples=ex))
+        return NeuronStats(n_tokens=n, mean=float(s["sum"][i]) / max(n, 1), density=int(s["pos"][i]) / max(n, 1),
+                           max=top[0][0] if top else float("nan"), min=float(s["min"][i]),
+                           hist_counts=hist.tolist(), hist_edges=hist_edges.tolist(), top=top, intervals=intervals)
 
     def means(self, hook: str) -> np.ndarray:
         """Mean activation of every neuron of `hook` over the scanned tokens (float64 (W,))."""
@@ -294,7 +327,7 @@ def scan_neurons(model, corpus: TokenizedCorpus, config: ScanConfig, out: str | 
         A layer outside the model (names `layers`), a hook the model lacks (`hook`), `top_k` above the
         windows scanned, or a checkpoint in `out` made with another config (`out`).
     """
-    from .inspect import resolve_hook
+    from .config import resolve_hook
 
     bridge = model.bridge
     n_layers = int(bridge.cfg.n_layers)

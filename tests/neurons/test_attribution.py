@@ -74,13 +74,21 @@ def test_attribution_is_the_derivative_and_ablations_are_measured(tiny):
     assert q.overlap_z == len(set(q.top_z) & set(q.top_attribution))
     # the payload is JSON-ready
     assert res.to_dict()["quanta"][0]["top_attribution"] == q.top_attribution
+    # ranking more quanta than are ablated: the same ranking, no ablation figures for the rest
+    more = quanta_neurons(model, corpus, run, 1, means=means, quanta=3, ablate=1, top_n=5, draws=4,
+                          max_members=1000, n_other=1000, desc=None)
+    assert [x.top_attribution for x in more.quanta[:2]] == [x.top_attribution for x in res.quanta]
+    assert more.quanta[0].delta_top is not None and more.quanta[0].ratio_interval is not None
+    assert [x.delta_top for x in more.quanta[1:]] == [None, None] and more.quanta[2].rank == 3
 
 
 def test_bad_input_is_one_line_naming_the_parameter(tiny, tmp_path):
     corpus, model, run, clusters = tiny
     for kwargs, msg in [({"layer": 2}, "layer 2 is out of range: this model has layers 0..1"),
                         ({"layer": 1, "hook": "blocks.{layer}.mlp.nope"}, "hook 'blocks.1.mlp.nope' is not a hook"),
-                        ({"layer": 1, "top_n": 49, "means": np.zeros(48)}, "top_n must be between 1 and")]:
+                        ({"layer": 1, "quanta": 2, "top_n": 49, "means": np.zeros(48)}, "top_n must be between 1 and"),
+                        ({"layer": 1, "quanta": 2, "ablate": 3}, "ablate must be between 0 and quanta (2), got 3"),
+                        ({"layer": 1, "quanta": 4, "ablate": 4}, "ablate 4 leaves no smaller quanta")]:
         with pytest.raises(ParameterError) as err:
             quanta_neurons(model, corpus, run, desc=None, **kwargs)
         assert str(err.value).startswith(msg) and "\n" not in str(err.value)

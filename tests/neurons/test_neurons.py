@@ -163,7 +163,7 @@ def test_write_layer_pages_link_and_repr_html(setup, tmp_path):
     *_, layer = setup
     records = [layer.record(i) for i in (0, 1, 2)]
     res = write_layer(records, tmp_path, title="tiny · layer 1")
-    assert res["pages"] == 3 and res["pages_per_s"] > 0
+    assert res.pages == 3 and res.pages_per_s > 0
     index = json.loads((tmp_path / "index.json").read_text())
     assert [r["href"] for r in index["neurons"]] == ["neuron_00000.html", "neuron_00001.html", "neuron_00002.html"]
     saved = json.loads((tmp_path / "neuron_00001.json").read_text())

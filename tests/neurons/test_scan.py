@@ -37,33 +37,33 @@ def test_scan_is_exact_against_a_brute_force_pass(tiny):
     for i in (0, 7, 31, 47):
         rec = scan.neuron(HOOK, i)
         col = flat[:, i]
-        assert rec["n_tokens"] == col.size and sum(rec["hist_counts"]) == col.size
-        assert rec["mean"] == pytest.approx(col.mean(), abs=1e-6)
-        assert rec["density"] == pytest.approx((col > 0).mean())
-        assert rec["min"] == pytest.approx(col.min()) and rec["max"] == pytest.approx(col.max())
+        assert rec.n_tokens == col.size and sum(rec.hist_counts) == col.size
+        assert rec.mean == pytest.approx(col.mean(), abs=1e-6)
+        assert rec.density == pytest.approx((col > 0).mean())
+        assert rec.min == pytest.approx(col.min()) and rec.max == pytest.approx(col.max())
         # top-k = argsort of the per-window maxima, with the token of each window's maximum
         win_max = acts[:, :, i].max(1)
         order = np.argsort(-win_max)[: config.top_k]
-        np.testing.assert_allclose([v for v, _ in rec["top"]], win_max[order], rtol=1e-6)
+        np.testing.assert_allclose([v for v, _ in rec.top], win_max[order], rtol=1e-6)
         # (ties are real: position 0 sees one character), so check each token instead of the window order
-        assert len({t // T for _, t in rec["top"]}) == config.top_k
-        for v, t in rec["top"]:
+        assert len({t // T for _, t in rec.top}) == config.top_k
+        for v, t in rec.top:
             assert flat[t, i] == pytest.approx(v) == pytest.approx(win_max[t // T])
         # histogram counts = np.histogram over the stated edges (signed log bins, zero in the middle)
-        edges = np.asarray(rec["hist_edges"])
+        edges = np.asarray(rec.hist_edges)
         mid = len(edges) // 2
         expect = np.histogram(col[col > 0], bins=edges[mid:])[0]
-        assert rec["hist_counts"][mid:] == expect.tolist()
+        assert rec.hist_counts[mid:] == expect.tolist()
         # quantile bins: each example lies in its bin, counts add up to the positive tokens, samples are distinct
-        ivs = rec["intervals"]
-        assert sum(b["n"] for b in ivs) == int((col > 0).sum()) and 2 <= len(ivs) <= config.intervals
+        ivs = rec.intervals
+        assert sum(b.n for b in ivs) == int((col > 0).sum()) and 2 <= len(ivs) <= config.intervals
         for b in ivs:
-            inside = int(((col >= b["lo"]) & (col < b["hi"]) & (col > 0)).sum())
-            assert b["n"] == inside
-            toks = [t for _, t in b["examples"]]
+            inside = int(((col >= b.lo) & (col < b.hi) & (col > 0)).sum())
+            assert b.n == inside
+            toks = [t for _, t in b.examples]
             assert len(toks) == min(config.per_interval, inside) == len(set(toks))
-            for v, t in b["examples"]:
-                assert v == pytest.approx(col[t]) and b["lo"] <= v < b["hi"]
+            for v, t in b.examples:
+                assert v == pytest.approx(col[t]) and b.lo <= v < b.hi
 
 
 def test_samples_are_uniform_within_a_bin(tiny):
@@ -73,7 +73,7 @@ def test_samples_are_uniform_within_a_bin(tiny):
     hits = {}
     for seed in range(40):
         rec = scan_neurons(model, corpus, cfg.replace(seed=seed), desc=None).neuron(HOOK, 5)
-        t = rec["intervals"][0]["examples"][0][1]
+        t = rec.intervals[0].examples[0][1]
         hits[t] = hits.get(t, 0) + 1
     # with a few hundred positive tokens, 40 uniform draws rarely repeat a token more than 3 times
     assert max(hits.values()) <= 3 and len(hits) >= 30
@@ -131,20 +131,22 @@ def test_pages_from_a_scan_show_the_scanned_values_and_link_quanta(tiny, tmp_pat
     records = scan_records(model, corpus, scan, HOOK, [7, 31], links=links)
     for rec in records:
         stats = scan.neuron(HOOK, rec["index"])
-        assert rec["maxValue"] == round(stats["max"], 4) and sum(rec["freq_hist_data_bar_heights"]) == stats["n_tokens"]
+        assert rec["maxValue"] == round(stats.max, 4) and sum(rec["freq_hist_data_bar_heights"]) == stats.n_tokens
         examples = rec["activations"] + [e for b in rec["intervals"]["bins"] for e in b["examples"]]
         assert len(rec["activations"]) == config.top_k
         for ex in examples:  # the recomputed context marks the very value the scan kept, at the right token
             assert ex["values"][ex["maxValueTokenIndex"]] == pytest.approx(ex["maxValue"], abs=2e-4)
             assert ex["tokens"][ex["maxValueTokenIndex"]] == corpus.tokenizer.token_str(int(corpus.doc(ex["doc"])[ex["pos"]]))
     assert records[0]["quanta"] == [{"quantum": 2, "size": 9, "targets": ["a"], "place": 2, "attribution": 0.25}]
-    assert quantum_links(links, 2, "../l1/") == [{"neuron": 31, "attribution": 0.5, "href": "../l1/neuron_00031.html"},
-                                                 {"neuron": 7, "attribution": 0.25, "href": "../l1/neuron_00007.html"}]
-    assert quantum_links(links, 1) == []
+    lines = [f"line {i}" for i in range(48)]
+    assert quantum_links(links, [31], lines) == {2: [
+        {"neuron": 31, "attribution": 0.5, "href": "neuron_00031.html", "description": "line 31"},
+        {"neuron": 7, "attribution": 0.25, "href": None, "description": "line 7"}]}  # 7 has no page here
+    assert quantum_links({"quanta": []}) == {}
     rows = index_rows(model, corpus, scan, HOOK, [7, 31], links=links)
     assert len(rows) == 48 and [r["index"] for r in rows if r["href"]] == [7, 31] and rows[31]["cluster"] == "Q2"
     res = write_layer(records, tmp_path, title="t", rows=rows)
-    assert res["pages"] == 2 and 'id="qi-data"' in (tmp_path / "index.html").read_text()
+    assert res.pages == 2 and 'id="qi-data"' in (tmp_path / "index.html").read_text()
 
 
 def test_a_neuron_that_fires_on_one_letter_is_described_by_it(tiny):
@@ -163,5 +165,5 @@ def test_a_neuron_that_fires_on_one_letter_is_described_by_it(tiny):
     s["top_val"][:, 0] = torch.linspace(3, 2, 12)
     s["res_key"][0] = EMPTY  # no interval examples
     d = describe(corpus, scan, HOOK, 0)
-    assert d["tokens"][0] == "c" and d["after"] == [" "] and d["n_fit"] == d["n_heldout"] == 6
-    assert d["text"].startswith("'c'") and d["auc"] > 0.9
+    assert d.tokens[0] == "c" and d.after == [" "] and d.n_fit == d.n_heldout == 6
+    assert d.text.startswith("'c'") and d.auc > 0.9
