@@ -10,6 +10,10 @@ mean activation on the quantum against all subtasks' samples; a third ranking di
 instead of the loss (attribution patching's usual metric: it does not saturate where the loss is ~0).
 precision@k: the share of the top-k that are carriers, k = the number of carriers.
 
+`qdg` repeats it with QDG's own quanta instead of the labels: the well-predicted samples' per-sample gradients
+clustered with the package's default clustering at K = the learned subtasks present, each learned subtask's
+quantum the cluster holding most of its samples (members from other subtasks included).
+
 Writes `--out` (default artifacts/neurons/sparse_parity_precision.json).
 """
 
@@ -22,7 +26,7 @@ import torch
 
 from quanta_interp.io import atomic_write_json
 from quanta_interp.sparse_parity.ablation import ablation_matrix, carriers
-from quanta_interp.sparse_parity.task import LEARNED_BITS
+from quanta_interp.sparse_parity.task import LEARNED_BITS, MultitaskSparseParity
 from quanta_interp.sparse_parity.training import load_trained
 
 
@@ -38,6 +42,35 @@ def attribution(model, x: torch.Tensor, y: torch.Tensor, metric: str = "loss") -
     return (-(h.detach() * h.grad)).sum(0).double().numpy()
 
 
+def precision(model, x, y, h, mu, sd, truth) -> dict:
+    """Top-k (k = len(truth)) units by loss attribution, margin attribution and z-score on samples x (with hidden
+    activations h) and the share of each top-k that are carriers."""
+    a, am = (attribution(model, x, y, metric) for metric in ("loss", "margin"))
+    z = ((h.mean(0) - mu) / sd).numpy()
+    k = len(truth)
+    top = {name: np.argsort(-v)[:k].tolist() for name, v in (("attribution", a), ("attribution_margin", am),
+                                                              ("z", z))}
+    return {f"top_{n}": t for n, t in top.items()} | {f"precision_{n}": round(len(set(truth) & set(t)) / k, 3)
+                                                       for n, t in top.items()}
+
+
+def qdg_quanta(model, task, subtasks, n: int, loss_threshold: float, seed: int):
+    """Well-predicted samples (x, y, subtask) and their QDG quanta (labels), clustered as `quanta discover` does by
+    default at K = the learned subtasks present among them."""
+    from quanta_interp.capture import per_sample_gradients
+    from quanta_interp.quanta.analysis import cluster_quanta
+    from quanta_interp.quanta.config import ClusteringConfig
+    from quanta_interp.quanta.ground_truth import draw_samples
+
+    x, y, t, _, _ = draw_samples(model, task, n, loss_threshold=loss_threshold, seed=seed)
+    G = per_sample_gradients(model, x, y, seed=seed).numpy()
+    ok = np.linalg.norm(G, axis=1) > 0  # p_y = 1.0 in float32 leaves no gradient
+    K = int(np.isin(np.unique(t[ok]), subtasks).sum())
+    quanta = cluster_quanta(G[ok], ClusteringConfig(K), counts=[K], fit_ranks=(1, max(K, 3)), seed=seed,
+                            show_progress=False)
+    return x[ok], y[ok], t[ok], quanta.labels
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", default="/work/runs/qdg_sparse_parity/cpu", help="a `quanta sparse-parity train` run")
@@ -45,13 +78,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000, help="samples drawn per subtask")
     ap.add_argument("--threshold", type=float, default=0.1, help="carrier: ablation raises the loss by > this (bits)")
     ap.add_argument("--loss-threshold", type=float, default=0.1, help="quantum members: loss < this (nats)")
+    ap.add_argument("--qdg-samples", type=int, default=3000, help="well-predicted samples clustered into quanta")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     model, cfg, _ = load_trained(args.run)
-    task = cfg.task()
+    task = MultitaskSparseParity.of(cfg)
     matrix = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))
-    carry = carriers(matrix["increase"], args.threshold)
+    carry = carriers(matrix.increase, args.threshold)
     gen = torch.Generator().manual_seed(args.seed + 1)
     data = [task.sample_task(i, args.samples, gen) for i in range(task.n_tasks)]
     with torch.no_grad():
@@ -60,19 +94,28 @@ def main() -> None:
     mu, sd = every.mean(0), every.std(0).clamp_min(1e-6)
     rows = []
     for i, ((x, y), h) in enumerate(zip(data, acts, strict=True)):
-        if matrix["base_loss"][i] >= LEARNED_BITS or not carry[i]:
+        if matrix.base_loss[i] >= LEARNED_BITS or not carry[i]:
             continue
         with torch.no_grad():
             keep = torch.nn.functional.cross_entropy(model(x), y, reduction="none") < args.loss_threshold
-        a, am = (attribution(model, x[keep], y[keep], metric) for metric in ("loss", "margin"))
-        z = ((h[keep].mean(0) - mu) / sd).numpy()
-        k, truth = len(carry[i]), set(carry[i])
-        top_a, top_m, top_z = (np.argsort(-v)[:k].tolist() for v in (a, am, z))
-        rows.append({"subtask": i, "members": int(keep.sum()), "carriers": carry[i], "k": k,
-                     "top_attribution": top_a, "top_attribution_margin": top_m, "top_z": top_z,
-                     "precision_attribution": round(len(truth & set(top_a)) / k, 3),
-                     "precision_attribution_margin": round(len(truth & set(top_m)) / k, 3),
-                     "precision_z": round(len(truth & set(top_z)) / k, 3)})
+        rows.append({"subtask": i, "members": int(keep.sum()), "carriers": carry[i], "k": len(carry[i]),
+                     **precision(model, x[keep], y[keep], h[keep], mu, sd, carry[i])})
+    # the same with QDG's quanta standing for the subtasks
+    qx, qy, qt, labels = qdg_quanta(model, task, [r["subtask"] for r in rows], args.qdg_samples,
+                                    args.loss_threshold, args.seed)
+    with torch.no_grad():
+        qh = model[:-1](qx)
+    qrows = []
+    for r in rows:
+        mine = labels[qt == r["subtask"]]
+        if not len(mine):
+            continue
+        c = int(np.bincount(mine).argmax())
+        members = labels == c
+        qrows.append({"subtask": r["subtask"], "quantum_size": int(members.sum()),
+                      "quantum_purity": round(float((qt[members] == r["subtask"]).mean()), 3),
+                      "subtask_recall": round(float((mine == c).mean()), 3), "carriers": r["carriers"],
+                      **precision(model, qx[members], qy[members], qh[members], mu, sd, r["carriers"])})
     pa = [r["precision_attribution"] for r in rows]
     pm = [r["precision_attribution_margin"] for r in rows]
     pz = [r["precision_z"] for r in rows]
@@ -85,12 +128,19 @@ def main() -> None:
            "subtasks_at_or_above_0.8_attribution": int(sum(p >= 0.8 for p in pa)),
            "subtasks_at_or_above_0.8_attribution_margin": int(sum(p >= 0.8 for p in pm)),
            "subtasks_at_or_above_0.8_z": int(sum(p >= 0.8 for p in pz)),
+           "qdg": {"samples": int(len(qt)), "n_subtasks": len(qrows), "subtasks": qrows,
+                   **{f"mean_precision_{n}": round(float(np.mean([q[f"precision_{n}"] for q in qrows])), 3)
+                      for n in ("attribution", "attribution_margin", "z")},
+                   **{f"min_precision_{n}": round(float(np.min([q[f"precision_{n}"] for q in qrows])), 3)
+                      for n in ("attribution", "attribution_margin")},
+                   "mean_quantum_purity": round(float(np.mean([q["quantum_purity"] for q in qrows])), 3)},
            "note": "quantum = the subtask's well-predicted samples (labels stand in for QDG clusters); zero-ablation, "
                    "as the carriers"}
     atomic_write_json(args.out, res)
     print(f"precision@k over {len(rows)} learned subtasks: attribution (loss) mean {res['mean_precision_attribution']} "
           f"(min {res['min_precision_attribution']}), attribution (margin) {res['mean_precision_attribution_margin']}, "
-          f"z-score {res['mean_precision_z']} → {args.out}")
+          f"z-score {res['mean_precision_z']}; with QDG's quanta: {res['qdg']['mean_precision_attribution']} / "
+          f"{res['qdg']['mean_precision_attribution_margin']} / {res['qdg']['mean_precision_z']} → {args.out}")
 
 
 if __name__ == "__main__":
