@@ -54,7 +54,7 @@ def capture(run: Path, work: Path, n: int, step: int, device: str = "cpu") -> No
 
     identity = read_json(run / "identity.json", expect=dict)
     loaded = lm.load(identity["model"], device=device)
-    docs = load_corpus(identity["corpus"], tokenizer=loaded.tokenizer).documents()
+    docs = load_corpus(identity.get("corpus_source", identity["corpus"]), tokenizer=loaded.tokenizer).documents()
     rows = doc_windows(_rows(run, n), min(CONTEXT, int(loaded.bridge.cfg.n_ctx)))
     held = open_store(work / "paper")
     have = 0 if held is None else len(held.targets)  # a rerun extends the store from where it stopped
@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the capture (e.g. cuda)")
     parser.add_argument("--out", default="artifacts/qdg/context")
     args = parser.parse_args()
+    if args.resamples < 2:
+        parser.error("--resamples must be ≥ 2: the comparison needs resampled partitions")
     from quanta_interp.config import ParameterError, check_device
 
     try:

@@ -1,6 +1,6 @@
 """QDG's default clustering validated on sparse-parity draws it was never tuned on (issue 26, point 3).
 
-The split is `quanta.ground_truth.TUNING` (the task and sample seeds the default clustering and the
+The split is `sparse_parity.split.TUNING` (the task and sample seeds the default clustering and the
 learned-prefix fit window were chosen on; `analyses/qdg_sparse_parity.py` scores it) and `TEST`: 12 draws
 with other Zipf exponents (1.2–2.0), 16–40 subtasks, widths 128–256, other training seeds and bit subsets,
 with and without weight decay, each trained under one budget rule fixed before any was trained

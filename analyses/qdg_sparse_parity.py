@@ -1,6 +1,6 @@
 """QDG against known quanta: multitask sparse parity, whose subtasks are the quanta (Michaud et al. 2023).
 
-This is the TUNING set of `quanta.ground_truth` (the default clustering and the learned-prefix fit window
+This is the TUNING set of `sparse_parity.split` (the default clustering and the learned-prefix fit window
 were chosen on it); `analyses/qdg_heldout.py` scores the held-out TEST draws.
 
 Trains the task (resumable under --runs), then `quanta.ground_truth` scores each clustering of the
