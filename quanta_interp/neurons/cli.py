@@ -120,7 +120,8 @@ def _pages(args) -> int:
     from .dashboard import write_scan_pages
 
     res = write_scan_pages(from_args(PagesConfig, args), args.out, args.device)
-    print(f"wrote {res['pages']} neuron pages and {res['index']} (open it in any browser, offline)")
+    print(f"wrote {res.pages} neuron pages and {res.index}" + (f" and {res.quanta} (each quantum's neurons)"
+                                                              if res.quanta else "") + " (open in any browser, offline)")
     return 0
 
 

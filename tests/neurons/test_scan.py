@@ -167,3 +167,37 @@ def test_a_neuron_that_fires_on_one_letter_is_described_by_it(tiny):
     d = describe(corpus, scan, HOOK, 0)
     assert d.tokens[0] == "c" and d.after == [" "] and d.n_fit == d.n_heldout == 6
     assert d.text.startswith("'c'") and d.auc > 0.9
+
+
+def test_pages_with_links_write_quanta_html_linking_both_ways(tiny, tmp_path, monkeypatch):
+    """`quanta neurons pages --links`: neuron pages, the layer index, and quanta.html — the linked discover run's
+    browser with each quantum listing its neurons (linked where a page exists); neuron pages link back."""
+    import json
+
+    from quanta_interp import lm
+    from quanta_interp.lm import losses
+    from quanta_interp.neurons.config import PagesConfig
+    from quanta_interp.neurons.dashboard import write_scan_pages
+    from quanta_interp.quanta.browser import write_browser
+    from quanta_interp.report.html import page_data
+
+    _, corpus, model, config = tiny
+    scan_neurons(model, corpus, config, tmp_path / "scan", desc=None)
+    run = tmp_path / "discover"
+    write_browser(run / "browser.html", [{"rank": r, "size": 9 - r, "top_targets": [("a", 2)], "examples": []}
+                                         for r in (1, 2)], title="t", subtitle="s", n_tokens=20)
+    links = {"discover": str(run), "model": "tiny", "hook": HOOK, "max_members": 48, "mean_source": "scan",
+             "quanta": [{"rank": 1, "size": 8, "targets": ["a"], "top_attribution": [31, 7], "attribution": [0.5, 0.25]}]}
+    (tmp_path / "links.json").write_text(json.dumps(links))
+    monkeypatch.setattr(lm, "load", lambda spec, device="cpu": model)
+    monkeypatch.setattr(losses, "model_corpus", lambda m, source: corpus)
+    res = write_scan_pages(PagesConfig(scan=str(tmp_path / "scan"), layer=1, neurons="31",
+                                       links=str(tmp_path / "links.json")), tmp_path / "pages")
+    assert res.pages == 1 and res.neurons == [31] and res.quanta == tmp_path / "pages" / "quanta.html"
+    data = page_data(res.quanta.read_text())
+    q1, q2 = data["clusters"]
+    assert [(n["neuron"], n["href"]) for n in q1["neurons"]] == [(31, "neuron_00031.html"), (7, None)]
+    assert q2["neurons"] is None and data["neurons_hook"] == HOOK
+    assert all(isinstance(n["description"], str) and n["description"] for n in q1["neurons"])
+    record = json.loads((tmp_path / "pages" / "neuron_00031.json").read_text())
+    assert record["quanta_page"] == "quanta.html" and record["quanta"][0]["quantum"] == 1
