@@ -11,6 +11,7 @@ resumable sweeps under --runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                           lbfgs_steps=budget)
         label = f"L-BFGS {budget}"
         budgets[label] = budget
-        results += [r | {"activation": label} for r in run_sweep(sweep_configs(cfg), Path(args.runs) / f"lbfgs{budget}",
-                                                                 device=args.device)]
+        results += [dataclasses.replace(r, activation=label)
+                    for r in run_sweep(sweep_configs(cfg), Path(args.runs) / f"lbfgs{budget}", device=args.device)]
         seconds[label] = round(time.perf_counter() - t0, 1)
     table = scaling_table(results)
     fits = fit_scaling(table)
@@ -53,16 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "target": "x^2 on [-1, 1]", "activation": "silu", "dtype": "float64", "adam_steps": args.adam_steps,
         "seeds_per_width": args.seeds, "paper_exponent": LIU_TEGMARK_EXPONENT,
-        "budgets": {label: {"lbfgs_steps": budgets[label], "exponent": f["exponent"],
-                            "exponent_ci": f["exponent_ci"], "widths": f["widths"], "median_test_mse": f["median"],
-                            "local_slopes": f["local_slopes"], "seconds": seconds[label]}
-                    for label, f in fits.items()},
+        "budgets": {label: {"lbfgs_steps": budgets[label], "exponent": f.exponent,
+                            "exponent_ci": f.exponent_ci, "widths": f.widths, "median_test_mse": f.median,
+                            "local_slopes": f.local_slopes, "seconds": seconds[label]}
+                    for label, f in fits.rows.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
     atomic_write_json(Path(args.out) / "optimizer_budget.json", summary)
-    for label, f in fits.items():
-        print(f"{label}: exponent {f['exponent']:.2f} {f['exponent_ci']}; median MSE "
-              + " ".join(f"{m:.1e}" for m in f["median"]))
+    for label, f in fits.rows.items():
+        print(f"{label}: exponent {f.exponent:.2f} {list(f.exponent_ci)}; median MSE "
+              + " ".join(f"{m:.1e}" for m in f.median))
     print(f"wrote {args.out}/optimizer_budget.json in {summary['seconds']} s")
     return 0
 

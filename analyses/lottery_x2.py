@@ -81,7 +81,7 @@ def main() -> None:
                                          max_seeds=scale["peak_seeds"], **train))
     run_sweep(peak_cfg, runs / "peaks", device=args.device)
     peaks = peak_report(resolve_run(runs / "peaks", width=2))
-    plot_peaks(peaks["losses"], peaks["peaks"], peaks["solutions"], out / "peaks_n2")
+    plot_peaks(peaks.losses, peaks.peaks, peaks.solutions, out / "peaks_n2")
 
     widest = resolve_run(runs / "sweep", width=max(widths), activation="silu")
     net, result, config, index = load_run(widest)
@@ -100,24 +100,25 @@ def main() -> None:
 
     summary = {
         "scale": "paper" if args.paper_scale else "cpu", "device": args.device, "training": train,
-        "target": "x^2", "interval": [-1.0, 1.0], "n_train": configs[0]["n_train"], "n_test": configs[0]["n_test"],
+        "target": "x^2", "interval": [-1.0, 1.0], "n_train": configs[0].n_train, "n_test": configs[0].n_test,
         "sharma_kaplan_exponent": SHARMA_KAPLAN_EXPONENT, "paper_silu_exponent": 1.0,
-        "activations": {act: {"exponent": f["exponent"], "exponent_ci": f["exponent_ci"], "widths": f["widths"],
-                              "median_test_mse": f["median"], "n_seeds": table[act]["n_seeds"],
-                              "q25": table[act]["q25"], "q75": table[act]["q75"], "local_slopes": f["local_slopes"],
-                              "range_sensitivity": f.get("range_sensitivity")} for act, f in fits.items()},
-        "peaks_n2": {"n_seeds": peaks["n_seeds"], "peaks": [{k: p[k] for k in ("loss", "count", "fraction",
-                                                                                "representative")}
-                                                             for p in peaks["peaks"]],
-                     "solutions": [{k: s[k] for k in ("seed", "w", "b", "v", "c")} for s in peaks["solutions"]]},
-        "dissection": {"width": net.width, "seed_index": index, "test_mse": result["test_mse"][index],
+        "activations": {act: {"exponent": f.exponent, "exponent_ci": f.exponent_ci, "widths": f.widths,
+                              "median_test_mse": f.median, "n_seeds": table.rows[act].n_seeds,
+                              "q25": table.rows[act].quantiles["q25"], "q75": table.rows[act].quantiles["q75"],
+                              "local_slopes": f.local_slopes, "range_sensitivity": f.range_sensitivity}
+                        for act, f in fits.rows.items()},
+        "peaks_n2": {"n_seeds": peaks.n_seeds, "peaks": [{k: p[k] for k in ("loss", "count", "fraction",
+                                                                             "representative")}
+                                                          for p in peaks.peaks],
+                     "solutions": [{k: getattr(s, k) for k in ("seed", "w", "b", "v", "c")} for s in peaks.solutions]},
+        "dissection": {"width": net.width, "seed_index": index, "test_mse": float(result.test_mse[index]),
                        f"tol_{STRICT_TOL}": ticket_summary(strict), f"tol_{LOOSE_TOL}": ticket_summary(loose),
                        "pairing_vs_random": pairing_vs_random(net, args.seed)},
         "seconds": time.perf_counter() - start,
     }
     atomic_write_json(out / "summary.json", summary)
-    for act, f in fits.items():
-        print(f"{act}: exponent {f['exponent']:.3f} CI {f['exponent_ci']}")
+    for act, f in fits.rows.items():
+        print(f"{act}: exponent {f.exponent:.3f} CI {list(f.exponent_ci)}")
     print(f"dissection N={net.width}: {summary['dissection']}")
     print(f"wrote {out}/summary.json in {summary['seconds']:.0f} s")
 

@@ -59,7 +59,7 @@ def train_and_evaluate(cfg: dict, run_dir: RunDir | None) -> dict:
         model, instances, tokenizer=tok, run_dir=RunDir(run_dir.path / "passuntil"), show_progress=False)
     return {"width": cfg["width"], "model_seed": cfg["model_seed"], "n_params": trained.n_params,
             "n_params_non_embedding": trained.n_params_non_embedding, "final_train_loss": trained.final_train_loss,
-            "passes": [r["passes"] for r in records], "samples": [r["samples"] for r in records],
+            "passes": [r.passes for r in records], "samples": [r.samples for r in records],
             "sampling_s": time.perf_counter() - t0,
             "exact_log_p": exact_probability(model, instances, tok).tolist()}
 

@@ -18,7 +18,41 @@ from dataclasses import dataclass
 
 from .results import BenchResult
 
-__all__ = ["run", "scan_costs", "NeuronsBench"]
+__all__ = ["run", "scan_costs", "NeuronScanCosts", "NeuronsBench"]
+
+
+@dataclass(frozen=True)
+class NeuronScanCosts(BenchResult):
+    """`scan_costs`: the streaming neuron scan of one layer against plain forwards over the same windows.
+
+    Attributes
+    ----------
+    scan_tokens : int
+        Tokens scanned (and forwarded).
+    scan_s, forward_to_hook_s, full_forward_s : float
+        Seconds (median over rounds, 3 decimals) of `scan_neurons`, of a forward stopped at the layer's hook
+        that keeps one neuron, and of a full forward.
+    neurons_scan_over_forward : float
+        forward_to_hook_s / scan_s: the scan's throughput relative to the forward (> 1 = the scan is faster).
+    target_neurons_scan_over_forward : float
+        Its target, 0.8.
+    scan_over_full_forward : float
+        full_forward_s / scan_s.
+    scan_state_bytes : int
+        Bytes of the scan's state.
+    scan_note : str
+        How to read the ratios.
+    """
+
+    scan_tokens: int
+    scan_s: float
+    forward_to_hook_s: float
+    full_forward_s: float
+    neurons_scan_over_forward: float
+    target_neurons_scan_over_forward: float
+    scan_over_full_forward: float
+    scan_state_bytes: int
+    scan_note: str
 
 
 def _setup(quick: bool, seed: int):
@@ -37,16 +71,15 @@ def _setup(quick: bool, seed: int):
 
 
 def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int = 16, context: int = 128,
-               repeats: int = 3) -> dict:
+               repeats: int = 3) -> NeuronScanCosts:
     """Seconds of the scan of one layer over `n_batches` batches, of a plain forward stopped at the same hook
     and of a full forward, over the same windows, timed in turn within each round.
 
     Returns
     -------
-    dict
-        `scan_tokens`, `scan_s`, `forward_to_hook_s`, `full_forward_s`, `neurons_scan_over_forward`
-        (forward_to_hook_s / scan_s: the scan's throughput relative to the forward), its target 0.8,
-        `scan_over_full_forward`, `scan_state_bytes`.
+    NeuronScanCosts
+        The three times, their ratios (with the target 0.8 of `neurons_scan_over_forward`) and the scan's state
+        size.
     """
     import numpy as np
     import torch
@@ -79,19 +112,20 @@ def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int
                 bridge(torch.as_tensor(b))
 
     t_scan, t_fwd, t_full = median_times(scan, forward_to_hook, full_forward, repeats=repeats)
-    return {"scan_tokens": int(tokens.size), "scan_s": round(t_scan, 3), "forward_to_hook_s": round(t_fwd, 3),
-            "full_forward_s": round(t_full, 3), "neurons_scan_over_forward": round(t_fwd / t_scan, 3),
-            "target_neurons_scan_over_forward": 0.8, "scan_over_full_forward": round(t_full / t_scan, 3),
-            "scan_state_bytes": held["scan"].state_bytes(),
-            "scan_note": "throughput ratios (> 1 = the scan is faster); the plain forward stops at the same hook "
-                         "and keeps one neuron; timed in turn within each round, medians"}
+    return NeuronScanCosts(
+        scan_tokens=int(tokens.size), scan_s=round(t_scan, 3), forward_to_hook_s=round(t_fwd, 3),
+        full_forward_s=round(t_full, 3), neurons_scan_over_forward=round(t_fwd / t_scan, 3),
+        target_neurons_scan_over_forward=0.8, scan_over_full_forward=round(t_full / t_scan, 3),
+        scan_state_bytes=held["scan"].state_bytes(),
+        scan_note="throughput ratios (> 1 = the scan is faster); the plain forward stops at the same hook and keeps "
+                  "one neuron; timed in turn within each round, medians")
 
 
 @dataclass(frozen=True)
 class NeuronsBench(BenchResult):
     """A layer in one pass vs one neuron per pass (seconds; the one-by-one layer time estimated from the timed
-    neurons), HTML pages written per second, and the streaming scan against a forward (`scan_costs`'s fields,
-    flattened; see `run`)."""
+    neurons), HTML pages written per second, and the streaming scan against a forward (`scan`, whose fields
+    `to_dict` flattens after `scan_layer`; see `run`)."""
 
     model: str
     layer: int
@@ -107,15 +141,13 @@ class NeuronsBench(BenchResult):
     pages_written: int
     pages_per_s: float
     scan_layer: int
-    scan_tokens: int
-    scan_s: float
-    forward_to_hook_s: float
-    full_forward_s: float
-    neurons_scan_over_forward: float
-    target_neurons_scan_over_forward: float
-    scan_over_full_forward: float
-    scan_state_bytes: int
-    scan_note: str
+    scan: NeuronScanCosts
+
+    def to_dict(self) -> dict:
+        """`bench_neurons.json`: the fields in order, `scan`'s flattened in its place (the last)."""
+        d = super().to_dict()
+        scan = d.pop("scan")
+        return {**d, **scan}
 
 
 def run(args) -> NeuronsBench:
@@ -168,5 +200,5 @@ def run(args) -> NeuronsBench:
         speedup_note="one-by-one = one pass over the sample per neuron, timed on the first neurons and scaled to "
                      "the layer width; both include building the records",
         pages_written=pages.pages, pages_per_s=round(pages.pages_per_s, 1),
-        scan_layer=10 if not args.quick else layer, **scan_row,
+        scan_layer=10 if not args.quick else layer, scan=scan_row,
     )

@@ -4,9 +4,9 @@ vectorised model, scaling fits, loss peaks, and `dissect`, which measures a netw
 from .._exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "analysis": ["fit_scaling", "loss_peaks", "scaling_table"],
+    "analysis": ["PerActivation", "ScalingFit", "ScalingRow", "fit_scaling", "loss_peaks", "scaling_table"],
     "config": ["SweepConfig"],
-    "tickets": ["TicketReport", "dissect", "ensemble_variance", "even_taylor", "find_pairs", "neuron_curves"],
+    "tickets": ["NeuronCurves", "TicketReport", "dissect", "ensemble_variance", "even_taylor", "find_pairs", "neuron_curves"],
     "experiment": ["ACTIVATIONS", "MLP1D", "SeedEnsemble", "batched_lbfgs", "make_grid"],
-    "runs": ["load_run", "run_sweep", "sweep_configs"],
+    "runs": ["PeakReport", "RunResult", "load_run", "peak_report", "run_sweep", "sweep_configs"],
 })

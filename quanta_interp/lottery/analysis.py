@@ -2,52 +2,163 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
-from ..fitting import fit_power_law, fit_range_sensitivity
+from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
 
-__all__ = ["scaling_table", "fit_scaling", "loss_peaks", "SHARMA_KAPLAN_EXPONENT"]
+if TYPE_CHECKING:
+    from .runs import RunResult
+
+__all__ = ["PerActivation", "ScalingRow", "LocalSlope", "ScalingFit", "scaling_table", "fit_scaling", "loss_peaks",
+           "SHARMA_KAPLAN_EXPONENT"]
 
 SHARMA_KAPLAN_EXPONENT = 4.0  # 4/d with input dimension d = 1
 
+Row = TypeVar("Row")
 
-def scaling_table(results: Iterable[Mapping], quantiles: tuple[float, ...] = (0.1, 0.25, 0.75, 0.9)) -> dict:
+
+@dataclass(frozen=True)
+class PerActivation(Generic[Row]):
+    """One result per activation (or per sweep label), in the order the sweep results first name them.
+
+    Attributes
+    ----------
+    rows : dict of str to ScalingRow or ScalingFit
+        Activation → its row; a mapping because the activations are the sweep's, not fixed names.
+    """
+
+    rows: dict[str, Row]
+
+    def to_dict(self) -> dict:
+        """{activation: row.to_dict()}, as scaling.json holds it."""
+        return {act: row.to_dict() for act, row in self.rows.items()}
+
+
+@dataclass(frozen=True)
+class ScalingRow:
+    """One activation of `scaling_table`: statistics of the per-seed test MSE, one entry per width.
+
+    Attributes
+    ----------
+    widths : list of int
+        Widths N, increasing.
+    median : list of float
+        Median over seeds of the test MSE (units of the target squared).
+    n_seeds : list of int
+        Seeds per width.
+    quantiles : dict of str to list of float
+        "qXX" (e.g. "q25", the 25 % quantile over seeds) → one MSE per width, in the order asked.
+    """
+
+    widths: list[int]
+    median: list[float]
+    n_seeds: list[int]
+    quantiles: dict[str, list[float]]
+
+    def to_dict(self) -> dict:
+        """`widths`, `median`, `n_seeds`, then each quantile under its "qXX" key."""
+        return {"widths": self.widths, "median": self.median, "n_seeds": self.n_seeds, **self.quantiles}
+
+
+@dataclass(frozen=True)
+class LocalSlope:
+    """The exponent α between two adjacent widths: −log(MSE_b / MSE_a) / log(b / a).
+
+    Attributes
+    ----------
+    widths : (float, float)
+        The two widths a < b.
+    exponent : float
+        α in MSE ∝ N^-α over that step.
+    """
+
+    widths: tuple[float, float]
+    exponent: float
+
+    def to_dict(self) -> dict:
+        return {"widths": list(self.widths), "exponent": self.exponent}
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """One activation of `fit_scaling`: α in MSE ∝ N^-α, to compare with Sharma & Kaplan's 4/d = 4 and the N^-1
+    that Liu & Tegmark (2023) measure with SiLU.
+
+    Attributes
+    ----------
+    widths, median : list
+        As in the `ScalingRow` (every width, also those left out of the fit).
+    exponent : float or None
+        α of the power-law fit; None with fewer than 3 distinct usable widths.
+    exponent_ci : (float, float) or None
+        Its 95 % bootstrap CI; None without a fit.
+    fit : PowerLawFit or None
+        The fit itself; None without one.
+    range_sensitivity : list of dict or None
+        `fit_range_sensitivity` rows (α with up to 2 end points dropped); None without a fit.
+    local_slopes : list of LocalSlope
+        One per pair of adjacent widths whose medians are both > 0.
+    """
+
+    widths: list[int]
+    median: list[float]
+    exponent: float | None
+    exponent_ci: tuple[float, float] | None
+    fit: PowerLawFit | None
+    range_sensitivity: list[dict] | None
+    local_slopes: list[LocalSlope]
+
+    def to_dict(self) -> dict:
+        """`widths`, `median`, `exponent`, `exponent_ci`, then `fit` and `range_sensitivity` (only with a fit),
+        then `local_slopes`."""
+        d = {"widths": self.widths, "median": self.median, "exponent": self.exponent,
+             "exponent_ci": None if self.exponent_ci is None else list(self.exponent_ci)}
+        if self.fit is not None:
+            d.update(fit=self.fit.to_dict(), range_sensitivity=self.range_sensitivity)
+        d["local_slopes"] = [s.to_dict() for s in self.local_slopes]
+        return d
+
+
+def scaling_table(results: Iterable[RunResult],
+                  quantiles: tuple[float, ...] = (0.1, 0.25, 0.75, 0.9)) -> PerActivation[ScalingRow]:
     """Per activation: widths (sorted), median and quantiles of per-seed test MSE, from sweep results.
 
     Parameters
     ----------
-    results : iterable of mappings
-        Run results as written by `train_run`: keys `activation`, `width` and `test_mse`
-        (float ndarray (S,), MSE of each seed on the test grid).
+    results : iterable of RunResult
+        `train_run` results (`run_sweep`'s); their `activation`, `width` and `test_mse` are read.
     quantiles : tuple of float
         Quantiles in [0, 1] of the per-seed losses to tabulate; `plot_scaling` needs 0.25 and 0.75.
 
     Returns
     -------
-    dict
-        Activation → {`widths`, `median`, `n_seeds`, `qXX` per quantile (e.g. `q25`)}, each a list with
-        one entry per width, in increasing width.
+    PerActivation of ScalingRow
+        Activations in the order the results first name them.
     """
     table: dict[str, dict] = {}
     for r in results:
-        losses = np.asarray(r["test_mse"], dtype=float)
-        row = table.setdefault(r["activation"], {"widths": [], "median": [], "n_seeds": [],
-                                                  **{f"q{int(q * 100):02d}": [] for q in quantiles}})
-        row["widths"].append(int(r["width"]))
+        losses = np.asarray(r.test_mse, dtype=float)
+        row = table.setdefault(r.activation, {"widths": [], "median": [], "n_seeds": [],
+                                              **{f"q{int(q * 100):02d}": [] for q in quantiles}})
+        row["widths"].append(int(r.width))
         row["median"].append(float(np.median(losses)))
         row["n_seeds"].append(int(losses.size))
         for q in quantiles:
             row[f"q{int(q * 100):02d}"].append(float(np.quantile(losses, q)))
-    for row in table.values():
+    rows = {}
+    for act, row in table.items():
         order = np.argsort(row["widths"])
-        for k, vals in row.items():
-            row[k] = [vals[i] for i in order]
-    return table
+        cols = {k: [vals[i] for i in order] for k, vals in row.items()}
+        rows[act] = ScalingRow(cols.pop("widths"), cols.pop("median"), cols.pop("n_seeds"), cols)
+    return PerActivation(rows)
 
 
-def fit_scaling(table: Mapping[str, Mapping], *, min_width: int = 2, n_boot: int = 1000, seed: int = 0) -> dict:
+def fit_scaling(table: PerActivation[ScalingRow], *, min_width: int = 2, n_boot: int = 1000,
+                seed: int = 0) -> PerActivation[ScalingFit]:
     """Power-law fit of median MSE vs width per activation (widths ≥ `min_width`; N = 1 is one neuron
     and cannot bend), with its bootstrap CI, range sensitivity and local slopes between widths.
 
@@ -56,7 +167,7 @@ def fit_scaling(table: Mapping[str, Mapping], *, min_width: int = 2, n_boot: int
 
     Parameters
     ----------
-    table : mapping
+    table : PerActivation of ScalingRow
         The output of `scaling_table`.
     min_width : int
         Smallest width in the fit; widths with a zero median are left out too.
@@ -65,28 +176,24 @@ def fit_scaling(table: Mapping[str, Mapping], *, min_width: int = 2, n_boot: int
 
     Returns
     -------
-    dict
-        Activation → {`widths`, `median`, `exponent`, `exponent_ci` ([lo, hi]), `fit` (a
-        `PowerLawFit.to_dict()`), `range_sensitivity`, `local_slopes` (per adjacent pair of widths:
-        `widths`, `exponent`)}. `exponent`, `exponent_ci` are None and `fit`, `range_sensitivity`
-        absent with fewer than 3 distinct usable widths.
+    PerActivation of ScalingFit
+        In the table's order; without a fit (fewer than 3 distinct usable widths) `exponent`, `exponent_ci`,
+        `fit` and `range_sensitivity` are None.
     """
     out = {}
-    for act, row in table.items():
-        w = np.asarray(row["widths"], dtype=float)
-        m = np.asarray(row["median"], dtype=float)
+    for act, row in table.rows.items():
+        w = np.asarray(row.widths, dtype=float)
+        m = np.asarray(row.median, dtype=float)
         keep = (w >= min_width) & (m > 0)
-        entry: dict = {"widths": row["widths"], "median": row["median"], "exponent": None, "exponent_ci": None}
-        if np.unique(w[keep]).size >= 3:
-            fit = fit_power_law(w[keep], m[keep], n_boot=n_boot, seed=seed)
-            entry.update(exponent=fit.exponent, exponent_ci=list(fit.exponent_ci), fit=fit.to_dict(),
-                         range_sensitivity=fit_range_sensitivity(w[keep], m[keep], max_drop=2, seed=seed))
-        entry["local_slopes"] = [
-            {"widths": [float(a), float(b)], "exponent": float(-np.log(mb / ma) / np.log(b / a))}
-            for a, b, ma, mb in zip(w[:-1], w[1:], m[:-1], m[1:], strict=True) if ma > 0 and mb > 0
-        ]
-        out[act] = entry
-    return out
+        fit = fit_power_law(w[keep], m[keep], n_boot=n_boot, seed=seed) if np.unique(w[keep]).size >= 3 else None
+        slopes = [LocalSlope((float(a), float(b)), float(-np.log(mb / ma) / np.log(b / a)))
+                  for a, b, ma, mb in zip(w[:-1], w[1:], m[:-1], m[1:], strict=True) if ma > 0 and mb > 0]
+        out[act] = ScalingFit(
+            widths=row.widths, median=row.median, exponent=fit.exponent if fit else None,
+            exponent_ci=fit.exponent_ci if fit else None, fit=fit,
+            range_sensitivity=fit_range_sensitivity(w[keep], m[keep], max_drop=2, seed=seed) if fit else None,
+            local_slopes=slopes)
+    return PerActivation(out)
 
 
 def loss_peaks(losses: np.ndarray, *, prominence: float = 0.05, grid: int = 512, bandwidth: float = 0.1) -> list[dict]:

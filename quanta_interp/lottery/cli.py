@@ -52,8 +52,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     results = run_sweep(sweep_configs(from_args(SweepConfig, args)), args.out, device=args.device,
                         **backend_kwargs(args))
-    for act, row in scaling_table(results).items():
-        print(act, " ".join(f"N={w}:{m:.2e}" for w, m in zip(row["widths"], row["median"], strict=True)))
+    for act, row in scaling_table(results).rows.items():
+        print(act, " ".join(f"N={w}:{m:.2e}" for w, m in zip(row.widths, row.median, strict=True)))
     print(f"wrote {len(results)} runs to {args.out}")
     return 0
 
@@ -63,20 +63,22 @@ def _fit(args: argparse.Namespace) -> int:
     from ..io import Sweep, atomic_write_json
     from .analysis import fit_scaling, scaling_table
     from .plots import plot_scaling
+    from .runs import RunResult
 
     root = Path(args.sweep or args.out)
-    results = [r for r in Sweep.open(root, hint="run `quanta lottery sweep` first").results() if r is not None]
+    results = [RunResult.from_dict(r) for r in Sweep.open(root, hint="run `quanta lottery sweep` first").results()
+               if r is not None]
     if not results:
         raise ValueError(f"{root} has no finished runs yet")
     table = scaling_table(results)
     fits = fit_scaling(table, min_width=args.min_width, seed=args.seed)
     atomic_write_json(Path(args.out) / "scaling.json", {"table": table, "fits": fits})
     plot_scaling(table, fits, Path(args.out) / "scaling")
-    for act, f in fits.items():
-        ci = f["exponent_ci"]
-        print(f"{act}: exponent {f['exponent']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{act}: too few widths")
+    for act, f in fits.rows.items():
+        ci = f.exponent_ci
+        print(f"{act}: exponent {f.exponent:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{act}: too few widths")
         if ci:
-            few_points_note(f"the {act} exponent", f["fit"]["n_points"])
+            few_points_note(f"the {act} exponent", f.fit.n_points)
     print(f"wrote {Path(args.out) / 'scaling.json'}")
     return 0
 
@@ -89,8 +91,8 @@ def _peaks(args: argparse.Namespace) -> int:
     report = peak_report(resolve_run(args.run, width=args.width, activation=args.activation),
                          prominence=args.prominence)
     atomic_write_json(Path(args.out) / "peaks.json", report)
-    plot_peaks(report["losses"], report["peaks"], report["solutions"], Path(args.out) / "peaks", width=report["width"])
-    print(json.dumps([{k: p[k] for k in ("loss", "count", "representative")} for p in report["peaks"]]))
+    plot_peaks(report.losses, report.peaks, report.solutions, Path(args.out) / "peaks", width=report.width)
+    print(json.dumps([{k: p[k] for k in ("loss", "count", "representative")} for p in report.peaks]))
     return 0
 
 
@@ -117,8 +119,8 @@ def _neurons(args: argparse.Namespace) -> int:
     from .tickets import neuron_curves
 
     net, _, config, index = load_run(resolve_run(args.run, width=args.width, activation=args.activation), args.seed_index)
-    curves = {"seed_index": index, **neuron_curves(net, interval=config.interval)}
-    atomic_write_json(Path(args.out) / "neurons.json", curves)
+    curves = neuron_curves(net, interval=config.interval)
+    atomic_write_json(Path(args.out) / "neurons.json", {"seed_index": index, **curves.to_dict()})
     plot_neurons(curves, Path(args.out) / "neurons")
     print(f"wrote {Path(args.out) / 'neurons.json'} and neurons.png/svg ({net.width} neurons)")
     return 0

@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
-    "ACTIVATIONS", "TARGETS", "OPTIMIZERS", "MLP1D", "SeedEnsemble", "activation_fn", "make_grid",
+    "ACTIVATIONS", "TARGETS", "OPTIMIZERS", "MLP1D", "EnsembleParams", "SeedEnsemble", "activation_fn", "make_grid",
     "target_fn", "check_interval", "batched_lbfgs", "forward",
 ]
 
@@ -172,6 +176,26 @@ class MLP1D:
         return self.neuron_outputs(np.asarray(x, dtype=float))[1].sum(0) + self.c
 
 
+class EnsembleParams(TypedDict):
+    """The stacked weights of S seeds of a 1 → N → 1 network, f_s(x) = Σ_i v_si σ(w_si x + b_si) + c_s.
+
+    A name → tensor mapping, not a dataclass: `forward` indexes it, the optimisers iterate its values, and it
+    is saved as it is to weights.safetensors (whose tensor names are these keys).
+
+    Keys
+    ----
+    w, b, v : torch tensor (S, N)
+        Input weights, biases and output weights.
+    c : torch tensor (S,)
+        Output biases.
+    """
+
+    w: torch.Tensor
+    b: torch.Tensor
+    v: torch.Tensor
+    c: torch.Tensor
+
+
 def seed_network(params: dict, i: int, activation: str) -> MLP1D:
     """Seed i of stacked torch weights (w, b, v, c with a leading seed axis) as a standalone float64 network.
 
@@ -184,13 +208,13 @@ def seed_network(params: dict, i: int, activation: str) -> MLP1D:
     return MLP1D(p["w"], p["b"], p["v"], float(np.ravel(p["c"])[0]), activation)
 
 
-def forward(params: dict, x, activation: str):
+def forward(params: EnsembleParams, x, activation: str):
     """Outputs of the S stacked networks `params` at the points x, in one batched evaluation.
 
     Parameters
     ----------
-    params : dict of torch tensors
-        w, b, v: (S, N); c: (S,), all of one float dtype and device.
+    params : EnsembleParams
+        All of one float dtype and device.
     x : torch tensor (P,)
         Input points, of the same dtype and device as `params`.
 
@@ -302,8 +326,8 @@ class SeedEnsemble:
 
     Attributes
     ----------
-    params_ : dict of torch tensors
-        w, b, v: (S, N); c: (S,); in `dtype` on `device`.
+    params_ : EnsembleParams
+        In `dtype` on `device`.
     train_loss_ : ndarray (S,)
         Final training MSE of each seed, in `dtype`.
 
@@ -332,13 +356,13 @@ class SeedEnsemble:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
-    def init_params(self) -> dict:
+    def init_params(self) -> EnsembleParams:
         """PyTorch-default init of S networks: w, b ~ U(−1, 1) (fan-in 1), v, c ~ U(−1/√N, 1/√N).
 
         Returns
         -------
-        dict of torch tensors
-            w, b, v: (S, N); c: (S,); in `dtype` on `device`, drawn in float64 from `seed`.
+        EnsembleParams
+            In `dtype` on `device`, drawn in float64 from `seed`.
 
         Raises
         ------
@@ -355,7 +379,8 @@ class SeedEnsemble:
         def uniform(shape, bound):
             return ((torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound).to(dt).to(self.device)
 
-        return {"w": uniform((s, n), 1.0), "b": uniform((s, n), 1.0), "v": uniform((s, n), k), "c": uniform((s,), k)}
+        return EnsembleParams(w=uniform((s, n), 1.0), b=uniform((s, n), 1.0), v=uniform((s, n), k),
+                              c=uniform((s,), k))
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> SeedEnsemble:
         """Train every seed on the points (x, y) by MSE; sets `params_` and `train_loss_`.

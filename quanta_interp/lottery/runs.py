@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,108 @@ from ..io import RunDir, Sweep, read_json
 from .config import RunConfig, SweepConfig
 from .experiment import MLP1D, SeedEnsemble, make_grid, seed_network
 
-__all__ = ["sweep_configs", "train_run", "run_sweep", "load_run", "resolve_run", "log_widths"]
+__all__ = ["RunResult", "PeakSolution", "PeakReport", "sweep_configs", "train_run", "run_sweep", "load_run",
+           "resolve_run", "peak_report", "log_widths"]
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """What `train_run` measured on one (activation, width) ensemble of S seeds; `to_dict` is its `result.json`.
+
+    Attributes
+    ----------
+    activation : str
+        One of `ACTIVATIONS` (or a label a caller put in its place).
+    width : int
+        Hidden neurons N.
+    n_seeds : int
+        Seeds S.
+    train_mse, test_mse : float ndarray (S,)
+        Final MSE of each seed on the training grid and on the `n_test` midpoints (units of the target squared).
+    median_test_mse : float
+        Median of `test_mse`.
+    seconds : float
+        Wall time of the training and the test evaluation.
+    """
+
+    activation: str
+    width: int
+    n_seeds: int
+    train_mse: np.ndarray
+    test_mse: np.ndarray
+    median_test_mse: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        """The fields in order (arrays as they are: the JSON writer lists them)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: Mapping) -> RunResult:
+        """A result as `map_runs` hands it back (a `result.json` read again, or a fresh `to_dict()`); the
+        losses as float64 arrays."""
+        return cls(**{**row, "train_mse": np.asarray(row["train_mse"], dtype=float),
+                      "test_mse": np.asarray(row["test_mse"], dtype=float)})
+
+
+@dataclass(frozen=True, eq=False)
+class PeakSolution:
+    """The representative network of one loss peak, evaluated on a grid of the run's interval.
+
+    Attributes
+    ----------
+    seed : int
+        The seed (index into the run's S networks).
+    x, target, prediction : float64 ndarray (n_points,)
+        Grid, target and the network's output on it.
+    w, b, v : float64 ndarray (N,)
+        Input weights, biases and output weights.
+    c : float
+        Output bias.
+    """
+
+    seed: int
+    x: np.ndarray
+    target: np.ndarray
+    prediction: np.ndarray
+    w: np.ndarray
+    b: np.ndarray
+    v: np.ndarray
+    c: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class PeakReport:
+    """`peak_report`: peaks of a run's final train-loss histogram over seeds (Liu & Tegmark 2023 find distinct
+    peaks at N = 2, distinct algorithms), each with its representative network.
+
+    Attributes
+    ----------
+    activation : str
+    width : int
+    n_seeds : int
+        S.
+    losses : float64 ndarray (S,)
+        Final train MSE of each seed.
+    peaks : list of dict
+        `loss_peaks` output, in increasing loss.
+    solutions : list of PeakSolution
+        One per peak, in the same order.
+    """
+
+    activation: str
+    width: int
+    n_seeds: int
+    losses: np.ndarray
+    peaks: list[dict]
+    solutions: list[PeakSolution]
+
+    def to_dict(self) -> dict:
+        """peaks.json: the fields in order, each solution as its `to_dict()`."""
+        return asdict(self)
 
 
 def log_widths(max_width: int, n: int) -> list[int]:
@@ -32,21 +134,22 @@ def log_widths(max_width: int, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.geomspace(1, max_width, n)})
 
 
-def sweep_configs(config: SweepConfig) -> list[dict]:
-    """One JSON-able run config per (activation, width); seeds per width = clip(seed_budget / width,
+def sweep_configs(config: SweepConfig) -> list[RunConfig]:
+    """One run config per (activation, width); seeds per width = clip(seed_budget / width,
     min_seeds, max_seeds), so narrow nets, whose losses scatter most, get the most seeds.
 
     Returns
     -------
-    list of dict
+    list of RunConfig
         `activation`, `width`, `n_seeds` and every training setting of `config` (target, interval,
         optimizer, steps, lr, dtype, n_train, n_test, seed), activation-major, widths increasing.
     """
     widths = config.widths or log_widths(config.max_width, config.n_widths)
     shared = {k: v for k, v in config.to_dict().items()
               if k not in ("widths", "max_width", "n_widths", "activations", "seed_budget", "min_seeds", "max_seeds")}
-    return [{"activation": act, "width": w,
-             "n_seeds": int(np.clip(config.seed_budget // w, config.min_seeds, config.max_seeds)), **shared}
+    return [RunConfig.from_dict({"activation": act, "width": w,
+                                 "n_seeds": int(np.clip(config.seed_budget // w, config.min_seeds, config.max_seeds)),
+                                 **shared})
             for act in config.activations for w in sorted(set(widths))]
 
 
@@ -56,64 +159,59 @@ def _ensemble(cfg: RunConfig, device: str = "cpu") -> SeedEnsemble:
                         seed=cfg.seed, device=device)
 
 
-def train_run(config: Mapping, run_dir: RunDir | None, device: str = "cpu") -> dict:
+def train_run(config: RunConfig, run_dir: RunDir | None, device: str = "cpu") -> RunResult:
     """Train one (activation, width) ensemble; save weights (w, b, v: (S, N); c: (S,)) and per-seed losses.
 
     Parameters
     ----------
-    config : mapping
-        One entry of `sweep_configs` (rebuilt as a `RunConfig` here, at the worker's boundary).
+    config : RunConfig
+        One entry of `sweep_configs`.
     run_dir : RunDir or None
         Where the weights go (None: not saved).
 
     Returns
     -------
-    dict
-        The run's `result.json` (a `map_runs` result must be JSON-able): `activation`, `width`, `n_seeds`,
-        `train_mse` and `test_mse` (ndarray (S,), MSE on the training grid and on `n_test` midpoints),
-        `median_test_mse`, `seconds`.
+    RunResult
+        Per-seed train and test MSE (in the ensemble's dtype); its `to_dict()` is the run's `result.json`.
 
     Raises
     ------
     ValueError
         A bad interval, target, grid size, width, activation, optimizer or dtype in `config`.
-    ParameterError
-        `config` has keys that are not `RunConfig` fields.
     """
-    cfg = RunConfig.from_dict(dict(config))
-    x, y = make_grid(cfg.target, cfg.interval, cfg.n_train)
-    xt, yt = make_grid(cfg.target, cfg.interval, cfg.n_test, midpoints=True)
+    x, y = make_grid(config.target, config.interval, config.n_train)
+    xt, yt = make_grid(config.target, config.interval, config.n_test, midpoints=True)
     start = time.perf_counter()
-    model = _ensemble(cfg, device).fit(x, y)
+    model = _ensemble(config, device).fit(x, y)
     test = model.loss(xt, yt)
     if run_dir is not None:
         run_dir.save_weights(model.params_)
-    return {"activation": cfg.activation, "width": cfg.width, "n_seeds": cfg.n_seeds,
-            "train_mse": model.train_loss_, "test_mse": test, "median_test_mse": float(np.median(test)),
-            "seconds": time.perf_counter() - start}
+    return RunResult(activation=config.activation, width=config.width, n_seeds=config.n_seeds,
+                     train_mse=model.train_loss_, test_mse=test, median_test_mse=float(np.median(test)),
+                     seconds=time.perf_counter() - start)
 
 
-def run_sweep(configs: list[dict], out: str | os.PathLike, *, device: str = "cpu", **executor) -> list[dict]:
+def run_sweep(configs: list[RunConfig], out: str | os.PathLike, *, device: str = "cpu", **executor) -> list[RunResult]:
     """Train every config into the resumable sweep folder `out` (finished runs are skipped);
     `executor` goes to `map_runs` (backend, workers, address, resources).
 
     Returns
     -------
-    list of dict
-        The `train_run` result of each config, in config order.
+    list of RunResult
+        The `train_run` result of each config, in config order (those of earlier calls read back).
     """
-    return map_runs(partial(train_run, device=device), configs, root=out, name="lottery-sweep",
-                    desc="lottery widths", **executor)
+    return [RunResult.from_dict(r) for r in map_runs(partial(train_run, device=device), configs, root=out,
+                                                     name="lottery-sweep", desc="lottery widths", **executor)]
 
 
-def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, dict, RunConfig, int]:
+def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[MLP1D, RunResult, RunConfig, int]:
     """One network of a finished run (default: the seed with the median test loss), its result and config.
 
     Returns
     -------
     network : MLP1D
         The chosen seed, in float64.
-    result : dict
+    result : RunResult
         The run's `result.json`.
     config : RunConfig
         Its `config.json`.
@@ -132,8 +230,8 @@ def load_run(path: str | os.PathLike, seed_index: int | None = None) -> tuple[ML
         raise FileNotFoundError(f"{path} is not a finished lottery run (needs result.json and weights.safetensors); "
                                 "pass a folder under SWEEP/runs/")
     run = RunDir(path)
-    result, config, weights = run.result(), RunConfig.from_dict(read_json(path / "config.json")), run.load_weights()
-    losses = np.asarray(result["test_mse"], dtype=float)
+    result, config = RunResult.from_dict(run.result()), RunConfig.from_dict(read_json(path / "config.json"))
+    weights, losses = run.load_weights(), result.test_mse
     if seed_index is None:
         seed_index = int(np.argsort(losses)[losses.size // 2])
     if not 0 <= seed_index < losses.size:
@@ -162,18 +260,19 @@ def resolve_run(path: str | os.PathLike, *, width: int | None = None, activation
     sweep = Sweep.open(path, hint="nor a lottery run (no result.json)")
     width = 2 if width is None else width
     activation = activation or "silu"
-    for i, c in enumerate(sweep.configs):
-        if c["width"] == width and c["activation"] == activation:
+    configs = [RunConfig.from_dict(c) for c in sweep.configs]
+    for i, c in enumerate(configs):
+        if c.width == width and c.activation == activation:
             if i not in sweep.pending():
                 return sweep.run_dir(i).path
             raise FileNotFoundError(f"the run width={width} activation={activation} in {path} has not finished; "
                                     "rerun `quanta lottery sweep` with the same options to resume it")
-    have = sorted({(c["activation"], c["width"]) for c in sweep.configs})
+    have = sorted({(c.activation, c.width) for c in configs})
     raise ParameterError("width", f"and activation: no run with width={width} activation={activation} in {path}; "
                                   f"have {have}")
 
 
-def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: int = 101) -> dict:
+def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: int = 101) -> PeakReport:
     """Peaks of the final train-loss histogram over a run's seeds, with each peak's representative network.
 
     Parameters
@@ -187,10 +286,8 @@ def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: i
 
     Returns
     -------
-    dict
-        `activation`, `width`, `n_seeds`, `losses` (float64 ndarray (S,), final train MSE), `peaks`
-        (`loss_peaks` output) and `solutions` (per peak: `seed`, `x`, `target`, `prediction`, each
-        float64 ndarray (n_points,), and the network's `w`, `b`, `v` (N,) and `c`).
+    PeakReport
+        The seeds' final train losses, their peaks and one `PeakSolution` per peak on `n_points` points.
 
     Raises
     ------
@@ -202,13 +299,13 @@ def peak_report(run: str | os.PathLike, *, prominence: float = 0.05, n_points: i
     from .analysis import loss_peaks
 
     _, result, config, _ = load_run(run, 0)
-    losses = np.asarray(result["train_mse"], dtype=float)
+    losses = result.train_mse
     peaks = loss_peaks(np.maximum(losses, np.finfo(float).tiny), prominence=prominence)
     x, y = make_grid(config.target, config.interval, n_points)
     weights, solutions = RunDir(Path(run)).load_weights(), []
     for p in peaks:
         net = seed_network(weights, p["representative"], config.activation)
-        solutions.append({"seed": p["representative"], "x": x, "target": y, "prediction": net.predict(x),
-                          "w": net.w, "b": net.b, "v": net.v, "c": net.c})
-    return {"activation": config.activation, "width": config.width, "n_seeds": losses.size,
-            "losses": losses, "peaks": peaks, "solutions": solutions}
+        solutions.append(PeakSolution(seed=p["representative"], x=x, target=y, prediction=net.predict(x), w=net.w,
+                                      b=net.b, v=net.v, c=net.c))
+    return PeakReport(activation=config.activation, width=config.width, n_seeds=losses.size, losses=losses,
+                      peaks=peaks, solutions=solutions)

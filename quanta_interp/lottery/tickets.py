@@ -15,7 +15,7 @@ import numpy as np
 from ..fitting import PowerLawFit, fit_power_law
 from .experiment import ACTIVATIONS, MLP1D, activation_fn, check_interval, make_grid
 
-__all__ = ["TicketReport", "dissect", "as_mlp1d", "even_taylor", "find_pairs", "mirror_distances", "neuron_curves",
+__all__ = ["NeuronCurves", "TicketReport", "dissect", "as_mlp1d", "even_taylor", "find_pairs", "mirror_distances", "neuron_curves",
            "ensemble_variance"]
 
 _MODULE_ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "LeakyReLU": "leaky_relu", "Tanh": "tanh"}
@@ -109,9 +109,48 @@ def mirror_distances(net: MLP1D) -> np.ndarray:
     return dist / np.maximum(0.5 * (scale[:, None] + scale[None, :]), 1e-12)
 
 
+@dataclass(frozen=True, eq=False)
+class NeuronCurves:
+    """`neuron_curves`: each neuron of a 1 → N → 1 network over the input interval.
+
+    Attributes
+    ----------
+    activation_fn : str
+        The activation's name (one of `ACTIVATIONS`).
+    width : int
+    c : float
+        Output bias.
+    x : float64 ndarray (P,)
+        Evenly spaced points of the interval, ends included.
+    activation, contribution : float64 ndarray (N, P)
+        σ(w_i x + b_i) and v_i σ(w_i x + b_i); the contributions summed over neurons plus `c` are `output`.
+    output : float64 ndarray (P,)
+    w, b, v : float64 ndarray (N,)
+        Input weights, biases and output weights.
+    """
+
+    activation_fn: str
+    width: int
+    c: float
+    x: np.ndarray
+    activation: np.ndarray
+    contribution: np.ndarray
+    output: np.ndarray
+    w: np.ndarray
+    b: np.ndarray
+    v: np.ndarray
+
+    def to_dict(self) -> dict:
+        """neurons.json: the fields up to `output`, then `neurons` (per neuron: `w`, `b`, `v`)."""
+        return {"activation_fn": self.activation_fn, "width": self.width, "c": self.c, "x": self.x,
+                "activation": self.activation, "contribution": self.contribution, "output": self.output,
+                "neurons": [{"w": float(w), "b": float(b), "v": float(v)}
+                            for w, b, v in zip(self.w, self.b, self.v, strict=True)]}
+
+
 def neuron_curves(model, *, activation: str | None = None, interval: tuple[float, float] = (-1.0, 1.0),
-                  n_points: int = 101) -> dict:
-    """Per neuron over the interval: parameters, activation σ(wx+b) and contribution vσ(wx+b) (JSON-able).
+                  n_points: int = 101) -> NeuronCurves:
+    """Per neuron over the interval: parameters, activation σ(wx+b) and contribution vσ(wx+b).
 
     Parameters
     ----------
@@ -122,10 +161,8 @@ def neuron_curves(model, *, activation: str | None = None, interval: tuple[float
 
     Returns
     -------
-    dict
-        `activation_fn` (name), `width`, `c`, `x` (float64 ndarray (n_points,)), `activation` and
-        `contribution` (float64 ndarray (N, n_points)), `output` (n_points,), `neurons` (per neuron:
-        `w`, `b`, `v`).
+    NeuronCurves
+        On `n_points` points.
 
     Raises
     ------
@@ -136,9 +173,8 @@ def neuron_curves(model, *, activation: str | None = None, interval: tuple[float
     lo, hi = check_interval(interval)
     x = np.linspace(lo, hi, n_points)
     act, contrib = net.neuron_outputs(x)
-    return {"activation_fn": net.activation, "width": net.width, "c": net.c, "x": x, "activation": act,
-            "contribution": contrib, "output": contrib.sum(0) + net.c,
-            "neurons": [{"w": float(w), "b": float(b), "v": float(v)} for w, b, v in zip(net.w, net.b, net.v, strict=True)]}
+    return NeuronCurves(activation_fn=net.activation, width=net.width, c=net.c, x=x, activation=act,
+                        contribution=contrib, output=contrib.sum(0) + net.c, w=net.w, b=net.b, v=net.v)
 
 
 def find_pairs(net: MLP1D, tol: float = 0.05) -> tuple[list[tuple[int, int]], np.ndarray, list[int]]:

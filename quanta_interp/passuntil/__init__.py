@@ -6,7 +6,7 @@ from .._exports import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "config": ["PassUntilConfig"],
     "estimators": ["PassRates", "TaskPassRate", "estimate_pass_rate", "task_pass_rate", "pass_at_k", "pass_at_k_from_rate"],
-    "sampler": ["Instance", "PassUntil", "bridge_sampler", "exact_match", "exact_probability", "load_instances"],
+    "sampler": ["Instance", "InstanceRecord", "PassUntil", "bridge_sampler", "exact_match", "exact_probability", "load_instances"],
     "scaling": ["TaskScalingFit", "EmergenceTest", "EmergenceModels", "fit_task_scaling", "classify_emergence", "fit_emergence_models"],
     "tasks": ["addition_split", "addition_text", "builtin_instances"],
 })

@@ -63,12 +63,12 @@ def _run(args: argparse.Namespace) -> int:
     _check_vocabulary(lm.corpus_tokenizer(model), instances, "instances" if cfg.instances else "task")
     run = RunDir(args.out, cfg.to_dict())
     records = sampler.run(model.bridge, instances, tokenizer=model.tokenizer, run_dir=run)
-    passes, samples = [r["passes"] for r in records], [r["samples"] for r in records]
+    passes, samples = [r.passes for r in records], [r.samples for r in records]
     method = "unbiased" if cfg.r >= 2 else "mle"
     rates = estimate_pass_rate(passes, samples, r=cfg.r, method=method)
     result = {"model": cfg.model, "n_params": lm.n_params(model.bridge), "N": lm.non_embedding_params(model.bridge),
               "task": task_pass_rate(passes, samples, r=cfg.r, method=method, seed=cfg.seed).to_dict(),
-              "instances": [{**rec, "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
+              "instances": [{**rec.to_dict(), "pu": float(e), "ci": [float(lo), float(hi)], "log_p": float(lp)}
                             for rec, e, lo, hi, lp in zip(records, rates.estimate, rates.lower, rates.upper,
                                                           rates.log_p, strict=True)]}
     run.write_result(result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from ..io import RunDir, jsonl_lines, progress
 
-__all__ = ["Instance", "exact_match", "PassUntil", "bridge_sampler", "exact_probability", "load_instances"]
+__all__ = ["Instance", "InstanceRecord", "exact_match", "PassUntil", "bridge_sampler", "exact_probability",
+           "load_instances"]
 
 Checker = Callable[[str, str], bool]
 SampleFn = Callable[["Instance", int, int], Sequence[str]]
@@ -56,6 +57,47 @@ class Instance:
     def key(self) -> str:
         """Stable identifier: `id`, or the CRC-32 (8 hex digits) of prompt and answer when `id` is empty."""
         return self.id or f"{zlib.crc32((self.prompt + chr(0) + self.answer).encode()):08x}"
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What `PassUntil.run_instance` measured on one instance: the counts that `estimate_pass_rate` and
+    `task_pass_rate` take (PassUntil, Hu et al. ICLR 2024: PU = r/K), one line of a run's metrics.jsonl.
+
+    Attributes
+    ----------
+    id : str
+        The instance's `Instance.key`.
+    passes : int
+        Passes counted, ≤ r; fewer than r marks a censored instance (k_max reached).
+    samples : int
+        K: draws up to and including the r-th pass, or all draws when censored.
+    drawn : int
+        All draws, including the rest of the batch that held the r-th pass.
+    passes_drawn : int
+        Passes among all `drawn`.
+    errors : int
+        Checker calls that raised (each counted as a fail).
+    error : str or None
+        The first of them as "ExceptionType: message"; None when the checker never raised.
+    """
+
+    id: str
+    passes: int
+    samples: int
+    drawn: int
+    passes_drawn: int
+    errors: int
+    error: str | None
+
+    def to_dict(self) -> dict:
+        """The record as its metrics.jsonl line holds it (fields in order)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> InstanceRecord:
+        """A record read back from metrics.jsonl (a resumed run)."""
+        return cls(**row)
 
 
 def exact_match(completion: str, answer: str) -> bool:
@@ -285,15 +327,13 @@ class PassUntil:
         return bridge_sampler(model, tokenizer, temperature=self.temperature, top_k=self.top_k,
                               max_new_tokens=self.max_new_tokens, stop_on_mismatch=self.checker is None)
 
-    def run_instance(self, sample: SampleFn, instance: Instance) -> dict:
+    def run_instance(self, sample: SampleFn, instance: Instance) -> InstanceRecord:
         """Sample one instance until r passes or k_max; batch sizes double from 32 up to batch_size.
 
         Returns
         -------
-        dict
-            `id` (the instance key), `passes` (≤ r), `samples` (K: draws up to the r-th pass, or all draws
-            when censored), `drawn` (all draws, including the rest of the last batch), `passes_drawn`
-            (passes among them), `errors` (checker exceptions) and `error` (the first, or None).
+        InstanceRecord
+            Its passes (≤ r), samples K, all draws and checker errors.
         """
         check = self.checker or exact_match
         base = zlib.crc32(instance.key.encode())
@@ -312,11 +352,11 @@ class PassUntil:
                 if passes == self.r and k_at_r is None:
                     k_at_r = drawn
             batch_no += 1
-        return {"id": instance.key, "passes": min(passes, self.r), "samples": k_at_r or drawn,
-                "drawn": drawn, "passes_drawn": passes, "errors": errors, "error": first_error}
+        return InstanceRecord(id=instance.key, passes=min(passes, self.r), samples=k_at_r or drawn, drawn=drawn,
+                              passes_drawn=passes, errors=errors, error=first_error)
 
     def run(self, model, instances: Sequence[Instance], *, tokenizer=None, run_dir: RunDir | None = None,
-            show_progress: bool = True) -> list[dict]:
+            show_progress: bool = True) -> list[InstanceRecord]:
         """Records in instance order; with `run_dir`, each finished instance is logged and skipped on rerun.
 
         Parameters
@@ -332,7 +372,7 @@ class PassUntil:
 
         Returns
         -------
-        list of dict
+        list of InstanceRecord
             One `run_instance` record per instance, in the order of `instances`.
 
         Raises
@@ -342,7 +382,9 @@ class PassUntil:
             no tokenizer.
         """
         sample = self._sampler(model, tokenizer)
-        done = {row["id"]: row for row in run_dir.metrics()} if run_dir is not None else {}
+        done = {}
+        if run_dir is not None:
+            done = {rec.id: rec for rec in map(InstanceRecord.from_dict, run_dir.metrics())}
         keys = [i.key for i in instances]
         if len(set(keys)) != len(keys):
             raise ValueError("instances: two instances share an id (or prompt and answer)")
@@ -353,7 +395,7 @@ class PassUntil:
                 continue
             done[inst.key] = self.run_instance(sample, inst)
             if run_dir is not None:
-                run_dir.log_metrics(done[inst.key])
+                run_dir.log_metrics(done[inst.key].to_dict())
             bar.update()
         bar.close()
         return [done[k] for k in keys]

@@ -125,4 +125,4 @@ def test_early_stopping_never_changes_a_verdict_a_continuation_is_judged_on_its_
     assert bridge_sampler(SpellsItOut(), tok, stop_on_mismatch=True)(instance, 3, 0) == ["12\n"] * 3
     (record,) = PassUntil(r=1, k_max=10, batch_size=4).run(SpellsItOut(), [instance], tokenizer=tok,
                                                            show_progress=False)
-    assert record["passes"] == 1 and record["samples"] == 1
+    assert record.passes == 1 and record.samples == 1

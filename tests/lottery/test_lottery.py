@@ -16,6 +16,7 @@ from quanta_interp.lottery import (
     scaling_table,
 )
 from quanta_interp.lottery.experiment import activation_fn
+from quanta_interp.lottery.runs import RunResult
 
 
 @pytest.mark.parametrize("activation", ["silu", "tanh"])
@@ -105,15 +106,19 @@ def test_ensemble_variance_is_one_over_k_for_independent_errors():
 
 def test_scaling_fit_recovers_a_known_exponent():
     rng = np.random.default_rng(0)
-    results = [{"activation": act, "width": n, "test_mse": c * n ** -alpha * rng.lognormal(0, 0.3, 50)}
+    def run(act: str, n: int, mse: np.ndarray) -> RunResult:
+        return RunResult(act, n, mse.size, train_mse=mse, test_mse=mse, median_test_mse=float(np.median(mse)),
+                         seconds=0.0)
+
+    results = [run(act, n, c * n ** -alpha * rng.lognormal(0, 0.3, 50))
                for act, alpha, c in (("silu", 1.0, 1e-2), ("relu", 4.0, 1.0)) for n in (2, 4, 8, 16, 32, 64, 128)]
     table = scaling_table(results)
-    assert table["silu"]["widths"] == [2, 4, 8, 16, 32, 64, 128] and len(table["relu"]["q75"]) == 7
+    assert table.rows["silu"].widths == [2, 4, 8, 16, 32, 64, 128] and len(table.rows["relu"].quantiles["q75"]) == 7
     fits = fit_scaling(table, n_boot=200)
     for act, alpha in (("silu", 1.0), ("relu", 4.0)):
-        lo, hi = fits[act]["exponent_ci"]
-        assert fits[act]["exponent"] == pytest.approx(alpha, abs=0.1) and lo <= alpha + 0.05 and hi >= alpha - 0.05
-        assert len(fits[act]["local_slopes"]) == 6 and len(fits[act]["range_sensitivity"]) == 9
+        lo, hi = fits.rows[act].exponent_ci
+        assert fits.rows[act].exponent == pytest.approx(alpha, abs=0.1) and lo <= alpha + 0.05 and hi >= alpha - 0.05
+        assert len(fits.rows[act].local_slopes) == 6 and len(fits.rows[act].range_sensitivity) == 9
 
 
 def test_loss_peaks_finds_discrete_modes():
@@ -130,9 +135,9 @@ def test_loss_peaks_finds_discrete_modes():
 def test_neuron_curves_add_up_to_the_network():
     net = MLP1D([0.5, -1.0, 2.0], [0.1, 0.2, -0.3], [1.0, -0.5, 0.25], 0.7, "tanh")
     curves = neuron_curves(net, n_points=33)
-    assert curves["activation"].shape == (3, 33) and len(curves["neurons"]) == 3
-    np.testing.assert_allclose(curves["contribution"].sum(0) + 0.7, net.predict(curves["x"]), rtol=1e-12)
-    np.testing.assert_allclose(curves["activation"][1], np.tanh(-curves["x"] + 0.2), rtol=1e-12)
+    assert curves.activation.shape == (3, 33) and len(curves.to_dict()["neurons"]) == 3
+    np.testing.assert_allclose(curves.contribution.sum(0) + 0.7, net.predict(curves.x), rtol=1e-12)
+    np.testing.assert_allclose(curves.activation[1], np.tanh(-curves.x + 0.2), rtol=1e-12)
 
 
 @pytest.mark.parametrize("make, message", [

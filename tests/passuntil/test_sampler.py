@@ -42,7 +42,7 @@ def tiny():
 
 
 def counts(records):
-    return [r["passes"] for r in records], [r["samples"] for r in records]
+    return [r.passes for r in records], [r.samples for r in records]
 
 
 def test_sampler_estimates_agree_with_exact_teacher_forced_probability(tiny):
@@ -116,8 +116,8 @@ def test_callable_model_and_a_raising_checker(tmp_path):
     inst = [Instance("q", "a", id=f"i{j}") for j in range(3)]
     p = {"i0": 0.5, "i1": 0.01, "i2": 0.0}
     records = PassUntil(r=2, k_max=2000, batch_size=64).run(bernoulli_model(p), inst, show_progress=False)
-    assert [r["passes"] for r in records] == [2, 2, 0] and records[2]["samples"] == 2000
-    assert records[0]["samples"] < 40 < records[1]["samples"]
+    assert [r.passes for r in records] == [2, 2, 0] and records[2].samples == 2000
+    assert records[0].samples < 40 < records[1].samples
 
     def checker(text, answer):
         if text == "wrong":
@@ -125,7 +125,7 @@ def test_callable_model_and_a_raising_checker(tmp_path):
         return True
 
     rec = PassUntil(r=1, k_max=100, checker=checker).run(bernoulli_model({"i0": 0.0}), inst[:1], show_progress=False)
-    assert rec[0]["errors"] == 100 and rec[0]["passes"] == 0 and "checker broke" in rec[0]["error"]
+    assert rec[0].errors == 100 and rec[0].passes == 0 and "checker broke" in rec[0].error
 
 
 def test_bad_input_raises_one_line(tmp_path):
