@@ -22,19 +22,21 @@ from pathlib import Path
 from quanta_interp.io import atomic_write_json
 from quanta_interp.lm.scaling import family_members
 from quanta_interp.quanta import QDGConfig, discover
-from quanta_interp.quanta.scaling import PAPER_CLAIM
+from quanta_interp.quanta.scaling import PAPER_CLAIM, QuantaScaling
 
 # the lm_scaling analysis's thresholds for models this small (the paper's 5 → 0.3 nats suit Pythia)
 CPU_CLASSES = (1.5, 0.3, -0.1, 0.9)
 OUTPUTS = ("quanta_scaling.json", "quanta_scaling.png", "quanta_scaling.svg", "browser.html")
 
 
-def heldout(config: QDGConfig, runs: Path, n: int) -> dict:
+def heldout(config: QDGConfig, runs: Path, n: int) -> tuple[QuantaScaling, dict]:
     """The held-out estimator on the char family (`quanta.scaling.heldout_quanta_scaling`): the quanta are the
     QDG run's clusters (defined on the tokens its scan selected), the curves are measured on `n` random
     positions of the blocks the scan never read (`family.heldout_targets`), each assigned to its nearest
     quantum centroid by its gradient under the QDG model (same sketch, same seed); learned = the curve falls
-    halfway to QDG's loss threshold. Resumable: gradients and per-member losses under runs/heldout/."""
+    halfway to QDG's loss threshold. Resumable: gradients and per-member losses under runs/heldout/.
+    Returns the result and what heldout.json adds to it (n_heldout_targets, n_scanned_blocks_skipped,
+    top_member_loss_below_threshold)."""
     import numpy as np
 
     from quanta_interp import lm
@@ -74,8 +76,8 @@ def heldout(config: QDGConfig, runs: Path, n: int) -> dict:
                                     members=[m["name"] for m in members],
                                     thresholds=dict(zip(("high", "low", "slope", "r2"), CPU_CLASSES, strict=True)),
                                     seed=config.seed)
-    return {**result, "n_heldout_targets": int(len(targets)), "n_scanned_blocks_skipped": int(skip),
-            "top_member_loss_below_threshold": float(np.mean(held.losses[ok] < config.loss_threshold))}
+    return result, {"n_heldout_targets": int(len(targets)), "n_scanned_blocks_skipped": int(skip),
+                    "top_member_loss_below_threshold": float(np.mean(held.losses[ok] < config.loss_threshold))}
 
 
 def planted(seeds: range) -> dict:
@@ -117,19 +119,19 @@ def main() -> None:
     s = result.summary["quanta_scaling"]
     fit = result.summary["rank_frequency"]
     t1 = time.perf_counter()
-    unbiased = heldout(config, Path(args.runs), args.heldout_tokens)
-    atomic_write_json(out / "heldout.json", unbiased)
-    h = unbiased["spearman_rank_n_star"]
+    unbiased, extra = heldout(config, Path(args.runs), args.heldout_tokens)
+    atomic_write_json(out / "heldout.json", {**unbiased.to_dict(), **extra})
+    h = unbiased.spearman_rank_n_star
     atomic_write_json(out / "summary.json", {
         "model": config.model, "family": s["members"], "x_non_embedding_params": s["x"],
         "n_tokens": result.n_tokens, "n_quanta": len(result.cluster_sizes),
         "spearman_rank_n_star": s["spearman_rank_n_star"], "n_learned": s["n_learned"], "sharpness": s["sharpness"],
         "token_classes": s["token_classes"], "rank_frequency_slope": fit.get("slope"),
         "rank_frequency_slope_ci": fit.get("slope_ci"),
-        "heldout": {"estimator": unbiased["estimator"], "n_tokens": unbiased["n_tokens"],
-                    "n_quanta": unbiased["n_quanta"], "spearman_rank_n_star": h, "n_learned": unbiased["n_learned"],
-                    "learned_loss": unbiased["learned_loss"],
-                    "top_member_loss_below_threshold": unbiased["top_member_loss_below_threshold"]},
+        "heldout": {"estimator": unbiased.estimator, "n_tokens": unbiased.n_tokens,
+                    "n_quanta": unbiased.n_quanta, "spearman_rank_n_star": h.to_dict(),
+                    "n_learned": unbiased.n_learned.to_dict(), "learned_loss": unbiased.learned_loss,
+                    "top_member_loss_below_threshold": extra["top_member_loss_below_threshold"]},
         "paper": PAPER_CLAIM, "seconds_this_run": round(seconds, 1), "heldout_seconds": round(time.perf_counter() - t1, 1),
         "timings": result.timings,
     })
@@ -139,8 +141,8 @@ def main() -> None:
           f"{rho['n_right_censored']} right-censored); n_learned ∝ N^{n['b']} CI {n['b_ci']}; implied α_N "
           f"{n['implied_alpha_N']} vs measured {n['measured_alpha_N']}; sharpness ratio {s['sharpness']['median_ratio']}"
           f" CI {s['sharpness']['ci']}; {seconds:.0f} s")
-    print(f"held-out: Spearman ρ(rank, N*) = {h['rho']} CI {h['ci']} (n = {h['n']}, {h['n_left_censored']} left-, "
-          f"{h['n_right_censored']} right-censored) on {unbiased['n_tokens']} tokens")
+    print(f"held-out: Spearman ρ(rank, N*) = {h.rho} CI {h.ci} (n = {h.n}, {h.n_left_censored} left-, "
+          f"{h.n_right_censored} right-censored) on {unbiased.n_tokens} tokens")
 
 
 if __name__ == "__main__":

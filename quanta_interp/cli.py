@@ -12,11 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 from .config import BACKENDS, ParameterError, check_device, parse_seed
 
-__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "positive_int", "few_points_note", "vocab_note",
-           "GROUPS"]
+__all__ = ["main", "add_common", "add_backend", "backend_kwargs", "BackendKwargs", "positive_int", "few_points_note",
+           "vocab_note", "GROUPS"]
 
 GROUPS: dict[str, tuple[str, str]] = {
     "sparse-parity": ("quanta_interp.sparse_parity.cli", "multitask sparse parity: train, sweep, fit, neurons"),
@@ -68,12 +69,22 @@ def add_backend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs each run asks Ray for (default: 0)")
 
 
-def backend_kwargs(args: argparse.Namespace) -> dict:
+class BackendKwargs(TypedDict):
+    """`map_runs` keyword arguments (a mapping, splatted into the call): backend, workers (parallel runs or
+    None), address (Ray's or None) and resources ({"num_cpus": 1, "num_gpus": GPUs per run})."""
+
+    backend: str
+    workers: int | None
+    address: str | None
+    resources: dict[str, float]
+
+
+def backend_kwargs(args: argparse.Namespace) -> BackendKwargs:
     """The `map_runs` keyword arguments chosen by `add_backend`'s options.
 
     Returns
     -------
-    dict
+    BackendKwargs
         "backend", "workers", "address" and "resources" (1 CPU and --gpus-per-run GPUs per run).
     """
     return {"backend": args.backend, "workers": args.workers, "address": args.address,

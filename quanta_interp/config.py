@@ -460,9 +460,9 @@ def _scalar_parser(hint, name: str):
     raise TypeError(f"field {name}: give metadata['parse'] for annotation {hint}")
 
 
-def given_args(cls: type, args: argparse.Namespace) -> dict:
+def given_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """{setting: value} of the options the user gave (see `add_arguments`; a part's settings flat); absent
-    ones are left out."""
+    ones are left out. A mapping: the keyword arguments `cls.build` takes (`from_args`)."""
     return {name: getattr(args, name) for name in cls.names() if hasattr(args, name)}
 
 

@@ -21,9 +21,12 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "read_json", "load_npy",
@@ -440,8 +443,9 @@ class RunDir:
         return f"delete the folder {self.path} and rerun: the run is redone"
 
     @property
-    def config(self) -> dict:
-        """The run's settings, read from `config.json`.
+    def config(self) -> dict[str, Any]:
+        """The run's settings, read from `config.json`: a mapping, as any JSON object a run was given (each
+        caller rebuilds its own config dataclass from it).
 
         Raises
         ------
@@ -481,8 +485,9 @@ class RunDir:
         """Write `result.json` atomically: the run's last write, which marks it `done`."""
         atomic_write_json(self.path / "result.json", result)
 
-    def result(self) -> dict:
-        """The run's `result.json`.
+    def result(self) -> dict[str, Any]:
+        """The run's `result.json`: a mapping, as the JSON of whatever result its worker wrote (each caller
+        rebuilds its result type from it).
 
         Raises
         ------
@@ -516,8 +521,9 @@ class RunDir:
         data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
         return atomic_write_bytes(self.path / name, data)
 
-    def load_weights(self, name: str = "weights.safetensors") -> dict:
-        """The tensors `save_weights` wrote to `name`, as {name: CPU torch.Tensor}.
+    def load_weights(self, name: str = "weights.safetensors") -> dict[str, torch.Tensor]:
+        """The tensors `save_weights` wrote to `name`, as {name: CPU torch.Tensor}: a mapping, the state dict
+        `load_state_dict` takes.
 
         Raises
         ------

@@ -17,9 +17,9 @@ from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
 from .config import UNCONVERGED, TrainConfig
 from .training import TrainResult, split_tokens
 
-__all__ = ["LADDER", "CPU_TRAIN", "FamilyMember", "TrainedMember", "ModelLoss", "ScalingSummary", "UNCONVERGED",
-           "family_configs", "train_family", "train_member", "family_members", "converged_members", "load_family",
-           "loss_matrix", "fit_alpha_n", "TokenClasses", "analyse", "PAPER_CLASSES"]
+__all__ = ["LADDER", "CPU_TRAIN", "FamilyMember", "MemberResult", "TrainedMember", "ModelLoss", "ScalingSummary",
+           "UNCONVERGED", "family_configs", "train_family", "train_member", "family_members", "converged_members",
+           "load_family", "loss_matrix", "fit_alpha_n", "TokenClasses", "analyse", "PAPER_CLASSES"]
 
 PAPER_CLASSES = dict(high=5.0, low=0.3, slope=-0.3, r2=0.98)
 # How the CPU-scale family is trained (analyses/lm_scaling.py fits α_N on it; analyses/qdg_lm.py reuses it): a
@@ -127,12 +127,29 @@ def family_configs(sizes=LADDER, *, corpus: str = "shakespeare", tokenizer: str 
             for n_layers, d_model in sizes]
 
 
-def train_member(config: Mapping[str, Any], run_dir=None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MemberResult:
+    """A trained family member (`train_member`): its `name` and `lm.train`'s `result`; `to_dict()` is the
+    sweep's result.json, {name, **result.to_dict()}."""
+
+    name: str
+    result: TrainResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """{name, then the `TrainResult` fields}."""
+        return {"name": self.name, **self.result.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemberResult:
+        """The member from `to_dict()` output (a finished member's result.json)."""
+        return cls(data["name"], TrainResult.from_dict({k: v for k, v in data.items() if k != "name"}))
+
+
+def train_member(config: Mapping[str, Any], run_dir=None) -> MemberResult:
     """Train one family member on its corpus's train split, evaluating on the held-out documents.
 
     `config` is a `FamilyMember.to_dict()` (what `map_runs` passes); `run_dir` (a `RunDir` or None) is where
-    `map_runs` keeps the member, so a rerun resumes it. Returns `lm.train`'s result as a dict, with the
-    member's `name` first (the sweep's result.json).
+    `map_runs` keeps the member, so a rerun resumes it.
     """
     from .training import train
 
@@ -140,7 +157,7 @@ def train_member(config: Mapping[str, Any], run_dir=None) -> dict[str, Any]:
     corpus = load_corpus(member.corpus, member.tokenizer)
     result = train(member.train, corpus.documents("train"), val_tokens=corpus.documents("val"),
                    tokenizer=corpus.tokenizer, run_dir=run_dir.path if run_dir is not None else None, progress=False)
-    return {"name": member.name, **result.to_dict()}
+    return MemberResult(member.name, result)
 
 
 def train_family(members: list[FamilyMember], root: str | Path, **executor) -> list[TrainResult]:
@@ -154,7 +171,7 @@ def train_family(members: list[FamilyMember], root: str | Path, **executor) -> l
     """
     done = map_runs(train_member, [m.to_dict() for m in members], root=root, name="lm-family", desc="family",
                     **executor)
-    return [TrainResult.from_dict({k: v for k, v in r.items() if k != "name"}) for r in done]
+    return [MemberResult.from_dict(r).result for r in done]
 
 
 def _rule(config: TrainConfig) -> str:

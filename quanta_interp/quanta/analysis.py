@@ -14,6 +14,7 @@ import numpy as np
 from ..describe import Description, describe_tokens, log_unigram
 from ..io import atomic_write_json, progress, read_json
 from .config import ClusteringConfig
+from .curves import QuantaScaling
 from .frequencies import RankFrequencyFit
 from .run import CaptureInfo, RunFolder
 
@@ -129,7 +130,8 @@ def cluster_quanta(G: np.ndarray, clustering: ClusteringConfig, *, counts, fit_r
 
 
 def _quanta_scaling(run: RunFolder, config, rows: np.ndarray, reference: np.ndarray, order: np.ndarray,
-                    labels: np.ndarray, fit: RankFrequencyFit, alpha: float | None, source: str | None) -> tuple[dict, dict]:
+                    labels: np.ndarray, fit: RankFrequencyFit, alpha: float | None,
+                    source: str | None) -> tuple[QuantaScaling, dict]:
     """`quanta_scaling.json` and its figure from the family losses of the clustered rows (α_N and its source
     as `alpha_n_from` gave them)."""
     from .family import read_family
@@ -256,9 +258,9 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
         order = np.array([c["label"] for c in clusters])
         scaling, family = _quanta_scaling(run, config, rows, store.losses[rows], order, quanta.labels, fit, alpha,
                                           source)
-        for c, s in zip(clusters, scaling["clusters"], strict=True):
-            c.update(n_star=s["n_star"], n_star_ci=s["n_star_ci"], censored=s["censored"], drop=s["drop"],
-                     curve={k: s[k] for k in ("mean", "q25", "q75")})
+        for c, s in zip(clusters, scaling.clusters, strict=True):
+            c.update(n_star=s.n_star, n_star_ci=s.n_star_ci, censored=s.censored, drop=s.drop,
+                     curve={"mean": s.mean, "q25": s.q25, "q75": s.q75})
     scan = Scan.load(run.scan, 0)
     timings = {**info.timings, "analysis_seconds": round(time.perf_counter() - t0, 2)}
     if scan.seconds:
@@ -283,8 +285,9 @@ def analyse(out: str | Path, config, info: CaptureInfo | None = None, *,
         "rank_frequency": fit.to_dict(), "envelope_ks": list(counts), "timings": timings, "notes": notes,
     }
     if scaling is not None:
-        summary["quanta_scaling"] = {k: scaling[k] for k in ("axis", "x", "members", "spearman_rank_n_star",
-                                                              "n_learned", "sharpness", "token_classes")}
+        whole = scaling.to_dict()
+        summary["quanta_scaling"] = {k: whole[k] for k in ("axis", "x", "members", "spearman_rank_n_star",
+                                                            "n_learned", "sharpness", "token_classes")}
     _write(run, config, summary, clusters, family, lengths, resamples)
     return QDGResult(out=run.root, n_tokens=int(len(rows)), cluster_sizes=[c["size"] for c in clusters],
                      slope=fit.slope, slope_ci=None if fit.slope_ci is None else list(fit.slope_ci), predicted_slope=fit.predicted_slope,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -168,9 +169,12 @@ class CaptureConfig(Config):
                 ("loss_threshold", threshold), ("context", context), ("min_context", min_context),
                 ("scan_tokens", scan_tokens), ("params", params)]
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """The settings that define the captured gradients; the corpus by its content
-        (`corpora.corpus_identity`: a digest of its files' names and bytes), its source beside it."""
+        (`corpora.corpus_identity`: a digest of its files' names and bytes), its source beside it.
+
+        A mapping {setting: JSON value}, not a result type: it is identity.json as written, and a rerun compares
+        it key by key with the stored file (`qdg._check_identity`), whose keys may predate this class's fields."""
         from ..corpora import corpus_identity
 
         return {**{f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)},

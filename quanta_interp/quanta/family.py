@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ import numpy as np
 from ..config import ParameterError
 from ..io import DamagedFileError, atomic_save_npy, atomic_write_json, load_npy, read_json
 
-__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "read_family", "heldout_targets"]
+__all__ = ["resolve_family", "check_members", "check_run_tokenizers", "family_stage", "FamilyStage", "read_family",
+           "heldout_targets"]
 
 
 def resolve_family(spec: str, steps=None) -> list[dict]:
@@ -164,7 +166,27 @@ def _other_tokenizer(member: dict, config) -> ParameterError:
                                     f"run's model ({config.model}); every member must share it")
 
 
-def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class FamilyStage:
+    """What `family_stage` did, for the run's timings (`discover` merges `to_dict()` into them).
+
+    Attributes
+    ----------
+    seconds : float
+        Wall time of the stage, 2 decimals; 0.0 when every member had already scored the targets.
+    members : list of str
+        Member names, in family order.
+    """
+
+    seconds: float
+    members: list[str]
+
+    def to_dict(self) -> dict:
+        """{family_seconds, family_members}: the keys the summary's timings carry."""
+        return {"family_seconds": self.seconds, "family_members": self.members}
+
+
+def family_stage(config, out: str | Path, *, progress: bool = True) -> FamilyStage:
     """Score every captured target with every member of `config.family` (resumable) and list the members.
 
     Parameters
@@ -176,8 +198,7 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
 
     Returns
     -------
-    dict
-        `family_seconds` (0 when every member was already scored) and `family_members`.
+    FamilyStage
 
     Raises
     ------
@@ -229,8 +250,7 @@ def family_stage(config, out: str | Path, *, progress: bool = True) -> dict:
     listing = {"axis": "step" if config.family_steps else "N", "x": x,
                "members": [{**m, "key": _key(m["spec"])} for m in members]}
     atomic_write_json(fam / "members.json", listing)
-    return {"family_seconds": round(time.perf_counter() - t0, 2) if computed else 0.0,
-            "family_members": [m["name"] for m in members]}
+    return FamilyStage(round(time.perf_counter() - t0, 2) if computed else 0.0, [m["name"] for m in members])
 
 
 def heldout_targets(lengths, block: int, min_context: int, n: int, *, skip_blocks: int, seed: int = 0) -> np.ndarray:

@@ -285,5 +285,6 @@ def discover(config: QDGConfig, out: str | Path):
         if config.family:
             from .family import family_stage
 
-            info = dataclasses.replace(info, timings={**info.timings, **family_stage(config, run.root)})
+            stage = family_stage(config, run.root)
+            info = dataclasses.replace(info, timings={**info.timings, **stage.to_dict()})
         return analyse(run.root, config, info, seconds_before=time.perf_counter() - t0)

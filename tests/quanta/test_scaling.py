@@ -59,26 +59,26 @@ def test_quanta_scaling_on_a_synthetic_family_with_known_order():
     losses, labels, ref = synthetic_family(truth, sizes, x, steep=12.0)
     result = quanta_scaling(losses, x, labels, ref, rank_slope=-1.5, alpha_n=0.5, alpha_n_source="given",
                             thresholds=dict(high=2.0, low=0.3, slope=-0.3, r2=0.9), n_boot=100)
-    stars = np.array([c["n_star"] for c in result["clusters"]])
+    stars = np.array([c.n_star for c in result.clusters])
     inside = truth <= x[-1]
     np.testing.assert_allclose(stars[inside], truth[inside], rtol=0.15)
-    assert np.all(np.isinf(stars[~inside])) and result["spearman_rank_n_star"]["n_right_censored"] == (~inside).sum()
-    cis = np.array([c["n_star_ci"] for c in result["clusters"]])[inside]
+    assert np.all(np.isinf(stars[~inside])) and result.spearman_rank_n_star.n_right_censored == (~inside).sum()
+    cis = np.array([c.n_star_ci for c in result.clusters])[inside]
     assert np.mean((cis[:, 0] <= truth[inside] * 1.1) & (truth[inside] * 0.9 <= cis[:, 1])) >= 0.8
-    s = result["spearman_rank_n_star"]
-    assert s["rho"] > 0.95 and s["ci"][0] > 0.9 and s["p"] < 1e-6
-    n = result["n_learned"]
-    assert n["b"] == pytest.approx(1.0, abs=0.2) and n["b_ci"][0] < n["b"] < n["b_ci"][1]
-    assert n["implied_alpha_N"] == pytest.approx(0.5 * n["b"]) and n["measured_alpha_N"] == 0.5
-    assert result["token_classes"]["monogenic"] > 0.5 * len(labels)  # every token drops once, sharply
-    assert result["sharpness"]["median_ratio"] == pytest.approx(1.0, abs=0.35)  # quanta drop like their tokens
+    s = result.spearman_rank_n_star
+    assert s.rho > 0.95 and s.ci[0] > 0.9 and s.p < 1e-6
+    n = result.n_learned
+    assert n.b == pytest.approx(1.0, abs=0.2) and n.b_ci[0] < n.b < n.b_ci[1]
+    assert n.implied_alpha_N == pytest.approx(0.5 * n.b) and n.measured_alpha_N == 0.5
+    assert result.token_classes.monogenic > 0.5 * len(labels)  # every token drops once, sharply
+    assert result.sharpness.median_ratio == pytest.approx(1.0, abs=0.35)  # quanta drop like their tokens
     # shuffled learning order: the correlation is gone
     shuffled = quanta_scaling(losses, x, np.random.default_rng(1).permutation(30)[labels], ref, n_boot=50)
-    assert abs(shuffled["spearman_rank_n_star"]["rho"]) < 0.5
+    assert abs(shuffled.spearman_rank_n_star.rho) < 0.5
     # a rank slope flatter than −1 gives α < 0: the implied α_N interval is still [low, high]
-    flat = quanta_scaling(losses, x, labels, ref, rank_slope=-0.8, n_boot=50)["n_learned"]
-    assert flat["implied_alpha_N"] < 0 and flat["implied_alpha_N_ci"][0] <= flat["implied_alpha_N"] <= \
-        flat["implied_alpha_N_ci"][1]
+    flat = quanta_scaling(losses, x, labels, ref, rank_slope=-0.8, n_boot=50).n_learned
+    assert flat.implied_alpha_N < 0 and flat.implied_alpha_N_ci[0] <= flat.implied_alpha_N <= \
+        flat.implied_alpha_N_ci[1]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -91,10 +91,10 @@ def test_heldout_estimator_recovers_a_planted_rho_the_selected_one_misses(seed):
     r = compare_estimators(fam, n_boot=20, seed=seed)
     o, n, planted = r.selected, r.heldout, r.planted
     assert r.assigned_correctly > 0.99 and 0.6 < planted < 0.8
-    assert o["n_right_censored"] == 0 and o["n"] < 0.6 * len(fam.n_star)  # only learned quanta, every one learned
-    assert not o["ci"][0] <= planted <= o["ci"][1], r
-    assert n["ci"][0] <= planted <= n["ci"][1] and abs(n["rho"] - planted) < 0.1, r
-    assert n["n_right_censored"] > 0.4 * n["n"]
+    assert o.n_right_censored == 0 and o.n < 0.6 * len(fam.n_star)  # only learned quanta, every one learned
+    assert not o.ci[0] <= planted <= o.ci[1], r
+    assert n.ci[0] <= planted <= n.ci[1] and abs(n.rho - planted) < 0.1, r
+    assert n.n_right_censored > 0.4 * n.n
     with pytest.raises(ValueError, match=r"empty quanta \[1\]"):
         quantum_centroids(fam.gradients[:3], np.array([0, 2, 2]))
 
