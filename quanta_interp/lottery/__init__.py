@@ -8,5 +8,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "config": ["SweepConfig"],
     "tickets": ["NeuronCurves", "TicketReport", "dissect", "ensemble_variance", "even_taylor", "find_pairs", "neuron_curves"],
     "experiment": ["ACTIVATIONS", "MLP1D", "SeedEnsemble", "batched_lbfgs", "make_grid"],
-    "runs": ["PeakReport", "RunResult", "load_run", "peak_report", "run_sweep", "sweep_configs"],
+    "results": ["PeakReport", "PeakSolution", "RunResult"],
+    "runs": ["load_run", "peak_report", "run_sweep", "sweep_configs"],
 })

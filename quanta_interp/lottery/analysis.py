@@ -11,7 +11,7 @@ import numpy as np
 from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
 
 if TYPE_CHECKING:
-    from .runs import RunResult
+    from .results import RunResult
 
 __all__ = ["PerActivation", "ScalingRow", "LocalSlope", "ScalingFit", "scaling_table", "fit_scaling", "loss_peaks",
            "SHARMA_KAPLAN_EXPONENT"]

@@ -63,7 +63,7 @@ def _fit(args: argparse.Namespace) -> int:
     from ..io import Sweep, atomic_write_json
     from .analysis import fit_scaling, scaling_table
     from .plots import plot_scaling
-    from .runs import RunResult
+    from .results import RunResult
 
     root = Path(args.sweep or args.out)
     results = [RunResult.from_dict(r) for r in Sweep.open(root, hint="run `quanta lottery sweep` first").results()

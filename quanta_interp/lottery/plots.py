@@ -12,7 +12,7 @@ from ..report import new_figure, save_figure
 from .analysis import SHARMA_KAPLAN_EXPONENT, PerActivation, ScalingFit, ScalingRow
 
 if TYPE_CHECKING:
-    from .runs import PeakSolution
+    from .results import PeakSolution
     from .tickets import NeuronCurves
 
 __all__ = ["plot_scaling", "plot_peaks", "plot_tickets", "plot_neurons"]

@@ -16,7 +16,7 @@ from quanta_interp.lottery import (
     scaling_table,
 )
 from quanta_interp.lottery.experiment import activation_fn
-from quanta_interp.lottery.runs import RunResult
+from quanta_interp.lottery.results import RunResult
 
 
 @pytest.mark.parametrize("activation", ["silu", "tanh"])
