@@ -52,40 +52,40 @@ def analyse(tokenizer: str, max_lag: int, scale: dict, args: argparse.Namespace)
                                          **scale["sweep"]),
                            str(Path(args.runs) / tokenizer), executor={"backend": args.backend})
     # the model trained on the most data: its per-position loss is the H_n upper bound
-    gammas = gamma_report(sweep["position_losses"][-1], seed=args.seed)
-    gam, gam_raw = gammas["gamma_offset"], gammas["gamma_raw"]
+    gammas = gamma_report(sweep.position_losses[-1], seed=args.seed)
+    gam, gam_raw = gammas.gamma_offset, gammas.gamma_raw
+    beta = betas.require("op")
+    pred, pred_error = None, None
     try:
-        pred = prediction(betas.require("op"), gam)
+        pred = prediction(beta, gam)
     except ValueError as e:  # e.g. a flat per-position curve: γ ≤ 0 predicts nothing
-        pred = {"alpha_D": None, "alpha_D_ci": None, "error": f"no prediction: {e}"}
-    h_inf = gam["H_inf"]
-    if h_inf < min(sweep["best_val_loss"]):
+        pred_error = f"no prediction: {e}"
+    with_h_inf = sweep.fit_entropy_offset
+    if gam.H_inf < min(sweep.best_val_loss):
         from quanta_interp.langstats.measure import fit_alpha_measured
 
-        sweep["fit_entropy_offset"] = fit_alpha_measured(sweep["P"], sweep["best_val_loss"], h_inf=h_inf,
-                                                         seed=args.seed)
-    measured = sweep["fit_free_offset"]
+        with_h_inf = fit_alpha_measured(sweep.P, sweep.best_val_loss, h_inf=gam.H_inf, seed=args.seed)
+    measured = sweep.fit_free_offset
     return to_jsonable({
         "tokenizer": tokenizer, "vocab_size": corpus.vocab_size, "n_train_tokens": int(sum(d.size for d in docs)),
-        "beta": betas.require("op")["beta"], "beta_ci": betas.beta_op["beta_ci"],
-        "beta_fro": (betas.beta_fro or {}).get("beta"), "lags_used": betas.beta_op["lags_used"],
+        "beta": beta.beta, "beta_ci": beta.beta_ci,
+        "beta_fro": betas.beta_fro.beta if betas.beta_fro is not None else None, "lags_used": beta.lags_used,
         "noise_floor_op_at_full_pairs": float(betas.spectrum["floor_op"][0]),
         "noise_floor_exponent": betas.spectrum["floor_exponent_op"],
-        "gamma": gam["gamma"], "gamma_ci": gam["gamma_ci"], "H_inf": h_inf,
-        "gamma_raw_loglog": gam_raw["gamma"], "gamma_raw_loglog_ci": gam_raw["gamma_ci"],
-        "alpha_D_predicted": pred["alpha_D"], "alpha_D_predicted_ci": pred["alpha_D_ci"],
-        "alpha_D_predicted_error": pred.get("error"),
-        "alpha_D_measured": measured["alpha_D"], "alpha_D_measured_ci": measured["alpha_D_ci"],
+        "gamma": gam.gamma, "gamma_ci": gam.gamma_ci, "H_inf": gam.H_inf,
+        "gamma_raw_loglog": gam_raw.gamma, "gamma_raw_loglog_ci": gam_raw.gamma_ci,
+        "alpha_D_predicted": pred.alpha_D if pred else None, "alpha_D_predicted_ci": pred.alpha_D_ci if pred else None,
+        "alpha_D_predicted_error": pred_error,
+        "alpha_D_measured": measured.alpha_D, "alpha_D_measured_ci": measured.alpha_D_ci,
         "alpha_D_measured_fit": "L(P) = a·P^-α + c (c fitted)",
-        "alpha_D_measured_with_H_inf": sweep.get("fit_entropy_offset", {}).get("alpha_D"),
-        "alpha_D_measured_with_H_inf_ci": sweep.get("fit_entropy_offset", {}).get("alpha_D_ci"),
-        "alpha_D_measured_sensitivity": measured["sensitivity"],
-        "beta_sensitivity": betas.beta_op["sensitivity"], "gamma_sensitivity": gam["sensitivity"],
-        "model": {**scale["model"], "device": args.device}, "sweep": {k: sweep[k] for k in
-                                                                      ("P", "best_val_loss", "steps")},
-        "detail": {"spectrum": betas.spectrum, "ngram": ngram, "position_losses": sweep["position_losses"],
-                   "gamma_prefactor": gam["fit"].prefactor, "measured_fit": measured["fit"],
-                   "beta_fit": betas.beta_op["fit"]},
+        "alpha_D_measured_with_H_inf": with_h_inf.alpha_D if with_h_inf else None,
+        "alpha_D_measured_with_H_inf_ci": with_h_inf.alpha_D_ci if with_h_inf else None,
+        "alpha_D_measured_sensitivity": measured.sensitivity,
+        "beta_sensitivity": beta.sensitivity, "gamma_sensitivity": gam.sensitivity,
+        "model": {**scale["model"], "device": args.device},
+        "sweep": {"P": sweep.P, "best_val_loss": sweep.best_val_loss, "steps": sweep.steps},
+        "detail": {"spectrum": betas.spectrum, "ngram": ngram, "position_losses": sweep.position_losses,
+                   "gamma_prefactor": gam.fit.prefactor, "measured_fit": measured.fit, "beta_fit": beta.fit},
     })
 
 
@@ -146,8 +146,8 @@ def rhm_check(seed: int = 0) -> dict:
             logs.append(np.log(est.op_norm_))
             floors.append(est.floor_op_)
         fit = fit_beta(lags, np.exp(np.mean(logs, 0)), np.mean(floors, 0), n_boot=200, seed=seed)
-        rows.append({**c, "grammars": 3, "beta_analytic": rhm.beta, "beta": fit["beta"], "beta_ci": fit["beta_ci"],
-                     "lags_used": fit["lags_used"]})
+        rows.append({**c, "grammars": 3, "beta_analytic": rhm.beta, "beta": fit.beta, "beta_ci": fit.beta_ci,
+                     "lags_used": fit.lags_used})
     return {"what": "β of RHM sequences vs the analytic ln m / ln s (analyses/langstats_shakespeare.py rhm_check)",
             "checks": rows}
 

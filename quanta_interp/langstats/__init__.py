@@ -10,9 +10,11 @@ from .._exports import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "config": ["StatsConfig", "MeasureConfig", "RHMConfig"],
     "correlations": ["Correlation", "CorrelationDecay", "fit_beta", "pair_counts"],
-    "entropy": ["fit_gamma", "ngram_entropy"],
-    "predict": ["alpha_d", "horizon"],
-    "measure": ["position_losses", "fit_alpha_measured", "collapse"],
-    "pipeline": ["BetaReport", "beta_report", "gamma_report", "lm_entropy_report", "prediction", "measure_report", "default_lags"],
+    "fits": ["BetaFit", "GammaFit", "AlphaFit"],
+    "entropy": ["NgramEntropy", "fit_gamma", "ngram_entropy"],
+    "predict": ["AlphaDPrediction", "alpha_d", "horizon"],
+    "measure": ["position_losses", "BudgetRun", "fit_alpha_measured", "collapse"],
+    "pipeline": ["BetaReport", "beta_report", "GammaReport", "gamma_report", "lm_entropy_report", "prediction",
+                 "MeasureReport", "measure_report", "default_lags"],
     "rhm": ["RandomHierarchyModel"],
 })

@@ -78,15 +78,21 @@ def _betas(cfg, docs, vocab_size: int):
     return beta_report(docs, vocab_size, lags, max_pairs=cfg.max_pairs, floor_factor=cfg.floor_factor, seed=cfg.seed)
 
 
-def _show_fit(label: str, fit: dict, key: str) -> None:
+def _show_fit(label: str, value: float, ci, n_points: int | None = None) -> None:
+    """One fitted exponent and its 95 % CI; the few-points note when the fit rests on `n_points` < 6."""
     from ..cli import few_points_note
 
-    if "error" in fit:
-        print(f"{label}: not fitted — {fit['error']}")
+    print(f"{label} = {value:.3f}  95% CI [{ci[0]:.3f}, {ci[1]:.3f}]")
+    if n_points is not None:
+        few_points_note(label, n_points)
+
+
+def _show_exponent(label: str, fit, error: str | None = None) -> None:
+    """An `ExponentFit` (β, γ or the measured α_D), or why it was not fitted (`fit` None)."""
+    if fit is None:
+        print(f"{label}: not fitted — {error}")
     else:
-        print(f"{label} = {fit[key]:.3f}  95% CI [{fit[key + '_ci'][0]:.3f}, {fit[key + '_ci'][1]:.3f}]")
-        if "fit" in fit:
-            few_points_note(label, fit["fit"].n_points)
+        _show_fit(label, fit.value, fit.ci, fit.fit.n_points)
 
 
 def _stats(args: argparse.Namespace):
@@ -100,32 +106,33 @@ def _cmd_correlations(args: argparse.Namespace) -> int:
     cfg = _stats(args)
     corpus, docs = _load(cfg)
     rep = _betas(cfg, docs, corpus.vocab_size)
-    written = rep.to_dict()
-    _write(args, "correlations.json", written)
-    for norm in ("op", "fro"):
-        _show_fit(f"beta ({norm} norm)", written[f"beta_{norm}"], "beta")
+    _write(args, "correlations.json", rep.to_dict())
+    for norm, fit in (("op", rep.beta_op), ("fro", rep.beta_fro)):
+        _show_exponent(f"beta ({norm} norm)", fit, rep.errors.get(norm))
     rep.require("op")
     return 0
 
 
 def _gamma(cfg, corpus, docs, model) -> dict:
+    """The JSON of `entropy.json` (tokenizer, split, `ngram`, with a model its `lm` report, `gamma`); its
+    `ngram` an `NgramEntropy` and its `gamma` the `GammaFit` used."""
     from .entropy import fit_gamma, ngram_entropy
     from .pipeline import lm_entropy_report
 
-    out = {"tokenizer": corpus.tokenizer.spec, "split": cfg.split_for("stats"), "ngram": ngram_entropy(docs, cfg.n_max)}
+    ng = ngram_entropy(docs, cfg.n_max)
+    out = {"tokenizer": corpus.tokenizer.spec, "split": cfg.split_for("stats"), "ngram": ng}
     if model is not None:
         n_ctx = _lm_ctx(cfg, model)
         lm_docs = _split_docs(corpus, cfg, "lm", n_ctx + 1)
-        out["lm"] = {"split": cfg.split_for("lm"), **lm_entropy_report(model.bridge, np.concatenate(lm_docs),
-                                                                         n_ctx=n_ctx, seed=cfg.seed, progress=True)}
-        out["gamma"] = out["lm"]["gamma_offset"]
+        rep = lm_entropy_report(model.bridge, np.concatenate(lm_docs), n_ctx=n_ctx, seed=cfg.seed, progress=True)
+        out["lm"] = {"split": cfg.split_for("lm"), **rep.to_dict()}
+        out["gamma"] = rep.gamma_offset
     else:
-        ng = out["ngram"]
-        ok = ng["reliable"] & (ng["n"] >= 1)
+        ok = ng.reliable & (ng.n >= 1)
         if ok.sum() < 4:
             raise ValueError(f"only {int(ok.sum())} reliable n-gram orders; pass --model RUN to use an LM's "
                              "per-position loss, or a larger corpus")
-        out["gamma"] = fit_gamma(ng["n"][ok], ng["H"][ok], offset=True, seed=cfg.seed)
+        out["gamma"] = fit_gamma(ng.n[ok], ng.H[ok], offset=True, seed=cfg.seed)
         print("note: γ from n-grams covers only the reliable orders; an LM (--model) reaches far longer contexts")
     return out
 
@@ -136,9 +143,10 @@ def _cmd_entropy(args: argparse.Namespace) -> int:
     corpus, docs = _load(cfg, model)
     rep = _gamma(cfg, corpus, docs, model)
     _write(args, "entropy.json", rep)
-    for n, h, ok in zip(rep["ngram"]["n"], rep["ngram"]["H"], rep["ngram"]["reliable"], strict=True):
+    ng = rep["ngram"]
+    for n, h, ok in zip(ng.n, ng.H, ng.reliable, strict=True):
         print(f"H_{n} = {h:.4f} nats (n-gram{'' if ok else ', unreliable'})")
-    _show_fit("gamma", rep["gamma"], "gamma")
+    _show_exponent("gamma", rep["gamma"])
     return 0
 
 
@@ -153,9 +161,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     gam = _gamma(cfg, corpus, docs, model)
     pred = prediction(beta, gam["gamma"])
     _write(args, "predict.json", {"correlations": betas.to_dict(), "entropy": gam, "prediction": pred})
-    _show_fit("beta", beta, "beta")
-    _show_fit("gamma", gam["gamma"], "gamma")
-    _show_fit("alpha_D = gamma/(2 beta)", pred, "alpha_D")
+    _show_exponent("beta", beta)
+    _show_exponent("gamma", gam["gamma"])
+    _show_fit("alpha_D = gamma/(2 beta)", pred.alpha_D, pred.alpha_D_ci)
     return 0
 
 
@@ -167,11 +175,11 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
     rep = measure_report(from_args(MeasureConfig, args), str(Path(args.out) / "sweep"), executor=backend_kwargs(args))
     _write(args, "measure.json", rep)
-    for p, loss in zip(rep["P"], rep["best_val_loss"], strict=True):
+    for p, loss in zip(rep.P, rep.best_val_loss, strict=True):
         print(f"P = {p:>10d}  best val loss = {loss:.4f}")
-    _show_fit("measured alpha_D (free H_inf)", rep["fit_free_offset"], "alpha_D")
-    if "fit_entropy_offset" in rep:
-        _show_fit("measured alpha_D (H_inf given)", rep["fit_entropy_offset"], "alpha_D")
+    _show_exponent("measured alpha_D (free H_inf)", rep.fit_free_offset)
+    if rep.fit_entropy_offset is not None:
+        _show_exponent("measured alpha_D (H_inf given)", rep.fit_entropy_offset)
     return 0
 
 
@@ -185,14 +193,15 @@ def _cmd_rhm(args: argparse.Namespace) -> int:
     rhm = RandomHierarchyModel(cfg.v, cfg.m, cfg.s, cfg.L, seed=cfg.seed)
     lags = [cfg.s ** k for k in range(cfg.L)]
     est = CorrelationDecay(lags, floor_factor=cfg.floor_factor, seed=cfg.seed).fit(rhm.sample(cfg.samples), cfg.v)
+    fit, error = None, None
     try:
         fit = est.fit_beta()
     except ValueError as e:
-        fit = {"error": str(e)}
-    _write(args, "rhm.json", {"params": cfg.to_dict(), "beta_analytic": rhm.beta,
-                              "spectrum": est.to_dict(), "beta_fit": fit})
+        error = str(e)
+    _write(args, "rhm.json", {"params": cfg.to_dict(), "beta_analytic": rhm.beta, "spectrum": est.to_dict(),
+                              "beta_fit": fit.to_dict() if fit is not None else {"error": error}})
     print(f"analytic beta = ln m / ln s = {rhm.beta:.3f}")
-    _show_fit("measured beta (last-token pairs, lags s^k)", fit, "beta")
+    _show_exponent("measured beta (last-token pairs, lags s^k)", fit, error)
     return 0
 
 

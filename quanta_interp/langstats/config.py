@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import (
     SPLITS,
@@ -154,8 +155,13 @@ class MeasureConfig(Config):
                 ("epochs", lambda n, v: check_finite(n, v, low=0.0, low_open=True)), ("min_steps", steps),
                 ("max_steps", steps), ("n_boot", check_positive_int)]
 
-    def train_settings(self) -> dict:
-        """DEFAULT_MODEL with `model_config` applied (the per-run steps are added by the sweep)."""
+    def train_settings(self) -> dict[str, Any]:
+        """DEFAULT_MODEL with `model_config` applied (the per-run steps are added by the sweep).
+
+        A mapping of `lm.TrainConfig` field → value, not a result: it is keyword arguments, incomplete until
+        each run adds `steps`, `d_vocab` and `seed`, and it is stored as JSON in every budget's config
+        (`BudgetRunConfig.model`), whose hash names the run folder a resumed sweep finds.
+        """
         return {**DEFAULT_MODEL, **self.model_config}
 
 

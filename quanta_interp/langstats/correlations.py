@@ -15,7 +15,8 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
 
-from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
+from ..fitting import fit_power_law, fit_range_sensitivity
+from .fits import BetaFit
 
 __all__ = ["as_documents", "pair_counts", "Correlation", "CorrelationDecay", "fit_beta", "DENSE_MAX_VOCAB"]
 
@@ -205,7 +206,7 @@ def fit_beta(
     floor_factor: float = 2.0,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict:
+) -> BetaFit:
     """Fit ‖C(n)‖ ∝ n^-β on the lags whose norm exceeds `floor_factor` × the noise floor.
 
     Returns the fit, the lags used and a range-sensitivity table; fewer than 3 usable lags is an error.
@@ -222,7 +223,7 @@ def fit_beta(
 
     Returns
     -------
-    dict
+    BetaFit
         `fit` (`PowerLawFit`), `beta`, `beta_ci` ([lo, hi], 95 % bootstrap), `lags_used`, `sensitivity`
         (`fit_range_sensitivity` rows).
 
@@ -237,9 +238,8 @@ def fit_beta(
     if above.sum() < 3:
         raise ValueError(f"only {int(above.sum())} lag(s) have a norm above {floor_factor}× the noise floor "
                          f"(lags {lags[above].tolist()}); need ≥ 3 to fit β — use more pairs or smaller lags")
-    fit: PowerLawFit = fit_power_law(lags[above], norms[above], n_boot=n_boot, seed=seed)
-    return {"fit": fit, "beta": fit.exponent, "beta_ci": list(fit.exponent_ci), "lags_used": lags[above].tolist(),
-            "sensitivity": fit_range_sensitivity(lags[above], norms[above], n_boot=200, seed=seed)}
+    return BetaFit(fit_power_law(lags[above], norms[above], n_boot=n_boot, seed=seed),
+                   fit_range_sensitivity(lags[above], norms[above], n_boot=200, seed=seed), lags[above].tolist())
 
 
 class CorrelationDecay:
@@ -358,7 +358,7 @@ class CorrelationDecay:
         n = [r["n_pairs"] for r in self.floor_scaling_]
         return fit_power_law(n, [r[norm] for r in self.floor_scaling_], n_boot=0).exponent
 
-    def fit_beta(self, norm: str = "op", n_boot: int = 1000) -> dict:
+    def fit_beta(self, norm: str = "op", n_boot: int = 1000) -> BetaFit:
         """β from the fitted norms, as the module's `fit_beta` (norm "op": the paper's ‖C(n)‖_op).
 
         Raises

@@ -9,13 +9,47 @@ validation loss, an upper bound on H_n (see `measure.position_losses`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..fitting import PowerLawFit, fit_power_law, fit_range_sensitivity
+from ..fitting import fit_power_law, fit_range_sensitivity
 from .correlations import as_documents
+from .fits import GammaFit, Record
 
-__all__ = ["ngram_entropy", "fit_gamma"]
+__all__ = ["NgramEntropy", "ngram_entropy", "fit_gamma"]
+
+
+@dataclass(frozen=True)
+class NgramEntropy(Record):
+    """H_n for n = 0 … n_max from n-gram counts, as `ngram_entropy` returns it.
+
+    Attributes
+    ----------
+    n : int ndarray (n_max + 1,)
+        Context lengths 0 … n_max.
+    H, H_plugin : float64 ndarray (n_max + 1,)
+        H_n in nats, with the `correction` and without (plug-in).
+    unseen_mass : float64 ndarray (n_max + 1,)
+        Good–Turing unseen mass: singleton (n+1)-grams / windows.
+    reliable : bool ndarray (n_max + 1,)
+        unseen_mass ≤ `max_unseen`.
+    n_windows : int ndarray (n_max + 1,)
+        (n+1)-gram windows counted.
+    correction : str
+        "miller-madow" or "none".
+    note : str
+        What `reliable` means, in words.
+    """
+
+    n: np.ndarray
+    H: np.ndarray
+    H_plugin: np.ndarray
+    unseen_mass: np.ndarray
+    reliable: np.ndarray
+    n_windows: np.ndarray
+    correction: str
+    note: str
 
 
 def _entropy_terms(ids: np.ndarray) -> tuple[float, int, int]:
@@ -31,11 +65,11 @@ def ngram_entropy(
     *,
     correction: str = "miller-madow",
     max_unseen: float = 0.05,
-) -> dict:
+) -> NgramEntropy:
     """H_n for n = 0..n_max (nats) from n-gram counts inside documents.
 
     H_n = H(n+1-gram) − H(n-gram), each plug-in estimate corrected by (K−1)/(2N) for Miller–Madow
-    (K distinct values, N windows). Returns arrays `n`, `H`, `H_plugin`, `unseen_mass`, `reliable`.
+    (K distinct values, N windows).
 
     Parameters
     ----------
@@ -47,9 +81,7 @@ def ngram_entropy(
 
     Returns
     -------
-    dict
-        `n` (int ndarray (n_max + 1,)), `H` and `H_plugin` (float64, nats), `unseen_mass`, `reliable`
-        (bool), `n_windows` (int), all of shape (n_max + 1,); `correction` and a `note`.
+    NgramEntropy
 
     Raises
     ------
@@ -82,10 +114,10 @@ def ngram_entropy(
         h = h_plugin + ((k_joint - 1) - (k_ctx - 1)) / (2 * n_win) if correction == "miller-madow" else h_plugin
         rows.append((n, h, h_plugin, singles / n_win, n_win))
     table = np.array(rows)
-    return {"n": table[:, 0].astype(int), "H": table[:, 1], "H_plugin": table[:, 2], "unseen_mass": table[:, 3],
-            "reliable": table[:, 3] <= max_unseen, "n_windows": table[:, 4].astype(int), "correction": correction,
-            "note": f"n-gram estimates are reliable only while the unseen mass ≤ {max_unseen}; beyond, they fall "
-                    "below the true H_n (too few samples per context)"}
+    return NgramEntropy(table[:, 0].astype(int), table[:, 1], table[:, 2], table[:, 3], table[:, 3] <= max_unseen,
+                        table[:, 4].astype(int), correction,
+                        f"n-gram estimates are reliable only while the unseen mass ≤ {max_unseen}; beyond, they fall "
+                        "below the true H_n (too few samples per context)")
 
 
 def fit_gamma(
@@ -96,7 +128,7 @@ def fit_gamma(
     n_range: tuple[float, float] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict:
+) -> GammaFit:
     """Fit H_n ≈ H_∞ + A·n^-γ.
 
     `offset=True` fits H_∞ too; a float subtracts that H_∞ and fits a pure power law; `offset=False`
@@ -116,7 +148,7 @@ def fit_gamma(
 
     Returns
     -------
-    dict
+    GammaFit
         `fit` (`PowerLawFit`), `gamma`, `gamma_ci` ([lo, hi]), `H_inf` (nats: fitted, given, or None
         for the raw fit), `mode`, `sensitivity` (`fit_range_sensitivity` rows).
 
@@ -137,9 +169,8 @@ def fit_gamma(
             raise ValueError(f"offset={h_inf} must lie below every H_n in the fit range (min {h.min():.4f})")
         y = h - h_inf
     kw = {"offset": offset is True, "n_boot": n_boot, "seed": seed}
-    fit: PowerLawFit = fit_power_law(n, y, x_range=n_range, **kw)
+    fit = fit_power_law(n, y, x_range=n_range, **kw)
     sub = (n >= fit.x_range[0]) & (n <= fit.x_range[1])
-    return {"fit": fit, "gamma": fit.exponent, "gamma_ci": list(fit.exponent_ci),
-            "H_inf": fit.offset if offset is True else h_inf, "mode": "fit offset" if offset is True else
-            ("raw log-log" if offset is False else "fixed offset"),
-            "sensitivity": fit_range_sensitivity(n[sub], y[sub], **{**kw, "n_boot": min(n_boot, 100)})}
+    return GammaFit(fit, fit_range_sensitivity(n[sub], y[sub], **{**kw, "n_boot": min(n_boot, 100)}),
+                    fit.offset if offset is True else h_inf,
+                    "fit offset" if offset is True else ("raw log-log" if offset is False else "fixed offset"))

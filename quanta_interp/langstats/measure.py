@@ -7,14 +7,17 @@ resume it); `position_losses` gives L_n, the validation loss at context length n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..fitting import fit_power_law, fit_range_sensitivity
 from ..io import RunDir
 from .config import BudgetRunConfig, MeasureConfig
+from .fits import AlphaFit, Record
 
-__all__ = ["position_losses", "data_limited_run", "sweep_configs", "fit_alpha_measured", "collapse"]
+__all__ = ["position_losses", "BudgetRun", "data_limited_run", "sweep_configs", "fit_alpha_measured", "collapse"]
 
 
 def position_losses(model, tokens: np.ndarray, *, n_ctx: int, n_windows: int = 1024, batch_size: int = 64,
@@ -75,7 +78,38 @@ def sweep_configs(config: MeasureConfig) -> list[dict]:
             for p in config.budgets]
 
 
-def data_limited_run(config: Mapping, run_dir: RunDir | None) -> dict:
+@dataclass(frozen=True)
+class BudgetRun(Record):
+    """One point of the data-limited sweep, as `data_limited_run` returns it; `to_dict()` is the run's
+    `result.json`, and `from_dict` rebuilds it from there (a resumed sweep reads it back).
+
+    Attributes
+    ----------
+    P : int
+        Training tokens.
+    best_val_loss : float
+        Best validation loss over training, nats per token.
+    position_losses : list of float (n_ctx − 1,)
+        L_n for n = 1 … n_ctx − 1 of the final model, nats.
+    final_val_loss : float
+        Validation loss at the last step, nats per token.
+    steps : int
+        Optimiser steps.
+    """
+
+    P: int
+    best_val_loss: float
+    position_losses: list[float]
+    final_val_loss: float
+    steps: int
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BudgetRun:
+        """From `to_dict()` output (a `map_runs` result)."""
+        return cls(**data)
+
+
+def data_limited_run(config: Mapping, run_dir: RunDir | None) -> BudgetRun:
     """Train on the first P training tokens; return the best validation loss and the per-position losses.
 
     Parameters
@@ -87,9 +121,8 @@ def data_limited_run(config: Mapping, run_dir: RunDir | None) -> dict:
 
     Returns
     -------
-    dict
-        The run's `result.json` (a `map_runs` result must be JSON-able): `P`, `best_val_loss` and
-        `final_val_loss` (nats per token), `position_losses` (list of n_ctx − 1 floats, L_n in nats), `steps`.
+    BudgetRun
+        Its `to_dict()` is the run's `result.json`.
 
     Raises
     ------
@@ -115,12 +148,11 @@ def data_limited_run(config: Mapping, run_dir: RunDir | None) -> dict:
                       run_dir=lm_dir, progress=False)
     model = lm.load(str(lm_dir), device=model_cfg.device).bridge
     losses = position_losses(model, val, n_ctx=model_cfg.n_ctx, seed=cfg.seed)
-    return {"P": cfg.P, "best_val_loss": float(result.best_val_loss), "position_losses": losses.tolist(),
-            "final_val_loss": float(result.val_loss), "steps": model_cfg.steps}
+    return BudgetRun(cfg.P, float(result.best_val_loss), losses.tolist(), float(result.val_loss), model_cfg.steps)
 
 
 def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_inf: float | None = None,
-                       n_boot: int = 1000, seed: int = 0) -> dict:
+                       n_boot: int = 1000, seed: int = 0) -> AlphaFit:
     """α_D from L(P) − H_∞ ∝ P^-α_D: with `h_inf` given (from the entropy fit) a pure power law of
     L − H_∞; without, H_∞ is fitted as an offset. Carries the range-sensitivity table.
 
@@ -138,7 +170,7 @@ def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_i
 
     Returns
     -------
-    dict
+    AlphaFit
         `fit` (`PowerLawFit`), `alpha_D`, `alpha_D_ci` ([lo, hi]), `H_inf` (nats, given or fitted),
         `sensitivity` (exponents with up to one point dropped from each end).
 
@@ -154,9 +186,8 @@ def fit_alpha_measured(budgets: Sequence[float], losses: Sequence[float], *, h_i
     y = loss - h_inf if h_inf is not None else loss
     kw = {"offset": h_inf is None, "n_boot": n_boot, "seed": seed}
     fit = fit_power_law(p, y, **kw)
-    return {"fit": fit, "alpha_D": fit.exponent, "alpha_D_ci": list(fit.exponent_ci),
-            "H_inf": h_inf if h_inf is not None else fit.offset,
-            "sensitivity": fit_range_sensitivity(p, y, max_drop=1, **{**kw, "n_boot": min(n_boot, 100)})}
+    return AlphaFit(fit, fit_range_sensitivity(p, y, max_drop=1, **{**kw, "n_boot": min(n_boot, 100)}),
+                    h_inf if h_inf is not None else fit.offset)
 
 
 def collapse(budgets: Sequence[float], position_loss: np.ndarray, *, beta: float, gamma: float,

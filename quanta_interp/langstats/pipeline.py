@@ -1,7 +1,8 @@
 """Corpus-level reports shared by the CLI and `analyses/langstats_shakespeare.py`: β, γ, prediction, sweep.
 
-Each returns a JSON-able dict; none loads a model except `lm_entropy_report` (which only evaluates one)
-and `measure_report` (which trains through the lm layer); none plots.
+Each returns a typed result whose `to_dict()` is the JSON written; none loads a model except
+`lm_entropy_report` (which only evaluates one) and `measure_report` (which trains through the lm layer);
+none plots.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import numpy as np
 from .config import MeasureConfig
 from .correlations import CorrelationDecay
 from .entropy import fit_gamma
-from .predict import alpha_d, horizon
+from .fits import AlphaFit, BetaFit, GammaFit, Record, omitted_if_none
+from .predict import AlphaDPrediction, alpha_d, horizon
 
-__all__ = ["default_lags", "BetaReport", "beta_report", "gamma_report", "gamma_vs_h_inf", "lm_entropy_report", "prediction",
-           "measure_report"]
+__all__ = ["default_lags", "BetaReport", "beta_report", "GammaReport", "gamma_report", "gamma_vs_h_inf",
+           "lm_entropy_report", "prediction", "MeasureReport", "measure_report"]
 
 
 def default_lags(max_lag: int, n: int = 20) -> list[int]:
@@ -45,7 +47,7 @@ class BetaReport:
         `CorrelationDecay.to_dict()`: the norms, floors and lags.
     floor_factor : float
         Lags fitted only where the norm exceeds this × the floor.
-    beta_op, beta_fro : dict or None
+    beta_op, beta_fro : BetaFit or None
         `fit_beta` results for the operator and Frobenius norms; None where too few lags clear the floor.
     errors : dict
         Norm ("op", "fro") → why it was not fitted, for each None above.
@@ -57,13 +59,13 @@ class BetaReport:
 
     spectrum: dict
     floor_factor: float
-    beta_op: dict | None
-    beta_fro: dict | None
+    beta_op: BetaFit | None
+    beta_fro: BetaFit | None
     errors: dict
     floor_const: float | None = None
     horizon_at_corpus: float | None = None
 
-    def require(self, norm: str = "op") -> dict:
+    def require(self, norm: str = "op") -> BetaFit:
         """The `fit_beta` result of `norm` ("op" or "fro"); ValueError with the reason when it was not fitted."""
         fit = self.beta_op if norm == "op" else self.beta_fro
         if fit is None:
@@ -75,7 +77,7 @@ class BetaReport:
         `horizon_at_corpus` only when `beta_op` is fitted."""
         out = {"spectrum": self.spectrum, "floor_factor": self.floor_factor}
         for norm, fit in (("op", self.beta_op), ("fro", self.beta_fro)):
-            out[f"beta_{norm}"] = fit if fit is not None else {"error": self.errors[norm]}
+            out[f"beta_{norm}"] = fit.to_dict() if fit is not None else {"error": self.errors[norm]}
         if self.beta_op is not None:
             out["floor_const"], out["horizon_at_corpus"] = self.floor_const, self.horizon_at_corpus
         return out
@@ -113,7 +115,7 @@ def beta_report(docs: Sequence[np.ndarray], vocab_size: int, lags: Sequence[int]
             fits[norm], errors[norm] = None, str(e)
     floor_const = horizon_n = None
     if fits["op"] is not None:
-        fit, ref = fits["op"]["fit"], est.floor_scaling_[-1]
+        fit, ref = fits["op"].fit, est.floor_scaling_[-1]
         floor_const = ref["op"] * np.sqrt(ref["n_pairs"])
         horizon_n = float(horizon(int(est.n_pairs_[0]), fit.exponent, fit.prefactor, floor_const))
     return BetaReport(est.to_dict(), floor_factor, fits["op"], fits["fro"], errors, floor_const, horizon_n)
@@ -123,7 +125,30 @@ H_INF_FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 """H_∞ values tried by `gamma_vs_h_inf`, as fractions of the smallest H_n fitted."""
 
 
-def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress: bool = False) -> dict:
+@dataclass(frozen=True)
+class GammaReport(Record):
+    """γ fitted both ways on a per-position loss curve, as `gamma_report` returns it.
+
+    Attributes
+    ----------
+    n : int ndarray (K,)
+        Context lengths 1 … K.
+    H : float64 ndarray (K,)
+        H_n (or its upper bound L_n) in nats.
+    n_range : list of int
+        [n_min, K], the n fitted.
+    gamma_offset, gamma_raw : GammaFit
+        With H_∞ fitted, and the raw log-log slope (the paper's practical fit).
+    """
+
+    n: np.ndarray
+    H: np.ndarray
+    n_range: list[int]
+    gamma_offset: GammaFit
+    gamma_raw: GammaFit
+
+
+def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress: bool = False) -> GammaReport:
     """γ from a per-position loss curve H_n (n = 1, 2, …), fitted both ways: with an H_∞ offset and as the
     raw log-log slope (the paper's practical fit).
 
@@ -138,9 +163,8 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
 
     Returns
     -------
-    dict
-        `n` (int ndarray (K,)), `H` (the losses), `n_range` ([n_min, K]), `gamma_offset` and `gamma_raw`
-        (`fit_gamma` results). `gamma_vs_h_inf` tells how much of γ the choice of H_∞ sets.
+    GammaReport
+        `gamma_vs_h_inf` tells how much of γ the choice of H_∞ sets.
 
     Raises
     ------
@@ -149,16 +173,16 @@ def gamma_report(losses: np.ndarray, *, n_min: int = 2, seed: int = 0, progress:
     """
     losses = np.asarray(losses, dtype=float)
     n, rng = np.arange(1, losses.size + 1), (n_min, losses.size)
-    out = {"n": n, "H": losses, "n_range": list(rng)}
+    fits = {}
     for key, offset, what in (("gamma_offset", True, "with H_∞ free: 1000 bootstrap refits, minutes on a CPU"),
                               ("gamma_raw", False, "raw log-log: seconds")):
         t0 = time.perf_counter()
         if progress:
             print(f"fitting γ {what} …", file=sys.stderr, flush=True)
-        out[key] = fit_gamma(n, losses, offset=offset, n_range=rng, seed=seed)
+        fits[key] = fit_gamma(n, losses, offset=offset, n_range=rng, seed=seed)
         if progress:
             print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    return out
+    return GammaReport(n, losses, list(rng), **fits)
 
 
 def gamma_vs_h_inf(losses: np.ndarray, *, extra: Sequence[float] = (), n_min: int = 2, seed: int = 0) -> list[dict]:
@@ -191,14 +215,14 @@ def gamma_vs_h_inf(losses: np.ndarray, *, extra: Sequence[float] = (), n_min: in
     floor = float(losses[n_min - 1:].min())
     rows = []
     for h_inf in sorted({*(f * floor for f in H_INF_FRACTIONS), *map(float, extra)}):
-        fit = fit_gamma(n, losses, offset=h_inf, n_range=rng, n_boot=200, seed=seed)["fit"]
+        fit = fit_gamma(n, losses, offset=h_inf, n_range=rng, n_boot=200, seed=seed).fit
         rows.append({"H_inf": h_inf, "fraction": h_inf / floor, "gamma": fit.exponent,
                      "gamma_ci": list(fit.exponent_ci), "r2": fit.r2})
     return rows
 
 
 def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: int = 512, n_min: int = 2,
-                      seed: int = 0, progress: bool = False) -> dict:
+                      seed: int = 0, progress: bool = False) -> GammaReport:
     """H_n from a trained model's per-position validation loss (an upper bound), and γ fitted both ways.
 
     Parameters
@@ -212,8 +236,8 @@ def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: i
 
     Returns
     -------
-    dict
-        As `gamma_report`, with H_n for n = 1 … n_ctx − 1.
+    GammaReport
+        H_n for n = 1 … n_ctx − 1.
 
     Raises
     ------
@@ -226,22 +250,15 @@ def lm_entropy_report(model, val_tokens: np.ndarray, *, n_ctx: int, n_windows: i
     return gamma_report(losses, n_min=n_min, seed=seed, progress=progress)
 
 
-def prediction(beta: dict, gamma: dict) -> dict:
-    """α_D = γ/(2β) from a `beta_report().beta_op` and a `fit_gamma` result.
-
-    Returns
-    -------
-    dict
-        As `alpha_d`: `alpha_D`, `alpha_D_ci`, `beta`, `gamma`.
+def prediction(beta: BetaFit, gamma: GammaFit) -> AlphaDPrediction:
+    """α_D = γ/(2β) from a `beta_report().require("op")` and a `fit_gamma` result, as `alpha_d`.
 
     Raises
     ------
     ValueError
         β or γ is not positive.
-    KeyError
-        `beta` or `gamma` is an {`error`: ...} entry rather than a fit.
     """
-    return alpha_d(beta["beta"], beta["beta_ci"], gamma["gamma"], gamma["gamma_ci"])
+    return alpha_d(beta.beta, beta.beta_ci, gamma.gamma, gamma.gamma_ci)
 
 
 def _check_budgets(config: MeasureConfig) -> None:
@@ -260,7 +277,36 @@ def _check_budgets(config: MeasureConfig) -> None:
                                         f"training tokens of corpus {config.corpus!r}, got {list(config.budgets)}")
 
 
-def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = None) -> dict:
+@dataclass(frozen=True)
+class MeasureReport(Record):
+    """The data-limited sweep and its measured α_D, as `measure_report` returns it (lists in budget order).
+
+    Attributes
+    ----------
+    P : list of int
+        Training tokens of each run.
+    best_val_loss : list of float
+        Best validation loss of each run, nats per token.
+    position_losses : list of list of float
+        L_n (n = 1 … n_ctx − 1, nats) of each run's final model.
+    steps : list of int
+        Optimiser steps of each run.
+    fit_free_offset : AlphaFit
+        L(P) − H_∞ ∝ P^−α_D with H_∞ fitted.
+    fit_entropy_offset : AlphaFit or None
+        The same with H_∞ fixed (`MeasureConfig.h_inf`); None when it is not given or not below every loss,
+        and then absent from `to_dict()` (as from the JSON before).
+    """
+
+    P: list[int]
+    best_val_loss: list[float]
+    position_losses: list[list[float]]
+    steps: list[int]
+    fit_free_offset: AlphaFit
+    fit_entropy_offset: AlphaFit | None = omitted_if_none()
+
+
+def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = None) -> MeasureReport:
     """Run (or resume) the data-limited sweep under `root` and fit the measured α_D; `executor` goes to
     `map_runs` (backend, workers, address, resources).
 
@@ -271,10 +317,7 @@ def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = 
 
     Returns
     -------
-    dict
-        `P`, `best_val_loss` (nats per token) and `position_losses` (L_n of each run), `steps`, and the fit of
-        L(P) − H_∞ ∝ P^−α_D with H_∞ free (`fit_free_offset`) and, when `h_inf` is below every loss, fixed
-        (`fit_entropy_offset`).
+    MeasureReport
 
     Raises
     ------
@@ -284,16 +327,15 @@ def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = 
         An unknown backend, or fewer than 4 distinct budgets for the free-offset fit.
     """
     from ..executors import map_runs
-    from .measure import data_limited_run, fit_alpha_measured, sweep_configs
+    from .measure import BudgetRun, data_limited_run, fit_alpha_measured, sweep_configs
 
     _check_budgets(config)
     seed, n_boot = config.seed, config.n_boot
-    runs = map_runs(data_limited_run, sweep_configs(config), root=root, name=f"langstats-{config.tokenizer}",
+    done = map_runs(data_limited_run, sweep_configs(config), root=root, name=f"langstats-{config.tokenizer}",
                     desc=f"data-limited sweep ({config.tokenizer})", **(executor or {}))
-    p = [r["P"] for r in runs]
-    best = [r["best_val_loss"] for r in runs]
-    out = {"P": p, "best_val_loss": best, "position_losses": [r["position_losses"] for r in runs],
-           "steps": [r["steps"] for r in runs], "fit_free_offset": fit_alpha_measured(p, best, seed=seed, n_boot=n_boot)}
-    if config.h_inf is not None and config.h_inf < min(best):
-        out["fit_entropy_offset"] = fit_alpha_measured(p, best, h_inf=config.h_inf, seed=seed, n_boot=n_boot)
-    return out
+    runs = [BudgetRun.from_dict(r) for r in done]  # JSON from map_runs, rebuilt at the boundary
+    p, best = [r.P for r in runs], [r.best_val_loss for r in runs]
+    free = fit_alpha_measured(p, best, seed=seed, n_boot=n_boot)
+    fixed = (fit_alpha_measured(p, best, h_inf=config.h_inf, seed=seed, n_boot=n_boot)
+             if config.h_inf is not None and config.h_inf < min(best) else None)
+    return MeasureReport(p, best, [r.position_losses for r in runs], [r.steps for r in runs], free, fixed)

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["alpha_d", "horizon", "AlphaDComparison", "compare_alpha_d"]
+from .fits import Record
+
+__all__ = ["AlphaDPrediction", "alpha_d", "horizon", "AlphaDComparison", "compare_alpha_d"]
 
 _Z95 = 1.959963984540054
 
@@ -23,8 +25,28 @@ def _sigma(value: float, ci: Sequence[float]) -> float:
     return float(width / (2 * _Z95)) if np.isfinite(width) and width > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class AlphaDPrediction(Record):
+    """The predicted α_D = γ/(2β) of Cagnetta et al. (2026), as `alpha_d` returns it.
+
+    Attributes
+    ----------
+    alpha_D : float
+        γ/(2β), dimensionless.
+    alpha_D_ci : list of float
+        [lo, hi], the 2.5 and 97.5 percentiles of the Monte Carlo ratio.
+    beta, gamma : float
+        The exponents it was computed from.
+    """
+
+    alpha_D: float
+    alpha_D_ci: list[float]
+    beta: float
+    gamma: float
+
+
 def alpha_d(beta: float, beta_ci: Sequence[float], gamma: float, gamma_ci: Sequence[float], *,
-            n_samples: int = 100_000, seed: int = 0) -> dict:
+            n_samples: int = 100_000, seed: int = 0) -> AlphaDPrediction:
     """α_D = γ/(2β); the 95% CI propagates both CIs as independent normals by Monte Carlo
     (the ratio's distribution is skewed when β is uncertain, which the delta method would hide).
 
@@ -39,8 +61,7 @@ def alpha_d(beta: float, beta_ci: Sequence[float], gamma: float, gamma_ci: Seque
 
     Returns
     -------
-    dict
-        `alpha_D`, `alpha_D_ci` ([lo, hi], 2.5 and 97.5 percentiles), `beta`, `gamma`.
+    AlphaDPrediction
 
     Raises
     ------
@@ -56,7 +77,7 @@ def alpha_d(beta: float, beta_ci: Sequence[float], gamma: float, gamma_ci: Seque
     g = gamma + _sigma(gamma, gamma_ci) * rng.standard_normal(n_samples)
     ratio = g[b > 0] / (2 * b[b > 0])
     lo, hi = np.percentile(ratio, [2.5, 97.5])
-    return {"alpha_D": gamma / (2 * beta), "alpha_D_ci": [float(lo), float(hi)], "beta": beta, "gamma": gamma}
+    return AlphaDPrediction(gamma / (2 * beta), [float(lo), float(hi)], beta, gamma)
 
 
 def horizon(n_pairs: float | np.ndarray, beta: float, prefactor: float, floor_const: float) -> np.ndarray:

@@ -35,13 +35,16 @@ def char_model(tmp_path_factory):
 
 def _stub_lm_report(monkeypatch):
     """Replace the LM part of langstats (minutes of γ fits) by a recorder of the ids the model is fed."""
+    from quanta_interp.fitting import PowerLawFit
     from quanta_interp.langstats import pipeline
+    from quanta_interp.langstats.fits import GammaFit
 
     seen = {}
 
     def report(model, tokens, *, n_ctx, seed, progress):
         seen.update(tokens=np.asarray(tokens), n_ctx=n_ctx, progress=progress)
-        return {"H": [1.0], "gamma_offset": {"gamma": 0.5, "gamma_ci": [0.4, 0.6]}}
+        fit = GammaFit(PowerLawFit(0.5, (0.4, 0.6), 1.0, 0.0, (1.0, 1.0), 1.0, 1), [], None, "raw log-log")
+        return pipeline.GammaReport(np.array([1]), np.array([1.0]), [1, 1], fit, fit)
 
     monkeypatch.setattr(pipeline, "lm_entropy_report", report)
     return seen
@@ -203,9 +206,9 @@ def test_gamma_fits_announce_themselves(capsys, monkeypatch):
     from quanta_interp.langstats import pipeline
 
     calls = []
-    monkeypatch.setattr(pipeline, "fit_gamma", lambda n, h, offset, **kw: calls.append(offset) or {"gamma": 0.5})
+    monkeypatch.setattr(pipeline, "fit_gamma", lambda n, h, offset, **kw: calls.append(offset) or "a γ fit")
     rep = pipeline.gamma_report(1.0 + 2.0 * np.arange(1, 9) ** -0.5, seed=0, progress=True)  # the fits take minutes
-    assert calls == [True, False] and rep["gamma_offset"] == rep["gamma_raw"] == {"gamma": 0.5}
+    assert calls == [True, False] and rep.gamma_offset == rep.gamma_raw == "a γ fit"
     err = capsys.readouterr().err
     assert "fitting γ with H_∞ free: 1000 bootstrap refits" in err and "fitting γ raw log-log" in err
     assert err.count("done in") == 2

@@ -13,11 +13,11 @@ def test_measured_alpha_from_a_known_data_scaling_law():
     p = np.logspace(4, 7, 7)
     loss = 1.3 + 40.0 * p ** -0.3 * np.exp(np.random.default_rng(0).normal(0, 0.002, p.size))
     free = fit_alpha_measured(p, loss, n_boot=20)
-    assert free["alpha_D"] == pytest.approx(0.3, abs=0.03) and free["H_inf"] == pytest.approx(1.3, abs=0.03)
+    assert free.alpha_D == pytest.approx(0.3, abs=0.03) and free.H_inf == pytest.approx(1.3, abs=0.03)
     given = fit_alpha_measured(p, loss, h_inf=1.3, n_boot=200)
-    assert given["alpha_D"] == pytest.approx(0.3, abs=0.01)
-    assert given["alpha_D_ci"][0] < 0.3 < given["alpha_D_ci"][1]
-    assert {"x_range", "exponent"} <= set(given["sensitivity"][0])
+    assert given.alpha_D == pytest.approx(0.3, abs=0.01)
+    assert given.alpha_D_ci[0] < 0.3 < given.alpha_D_ci[1]
+    assert {"x_range", "exponent"} <= set(given.sensitivity[0])
     with pytest.raises(ValueError, match="must lie below every loss"):
         fit_alpha_measured(p, loss, h_inf=2.0)
 
@@ -46,13 +46,13 @@ def test_data_limited_sweep_trains_fits_and_resumes(tmp_cache, tmp_path):
               n_val_tokens=500, n_boot=20)
     root = str(tmp_path / "sweep")
     rep = measure_report(MeasureConfig(budgets=(200, 800, 3200, 12800), **kw), root)
-    assert rep["P"] == [200, 800, 3200, 12800] and all(s == 2 for s in rep["steps"])
-    assert all(len(c) == 7 and np.all(np.isfinite(c)) for c in rep["position_losses"])  # n = 1 … n_ctx−1
-    assert np.all(np.array(rep["best_val_loss"]) < np.log(10) + 0.5)  # ≈ uniform over 9 symbols after 2 steps
-    assert np.isfinite(rep["fit_free_offset"]["alpha_D"])
+    assert rep.P == [200, 800, 3200, 12800] and all(s == 2 for s in rep.steps)
+    assert all(len(c) == 7 and np.all(np.isfinite(c)) for c in rep.position_losses)  # n = 1 … n_ctx−1
+    assert np.all(np.array(rep.best_val_loss) < np.log(10) + 0.5)  # ≈ uniform over 9 symbols after 2 steps
+    assert np.isfinite(rep.fit_free_offset.alpha_D)
     stamp = sorted((tmp_path / "sweep").rglob("result.json"))[0].stat().st_mtime_ns
     again = measure_report(MeasureConfig(budgets=(200, 800, 3200, 12800), **kw), root)  # read back, not retrained
-    assert again["best_val_loss"] == rep["best_val_loss"]
+    assert again.best_val_loss == rep.best_val_loss
     assert sorted((tmp_path / "sweep").rglob("result.json"))[0].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="spanning ≥ 1.5 decades"):
         measure_report(MeasureConfig(budgets=(200, 400, 800, 1600), **kw), root)

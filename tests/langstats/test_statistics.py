@@ -21,8 +21,8 @@ def test_rhm_correlations_recover_analytic_beta(v, m, s, L, n):
         floors.append(est.floor_op_)
     res = fit_beta(lags, np.exp(np.mean(logs, 0)), np.mean(floors, 0), n_boot=50)
     assert rhm.beta == pytest.approx(math.log(m) / math.log(s))
-    assert res["beta"] == pytest.approx(rhm.beta, abs=0.15)
-    assert len(res["lags_used"]) >= 3
+    assert res.beta == pytest.approx(rhm.beta, abs=0.15)
+    assert len(res.lags_used) >= 3
 
 
 def test_rhm_sequences_follow_the_rules():
@@ -82,12 +82,12 @@ def test_ngram_entropy_of_a_markov_chain():
     pi = np.linalg.matrix_power(trans, 100)[0]
     h1 = -(pi[:, None] * trans * np.log(trans)).sum()
     res = ngram_entropy(x, 3)
-    assert res["H"][0] == pytest.approx(-(pi * np.log(pi)).sum(), abs=0.01)
-    assert res["H"][1] == pytest.approx(h1, abs=0.01)
-    assert res["H"][3] == pytest.approx(h1, abs=0.02)  # an order-1 chain gains nothing from longer contexts
-    assert np.all(res["H"] >= res["H_plugin"]) and res["reliable"].all()
+    assert res.H[0] == pytest.approx(-(pi * np.log(pi)).sum(), abs=0.01)
+    assert res.H[1] == pytest.approx(h1, abs=0.01)
+    assert res.H[3] == pytest.approx(h1, abs=0.02)  # an order-1 chain gains nothing from longer contexts
+    assert np.all(res.H >= res.H_plugin) and res.reliable.all()
     short = ngram_entropy(x[:300], 3)
-    assert not short["reliable"][-1]  # most 4-grams of 300 tokens are seen once
+    assert not short.reliable[-1]  # most 4-grams of 300 tokens are seen once
     with pytest.raises(ValueError, match="correction must be"):
         ngram_entropy(x, 2, correction="grassberger")
 
@@ -96,21 +96,21 @@ def test_fit_gamma_with_and_without_offset():
     n = np.unique(np.logspace(0, 2.3, 30).astype(int))
     h = 1.1 + 2.0 * n ** -0.4
     with_off = fit_gamma(n, h, offset=True, n_boot=10)
-    assert with_off["gamma"] == pytest.approx(0.4, abs=0.02) and with_off["H_inf"] == pytest.approx(1.1, abs=0.02)
-    assert fit_gamma(n, h, offset=1.1, n_boot=20)["gamma"] == pytest.approx(0.4, abs=1e-9)
+    assert with_off.gamma == pytest.approx(0.4, abs=0.02) and with_off.H_inf == pytest.approx(1.1, abs=0.02)
+    assert fit_gamma(n, h, offset=1.1, n_boot=20).gamma == pytest.approx(0.4, abs=1e-9)
     raw = fit_gamma(n, h, offset=False, n_boot=20)
-    assert raw["gamma"] < 0.25  # the raw log-log slope of H_n mixes in H_∞ and reads low
+    assert raw.gamma < 0.25  # the raw log-log slope of H_n mixes in H_∞ and reads low
     with pytest.raises(ValueError, match="must lie below every H_n"):
         fit_gamma(n, h, offset=2.0)
 
 
 def test_alpha_d_prediction_and_horizon():
     paper = alpha_d(0.88, [0.76, 1.0], 0.325, [0.32, 0.33])
-    assert paper["alpha_D"] == pytest.approx(0.1847, abs=1e-4)  # TinyStories: 0.185 ± 0.013
-    lo, hi = paper["alpha_D_ci"]
+    assert paper.alpha_D == pytest.approx(0.1847, abs=1e-4)  # TinyStories: 0.185 ± 0.013
+    lo, hi = paper.alpha_D_ci
     assert lo < 0.1847 < hi and hi - lo == pytest.approx(2 * 1.96 * 0.013, abs=0.006)  # the paper quotes ±1σ
     exact = alpha_d(0.88, [0.88, 0.88], 0.325, [0.325, 0.325])
-    assert exact["alpha_D_ci"] == pytest.approx([exact["alpha_D"]] * 2)
+    assert exact.alpha_D_ci == pytest.approx([exact.alpha_D] * 2)
     # A n^-β = c/√P at n*: quadrupling P multiplies n* by 4^(1/(2β)).
     n1, n4 = horizon([1e6, 4e6], 0.5, 0.02, 0.3)
     assert 0.02 * n1 ** -0.5 == pytest.approx(0.3 / 1e3)
@@ -124,7 +124,7 @@ def test_gamma_vs_h_inf_shows_how_much_of_gamma_the_offset_sets():
     h = 1.1 + 2.0 * n ** -0.4
     rows = gamma_vs_h_inf(h, extra=[1.1])
     raw = fit_gamma(n, h, offset=False, n_range=(2, 63), n_boot=10)
-    assert rows[0]["fraction"] == 0 and rows[0]["gamma"] == pytest.approx(raw["gamma"], rel=1e-9)
+    assert rows[0]["fraction"] == 0 and rows[0]["gamma"] == pytest.approx(raw.gamma, rel=1e-9)
     true = next(r for r in rows if r["H_inf"] == 1.1)
     assert true["gamma"] == pytest.approx(0.4, abs=1e-9) and true["r2"] == pytest.approx(1.0)
     gammas = [r["gamma"] for r in rows]
