@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fitting import fit_power_law, fit_range_sensitivity
+from ..record import Record
 from .correlations import as_documents
-from .fits import GammaFit, Record
+from .fits import GammaFit
 
 __all__ = ["NgramEntropy", "ngram_entropy", "fit_gamma"]
 

@@ -8,30 +8,13 @@ range-sensitivity table; `to_dict()` is the JSON the CLI and analyses/langstats_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..fitting import PowerLawFit
+from ..record import Record
 
-__all__ = ["Record", "omitted_if_none", "ExponentFit", "BetaFit", "GammaFit", "AlphaFit"]
-
-
-def omitted_if_none():
-    """A `Record` field left out of `to_dict()` while it is None (a fit that was not made), default None."""
-    return field(default=None, metadata={"omit_none": True})
-
-
-@dataclass(frozen=True)
-class Record:
-    """Base of the langstats results: `to_dict()` gives the fields in order, name → value, a value with a
-    `to_dict` as its `to_dict()` (numpy arrays are left for `io.to_jsonable`), `omitted_if_none()` fields
-    left out while None."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON record of the result (see the class)."""
-        return {f.name: (v.to_dict() if hasattr(v, "to_dict") else v)
-                for f in fields(self) for v in (getattr(self, f.name),)
-                if not (v is None and f.metadata.get("omit_none"))}
+__all__ = ["ExponentFit", "BetaFit", "GammaFit", "AlphaFit"]
 
 
 @dataclass(frozen=True)

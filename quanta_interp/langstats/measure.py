@@ -14,8 +14,9 @@ import numpy as np
 
 from ..fitting import fit_power_law, fit_range_sensitivity
 from ..io import RunDir
+from ..record import Record
 from .config import BudgetRunConfig, MeasureConfig
-from .fits import AlphaFit, Record
+from .fits import AlphaFit
 
 __all__ = ["position_losses", "BudgetRun", "data_limited_run", "sweep_configs", "fit_alpha_measured", "collapse"]
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..record import Record, optional
 from .config import MeasureConfig
 from .correlations import CorrelationDecay
 from .entropy import fit_gamma
-from .fits import AlphaFit, BetaFit, GammaFit, Record, omitted_if_none
+from .fits import AlphaFit, BetaFit, GammaFit
 from .predict import AlphaDPrediction, alpha_d, horizon
 
 __all__ = ["default_lags", "BetaReport", "beta_report", "GammaReport", "gamma_report", "gamma_vs_h_inf",
@@ -303,7 +304,7 @@ class MeasureReport(Record):
     position_losses: list[list[float]]
     steps: list[int]
     fit_free_offset: AlphaFit
-    fit_entropy_offset: AlphaFit | None = omitted_if_none()
+    fit_entropy_offset: AlphaFit | None = optional()
 
 
 def measure_report(config: MeasureConfig, root: str, *, executor: dict | None = None) -> MeasureReport:

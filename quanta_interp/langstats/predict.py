@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .fits import Record
+from ..record import Record
 
 __all__ = ["AlphaDPrediction", "alpha_d", "horizon", "AlphaDComparison", "compare_alpha_d"]
 
