@@ -17,7 +17,7 @@ loss change the same ablation causes on tokens of other quanta (specificity).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +25,13 @@ import numpy as np
 from ..config import ParameterError
 from ..corpora import TokenizedCorpus
 from ..io import progress
+from ..record import Record
 
 __all__ = ["QuantumNeurons", "QuantaNeurons", "quanta_neurons", "link_quanta"]
 
 
 @dataclass(frozen=True)
-class QuantumNeurons:
+class QuantumNeurons(Record):
     """One quantum's neurons by attribution and the ablations that test them (losses in nats per token).
 
     Attributes
@@ -84,13 +85,9 @@ class QuantumNeurons:
     specificity: float | None
     overlap_z: int
 
-    def to_dict(self) -> dict:
-        """The fields as JSON-able values."""
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class QuantaNeurons:
+class QuantaNeurons(Record):
     """`quanta_neurons`' result: the settings and one `QuantumNeurons` per quantum examined."""
 
     discover: str
@@ -103,11 +100,6 @@ class QuantaNeurons:
     mean_source: str
     positions: str
     quanta: list
-
-    def to_dict(self) -> dict:
-        """JSON-able: settings and `quanta` as dicts."""
-        return {**{k: v for k, v in asdict(self).items() if k != "quanta"},
-                "quanta": [q.to_dict() for q in self.quanta]}
 
 
 def _rows(corpus: TokenizedCorpus, members: list[dict], discover) -> np.ndarray:
@@ -320,7 +312,8 @@ def link_quanta(config, device: str = "cpu") -> QuantaNeurons:
         (`scan`), checked before the model loads.
     """
     from ..lm import load
-    from .quanta_link import discover_corpus, discover_model, read_discover
+    from .config import DEFAULT_HOOK
+    from .quanta_link import discover_corpus, discover_model, read_discover, same_model
     from .scan import NeuronScan
 
     summary, _ = read_discover(config.discover)
@@ -331,9 +324,12 @@ def link_quanta(config, device: str = "cpu") -> QuantaNeurons:
         if not path.exists():
             raise ParameterError("scan", f"{config.scan} holds no scan_state.pt: run `quanta neurons scan --out` first")
         scan = NeuronScan.load(path)
-        if scan.config.model != spec or config.layer not in scan.config.layers:
+        if not same_model(scan.config.model, spec) or config.layer not in scan.config.layers:
             raise ParameterError("scan", f"{config.scan} scanned layers {list(scan.config.layers)} of "
                                          f"{scan.config.model!r}, not layer {config.layer} of {spec!r}")
+        if (scan.config.hook or DEFAULT_HOOK) != (config.hook or DEFAULT_HOOK):  # its means are of another hook
+            raise ParameterError("hook", f"{config.hook or DEFAULT_HOOK!r} is not the hook {config.scan} scanned "
+                                         f"({scan.config.hook or DEFAULT_HOOK!r}), whose means would be used")
     model = load(spec, device=device)
     corpus = discover_corpus(model, summary)
     means, source = None, ""

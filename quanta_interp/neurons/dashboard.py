@@ -57,6 +57,13 @@ def _corpus_log_probs(corpus: TokenizedCorpus, alpha: float) -> np.ndarray:
     return np.stack([b, b])
 
 
+@functools.lru_cache(maxsize=2)
+def _corpus_negatives(corpus: TokenizedCorpus, n: int, seed: int) -> np.ndarray:
+    """`n` seeded corpus tokens with their preceding tokens (int64 (n, 2)), the same for every neuron."""
+    g = np.random.default_rng(seed).integers(1, len(corpus.tokens), n)
+    return np.stack([np.asarray(corpus.tokens[g], dtype=np.int64), np.asarray(corpus.tokens[g - 1], dtype=np.int64)], 1)
+
+
 def describe(corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neuron: int, *, n_random: int = 1000,
              alpha: float = 0.5, seed: int = 0) -> Description:
     """A one-line description of a neuron without an LLM, and how well it detects the neuron's activations
@@ -71,14 +78,13 @@ def describe(corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neuron: int, 
     ids = np.asarray([(int(corpus.doc(d)[p]), int(corpus.doc(d)[p - 1]) if p > start else -1)
                       for d, p, start in ((scan.token(g)[1], scan.token(g)[2], int(scan.windows[g // T, 1]))
                                           for g in dict.fromkeys(toks))], dtype=np.int64).reshape(-1, 2)
-    g = np.random.default_rng(seed).integers(1, len(corpus.tokens), n_random)
-    neg = np.stack([np.asarray(corpus.tokens[g], dtype=np.int64), np.asarray(corpus.tokens[g - 1], dtype=np.int64)], 1)
-    return describe_tokens(ids, neg, _corpus_log_probs(corpus, alpha), TokenText(corpus.tokenizer), alpha=alpha)
+    return describe_tokens(ids, _corpus_negatives(corpus, n_random, seed), _corpus_log_probs(corpus, alpha),
+                           TokenText(corpus.tokenizer), alpha=alpha)
 
 
 def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, neurons: Sequence[int], *,
                  links: dict | None = None, before: int = 12, after: int = 4, n_logits: int = 10,
-                 batch_size: int = 16) -> list[NeuronRecord]:
+                 batch_size: int = 16, descriptions: Sequence[Description] | None = None) -> list[NeuronRecord]:
     """One record per neuron (the fields `pages.neuron_page` shows), from a complete or partial scan.
 
     The examples' token activations are recomputed on the scan's own windows (so the marked value is the one
@@ -96,6 +102,8 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
         Neurons to build records for.
     links : dict or None
         `QuantaNeurons.to_dict()` of the same hook: each record lists the quanta it serves (`serves`).
+    descriptions : sequence of Description or None
+        `describe` of every neuron of the hook, indexed by neuron, when the caller already has them.
 
     Returns
     -------
@@ -153,7 +161,7 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
                  "examples": [example(j, v, t, "interval") for v, t in bn.examples]} for bn in s.intervals]},
             "pos_str": [], "pos_values": [], "neg_str": [], "neg_values": [], "logit_note": None, "clusters": [],
             "quanta": served.get(i, []), "discover": (links or {}).get("discover"),
-            "description": describe(corpus, scan, hook, i).to_dict(),
+            "description": (describe(corpus, scan, hook, i) if descriptions is None else descriptions[i]).to_dict(),
         }
         if logits is not None:
             rec.update(logits.record_fields(j, text))
@@ -162,10 +170,10 @@ def scan_records(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, ne
 
 
 def index_rows(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, pages: Sequence[int] = (), *,
-               links: dict | None = None) -> list[dict]:
+               links: dict | None = None, descriptions: Sequence[Description] | None = None) -> list[dict]:
     """A row per neuron of `hook` for `pages.index_page`: max, density, the top example's token, the three tokens
     it promotes most (direct path), the quanta it serves and its `describe` line with its detection AUC; `href`
-    only for neurons in `pages`."""
+    only for neurons in `pages`. `descriptions`: as in `scan_records`."""
     s = scan.state[hook]
     width = s["sum"].shape[0]
     top_tok = s["top_tok"][0].numpy()
@@ -177,7 +185,7 @@ def index_rows(model, corpus: TokenizedCorpus, scan: NeuronScan, hook: str, page
     rows = []
     for i in range(width):
         _, doc, pos = scan.token(int(top_tok[i]))
-        d = describe(corpus, scan, hook, i)
+        d = describe(corpus, scan, hook, i) if descriptions is None else descriptions[i]
         rows.append({"index": i, "href": neuron_filename(i) if i in pages else None,
                      "maxValue": round(float(s["top_val"][0, i]), 4),
                      "frac_nonzero": round(int(s["pos"][i]) / max(int(s["n"]), 1), 5),
@@ -211,6 +219,7 @@ def write_scan_pages(config, out, device: str = "cpu") -> LayerPages:
     from ..lm.losses import model_corpus
     from ..quanta.browser import link_neurons
     from .pages import write_layer
+    from .quanta_link import same_model
 
     path = Path(config.scan) / "scan_state.pt"
     if not path.exists():
@@ -223,7 +232,7 @@ def write_scan_pages(config, out, device: str = "cpu") -> LayerPages:
     hook = scan.hooks[layers.index(layer)]
     width = scan.state[hook]["sum"].shape[0]
     links = read_json(config.links) if config.links else None
-    if links is not None and links.get("model") != scan.config.model:
+    if links is not None and not same_model(str(links.get("model")), scan.config.model):
         raise ParameterError("links", f"{config.links} ranks neurons of {links.get('model')!r}, not the scanned "
                                       f"{scan.config.model!r}")
     chosen = list(parse_int_list(config.neurons)) if config.neurons else None
@@ -233,8 +242,10 @@ def write_scan_pages(config, out, device: str = "cpu") -> LayerPages:
         raise ParameterError("neurons", f"{max(chosen)} is out of range: {hook} has neurons 0..{width - 1}")
     model = load(scan.config.model, device=device)
     corpus = model_corpus(model, scan.config.corpus)
-    records = scan_records(model, corpus, scan, hook, chosen, links=links, batch_size=config.batch_size)
-    rows = index_rows(model, corpus, scan, hook, chosen, links=links)
+    descriptions = [describe(corpus, scan, hook, i) for i in range(width)]  # once for the index and the pages
+    records = scan_records(model, corpus, scan, hook, chosen, links=links, batch_size=config.batch_size,
+                           descriptions=descriptions)
+    rows = index_rows(model, corpus, scan, hook, chosen, links=links, descriptions=descriptions)
     browser = Path(links["discover"]) / "browser.html" if links is not None and links.get("hook") == hook else None
     quanta = None
     if browser is not None and browser.exists():
@@ -243,6 +254,6 @@ def write_scan_pages(config, out, device: str = "cpu") -> LayerPages:
         note = (f"neurons ranked by attribution Σ (μ − a)·∂L/∂a over each quantum's sampled members "
                 f"(≤ {links['max_members']}; μ: {links['mean_source']}); ablation tests in the links JSON")
         quanta = link_neurons(browser, Path(out) / "quanta.html", hook=hook, note=note,
-                              neurons=quantum_links(links, chosen, [r["description"] for r in rows]))
+                              neurons=quantum_links(links, chosen, [d.text for d in descriptions]))
     title = f"{scan.config.model} · {hook} · {scan.tokens_done} tokens"
     return replace(write_layer(records, out, title=title, rows=rows), neurons=chosen, quanta=quanta)

@@ -390,5 +390,10 @@ def run_scan(config: ScanConfig, out: str | Path, device: str = "cpu") -> Neuron
     from ..lm.losses import model_corpus
 
     check_corpus_source(config.corpus)
+    saved = Path(out) / "scan_state.pt"
+    if saved.exists():  # a finished scan of the same config: nothing to load or run
+        done = NeuronScan.load(saved)
+        if done.config == config and done.batches_done >= done.n_batches:
+            return done
     model = load(config.model, device=device)
     return scan_neurons(model, model_corpus(model, config.corpus), config, out)

@@ -201,3 +201,31 @@ def test_pages_with_links_write_quanta_html_linking_both_ways(tiny, tmp_path, mo
     assert all(isinstance(n["description"], str) and n["description"] for n in q1["neurons"])
     record = json.loads((tmp_path / "pages" / "neuron_00031.json").read_text())
     assert record["quanta_page"] == "quanta.html" and record["quanta"][0]["quantum"] == 1
+
+
+def test_a_finished_scan_is_returned_without_loading_the_model_and_links_refuse_another_hooks_means(
+        tiny, tmp_path, monkeypatch):
+    import json
+
+    from quanta_interp import corpora, lm
+    from quanta_interp.neurons.attribution import link_quanta
+    from quanta_interp.neurons.config import LinkConfig
+    from quanta_interp.neurons.scan import run_scan
+
+    _, corpus, model, config = tiny
+    done = scan_neurons(model, corpus, config, tmp_path / "scan", desc=None)
+    monkeypatch.setattr(corpora, "check_corpus_source", lambda source: None)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+    monkeypatch.setattr(lm, "load", no_load)
+    again = run_scan(config, tmp_path / "scan")
+    assert again.batches_done == done.batches_done and again.tokens_done == done.tokens_done
+    # links whose hook is not the scanned one would ablate to another hook's means: refused before loading
+    run = tmp_path / "discover"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"model": "tiny"}))
+    (run / "clusters.json").write_text(json.dumps([{"rank": 1, "size": 1, "members": []}]))
+    with pytest.raises(ParameterError, match="^hook 'blocks.{layer}.mlp.hook_pre' is not the hook"):
+        link_quanta(LinkConfig(discover=str(run), layer=1, scan=str(tmp_path / "scan"),
+                               hook="blocks.{layer}.mlp.hook_pre"))
