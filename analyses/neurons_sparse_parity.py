@@ -25,28 +25,16 @@ import numpy as np
 import torch
 
 from quanta_interp.io import atomic_write_json
-from quanta_interp.sparse_parity.ablation import ablation_matrix, carriers
+from quanta_interp.sparse_parity.ablation import ablation_matrix, carriers, unit_attribution
 from quanta_interp.sparse_parity.task import LEARNED_BITS, MultitaskSparseParity
 from quanta_interp.sparse_parity.training import load_trained
-
-
-def attribution(model, x: torch.Tensor, y: torch.Tensor, metric: str = "loss") -> np.ndarray:
-    """A_j = Σ_n (0 − h_j) ∂M_n/∂h_j for the last hidden layer h (float64 (width,)): M is the loss (nats) or, for
-    `metric="margin"`, minus the logit difference (right − wrong), which does not saturate when the loss is ~0."""
-    h = model[:-1](x).detach().requires_grad_(True)
-    logits = model[-1](h)
-    if metric == "loss":
-        torch.nn.functional.cross_entropy(logits, y, reduction="sum").backward()
-    else:
-        (logits.gather(1, 1 - y[:, None]) - logits.gather(1, y[:, None])).sum().backward()
-    return (-(h.detach() * h.grad)).sum(0).double().numpy()
 
 
 def precision(model, x, y, h, mu, sd, truth) -> dict:
     """Top-k (k = len(truth)) units by loss attribution, margin attribution and z-score on samples x (with hidden
     activations h) and the share of each top-k that are carriers."""
-    a, am = (attribution(model, x, y, metric) for metric in ("loss", "margin"))
-    z = ((h.mean(0) - mu) / sd).numpy()
+    a, am = (unit_attribution(model, x, y, metric) for metric in ("loss", "margin"))
+    z = ((h.mean(0) - mu) / sd).cpu().numpy()
     k = len(truth)
     top = {name: np.argsort(-v)[:k].tolist() for name, v in (("attribution", a), ("attribution_margin", am),
                                                               ("z", z))}
@@ -63,7 +51,9 @@ def qdg_quanta(model, task, subtasks, n: int, loss_threshold: float, seed: int):
     from quanta_interp.quanta.ground_truth import draw_samples
 
     x, y, t, _, _ = draw_samples(model, task, n, loss_threshold=loss_threshold, seed=seed)
-    G = per_sample_gradients(model, x, y, seed=seed).numpy()
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    G = per_sample_gradients(model, x, y, seed=seed).cpu().numpy()
     ok = np.linalg.norm(G, axis=1) > 0  # p_y = 1.0 in float32 leaves no gradient
     K = int(np.isin(np.unique(t[ok]), subtasks).sum())
     quanta = cluster_quanta(G[ok], ClusteringConfig(K), counts=[K], fit_ranks=(1, max(K, 3)), seed=seed,
@@ -80,14 +70,15 @@ def main() -> None:
     ap.add_argument("--loss-threshold", type=float, default=0.1, help="quantum members: loss < this (nats)")
     ap.add_argument("--qdg-samples", type=int, default=3000, help="well-predicted samples clustered into quanta")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="torch device for the model, e.g. cpu or cuda")
     args = ap.parse_args()
 
-    model, cfg, _ = load_trained(args.run)
+    model, cfg, _ = load_trained(args.run, args.device)
     task = MultitaskSparseParity.of(cfg)
     matrix = ablation_matrix(model, task, args.samples, torch.Generator().manual_seed(args.seed))
     carry = carriers(matrix.increase, args.threshold)
     gen = torch.Generator().manual_seed(args.seed + 1)
-    data = [task.sample_task(i, args.samples, gen) for i in range(task.n_tasks)]
+    data = [tuple(v.to(args.device) for v in task.sample_task(i, args.samples, gen)) for i in range(task.n_tasks)]
     with torch.no_grad():
         acts = [model[:-1](x) for x, _ in data]
     every = torch.cat(acts)

@@ -129,3 +129,27 @@ def test_ablation_matrix_finds_the_neurons_of_a_learned_subtask(trained):
         model[-1].weight[:, j] = 0
         ablated = torch.nn.functional.cross_entropy(model(x), y).item() / math.log(2)
     assert ablated - m.base_loss[0] == pytest.approx(inc[j, 0].item(), abs=1e-4)
+
+
+def test_unit_attribution_of_the_margin_is_exactly_zero_ablation():
+    """The readout is linear in the last hidden layer, so the first-order estimate of zeroing unit j on the logit
+    margin is exact: A_j equals the summed margin change when h_j is set to 0."""
+    from quanta_interp.config import ParameterError
+    from quanta_interp.sparse_parity.ablation import unit_attribution
+
+    torch.manual_seed(0)
+    model = build_mlp(16, 12)
+    x, y = torch.randn(40, 16), torch.randint(0, 2, (40,))
+    a = unit_attribution(model, x, y, "margin")
+
+    def margin(h):
+        logits = model[-1](h)
+        return (logits.gather(1, 1 - y[:, None]) - logits.gather(1, y[:, None])).sum().item()
+
+    with torch.no_grad():
+        h = model[:-1](x)
+        exact = [margin(h * (torch.arange(12) != j)) - margin(h) for j in range(12)]
+    np.testing.assert_allclose(a, exact, rtol=1e-4, atol=1e-4)
+    assert unit_attribution(model, x, y, "loss").shape == (12,)
+    with pytest.raises(ParameterError, match="^metric must be 'loss' or 'margin'"):
+        unit_attribution(model, x, y, "accuracy")
