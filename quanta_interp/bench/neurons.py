@@ -55,18 +55,18 @@ class NeuronScanCosts(BenchResult):
     scan_note: str
 
 
-def _setup(quick: bool, seed: int):
+def _setup(quick: bool, seed: int, device: str = "cpu"):
     from .. import lm
     from ..corpora import load_corpus
 
     if quick:
         corpus = load_corpus("shakespeare", "char")
         model = lm.build_model(lm.TrainConfig(d_vocab=corpus.vocab_size, n_layers=2, d_model=64, n_heads=4, n_ctx=128,
-                                    seed=seed))
+                                    seed=seed)).to(device)
         model = lm.LoadedModel(model, None, "native-2L-d64 (random init)")
         return model, corpus, 1, 32, 8
 
-    model = lm.load("smollm2")
+    model = lm.load("smollm2", device=device)
     return model, load_corpus("shakespeare", tokenizer=lm.corpus_tokenizer(model)), 6, 16, 4
 
 
@@ -109,7 +109,7 @@ def scan_costs(model, corpus, layer: int, *, n_batches: int = 3, batch_size: int
     def full_forward():
         with torch.no_grad():
             for b in batches:
-                bridge(torch.as_tensor(b))
+                bridge(torch.as_tensor(b, device=next(bridge.parameters()).device))
 
     t_scan, t_fwd, t_full = median_times(scan, forward_to_hook, full_forward, repeats=repeats)
     return NeuronScanCosts(
@@ -170,7 +170,7 @@ def run(args) -> NeuronsBench:
     from ..neurons.inspect import LayerInspector, corpus_sample
     from ..neurons.pages import write_layer
 
-    model, corpus, layer, n_windows, n_single = _setup(bool(args.quick), int(args.seed))
+    model, corpus, layer, n_windows, n_single = _setup(bool(args.quick), int(args.seed), getattr(args, "device", "cpu"))
     scan_row = scan_costs(model, corpus, 10 if not args.quick else layer, n_batches=2 if args.quick else 3,
                           batch_size=4 if args.quick else 16, context=64 if args.quick else 128)
     sample = corpus_sample(corpus, n_windows=n_windows, context=64, seed=int(args.seed))

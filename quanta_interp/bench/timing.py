@@ -6,7 +6,15 @@ import time
 
 import numpy as np
 
-__all__ = ["median_times"]
+__all__ = ["median_times", "sync"]
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously), so a timer stops when it is done."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def median_times(*fns, repeats: int = 3) -> float | list[float]:

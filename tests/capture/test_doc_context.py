@@ -135,7 +135,7 @@ def test_batches_hold_whole_windows_and_bad_input(tiny, docs):
 
 
 def test_bench_rows_share_one_window_with_half_to_full_context(docs):
-    from quanta_interp.bench.qdg import doc_rows
+    from quanta_interp.bench.qdg_gradients import doc_rows
 
     rows = doc_rows(docs, context=32, n_targets=10, seed=3)
     context = rows[:, 2] - rows[:, 1]
