@@ -107,7 +107,7 @@ def cluster_quanta(G: np.ndarray, clustering: ClusteringConfig, *, counts, fit_r
     from .frequencies import envelope, rank_frequency_fit, rank_sizes
 
     qc = QuantaClustering.of(clustering, counts=counts, random_state=seed).fit(G)
-    sizes_by_k = {k: rank_sizes(qc.labels_ if k == clustering.n_clusters else qc.labels_for(k))
+    sizes_by_k = {k: rank_sizes(qc.labels_for(k))
                   for k in progress(counts, desc="clusterings for the envelope", leave=False, disable=not show_progress)}
     fit = rank_frequency_fit(envelope(list(sizes_by_k.values())), total=len(G), fit_ranks=fit_ranks,
                              alpha_n=alpha_n, alpha_n_source=alpha_n_source, seed=seed)

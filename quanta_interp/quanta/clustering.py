@@ -167,6 +167,7 @@ class QuantaClustering:
 
         G = np.asarray(G)
         self._validate(len(G))
+        self.labels_ = None  # a refit computes them anew (`labels_for` returns them once set)
         X = unit_rows(G, self.center)
         self.affinity_ = self._dense(X) if self.method == "dense" else self._knn(X)
         n_fine = self._n_fine(len(X))
@@ -194,7 +195,9 @@ class QuantaClustering:
         """int (n,) labels for k clusters (k' ≤ k when refined): with over_cluster = 1, k-means on the first k
         spectral components (what `SpectralClustering(n_clusters=k)` computes on the same affinity); with
         over_cluster > 1, the merge tree cut at k clusters (k ≤ the number of fine clusters); then
-        `refine_labels`."""
+        `refine_labels`. k = n_clusters returns `labels_` once `fit` has computed it."""
+        if k == self.n_clusters and getattr(self, "labels_", None) is not None:
+            return self.labels_
         top = self.n_fine_ if self.over_cluster > 1 else self.embedding_.shape[1]
         if not 2 <= k <= top:
             raise ParameterError("cluster_counts", f"must each be between 2 and {top}, got {k}")

@@ -36,7 +36,7 @@ STORE_BYTES = 64e9  # the largest gradient store (n_tokens × projection_dim flo
 MAX_RESAMPLES = 200
 
 
-def check_resamples(name: str, v: int, n_tokens: int) -> None:
+def check_resamples(name: str, v: int) -> None:
     """0 (no resampling) or 2 … `MAX_RESAMPLES` resamples (`stability.resample_quanta`).
 
     Raises
@@ -340,7 +340,7 @@ class QDGConfig(Config):
                                            f"clustering has rank {v[1]}; lower the upper rank or raise cluster_counts")
 
         def resamples(name, v):
-            check_resamples(name, v, n_tokens)
+            check_resamples(name, v)
 
         def alpha(name, v):
             if isinstance(v, (int, float)):

@@ -252,7 +252,7 @@ def resample_quanta(G: np.ndarray, clustering: ClusteringConfig, *, counts, fit_
         sub = np.sort(rng.choice(n, m, replace=False))
         qc = QuantaClustering.of(clustering, counts=counts, random_state=seed + 1 + i).fit(G[sub])
         draw = np.sort(rng.integers(0, m, m))
-        cuts = [qc.labels_ if k == clustering.n_clusters else qc.labels_for(k) for k in counts]
+        cuts = [qc.labels_for(k) for k in counts]
         env = envelope([rank_sizes(c) for c in cuts])
         fits.append(rank_frequency_fit(env, total=m, fit_ranks=fit_ranks, alpha_n=alpha_n,
                                        alpha_n_source=alpha_n_source, seed=seed + 1 + i, sensitivity=False))
