@@ -274,16 +274,17 @@ def fit_task_scaling(N, pu, *, predict_at=None, per_instance: bool = False, pass
     )
 
 
-def _curvature(x: np.ndarray, f: np.ndarray) -> tuple[float, float]:
-    """Quadratic coefficient of F on centred log N and its OLS standard error."""
-    xc = x - x.mean()
-    X = np.column_stack([np.ones_like(xc), xc, xc**2])
+def _polyfit(xc: np.ndarray, f: np.ndarray, degree: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """OLS of F on powers 0 … `degree` of centred log N: (coefficients, residual sum of squares, design matrix)."""
+    X = np.vander(xc, degree + 1, increasing=True)
     coef, *_ = np.linalg.lstsq(X, f, rcond=None)
-    dof = x.size - 3
-    if dof <= 0:
-        return float(coef[2]), float("nan")
-    s2 = float(np.sum((f - X @ coef) ** 2)) / dof
-    return float(coef[2]), float(np.sqrt(s2 * np.linalg.inv(X.T @ X)[2, 2]))
+    return coef, max(float(np.sum((f - X @ coef) ** 2)), 1e-300), X
+
+
+def _aic(rss: float, n: int, k: int) -> tuple[float, float]:
+    """(AIC, small-sample AICc) of a least-squares fit with k parameters to n points; AICc NaN when n ≤ k + 1."""
+    aic = n * np.log(rss / n) + 2 * k
+    return aic, aic + 2 * k * (k + 1) / (n - k - 1) if n > k + 1 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -375,17 +376,13 @@ def classify_emergence(N, pu, *, significance: float = 0.05) -> EmergenceTest:
         raise ValueError("classify_emergence needs task PU < 1 for every model (log(−log 1) is −inf)")
     x, f = np.log(n), _F(task)
     xc = x - x.mean()
-    rss = []
-    for degree in (1, 2):
-        X = np.vander(xc, degree + 1, increasing=True)
-        coef, *_ = np.linalg.lstsq(X, f, rcond=None)
-        rss.append(max(float(np.sum((f - X @ coef) ** 2)), 1e-300))
-    q, se = _curvature(x, f)
-    dof = n.size - 3
+    (_, rss_linear, _), (coef, rss_quadratic, X) = _polyfit(xc, f, 1), _polyfit(xc, f, 2)
+    rss = [rss_linear, rss_quadratic]
+    dof = n.size - 3  # > 0: at least 3 sizes × 2 seeds
+    q, se = float(coef[2]), float(np.sqrt(rss_quadratic / dof * np.linalg.inv(X.T @ X)[2, 2]))
     f_stat = (rss[0] - rss[1]) / (rss[1] / dof)
     p_value = float(stats.f.sf(f_stat, 1, dof))
-    aicc = [n.size * np.log(r / n.size) + 2 * k + 2 * k * (k + 1) / (n.size - k - 1) if n.size > k + 1
-            else float("inf") for r, k in zip(rss, (3, 4), strict=True)]
+    aicc = [_aic(r, n.size, k)[1] for r, k in zip(rss, (3, 4), strict=True)]  # k counts the noise variance too
     label = "linear" if p_value >= significance else ("convex" if q > 0 else "concave")
     return EmergenceTest(
         label=label, curvature=q, curvature_se=se, f_statistic=float(f_stat), p_value=p_value,
@@ -492,8 +489,7 @@ def fit_emergence_models(N, pu) -> EmergenceModels:
         best = min((least_squares(lambda th, fn=fn: fn(th, x) - f, th0) for th0 in starts), key=lambda r: r.cost)
         rss = max(2 * float(best.cost), 1e-300)
         k = best.x.size
-        aic = x.size * np.log(rss / x.size) + 2 * k
-        aicc = aic + 2 * k * (k + 1) / (x.size - k - 1) if x.size > k + 1 else float("nan")
+        aic, aicc = _aic(rss, x.size, k)
         out[name] = {"params": best.x.tolist(), "rss": rss, "k": k, "aic": aic, "aicc": aicc}
     crit = "aicc" if x.size >= 6 else "aic"
     return EmergenceModels(models=out, best=min(out, key=lambda m: out[m][crit]), criterion=crit,
