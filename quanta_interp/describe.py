@@ -10,15 +10,17 @@ Half the positives (every other one) describe, the other half are held out, so t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from .record import Record
 
 __all__ = ["Description", "describe_tokens", "log_unigram"]
 
 
 @dataclass(frozen=True)
-class Description:
+class Description(Record):
     """`describe_tokens`' result.
 
     Attributes
@@ -39,10 +41,6 @@ class Description:
     auc: float | None
     n_fit: int
     n_heldout: int
-
-    def to_dict(self) -> dict:
-        """The fields as JSON-able values (keys in field order)."""
-        return asdict(self)
 
 
 def log_unigram(ids: np.ndarray, vocab_size: int, alpha: float = 0.5) -> np.ndarray:
@@ -93,12 +91,8 @@ def describe_tokens(positives: np.ndarray, negatives: np.ndarray, base: np.ndarr
     V = base.shape[1]
     fit, held = positives[0::2], positives[1::2]
 
-    def log_odds(col, row):
-        c = np.bincount(col[col >= 0], minlength=V).astype(float)
-        return np.log((c + alpha) / (c.sum() + alpha * V)) - base[row], c
-
-    lo_t, c_t = log_odds(fit[:, 0], 0)
-    lo_p, c_p = log_odds(fit[:, 1], 1)
+    lo_t, lo_p = (log_unigram(fit[:, col], V, alpha) - base[col] for col in (0, 1))
+    c_t, c_p = (np.bincount(fit[:, col][fit[:, col] >= 0], minlength=V) for col in (0, 1))
     best = [int(i) for i in np.argsort(-lo_t) if c_t[i] >= 2][:3] or [int(np.argmax(np.where(c_t > 0, lo_t, -np.inf)))]
     after = [int(i) for i in np.argsort(-lo_p) if c_p[i] >= 2][:1]
     tokens, after_s = names(best), names(after)
